@@ -1,0 +1,115 @@
+"""Value types the core works on: the scheduler's view of a task and the router's view of an agent.
+
+The wire layer builds these from records (``streams.wire.records``); the simulator builds them
+directly. Times are integer milliseconds since the Unix epoch (or since the start of a
+simulation): the core never reads a clock, every time is passed in.
+
+Priorities are levels ``0 .. levels-1``; **0 is the most urgent**.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A task as the core sees it: what to order it by and where it may run."""
+
+    task_id: str
+    priority: int
+    submitted_ms: int
+    """When the producer submitted it; queue time and aging are measured from here."""
+    tenant: str = "default"
+    task_type: str = "default"
+    deadline_ms: int | None = None
+    """Absolute time by which it must have *started*; ``None``: no deadline."""
+    expires_ms: int | None = None
+    """Absolute time after which it must not be dispatched (from its TTL); ``None``: never."""
+    required_skills: frozenset[str] = frozenset()
+    zone: str | None = None
+    """Preferred zone: agents there are chosen first, others only when none fits."""
+    target_agent: str | None = None
+    """Manual routing: only this agent may run it."""
+    affinity_key: str | None = None
+    cost: float = 1.0
+    """Expected work in abstract units (an agent of speed 1 runs one unit in one second)."""
+    attempt: int = 0
+    """0 for the first run; each retry or failover adds one."""
+    max_attempts: int = 3
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def last_start_ms(self) -> int | None:
+        """The time after which the task is expired (the earlier of deadline and TTL)."""
+        if self.deadline_ms is None:
+            return self.expires_ms
+        if self.expires_ms is None:
+            return self.deadline_ms
+        return min(self.deadline_ms, self.expires_ms)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class AgentState(enum.Enum):
+    """Health of an agent; transitions live in ``streams.core.agents``."""
+
+    JOINING = "JOINING"
+    READY = "READY"
+    DRAINING = "DRAINING"
+    SUSPECT = "SUSPECT"
+    DOWN = "DOWN"
+
+
+@dataclass(slots=True)
+class AgentInfo:
+    """What the router knows of one agent. Owned and updated by the agent registry."""
+
+    agent_id: str
+    capacity: int
+    """Slots: how many tasks it runs at once."""
+    skills: frozenset[str] = frozenset()
+    zone: str | None = None
+    weight: float = 1.0
+    state: AgentState = AgentState.READY
+    in_flight: int = 0
+    ewma_run_ms: float | None = None
+    """Exponentially weighted mean run time of its recent tasks; ``None`` until one finished."""
+    ewma_success: float = 1.0
+    """Exponentially weighted share of its recent tasks that succeeded (0..1)."""
+    cost_per_task: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.capacity - self.in_flight)
+
+    @property
+    def load(self) -> float:
+        """In-flight over capacity (0 when it has no capacity)."""
+        return self.in_flight / self.capacity if self.capacity > 0 else 0.0
+
+    def can_run(self, job: Job) -> bool:
+        """Hard constraints only: skills and manual target (not health, not free slots)."""
+        if job.target_agent is not None and job.target_agent != self.agent_id:
+            return False
+        return job.required_skills <= self.skills
+
+    @property
+    def accepts_work(self) -> bool:
+        return self.state is AgentState.READY
+
+
+class DeadLetterReason(enum.Enum):
+    """Why a task ended in the dead letters (the ``DeadLetter.reason`` of the wire format)."""
+
+    MALFORMED = "MALFORMED"
+    EXPIRED = "EXPIRED"
+    MAX_ATTEMPTS = "MAX_ATTEMPTS"
+    FAILED = "FAILED"
+    NO_CAPABLE_AGENT = "NO_CAPABLE_AGENT"
+    REJECTED = "REJECTED"

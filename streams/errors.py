@@ -1,0 +1,53 @@
+"""The one exception hierarchy of Task Distributor.
+
+Every error the package raises on purpose derives from :class:`TaskdError`, grouped by layer,
+so a caller can catch broadly (``TaskdError``) or precisely (``DecodeError``).
+"""
+
+from __future__ import annotations
+
+
+class TaskdError(Exception):
+    """Root of every error raised by Task Distributor."""
+
+
+class ConfigError(TaskdError):
+    """Settings or a scenario file are invalid; the message names the field and the problem."""
+
+
+class CoreError(TaskdError):
+    """The pure core was used wrongly (unknown agent, a task submitted twice, ...)."""
+
+
+class WireError(TaskdError):
+    """Records could not be encoded or decoded."""
+
+
+class EncodeError(WireError):
+    """A record does not fit its schema."""
+
+
+class DecodeError(WireError):
+    """Bytes or JSON could not be turned into a record.
+
+    Carries the raw input and where it came from, so the dead letter can keep both.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw: bytes | None = None,
+        source: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.source = source
+
+
+class KafkaError(TaskdError):
+    """The broker or a Kafka client failed; the client error is kept as ``__cause__``."""
+
+
+class TopicError(KafkaError):
+    """Topics could not be created or described."""
