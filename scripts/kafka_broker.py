@@ -11,6 +11,8 @@ Environment:
   TASKD_KAFKA_CONTROLLER_PORT  controller port (default 9093)
   TASKD_KAFKA_HEAP             JVM heap, e.g. 512m (default)
   TASKD_KAFKA_START_TIMEOUT_S  how long to wait for the broker to answer (default 90)
+  TASKD_KAFKA_RUN_DIR          where data, log, config and pid go (default .run/kafka)
+  TASKD_KAFKA_VERSION          another Kafka version than the one pinned in the pom
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 POM = ROOT / "scripts" / "kafka" / "pom.xml"
 LOG4J_CONFIG = ROOT / "scripts" / "kafka" / "log4j2.properties"
 SERVER_TEMPLATE = ROOT / "scripts" / "kafka" / "server.properties.in"
-RUN_DIR = ROOT / ".run" / "kafka"
+RUN_DIR = Path(os.environ.get("TASKD_KAFKA_RUN_DIR") or ROOT / ".run" / "kafka").resolve()
 PID_FILE = RUN_DIR / "broker.pid"
 DATA_DIR = RUN_DIR / "data"
 CONFIG_FILE = RUN_DIR / "server.properties"
@@ -45,6 +47,9 @@ class BrokerError(Exception):
 
 
 def kafka_version() -> str:
+    override = os.environ.get("TASKD_KAFKA_VERSION")
+    if override:
+        return override
     text = POM.read_text()
     start = text.index("<kafka.version>") + len("<kafka.version>")
     return text[start : text.index("</kafka.version>")].strip()
@@ -165,13 +170,14 @@ def fetch_jars() -> Path:
     command = [
         "mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
         f"-DoutputDirectory={target}", "-DincludeScope=runtime",
+        f"-Dkafka.version={kafka_version()}",
     ]  # fmt: skip
     with MVN_LOG.open("w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0 or not any(target.glob("kafka_2.13-*.jar")):
         raise BrokerError(
             f"could not download the Kafka jars with Maven (exit {result.returncode});"
-            f" see {MVN_LOG.relative_to(ROOT)}"
+            f" see {MVN_LOG}"
         )
     marker.write_text(kafka_version() + "\n")
     return target
@@ -238,7 +244,7 @@ def wait_ready(pid: int) -> None:
 
 
 def _log_hint() -> str:
-    return f"{BROKER_LOG.relative_to(ROOT)} and {CONSOLE_LOG.relative_to(ROOT)}"
+    return f"{BROKER_LOG} and {CONSOLE_LOG}"
 
 
 def rss_mib(pid: int) -> float | None:

@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` (the main job) and `make test` (every test).
+# Each sets up what it needs on first use: the virtual environment, the packages, the Kafka
+# broker's jars (from Maven Central) and the broker itself (scripts/kafka-start).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup broker broker-stop lint test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+broker:
+	@scripts/kafka-start
+
+broker-stop:
+	@scripts/kafka-stop
+
+lint: setup
+	$(BIN)/ruff check streams tests scripts
+	$(BIN)/ruff format --check streams tests scripts
+	$(BIN)/mypy streams
+
+test: setup broker lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: setup broker
+	$(BIN)/taskd topics create
+	$(BIN)/taskd topics list
+
+clean:
+	rm -rf .run/state out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,128 @@
+"""Topic administration on confluent-kafka's AdminClient: create the architecture's topics.
+
+Creation is idempotent: a topic that exists is left alone and reported as such; one whose
+partition count differs from the settings is reported, never changed behind the user's back
+(re-partitioning a keyed topic moves keys between shards).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from streams.errors import TopicError
+from streams.settings import Settings
+from streams.wire.topics import TopicSpec
+
+_TIMEOUT_S = 30.0
+
+
+class TopicState(enum.Enum):
+    CREATED = "created"
+    EXISTS = "exists"
+    DIFFERS = "exists, partitions differ"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    """What ``create_topics`` did with one topic."""
+
+    name: str
+    state: TopicState
+    partitions: int
+    wanted_partitions: int
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka_config())
+
+
+def wanted_topics(settings: Settings) -> list[TopicSpec]:
+    return settings.topics.specs(
+        shards=settings.shards, dispatch_partitions=settings.dispatch_partitions
+    )
+
+
+def topic_partitions(admin: AdminClient) -> dict[str, int]:
+    """Every topic on the cluster with its partition count."""
+    try:
+        metadata = admin.list_topics(timeout=_TIMEOUT_S)
+    except KafkaException as error:
+        raise TopicError(f"cannot list topics: {error}") from error
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def create_topics(settings: Settings, admin: AdminClient | None = None) -> list[TopicReport]:
+    """Create every missing topic of the architecture; report the state of each."""
+    admin = admin or admin_client(settings)
+    specs = wanted_topics(settings)
+    existing = topic_partitions(admin)
+    missing = [spec for spec in specs if spec.name not in existing]
+    created = _create(admin, missing, settings) if missing else set()
+    existing = topic_partitions(admin) if missing else existing
+    return [_report(spec, existing, created) for spec in specs]
+
+
+def _create(admin: AdminClient, specs: Sequence[TopicSpec], settings: Settings) -> set[str]:
+    new_topics = [
+        NewTopic(
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=settings.replication_factor,
+            config=_topic_config(spec, settings),
+        )
+        for spec in specs
+    ]
+    created: set[str] = set()
+    for name, future in admin.create_topics(new_topics, request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result()
+            created.add(name)
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won
+                raise TopicError(f"cannot create topic {name}: {error.args[0].str()}") from error
+    return created
+
+
+def _topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    if spec.compacted:
+        return {"cleanup.policy": "compact"}
+    return {"retention.ms": str(settings.retention_ms)}
+
+
+def _report(spec: TopicSpec, existing: dict[str, int], created: set[str]) -> TopicReport:
+    partitions = existing.get(spec.name, 0)
+    if spec.name in created:
+        state = TopicState.CREATED
+    elif partitions == spec.partitions:
+        state = TopicState.EXISTS
+    else:
+        state = TopicState.DIFFERS
+    return TopicReport(spec.name, state, partitions, spec.partitions)
+
+
+def list_topics(settings: Settings, admin: AdminClient | None = None) -> list[TopicReport]:
+    """The architecture's topics as they are on the cluster (partitions 0: missing)."""
+    existing = topic_partitions(admin or admin_client(settings))
+    return [_report(spec, existing, set()) for spec in wanted_topics(settings)]
+
+
+def delete_topics(settings: Settings, admin: AdminClient | None = None) -> list[str]:
+    """Delete every topic under the configured prefix (tests and demos clean up with it)."""
+    if not settings.topic_prefix:
+        raise TopicError("refusing to delete topics with an empty topic prefix (that is all)")
+    admin = admin or admin_client(settings)
+    names = [name for name in topic_partitions(admin) if name.startswith(settings.topic_prefix)]
+    if not names:
+        return []
+    for name, future in admin.delete_topics(names, request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            raise TopicError(f"cannot delete topic {name}: {error.args[0].str()}") from error
+    return names

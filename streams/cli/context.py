@@ -1,0 +1,29 @@
+"""State shared by the CLI's commands: the settings, built once on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+from streams.settings import Settings, load_settings
+
+
+@dataclass
+class CliState:
+    config_file: Path | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_file)
+        return self._settings
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings of this invocation (walks up to the root command's state)."""
+    root = ctx.find_root()
+    state = root.obj if isinstance(root.obj, CliState) else CliState()
+    return state.settings

@@ -1,0 +1,55 @@
+"""The ``taskd`` command line: one entry point for every job of Task Distributor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from streams.cli.context import CliState
+from streams.cli.topics import topics_app
+from streams.errors import TaskdError
+
+app = typer.Typer(
+    name="taskd",
+    help="Task Distributor: Kafka-native distribution of tasks across worker agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(topics_app, name="topics")
+
+_err = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML settings file (else $TASKD_CONFIG)"),
+    ] = None,
+) -> None:
+    ctx.obj = CliState(config_file=config)
+
+
+def main() -> None:
+    """Run the CLI; a TaskdError becomes one red line on stderr and exit status 1."""
+    try:
+        app(standalone_mode=False)
+    except TaskdError as error:
+        _err.print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(1)
+    except typer.Abort:
+        _err.print("aborted")
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as error:  # click's usage errors carry their own exit codes
+        show = getattr(error, "show", None)
+        if callable(show):
+            show()
+            sys.exit(getattr(error, "exit_code", 2))
+        raise

@@ -1,0 +1,177 @@
+"""Settings: one frozen, validated object built once at the entry point and passed down.
+
+Sources, strongest first: explicit arguments, environment variables ``TASKD_*``, a TOML file
+(``TASKD_CONFIG`` or ``--config``), then the defaults below. Invalid values raise
+:class:`~streams.errors.ConfigError` naming the setting, the variable and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from streams.errors import ConfigError
+from streams.wire.topics import TopicNames
+
+ENV_PREFIX = "TASKD_"
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+_HOST_PORT = re.compile(r"^[^\s,:]+:\d{1,5}$")
+
+
+class Settings(BaseSettings):
+    """Every setting of Task Distributor, with its default and its meaning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_ignore_empty=True
+    )
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port"
+    )
+    topic_prefix: str = Field("taskd.", description="prefix of every topic name")
+    priority_levels: int = Field(4, ge=1, le=16, description="priority levels, 0 most urgent")
+    shards: int = Field(
+        6, ge=1, le=1000, description="partitions of the task, retry, results, dlq topics"
+    )
+    dispatch_partitions: int = Field(
+        64, ge=1, le=10000, description="partitions of the dispatch topic (max agents)"
+    )
+    replication_factor: int = Field(1, ge=1, le=10)
+    retention_ms: int = Field(7 * 24 * 3_600_000, ge=60_000, description="topic retention")
+    retry_tiers_ms: tuple[int, ...] = Field(
+        (1_000, 10_000, 60_000), description="backoff of each retry tier"
+    )
+    schema_registry_url: str | None = Field(
+        None, description="Confluent schema registry; when set, the Confluent framing is used"
+    )
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SASL_PLAINTEXT|SASL_SSL|SSL)$")
+    http_host: str = Field("127.0.0.1", description="bind address of the dispatcher's HTTP views")
+    http_port: int = Field(6066, ge=1, le=65535, description="dispatcher's /metrics, /status")
+    data_dir: Path = Field(Path(".run/state"), description="RocksDB state of the dispatcher")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",")]
+        bad = [server for server in servers if not _HOST_PORT.fullmatch(server)]
+        if bad or not servers:
+            raise ValueError("expected host:port[,host:port...]")
+        return ",".join(servers)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.fullmatch(value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-' (Kafka topic names)")
+        return value
+
+    @field_validator("retry_tiers_ms")
+    @classmethod
+    def _check_tiers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(tier <= 0 for tier in value):
+            raise ValueError("every retry backoff must be > 0 ms")
+        if list(value) != sorted(set(value)):
+            raise ValueError("retry backoffs must be strictly increasing")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_prefix, self.priority_levels, self.retry_tiers_ms)
+
+    def kafka_config(self) -> dict[str, str | int | float | bool]:
+        """The connection part of a librdkafka (confluent-kafka) configuration."""
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_username and self.sasl_password:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        return config
+
+
+# The TOML path for the settings being built (pydantic-settings reads sources per class).
+_config_file: dict[str, Path | None] = {"path": None}
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, ``TASKD_*`` variables and an optional TOML file.
+
+    The file is ``config_file`` or else ``$TASKD_CONFIG``; a missing or unreadable file, a
+    malformed one and every invalid value raise ConfigError.
+    """
+    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    toml_path = _check_toml(Path(path)) if path else None
+    _config_file["path"] = toml_path
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, toml_path)) from error
+    finally:
+        _config_file["path"] = None
+
+
+def _check_toml(path: Path) -> Path:
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"settings file {path} is not valid TOML: {error}") from error
+    except OSError as error:
+        raise ConfigError(f"settings file {path} cannot be read: {error}") from error
+    return path
+
+
+def _describe(error: ValidationError, toml_path: Path | None) -> str:
+    problems = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        where = f"{name} (env {ENV_PREFIX}{name.upper()}"
+        where += f" or {toml_path})" if toml_path else ")"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {name!r}" + (f" in {toml_path}" if toml_path else ""))
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        shown = "***" if "password" in name else repr(item.get("input"))
+        problems.append(f"{where}: {message} (got {shown})")
+    return "invalid settings: " + "; ".join(problems)
