@@ -1,0 +1,103 @@
+"""docker-compose.yml cannot run here (no Docker engine): check its structure against the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (service.get("environment") or {}).items()}
+
+
+def _taskd_env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in _env(service).items() if k.startswith("TASKD_")}
+
+
+def _published(service: dict[str, Any]) -> dict[int, int]:
+    """Container port -> host port of every published port ("127.0.0.1:HOST:CONTAINER")."""
+    ports = {}
+    for entry in service.get("ports", []):
+        *_, host, container = str(entry).split(":")
+        ports[int(container)] = int(host)
+    return ports
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"kafka", "topics", "dispatcher", "agent", "prometheus"}
+
+
+def test_every_taskd_variable_is_a_valid_setting(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fields = {f"TASKD_{name.upper()}" for name in Settings.model_fields}
+    for name, service in compose["services"].items():
+        env = _taskd_env(service)
+        assert set(env) <= fields, f"{name}: unknown settings {set(env) - fields}"
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        load_settings()  # raises ConfigError on an invalid value
+        for key in env:
+            monkeypatch.delenv(key)
+
+
+def test_services_reach_kafka_on_its_internal_listener(compose: dict[str, Any]) -> None:
+    kafka_env = _env(compose["services"]["kafka"])
+    advertised = dict(
+        reversed(item.split("://")) for item in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    for name in ("topics", "dispatcher", "agent"):
+        bootstrap = _taskd_env(compose["services"][name])["TASKD_BOOTSTRAP_SERVERS"]
+        assert advertised.get(bootstrap) == kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"], name
+
+
+def test_host_reaches_kafka_with_default_settings(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    default_host, default_port = Settings().bootstrap_servers.split(":")
+    advertised = _env(kafka)["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"EXTERNAL://{default_host}:{default_port}" in advertised
+    listener_port = int(re.search(r"EXTERNAL://:(\d+)", _env(kafka)["KAFKA_LISTENERS"])[1])
+    assert _published(kafka)[listener_port] == int(default_port)
+
+
+def test_kafka_image_matches_the_pinned_version(compose: dict[str, Any]) -> None:
+    pom = (ROOT / "scripts" / "kafka" / "pom.xml").read_text()
+    pinned = re.search(r"<kafka.version>(.+)</kafka.version>", pom)
+    assert pinned is not None
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{pinned[1]}"
+
+
+def test_prometheus_scrapes_the_ports_the_code_serves(compose: dict[str, Any]) -> None:
+    dispatcher = compose["services"]["dispatcher"]
+    http_port = int(_taskd_env(dispatcher)["TASKD_HTTP_PORT"])
+    assert _published(dispatcher)[http_port] == http_port
+    assert _taskd_env(dispatcher)["TASKD_HTTP_HOST"] == "0.0.0.0"  # reachable from prometheus
+    agent_port = int(_taskd_env(compose["services"]["agent"])["TASKD_AGENT_METRICS_PORT"])
+    assert str(agent_port) in [str(p) for p in compose["services"]["agent"]["expose"]]
+    volume = compose["services"]["prometheus"]["volumes"][0].split(":")[0]
+    scrape = yaml.safe_load((ROOT / volume).read_text())["scrape_configs"]
+    jobs = {job["job_name"]: job for job in scrape}
+    assert jobs["taskd-dispatcher"]["static_configs"][0]["targets"] == [f"dispatcher:{http_port}"]
+    assert jobs["taskd-agents"]["dns_sd_configs"][0]["port"] == agent_port
+
+
+def test_images_are_built_from_this_repository(compose: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["taskd"]' in dockerfile
+    for name in ("topics", "dispatcher", "agent"):
+        assert compose["services"][name]["build"] == "."
