@@ -45,6 +45,13 @@ class DecodeError(WireError):
         self.source = source
 
 
+class RegistryError(WireError):
+    """The schema registry could not be reached or answered wrongly; the cause is kept.
+
+    Not a DecodeError: the bytes may be fine, so they must not be dead-lettered as MALFORMED.
+    """
+
+
 class KafkaError(TaskdError):
     """The broker or a Kafka client failed; the client error is kept as ``__cause__``."""
 

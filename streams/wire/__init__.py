@@ -1,0 +1,53 @@
+"""The wire format: record types, Avro schemas, codecs and the inbound JSON form of tasks.
+
+Imports only ``streams.core``, ``streams.errors`` and fastavro; no Kafka client.
+"""
+
+from streams.wire.codec import Codec, RecordCodec
+from streams.wire.json_input import decode_task, parse_task_json, validate_task
+from streams.wire.mapping import task_to_job
+from streams.wire.records import (
+    RECORD_TYPES,
+    AgentHeartbeat,
+    AgentStatus,
+    Assignment,
+    DeadLetter,
+    Task,
+    TaskOptions,
+    TaskResult,
+    TaskStatus,
+    WireRecord,
+)
+from streams.wire.registry_client import (
+    ConfluentCodec,
+    SchemaRegistryClient,
+    record_name_strategy,
+    topic_name_strategy,
+)
+from streams.wire.schemas import SCHEMA_DIR, WireSchema, current_schemas
+
+__all__ = [
+    "RECORD_TYPES",
+    "SCHEMA_DIR",
+    "AgentHeartbeat",
+    "AgentStatus",
+    "Assignment",
+    "Codec",
+    "ConfluentCodec",
+    "DeadLetter",
+    "RecordCodec",
+    "SchemaRegistryClient",
+    "Task",
+    "TaskOptions",
+    "TaskResult",
+    "TaskStatus",
+    "WireRecord",
+    "WireSchema",
+    "current_schemas",
+    "decode_task",
+    "parse_task_json",
+    "record_name_strategy",
+    "task_to_job",
+    "topic_name_strategy",
+    "validate_task",
+]

@@ -1,0 +1,275 @@
+"""The wire records as typed Python values: one frozen dataclass per Avro record.
+
+Python field names are the Avro field names (a test keeps them from drifting apart), times are
+integer milliseconds since the Unix epoch, and every record converts itself to and from the
+plain dict fastavro reads and writes (``to_avro`` / ``from_avro``).
+
+Sequences are tuples so records stay immutable and hashable: ``Task.required_skills`` keeps its
+order; ``Task.headers`` is a tuple of ``(key, value)`` pairs, kept sorted by key, with unique keys
+(the Avro map it becomes cannot hold a key twice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+import uuid
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
+
+from streams.core.model import DeadLetterReason
+from streams.errors import EncodeError
+
+AvroDatum = dict[str, Any]
+"""A record as fastavro reads and writes it: field name to plain value."""
+
+
+class WireRecord(Protocol):
+    """What the codecs need of a record type: its Avro name and the dict conversions."""
+
+    SCHEMA_NAME: ClassVar[str]
+    """Full Avro name of the record's schema, e.g. ``taskd.Task``."""
+
+    def to_avro(self) -> AvroDatum:
+        """The record as fastavro writes it (enums as symbols, tuples as lists or maps)."""
+        ...
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        """The record from what fastavro read with the current schema."""
+        ...
+
+
+class TaskStatus(enum.Enum):
+    """How one attempt of a task ended (``TaskResult.status``)."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    """Final failure: the task goes to the dead letters."""
+    RETRYABLE = "RETRYABLE"
+    """Transient failure: the task is retried while attempts remain."""
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    """The agent refused the task (unknown type, shutting down, stale epoch)."""
+
+
+class AgentStatus(enum.Enum):
+    """What an agent says of itself in its heartbeat."""
+
+    READY = "READY"
+    DRAINING = "DRAINING"
+    """Finishing its in-flight tasks and taking no new ones."""
+    STOPPING = "STOPPING"
+
+
+class TaskOptions(TypedDict, total=False):
+    """The optional fields of a :class:`Task`, for :meth:`Task.new`."""
+
+    tenant: str
+    affinity_key: str | None
+    required_skills: tuple[str, ...]
+    zone: str | None
+    target_agent: str | None
+    deadline: int | None
+    ttl_ms: int | None
+    max_attempts: int
+    attempt: int
+    cost: float | None
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """A unit of work, as producers submit it and agents receive it inside an Assignment."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.Task"
+
+    task_id: str
+    type: str
+    priority: int
+    """Level ``0 .. levels-1``; 0 is the most urgent."""
+    payload: bytes
+    tenant: str = "default"
+    affinity_key: str | None = None
+    required_skills: tuple[str, ...] = ()
+    zone: str | None = None
+    target_agent: str | None = None
+    submitted_at: int
+    """Milliseconds since the epoch."""
+    deadline: int | None = None
+    """Absolute time (ms since the epoch) by which it must have started."""
+    ttl_ms: int | None = None
+    """Time to live after ``submitted_at``."""
+    max_attempts: int = 3
+    attempt: int = 0
+    cost: float | None = None
+    """Expected work units; ``None`` means 1."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """``(key, value)`` pairs, sorted by key, keys unique (normalised on construction)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "required_skills", tuple(self.required_skills))
+        object.__setattr__(self, "headers", sorted_headers(self.headers))
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        type: str,
+        priority: int,
+        now_ms: int,
+        payload: bytes = b"",
+        **options: Unpack[TaskOptions],
+    ) -> Task:
+        """A fresh task: a new uuid4-hex ``task_id``, submitted at ``now_ms``."""
+        return cls(
+            task_id=uuid.uuid4().hex,
+            type=type,
+            priority=priority,
+            payload=payload,
+            submitted_at=now_ms,
+            **options,
+        )
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["headers"] = dict(self.headers)
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**{**datum, "headers": tuple(datum["headers"].items())})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Assignment:
+    """A task given to one agent; written to that agent's partition of the dispatch topic."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.Assignment"
+
+    task: Task
+    agent_id: str
+    epoch: int
+    """Epoch of the partition owner: agents skip assignments of older epochs."""
+    dispatched_at: int
+    lease_ms: int
+    dispatcher_shard: int
+    reply_partition: int
+    """Partition of the results topic the agent answers on (the owning shard's)."""
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["task"] = self.task.to_avro()
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**{**datum, "task": Task.from_avro(datum["task"])})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskResult:
+    """How one attempt of a task ended, reported by the agent that ran it."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.TaskResult"
+
+    task_id: str
+    agent_id: str
+    attempt: int
+    status: TaskStatus
+    error: str | None = None
+    started_at: int
+    finished_at: int
+    output: bytes | None = None
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["status"] = self.status.value
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**{**datum, "status": TaskStatus(datum["status"])})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AgentHeartbeat:
+    """An agent's periodic report of its capacity, skills and load."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.AgentHeartbeat"
+
+    agent_id: str
+    capacity: int
+    """Slots: how many tasks it runs at once."""
+    skills: tuple[str, ...]
+    zone: str | None = None
+    weight: float = 1.0
+    cost_per_task: float = 0.0
+    status: AgentStatus
+    in_flight: int
+    completed: int
+    sent_at: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skills", tuple(self.skills))
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["status"] = self.status.value
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**{**datum, "status": AgentStatus(datum["status"])})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A task that will not be run, and why; ``raw`` keeps the bytes that could not be decoded."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.DeadLetter"
+
+    task: Task | None = None
+    raw: bytes | None = None
+    reason: DeadLetterReason
+    error: str
+    attempts: int
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    dead_at: int
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["task"] = None if self.task is None else self.task.to_avro()
+        datum["reason"] = self.reason.value
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        task = None if datum["task"] is None else Task.from_avro(datum["task"])
+        return cls(**{**datum, "task": task, "reason": DeadLetterReason(datum["reason"])})
+
+
+RECORD_TYPES: tuple[type[WireRecord], ...] = (
+    Task,
+    Assignment,
+    TaskResult,
+    AgentHeartbeat,
+    DeadLetter,
+)
+"""Every wire record type, Task first (the others nest it)."""
+
+
+def sorted_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Header pairs sorted by key; a key given twice raises EncodeError (an Avro map can't)."""
+    ordered = tuple(sorted(pairs))
+    for (key, _), (next_key, _) in itertools.pairwise(ordered):
+        if key == next_key:
+            raise EncodeError(f"headers: key {key!r} given twice")
+    return ordered
+
+
+def _shallow_dict(record: Any) -> AvroDatum:
+    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}

@@ -1,0 +1,151 @@
+"""The .avsc files, the Python records and the fingerprints agree with each other and the spec."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastavro.schema import parse_schema, to_parsing_canonical_form
+
+from streams.core.model import DeadLetterReason
+from streams.errors import ConfigError
+from streams.wire import RECORD_TYPES, SCHEMA_DIR, AgentStatus, Codec, Task, TaskStatus
+from streams.wire.records import TaskOptions
+from streams.wire.schemas import current_schemas
+
+FILES = ("Task", "Assignment", "TaskResult", "AgentHeartbeat", "DeadLetter")
+
+
+def _avsc(stem: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SCHEMA_DIR / f"{stem}.avsc").read_text())
+    return loaded
+
+
+def _crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO written from the Avro specification, independent of fastavro's."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def test_the_schema_directory_is_at_the_repository_top() -> None:
+    assert Path(__file__).resolve().parents[2] / "schemas" == SCHEMA_DIR
+    assert sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc")) == sorted(FILES)
+
+
+@pytest.mark.parametrize("stem", FILES)
+def test_every_file_is_a_taskd_record_schema(stem: str) -> None:
+    raw = _avsc(stem)
+    assert (raw["type"], raw["name"], raw["namespace"]) == ("record", stem, "taskd")
+    assert f"taskd.{stem}" in current_schemas()
+
+
+@pytest.mark.parametrize("record_type", RECORD_TYPES, ids=lambda t: t.__name__)
+def test_dataclass_fields_are_the_avro_fields_in_order(record_type: type[Any]) -> None:
+    avro = [field["name"] for field in _avsc(record_type.__name__)["fields"]]
+    python = [field.name for field in dataclasses.fields(record_type)]
+    assert python == avro
+    assert f"taskd.{record_type.__name__}" == record_type.SCHEMA_NAME
+
+
+def _python_default(field: dataclasses.Field[Any]) -> Any:
+    return "<required>" if field.default is dataclasses.MISSING else field.default
+
+
+def _avro_default(field: dict[str, Any]) -> Any:
+    """The default in its Python form: arrays and maps are tuples in the records."""
+    if "default" not in field:
+        return "<required>"
+    default = field["default"]
+    if isinstance(default, list):
+        return tuple(default)
+    if isinstance(default, dict):
+        return tuple(sorted(default.items()))
+    return default
+
+
+@pytest.mark.parametrize("record_type", RECORD_TYPES, ids=lambda t: t.__name__)
+def test_dataclass_defaults_are_the_avro_defaults(record_type: type[Any]) -> None:
+    avro = {field["name"]: _avro_default(field) for field in _avsc(record_type.__name__)["fields"]}
+    python = {field.name: _python_default(field) for field in dataclasses.fields(record_type)}
+    assert python == avro
+
+
+def _symbols(stem: str, field_name: str) -> list[str]:
+    (field,) = [field for field in _avsc(stem)["fields"] if field["name"] == field_name]
+    symbols: list[str] = field["type"]["symbols"]
+    return symbols
+
+
+def test_enums_have_the_avro_symbols() -> None:
+    assert [status.value for status in TaskStatus] == _symbols("TaskResult", "status")
+    assert [status.value for status in AgentStatus] == _symbols("AgentHeartbeat", "status")
+    assert [reason.value for reason in DeadLetterReason] == _symbols("DeadLetter", "reason")
+
+
+def test_task_new_options_are_the_optional_task_fields() -> None:
+    given_by_new = {"task_id", "type", "priority", "payload", "submitted_at"}
+    task_fields = {field.name for field in dataclasses.fields(Task)}
+    assert set(TaskOptions.__annotations__) == task_fields - given_by_new
+
+
+@pytest.mark.parametrize("name", ["taskd.Assignment", "taskd.DeadLetter"])
+def test_schemas_nesting_task_are_standalone_for_a_registry(name: str) -> None:
+    definition = current_schemas()[name].definition
+    parse_schema(definition, {})  # raises if taskd.Task were only referred to by name
+    assert "taskd.Task" in json.dumps(definition)
+    assert '"name": "payload"' in json.dumps(definition)
+
+
+def test_definitions_keep_the_timestamp_logical_type() -> None:
+    assert "timestamp-millis" in json.dumps(current_schemas()["taskd.Task"].definition)
+
+
+def test_crc64_avro_matches_the_spec_test_vector() -> None:
+    # Java's SchemaNormalization.parsingFingerprint64 of "null"
+    assert _crc64_avro(b'"null"') == 7195948357588979594
+
+
+@pytest.mark.parametrize("name", [f"taskd.{stem}" for stem in FILES])
+def test_fingerprint_is_crc64_of_the_canonical_form_little_endian(name: str) -> None:
+    schema = current_schemas()[name]
+    canonical = to_parsing_canonical_form(parse_schema(schema.definition, {}))
+    expected = _crc64_avro(canonical.encode()).to_bytes(8, "little")
+    assert schema.fingerprint == expected
+
+
+def test_encoded_records_carry_the_magic_and_the_fingerprint() -> None:
+    data = Codec().encode(Task.new(type="resize", priority=1, now_ms=1_000))
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10] == current_schemas()["taskd.Task"].fingerprint
+
+
+def test_a_missing_schema_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"Task\.avsc is missing"):
+        current_schemas(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot be read as JSON"),
+        ("[1, 2]", "does not hold a JSON object"),
+        ('{"type": "record", "name": "Task", "fields": [{"name": "x", "type": "nope"}]}', "nope"),
+        ('{"type": "enum", "name": "Task", "symbols": ["A"]}', "not an Avro record schema"),
+    ],
+)
+def test_a_broken_schema_file_is_a_config_error(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "Task.avsc").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        current_schemas(tmp_path)
