@@ -1,0 +1,1 @@
+"""Benchmarks (entry-point level: they may read the clock); ``routing_bench`` times the router."""
