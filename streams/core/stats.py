@@ -1,0 +1,367 @@
+"""Statistics of a distribution run: queue times, utilization, balance, deadlines.
+
+Pure accumulators for the simulator and the dispatcher: every event comes in with its time,
+and ``summary(now_ms)`` computes the figures at that time. Definitions:
+
+- *Queue time* is submitted -> first start of a task, *dispatch latency* submitted -> first
+  dispatch; both are counted once per task (retries and failovers do not add samples), and
+  a task counts only if ``task_received`` saw it first.
+- *Available* slot-time is an agent's capacity integrated over time (report capacity 0 while
+  it is DOWN or gone). *Busy* slot-time integrates ``min(held, capacity)``, where ``held`` is
+  the number of tasks dispatched to it and not finished: a slot is busy from dispatch to finish,
+  as the scheduler counts in-flight work, and an agent never counts as more than fully busy,
+  nor busy while it has no capacity. Utilization is busy over available, hence in [0, 1].
+  A dispatch is closed by ``task_finished`` (a status such as ``LOST`` serves for a failover),
+  a dead letter, or a later dispatch of the same task. Slot-time is integrated as events come,
+  so give each agent's events in time order: one stamped before the agent's latest event is
+  counted at that latest time (a skewed clock cannot make time run backwards).
+- A task with a deadline *meets* it iff its first start is at or before ``deadline_ms``; one
+  dead-lettered unstarted, or still waiting past its deadline, misses it.
+- Quantiles are *nearest-rank*: the smallest sample with at least p % of the samples at or
+  below it (so always a real sample). Statistics of no samples are ``None``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from streams.core.model import DeadLetterReason, Job
+from streams.errors import ConfigError, CoreError
+
+SUCCEEDED = "SUCCEEDED"
+"""The ``task_finished`` status that counts as completed."""
+
+
+def nearest_rank(sorted_values: Sequence[int], percent: int) -> int:
+    """The nearest-rank ``percent``-th percentile (1..100) of non-empty, sorted samples."""
+    if not sorted_values or not 0 < percent <= 100:
+        raise CoreError(f"nearest_rank needs samples and 0 < percent <= 100, got {percent}")
+    rank = -(-percent * len(sorted_values) // 100)
+    return sorted_values[rank - 1]
+
+
+class _Series:
+    """Integer samples (ms) in a compact array, with an exact total and a cached sorted copy."""
+
+    __slots__ = ("_sorted", "_total", "_values")
+
+    def __init__(self) -> None:
+        self._values = array("q")
+        self._sorted = array("q")
+        self._total = 0
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def add(self, value_ms: int) -> None:
+        self._values.append(value_ms)
+        self._total += value_ms
+
+    def mean(self) -> float | None:
+        return self._total / len(self._values) if self._values else None
+
+    def quantile(self, percent: int) -> int | None:
+        if not self._values:
+            return None
+        if len(self._sorted) != len(self._values):
+            # Sorted prefix + new tail: Timsort merges the two runs in linear time.
+            merged = self._sorted + self._values[len(self._sorted) :]
+            self._sorted = array("q", sorted(merged))
+        return nearest_rank(self._sorted, percent)
+
+
+@dataclass(slots=True)
+class _Agent:
+    """Slot-time of one agent, integrated up to ``since_ms``: available and busy."""
+
+    capacity: int
+    since_ms: int
+    held: set[str] = field(default_factory=set)
+    """Ids of the tasks dispatched to it and not finished (facts, not a counter)."""
+    available_slot_ms: int = 0
+    busy_slot_ms: int = 0
+
+    def slot_ms_at(self, now_ms: int) -> tuple[int, int]:
+        """(available, busy) slot-ms up to ``now_ms``; an event from the past adds nothing."""
+        elapsed_ms = max(0, now_ms - self.since_ms)
+        return (
+            self.available_slot_ms + self.capacity * elapsed_ms,
+            self.busy_slot_ms + min(len(self.held), self.capacity) * elapsed_ms,
+        )
+
+    def advance(self, now_ms: int) -> None:
+        self.available_slot_ms, self.busy_slot_ms = self.slot_ms_at(now_ms)
+        self.since_ms = max(self.since_ms, now_ms)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A task received and not started yet."""
+
+    deadline_ms: int | None
+    dispatched: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTimes:
+    """Queue time (submitted -> first start) of the tasks of one priority level."""
+
+    count: int
+    mean_ms: float | None
+    p99_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The figures of a run at ``at_ms``; ``to_dict`` gives them JSON-ready."""
+
+    at_ms: int
+    tasks: int
+    """Tasks received."""
+    dispatched: int
+    completed: int
+    """Finished with status SUCCEEDED."""
+    finished: Mapping[str, int]
+    """Finish reports by status."""
+    dead_lettered: Mapping[str, int]
+    """By ``DeadLetterReason`` value (every reason present)."""
+    mean_queue_ms: float | None
+    p50_queue_ms: int | None
+    p99_queue_ms: int | None
+    queue_by_priority: Mapping[int, QueueTimes]
+    mean_dispatch_ms: float | None
+    p50_dispatch_ms: int | None
+    p99_dispatch_ms: int | None
+    utilization: float
+    agent_utilization: Mapping[str, float]
+    """Of every agent that had capacity at some time, by agent id."""
+    load_cv: float
+    """Population std / mean of ``agent_utilization``; 0 when the mean is 0."""
+    max_load_ratio: float
+    """Max over mean of ``agent_utilization``; 0 when the mean is 0."""
+    deadline_success: float | None
+    deadline_met: int
+    deadline_missed: int
+    priority_inversions: int
+    affinity_hit_rate: float | None
+    """Hits over keyed dispatches; ``None`` when no dispatch was keyed."""
+    affinity_dispatches: int
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: ms rounded to 0.1, ratios to 1e-4, keys in a fixed order."""
+        return {
+            "at_ms": self.at_ms,
+            "tasks": self.tasks,
+            "dispatched": self.dispatched,
+            "completed": self.completed,
+            "finished": dict(sorted(self.finished.items())),
+            "dead_lettered": dict(self.dead_lettered),
+            "queue_ms": _times(self.mean_queue_ms, self.p50_queue_ms, self.p99_queue_ms),
+            "queue_ms_by_priority": {
+                f"p{level}": {"count": q.count, "mean": _ms(q.mean_ms), "p99": q.p99_ms}
+                for level, q in sorted(self.queue_by_priority.items())
+            },
+            "dispatch_ms": _times(
+                self.mean_dispatch_ms, self.p50_dispatch_ms, self.p99_dispatch_ms
+            ),
+            "utilization": _ratio(self.utilization),
+            "agent_utilization": {
+                agent_id: _ratio(u) for agent_id, u in sorted(self.agent_utilization.items())
+            },
+            "load_cv": _ratio(self.load_cv),
+            "max_load_ratio": _ratio(self.max_load_ratio),
+            "deadline_success": _ratio(self.deadline_success),
+            "deadline_met": self.deadline_met,
+            "deadline_missed": self.deadline_missed,
+            "priority_inversions": self.priority_inversions,
+            "affinity_hit_rate": _ratio(self.affinity_hit_rate),
+            "affinity_dispatches": self.affinity_dispatches,
+        }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _ratio(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _times(mean: float | None, p50: int | None, p99: int | None) -> dict[str, object]:
+    return {"mean": _ms(mean), "p50": p50, "p99": p99}
+
+
+def _balance(utilizations: Sequence[float]) -> tuple[float, float]:
+    """(coefficient of variation, max over mean) of per-agent utilizations; exact for ties."""
+    mean = statistics.mean(utilizations) if utilizations else 0.0
+    if mean == 0:
+        return (0.0, 0.0)
+    return (statistics.pstdev(utilizations) / mean, max(utilizations) / mean)
+
+
+class Statistics:
+    """Accumulates the events of a run; ``summary`` turns them into figures."""
+
+    def __init__(self, levels: int = 4) -> None:
+        if levels < 1:
+            raise ConfigError(f"levels must be >= 1, got {levels}")
+        self._levels = levels
+        self._received = 0
+        self._dispatched = 0
+        self._finished: dict[str, int] = {}
+        self._dead = {reason: 0 for reason in DeadLetterReason}
+        self._queue = _Series()
+        self._queue_by_priority = [_Series() for _ in range(levels)]
+        self._dispatch = _Series()
+        self._pending: dict[str, _Pending] = {}
+        self._open: dict[str, str] = {}
+        """Task id -> agent id of the dispatches not closed yet."""
+        self._agents: dict[str, _Agent] = {}
+        self._deadline_met = 0
+        self._deadline_missed = 0
+        self._inversions = 0
+        self._keyed = 0
+        self._hits = 0
+
+    def agent_capacity(self, agent_id: str, capacity: int, now_ms: int) -> None:
+        """The agent joined or changed capacity at ``now_ms``; 0 when it is down or left."""
+        if capacity < 0:
+            raise CoreError(f"capacity must be >= 0, got {capacity}")
+        agent = self._agent(agent_id, now_ms)
+        agent.advance(now_ms)
+        agent.capacity = capacity
+
+    def task_received(self, job: Job, now_ms: int) -> None:
+        """A task entered the system (a duplicate of one still waiting is not counted).
+
+        Queue time and dispatch latency are measured from ``job.submitted_ms``, not ``now_ms``.
+        """
+        if not 0 <= job.priority < self._levels:
+            raise CoreError(f"priority {job.priority} outside 0..{self._levels - 1}")
+        if job.task_id in self._pending:
+            return
+        self._pending[job.task_id] = _Pending(job.deadline_ms)
+        self._received += 1
+
+    def task_dispatched(
+        self,
+        job: Job,
+        agent_id: str,
+        now_ms: int,
+        *,
+        inversion: bool = False,
+        affinity_hit: bool | None = None,
+    ) -> None:
+        """The task went to ``agent_id``; ``affinity_hit`` is ``None`` for a task without key."""
+        self._dispatched += 1
+        self._inversions += int(inversion)
+        if affinity_hit is not None:
+            self._keyed += 1
+            self._hits += int(affinity_hit)
+        pending = self._pending.get(job.task_id)
+        if pending is not None and not pending.dispatched:
+            pending.dispatched = True
+            self._dispatch.add(max(0, now_ms - job.submitted_ms))
+        self._close(job.task_id, now_ms)
+        agent = self._agent(agent_id, now_ms)
+        agent.advance(now_ms)
+        agent.held.add(job.task_id)
+        self._open[job.task_id] = agent_id
+
+    def task_started(self, job: Job, agent_id: str, now_ms: int) -> None:
+        """The agent started the task: its first start gives its queue time and deadline."""
+        if self._pending.pop(job.task_id, None) is None:
+            return
+        queue_ms = max(0, now_ms - job.submitted_ms)
+        self._queue.add(queue_ms)
+        self._queue_by_priority[job.priority].add(queue_ms)
+        if job.deadline_ms is None:
+            return
+        if now_ms <= job.deadline_ms:
+            self._deadline_met += 1
+        else:
+            self._deadline_missed += 1
+
+    def task_finished(self, job: Job, agent_id: str, now_ms: int, status: str) -> None:
+        """The attempt on ``agent_id`` ended with ``status``; its slot is free again."""
+        self._finished[status] = self._finished.get(status, 0) + 1
+        if self._open.get(job.task_id) == agent_id:
+            self._close(job.task_id, now_ms)
+
+    def task_dead_lettered(self, job: Job, reason: DeadLetterReason, now_ms: int) -> None:
+        """The task ended in the dead letters; unstarted with a deadline, it missed it."""
+        self._dead[reason] += 1
+        self._close(job.task_id, now_ms)
+        pending = self._pending.pop(job.task_id, None)
+        if pending is not None and pending.deadline_ms is not None:
+            self._deadline_missed += 1
+
+    def summary(self, now_ms: int) -> Summary:
+        """The figures at ``now_ms`` (open intervals are counted up to it)."""
+        utilization, per_agent = self._utilization(now_ms)
+        load_cv, max_load_ratio = _balance(list(per_agent.values()))
+        missed = self._deadline_missed + self._overdue(now_ms)
+        decided = self._deadline_met + missed
+        return Summary(
+            at_ms=now_ms,
+            tasks=self._received,
+            dispatched=self._dispatched,
+            completed=self._finished.get(SUCCEEDED, 0),
+            finished=dict(self._finished),
+            dead_lettered={reason.value: count for reason, count in self._dead.items()},
+            mean_queue_ms=self._queue.mean(),
+            p50_queue_ms=self._queue.quantile(50),
+            p99_queue_ms=self._queue.quantile(99),
+            queue_by_priority={
+                level: QueueTimes(len(series), series.mean(), series.quantile(99))
+                for level, series in enumerate(self._queue_by_priority)
+            },
+            mean_dispatch_ms=self._dispatch.mean(),
+            p50_dispatch_ms=self._dispatch.quantile(50),
+            p99_dispatch_ms=self._dispatch.quantile(99),
+            utilization=utilization,
+            agent_utilization=per_agent,
+            load_cv=load_cv,
+            max_load_ratio=max_load_ratio,
+            deadline_success=self._deadline_met / decided if decided else None,
+            deadline_met=self._deadline_met,
+            deadline_missed=missed,
+            priority_inversions=self._inversions,
+            affinity_hit_rate=self._hits / self._keyed if self._keyed else None,
+            affinity_dispatches=self._keyed,
+        )
+
+    def _agent(self, agent_id: str, now_ms: int) -> _Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            agent = self._agents[agent_id] = _Agent(0, now_ms)
+        return agent
+
+    def _close(self, task_id: str, now_ms: int) -> None:
+        """End the task's open dispatch, if any: its slot is free from ``now_ms``."""
+        agent_id = self._open.pop(task_id, None)
+        if agent_id is not None:
+            agent = self._agents[agent_id]
+            agent.advance(now_ms)
+            agent.held.discard(task_id)
+
+    def _overdue(self, now_ms: int) -> int:
+        """Tasks still waiting to start whose deadline has passed: already misses."""
+        return sum(
+            1
+            for pending in self._pending.values()
+            if pending.deadline_ms is not None and pending.deadline_ms < now_ms
+        )
+
+    def _utilization(self, now_ms: int) -> tuple[float, dict[str, float]]:
+        """Overall and per-agent busy over available slot-time, up to ``now_ms``."""
+        slot_ms = {agent_id: agent.slot_ms_at(now_ms) for agent_id, agent in self._agents.items()}
+        up = sorted(agent_id for agent_id, (available, _) in slot_ms.items() if available > 0)
+        per_agent = {agent_id: slot_ms[agent_id][1] / slot_ms[agent_id][0] for agent_id in up}
+        total_available = sum(slot_ms[agent_id][0] for agent_id in up)
+        total_busy = sum(slot_ms[agent_id][1] for agent_id in up)
+        overall = total_busy / total_available if total_available else 0.0
+        return (overall, per_agent)
