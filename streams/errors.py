@@ -58,3 +58,24 @@ class KafkaError(TaskdError):
 
 class TopicError(KafkaError):
     """Topics could not be created or described."""
+
+
+class DeliveryError(KafkaError):
+    """Records handed to a producer were not confirmed by the broker.
+
+    ``failed``: deliveries the broker or the client reported as failed; ``unconfirmed``: still
+    unanswered when the wait ran out; ``first_error``: the first failure's text, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failed: int,
+        unconfirmed: int = 0,
+        first_error: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.unconfirmed = unconfirmed
+        self.first_error = first_error

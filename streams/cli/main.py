@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 
 from streams.cli.context import CliState
+from streams.cli.dlq import dlq_app
+from streams.cli.submit import submit
 from streams.cli.topics import topics_app
 from streams.errors import TaskdError
 
@@ -20,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(topics_app, name="topics")
+app.add_typer(dlq_app, name="dlq")
+app.command("submit")(submit)
 
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -38,7 +42,7 @@ def _root(
 def main() -> None:
     """Run the CLI; a TaskdError becomes one red line on stderr and exit status 1."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except TaskdError as error:
         _err.print(f"[red]error:[/red] {error}", highlight=False)
         sys.exit(1)
@@ -53,3 +57,5 @@ def main() -> None:
             show()
             sys.exit(getattr(error, "exit_code", 2))
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,0 +1,371 @@
+"""The producer client: tasks to the topic of their priority, idempotent, batched, confirmed.
+
+Each task goes to ``<prefix>tasks.p<priority>``, keyed by its affinity key (else its task id), so
+one affinity key always lands in one partition. The partitioner is murmur2, the Java client's,
+so a key lands where a Java, Faust or console producer would put it too. The value is the Avro
+single-object encoding (the Confluent framing when a schema registry is configured), or the JSON
+form the dispatcher also accepts.
+
+Delivery is asynchronous: ``submit`` only queues; the broker's acknowledgements arrive through
+delivery callbacks, and only they count a task as delivered. ``flush`` waits for them and raises
+DeliveryError when some failed: nothing is reported sent before the broker confirmed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from types import TracebackType
+from typing import Literal, Self, Unpack
+
+from confluent_kafka import KafkaError as ClientError
+from confluent_kafka import KafkaException, Message, Producer
+
+from streams.errors import ConfigError, DecodeError, DeliveryError, EncodeError, KafkaError
+from streams.settings import Settings
+from streams.wire import Codec, ConfluentCodec, SchemaRegistryClient, Task, validate_task
+from streams.wire.codec import RecordCodec
+from streams.wire.records import TaskOptions
+
+REPLAY_HEADER = "taskd-replay"
+"""Task header counting how often a dead letter was replayed; also sent as a record header."""
+
+ConfigValue = str | int | float | bool
+DEFAULT_PRODUCER_CONFIG: Mapping[str, ConfigValue] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 10,
+    "batch.size": 1_048_576,
+    "batch.num.messages": 10_000,
+    "compression.type": "lz4",
+    "message.timeout.ms": 120_000,
+    "partitioner": "murmur2_random",
+}
+"""librdkafka settings of the producer: waits up to 10 ms to fill batches of up to 1 MiB (per
+partition), lz4-compressed; a task unconfirmed after 120 s is reported failed. Any key can be
+overridden with ``producer_config``."""
+
+Encoding = Literal["avro", "json"]
+_MARGIN_S = 10.0
+"""Waits exceed the delivery timeout by this much, so every delivery report has arrived."""
+_POLL_S = 0.1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitReport:
+    """Delivery outcome of a batch: tasks queued, confirmed by the broker, and failed."""
+
+    queued: int
+    delivered: int
+    failed: int
+    first_error: str | None = None
+
+    @property
+    def unconfirmed(self) -> int:
+        """Tasks queued whose delivery is not known yet (neither confirmed nor failed)."""
+        return self.queued - self.delivered - self.failed
+
+
+ProgressCallback = Callable[[SubmitReport], None]
+
+
+class _Tally:
+    """Counts of one scope (the client, a batch), updated under the client's lock."""
+
+    def __init__(self) -> None:
+        self.queued = 0
+        self.delivered = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def record(self, error: str | None) -> None:
+        if error is None:
+            self.delivered += 1
+            return
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = error
+
+    def report(self) -> SubmitReport:
+        return SubmitReport(self.queued, self.delivered, self.failed, self.first_error)
+
+
+class TaskClient:
+    """Submits tasks to the priority topics; a context manager whose exit flushes.
+
+    Thread-safe: the producer is, and the counts are kept under a lock.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        producer_config: Mapping[str, ConfigValue] | None = None,
+        encoding: Encoding = "avro",
+        codec: RecordCodec | None = None,
+    ) -> None:
+        """``producer_config`` overrides librdkafka keys of DEFAULT_PRODUCER_CONFIG; ``encoding``
+        "json" sends the JSON form (payloads must then be UTF-8 text); ``codec`` defaults to the
+        settings' (Avro single-object, or Confluent with a schema registry)."""
+        self._encode = _encoder(encoding, codec or codec_for(settings))
+        self._levels = settings.priority_levels
+        self._topics = settings.topics
+        config = producer_settings(settings, producer_config)
+        self._wait_s = delivery_timeout_s(config) + _MARGIN_S
+        self._producer = _producer(config)
+        self._lock = threading.Lock()
+        self._total = _Tally()
+        self._unreported = _Tally()
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> SubmitReport:
+        """Every task this client queued, and how many the broker confirmed or failed."""
+        with self._lock:
+            return self._total.report()
+
+    def submit(self, task: Task) -> None:
+        """Queue ``task`` (asynchronous; ``flush`` reports its delivery).
+
+        Raises EncodeError, before sending anything, if the task is invalid (a priority outside
+        ``0 .. levels-1``, an empty id, ...) or does not fit its encoding.
+        """
+        self._send(task, None)
+
+    def submit_new(
+        self,
+        *,
+        type: str,
+        priority: int,
+        payload: bytes = b"",
+        now_ms: int | None = None,
+        **options: Unpack[TaskOptions],
+    ) -> Task:
+        """Queue a new task (fresh id, submitted at ``now_ms``, default now) and return it."""
+        submitted_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        task = Task.new(
+            type=type, priority=priority, now_ms=submitted_ms, payload=payload, **options
+        )
+        self.submit(task)
+        return task
+
+    def submit_many(
+        self,
+        tasks: Iterable[Task],
+        on_progress: ProgressCallback | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> SubmitReport:
+        """Queue every task, wait for their deliveries, and report them.
+
+        ``on_progress`` gets the running report after each task and while waiting. Failed
+        deliveries are in the report (not raised, nor raised again by ``flush``); tasks still
+        unconfirmed after ``timeout_s`` (default: the delivery timeout plus a margin) count as
+        ``unconfirmed``. An invalid task raises EncodeError; the tasks before it stay queued.
+        """
+        tally = _Tally()
+        notify = on_progress or _ignore
+        for task in tasks:
+            self._send(task, tally)
+            notify(self._report(tally))
+        self._await(tally, timeout_s, notify)
+        return self._report(tally)
+
+    def submit_and_confirm(self, task: Task, timeout_s: float | None = None) -> None:
+        """Send one task and return once the broker confirmed it; DeliveryError otherwise."""
+        tally = _Tally()
+        self._send(task, tally)
+        report = self._await(tally, timeout_s, _ignore)
+        if report.failed:
+            raise DeliveryError(
+                f"task {task.task_id} was not delivered: {report.first_error}",
+                failed=1,
+                first_error=report.first_error,
+            )
+        if report.unconfirmed:
+            raise DeliveryError(
+                f"task {task.task_id}: no confirmation within {self._timeout(timeout_s)} s",
+                failed=0,
+                unconfirmed=1,
+            )
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait up to ``timeout_s`` (default: the delivery timeout plus a margin) for every
+        queued delivery; DeliveryError if any failed since the last flush or is unconfirmed."""
+        wait_s = self._timeout(timeout_s)
+        unconfirmed = self._producer.flush(wait_s)
+        with self._lock:
+            failed, first_error = self._unreported.failed, self._unreported.first_error
+            self._unreported = _Tally()
+        problems = []
+        if failed:
+            problems.append(f"{failed} task(s) not delivered (first error: {first_error})")
+        if unconfirmed:
+            problems.append(f"{unconfirmed} task(s) still unconfirmed after {wait_s:g} s")
+        if problems:
+            raise DeliveryError(
+                "; ".join(problems), failed=failed, unconfirmed=unconfirmed, first_error=first_error
+            )
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush (raising as ``flush`` does) and refuse further tasks; a second close is a no-op."""
+        if self._closed:
+            return
+        self._closed = True
+        self.flush(timeout_s)
+
+    def _send(self, task: Task, tally: _Tally | None) -> None:
+        if self._closed:
+            raise KafkaError("the task client is closed")
+        value = self._encode(self._valid(task))
+        topic = self._topics.tasks(task.priority)
+        key = task.affinity_key if task.affinity_key is not None else task.task_id
+        self._produce(topic, key.encode(), value, _record_headers(task), tally)
+        with self._lock:
+            self._total.queued += 1
+            (tally or self._unreported).queued += 1
+        self._producer.poll(0)  # serve the delivery reports that have arrived, without waiting
+
+    def _valid(self, task: Task) -> Task:
+        try:
+            return validate_task(task, levels=self._levels)
+        except DecodeError as error:
+            raise EncodeError(f"task {task.task_id!r} cannot be submitted: {error}") from error
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]] | None,
+        tally: _Tally | None,
+    ) -> None:
+        callback = partial(self._on_delivery, tally)
+        deadline = time.monotonic() + self._wait_s
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
+                break
+            except BufferError as error:  # the local queue is full: serve deliveries, retry
+                if time.monotonic() > deadline:
+                    full_s = self._wait_s
+                    raise KafkaError(f"the producer queue stayed full for {full_s:g} s") from error
+                self._producer.poll(_POLL_S)
+            except KafkaException as error:
+                raise KafkaError(f"cannot produce to {topic}: {error.args[0]}") from error
+
+    def _on_delivery(self, tally: _Tally | None, error: ClientError | None, msg: Message) -> None:
+        text = None if error is None else f"{msg.topic()}: {error.str()}"
+        with self._lock:
+            self._total.record(text)
+            (tally or self._unreported).record(text)
+
+    def _await(
+        self, tally: _Tally, timeout_s: float | None, notify: ProgressCallback
+    ) -> SubmitReport:
+        deadline = time.monotonic() + self._timeout(timeout_s)
+        report = self._report(tally)
+        while report.unconfirmed > 0 and time.monotonic() < deadline:
+            self._producer.flush(_POLL_S)
+            report = self._report(tally)
+            notify(report)
+        return report
+
+    def _report(self, tally: _Tally) -> SubmitReport:
+        with self._lock:
+            return tally.report()
+
+    def _timeout(self, timeout_s: float | None) -> float:
+        return self._wait_s if timeout_s is None else timeout_s
+
+
+def codec_for(settings: Settings) -> RecordCodec:
+    """The settings' codec: Confluent framing with a schema registry, else single-object Avro."""
+    if settings.schema_registry_url:
+        return ConfluentCodec(SchemaRegistryClient(settings.schema_registry_url))
+    return Codec()
+
+
+def producer_settings(
+    settings: Settings, overrides: Mapping[str, ConfigValue] | None = None
+) -> dict[str, ConfigValue]:
+    """The librdkafka configuration: connection, DEFAULT_PRODUCER_CONFIG, then ``overrides``."""
+    config: dict[str, ConfigValue] = {**settings.kafka_config(), **DEFAULT_PRODUCER_CONFIG}
+    if overrides and "delivery.timeout.ms" in overrides:  # librdkafka's alias of the other
+        del config["message.timeout.ms"]
+    config.update(overrides or {})
+    return config
+
+
+def delivery_timeout_s(config: Mapping[str, ConfigValue]) -> float:
+    """Seconds after which librdkafka reports an unconfirmed task as failed."""
+    value = config.get("message.timeout.ms", config.get("delivery.timeout.ms", 300_000))
+    return float(value) / 1000
+
+
+def replay_count(task: Task) -> int:
+    """How often ``task`` was replayed from the dead letters (its REPLAY_HEADER; 0 if none)."""
+    value = dict(task.headers).get(REPLAY_HEADER, "0")
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
+def task_json(task: Task) -> bytes:
+    """``task`` as the JSON object ``parse_task_json`` reads back to the same task.
+
+    The payload becomes a JSON string, so it must be UTF-8 text; else EncodeError.
+    """
+    try:
+        payload = task.payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise EncodeError(
+            f"task {task.task_id!r}: the JSON encoding needs a UTF-8 text payload "
+            f"({error.reason} at byte {error.start}); use the Avro encoding"
+        ) from error
+    fields = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
+    fields.update(
+        payload=payload, headers=dict(task.headers), required_skills=list(fields["required_skills"])
+    )
+    try:
+        text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as error:
+        raise EncodeError(f"task {task.task_id!r} cannot be written as JSON: {error}") from error
+
+
+def _encoder(encoding: Encoding, codec: RecordCodec) -> Callable[[Task], bytes]:
+    if encoding == "json":
+        return task_json
+    if encoding == "avro":
+        return codec.encode
+    raise ConfigError(f"encoding must be 'avro' or 'json', got {encoding!r}")
+
+
+def _producer(config: dict[str, ConfigValue]) -> Producer:
+    try:
+        return Producer(config)
+    except KafkaException as error:
+        raise ConfigError(f"invalid producer configuration: {error.args[0]}") from error
+
+
+def _record_headers(task: Task) -> list[tuple[str, str | bytes | None]] | None:
+    value = dict(task.headers).get(REPLAY_HEADER)
+    return None if value is None else [(REPLAY_HEADER, value.encode())]
+
+
+def _ignore(_report: SubmitReport) -> None:
+    """A progress callback that does nothing."""

@@ -1,0 +1,259 @@
+"""The dead letters (``<prefix>dlq``): read a snapshot of them, select some, plan their replay.
+
+Reading captures the end offset of every partition first, then reads each partition from its
+beginning up to that offset. Partitions are assigned directly with a throwaway group id that
+never joins nor commits, so reading changes nothing on the cluster and ends even while the
+dispatcher keeps dead-lettering. A record that does not decode is kept as undecodable: it is
+shown, never fatal.
+
+Replaying sends a dead letter's task back to the topic of its priority with ``attempt`` 0 and the
+task header ``taskd-replay`` one more than before, keeping its task id: the dispatcher's duplicate
+filter keys on the task id and that count, so the replayed task is not dropped as a duplicate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError as ClientError
+
+from streams.adapters.client import REPLAY_HEADER, codec_for, replay_count
+from streams.core.model import DeadLetterReason
+from streams.errors import ConfigError, DecodeError, KafkaError, TopicError
+from streams.settings import Settings
+from streams.wire import DeadLetter, Task
+from streams.wire.codec import RecordCodec
+
+READ_TIMEOUT_S = 60.0
+"""Longest a read of the dead letters may take before it fails (seconds)."""
+_POLL_S = 0.2
+_LEADER_MOVING = frozenset(
+    {
+        ClientError.NOT_LEADER_FOR_PARTITION,
+        ClientError.LEADER_NOT_AVAILABLE,
+        ClientError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_AGE = re.compile(r"(\d+)\s*(ms|s|m|h|d|w)")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DlqEntry:
+    """One record of the dead-letter topic: its dead letter, or why it did not decode."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    """The Kafka record's timestamp (ms since the epoch)."""
+    letter: DeadLetter | None
+    problem: str | None = None
+    """Why the record did not decode (``letter`` is then None)."""
+
+    @property
+    def dead_at_ms(self) -> int:
+        """When it was dead-lettered: the letter's ``dead_at``, else the record's timestamp."""
+        return self.timestamp_ms if self.letter is None else self.letter.dead_at
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """The tasks a replay sends, and the selected entries it cannot or need not send."""
+
+    tasks: tuple[Task, ...]
+    malformed: int
+    """Dead letters without a task (raw bytes the dispatcher could not decode)."""
+    undecodable: int
+    """Records of the dead-letter topic that are not dead letters at all."""
+    superseded: int
+    """Older dead letters of a task also selected in a later one (only the latest is sent)."""
+
+
+def read_dead_letters(
+    settings: Settings,
+    *,
+    codec: RecordCodec | None = None,
+    timeout_s: float = READ_TIMEOUT_S,
+) -> list[DlqEntry]:
+    """Every record of the dead-letter topic up to its end when called, in partition order.
+
+    Raises TopicError if the topic does not exist, KafkaError if the read fails or takes longer
+    than ``timeout_s`` (seconds), RegistryError if a configured schema registry is unreachable.
+    """
+    decode = _decoder(codec or codec_for(settings))
+    topic = settings.topics.dlq
+    consumer = Consumer(_reader_config(settings))
+    try:
+        ends = _end_offsets(consumer, topic, timeout_s)
+        pending = {partition for partition, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in sorted(pending)])
+        return _read_to_ends(consumer, ends, pending, decode, time.monotonic() + timeout_s)
+    finally:
+        consumer.close()
+
+
+def select(
+    entries: Iterable[DlqEntry],
+    *,
+    reason: DeadLetterReason | None = None,
+    since_ms: int | None = None,
+) -> list[DlqEntry]:
+    """The entries of ``reason`` dead-lettered at or after ``since_ms``, oldest first.
+
+    With a reason, undecodable records (which have none) are left out; ``since_ms`` applies to
+    them through their record timestamp.
+    """
+    chosen = [entry for entry in entries if _matches(entry, reason, since_ms)]
+    return sorted(chosen, key=lambda entry: (entry.dead_at_ms, entry.partition, entry.offset))
+
+
+def parse_since(text: str, *, now_ms: int) -> int:
+    """The time (ms since the epoch) that ``text`` names: ISO-8601 (UTC unless it says
+    otherwise) or an age before ``now_ms`` such as ``90s``, ``15m``, ``2h``, ``7d``, ``1w``."""
+    stripped = text.strip()
+    age = _AGE.fullmatch(stripped)
+    if age is not None:
+        return now_ms - int(age.group(1)) * _UNIT_MS[age.group(2)]
+    try:
+        moment = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise ConfigError(
+            f"since: expected an ISO-8601 time (2025-01-31T12:00:00Z) or an age such as "
+            f"15m, 2h, 7d; got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def replay_task(task: Task) -> Task:
+    """``task`` as a replay sends it: same id, ``attempt`` 0, REPLAY_HEADER one higher."""
+    headers = {**dict(task.headers), REPLAY_HEADER: str(replay_count(task) + 1)}
+    return dataclasses.replace(task, attempt=0, headers=tuple(headers.items()))
+
+
+def plan_replay(entries: Sequence[DlqEntry]) -> ReplayPlan:
+    """What replaying ``entries`` sends: the latest dead letter's task for each task id.
+
+    A task dead-lettered again after a replay has several dead letters; sending each would run
+    it several times, so only the one of the highest replay count (then the latest) is sent.
+    """
+    latest: dict[str, tuple[int, int, Task]] = {}
+    malformed = undecodable = with_task = 0
+    for entry in entries:
+        if entry.letter is None:
+            undecodable += 1
+        elif entry.letter.task is None:
+            malformed += 1
+        else:
+            with_task += 1
+            task = entry.letter.task
+            rank = (replay_count(task), entry.dead_at_ms, task)
+            if task.task_id not in latest or rank[:2] >= latest[task.task_id][:2]:
+                latest[task.task_id] = rank
+    tasks = tuple(replay_task(task) for _, _, task in latest.values())
+    return ReplayPlan(tasks, malformed, undecodable, superseded=with_task - len(tasks))
+
+
+def _matches(entry: DlqEntry, reason: DeadLetterReason | None, since_ms: int | None) -> bool:
+    if reason is not None and (entry.letter is None or entry.letter.reason is not reason):
+        return False
+    return since_ms is None or entry.dead_at_ms >= since_ms
+
+
+def _reader_config(settings: Settings) -> dict[str, str | int | float | bool]:
+    return {
+        **settings.kafka_config(),
+        "group.id": f"taskd-dlq-reader-{uuid.uuid4().hex[:12]}",  # never joined nor committed
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    }
+
+
+def _end_offsets(consumer: Consumer, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark offsets of every partition of ``topic``."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise TopicError(f"topic {topic} does not exist (taskd topics create makes it)")
+        return {
+            partition: _watermarks(consumer, TopicPartition(topic, partition), deadline)
+            for partition in metadata.partitions
+        }
+    except KafkaException as error:
+        raise KafkaError(f"cannot read the end offsets of {topic}: {error.args[0]}") from error
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """(low, high) offsets of ``partition``, asking again while its leader is being elected
+    (a topic just created answers "not leader" for a moment)."""
+    while True:
+        remaining_s = max(deadline - time.monotonic(), 0.1)
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=remaining_s)
+        except KafkaException as error:
+            code = error.args[0].code()
+            if code not in _LEADER_MOVING or time.monotonic() > deadline:
+                raise
+        time.sleep(_POLL_S)
+
+
+def _read_to_ends(
+    consumer: Consumer,
+    ends: dict[int, tuple[int, int]],
+    pending: set[int],
+    decode: Callable[[Message], DlqEntry],
+    deadline: float,
+) -> list[DlqEntry]:
+    entries: list[DlqEntry] = []
+    while pending:
+        if time.monotonic() > deadline:
+            raise KafkaError(
+                f"reading the dead letters timed out; partitions {sorted(pending)} left"
+            )
+        message = consumer.poll(_POLL_S)
+        if message is None:
+            continue
+        partition = message.partition() or 0
+        offset = _checked_offset(message)
+        end = ends[partition][1]
+        if offset is not None and offset < end:
+            entries.append(decode(message))
+        if offset is None or offset + 1 >= end:
+            pending.discard(partition)
+    return entries
+
+
+def _checked_offset(message: Message) -> int | None:
+    """The message's offset; None at a partition's end; KafkaError for any other error."""
+    error = message.error()
+    if error is None:
+        return message.offset() or 0
+    if error.code() == ClientError._PARTITION_EOF:
+        return None
+    raise KafkaError(f"reading the dead letters: {error.str()}")
+
+
+def _decoder(codec: RecordCodec) -> Callable[[Message], DlqEntry]:
+    def decode(message: Message) -> DlqEntry:
+        partition, offset = message.partition() or 0, message.offset() or 0
+        timestamp_ms = message.timestamp()[1]
+        value = message.value()
+        if not value:
+            return DlqEntry(partition, offset, timestamp_ms, None, "empty record")
+        try:
+            return DlqEntry(partition, offset, timestamp_ms, codec.decode(value, DeadLetter))
+        except DecodeError as error:
+            return DlqEntry(partition, offset, timestamp_ms, None, str(error))
+
+    return decode
