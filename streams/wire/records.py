@@ -63,6 +63,15 @@ class AgentStatus(enum.Enum):
     STOPPING = "STOPPING"
 
 
+class RegistrationStatus(enum.Enum):
+    """Whether an agent's registration still claims its dispatch partition."""
+
+    ACTIVE = "ACTIVE"
+    """Claimed, while renewed within the registration TTL."""
+    RELEASED = "RELEASED"
+    """Given up on a clean stop: free for anyone, re-claimed first by the same agent."""
+
+
 class TaskOptions(TypedDict, total=False):
     """The optional fields of a :class:`Task`, for :meth:`Task.new`."""
 
@@ -252,12 +261,52 @@ class DeadLetter:
         return cls(**{**datum, "task": task, "reason": DeadLetterReason(datum["reason"])})
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRegistration:
+    """An agent's claim of one dispatch partition, in the compacted registry topic.
+
+    The registry's single partition orders every claim, so the last record per agent id and
+    the highest epoch per partition decide who owns what (see docs/protocol.md).
+    """
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.AgentRegistration"
+
+    agent_id: str
+    partition: int
+    """The partition of the dispatch topic the agent reads."""
+    epoch: int
+    """1 + the highest epoch ever recorded for the partition; its assignments carry it."""
+    start_offset: int
+    """End offset of the dispatch partition when claimed: the agent reads from here."""
+    status: RegistrationStatus
+    registered_at: int
+    """Milliseconds since the epoch."""
+    renewed_at: int
+    """Milliseconds since the epoch; a claim older than the registration TTL holds nothing."""
+    capacity: int
+    skills: tuple[str, ...] = ()
+    zone: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skills", tuple(self.skills))
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["status"] = self.status.value
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**{**datum, "status": RegistrationStatus(datum["status"])})
+
+
 RECORD_TYPES: tuple[type[WireRecord], ...] = (
     Task,
     Assignment,
     TaskResult,
     AgentHeartbeat,
     DeadLetter,
+    AgentRegistration,
 )
 """Every wire record type, Task first (the others nest it)."""
 

@@ -27,7 +27,14 @@ from streams.errors import ConfigError
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 """Where the ``.avsc`` files live: ``schemas/`` at the top of the repository."""
 
-SCHEMA_FILES = ("Task", "Assignment", "TaskResult", "AgentHeartbeat", "DeadLetter")
+SCHEMA_FILES = (
+    "Task",
+    "Assignment",
+    "TaskResult",
+    "AgentHeartbeat",
+    "DeadLetter",
+    "AgentRegistration",
+)
 """The record schemas, in load order: Task first, since Assignment and DeadLetter nest it."""
 
 NAMESPACE = "taskd"

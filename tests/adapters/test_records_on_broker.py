@@ -16,8 +16,21 @@ from hypothesis import strategies as st
 
 from streams.settings import Settings
 from streams.wire import Codec, DeadLetter, Task, decode_task
-from streams.wire.records import AgentHeartbeat, Assignment, TaskResult, WireRecord
-from tests.wire.strategies import assignments, dead_letters, heartbeats, task_results, valid_tasks
+from streams.wire.records import (
+    AgentHeartbeat,
+    AgentRegistration,
+    Assignment,
+    TaskResult,
+    WireRecord,
+)
+from tests.wire.strategies import (
+    assignments,
+    dead_letters,
+    heartbeats,
+    registrations,
+    task_results,
+    valid_tasks,
+)
 
 NOW_MS = 1_790_000_000_000
 
@@ -63,6 +76,7 @@ def _topic_for(record: WireRecord, settings: Settings) -> str:
         TaskResult: names.results,
         AgentHeartbeat: names.heartbeats,
         DeadLetter: names.dlq,
+        AgentRegistration: names.registry,
     }[type(record)]
 
 
@@ -78,6 +92,7 @@ def _topic_for(record: WireRecord, settings: Settings) -> str:
         st.lists(task_results(), min_size=3, max_size=3),
         st.lists(heartbeats(), min_size=3, max_size=3),
         st.lists(dead_letters(), min_size=3, max_size=3),
+        st.lists(registrations(), min_size=3, max_size=3),
     )
 )
 def test_every_record_type_round_trips_through_the_broker(
@@ -87,7 +102,8 @@ def test_every_record_type_round_trips_through_the_broker(
     producer = _producer(topics)
     records = [record for group in batch for record in group]
     for record in records:
-        producer.produce(_topic_for(record, topics), codec.encode(record))
+        key = record.agent_id if isinstance(record, AgentRegistration) else None  # compacted
+        producer.produce(_topic_for(record, topics), codec.encode(record), key=key)
     assert producer.flush(30) == 0
     for group in batch:
         topic = _topic_for(group[0], topics)

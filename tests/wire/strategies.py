@@ -7,9 +7,11 @@ from hypothesis import strategies as st
 from streams.core.model import DeadLetterReason
 from streams.wire.records import (
     AgentHeartbeat,
+    AgentRegistration,
     AgentStatus,
     Assignment,
     DeadLetter,
+    RegistrationStatus,
     Task,
     TaskResult,
     TaskStatus,
@@ -127,12 +129,29 @@ def dead_letters() -> st.SearchStrategy[DeadLetter]:
     )
 
 
+def registrations() -> st.SearchStrategy[AgentRegistration]:
+    return st.builds(
+        AgentRegistration,
+        agent_id=NAMES,
+        partition=INT32,
+        epoch=INT64,
+        start_offset=INT64,
+        status=st.sampled_from(RegistrationStatus),
+        registered_at=INT64,
+        renewed_at=INT64,
+        capacity=INT32,
+        skills=SKILLS,
+        zone=st.none() | NAMES,
+    )
+
+
 RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     Task: tasks(),
     Assignment: assignments(),
     TaskResult: task_results(),
     AgentHeartbeat: heartbeats(),
     DeadLetter: dead_letters(),
+    AgentRegistration: registrations(),
 }
 """A strategy per record type, covering every record type of the wire format."""
 

@@ -12,11 +12,19 @@ from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from streams.core.model import DeadLetterReason
 from streams.errors import ConfigError
-from streams.wire import RECORD_TYPES, SCHEMA_DIR, AgentStatus, Codec, Task, TaskStatus
+from streams.wire import (
+    RECORD_TYPES,
+    SCHEMA_DIR,
+    AgentStatus,
+    Codec,
+    RegistrationStatus,
+    Task,
+    TaskStatus,
+)
 from streams.wire.records import TaskOptions
 from streams.wire.schemas import current_schemas
 
-FILES = ("Task", "Assignment", "TaskResult", "AgentHeartbeat", "DeadLetter")
+FILES = ("Task", "Assignment", "TaskResult", "AgentHeartbeat", "DeadLetter", "AgentRegistration")
 
 
 def _avsc(stem: str) -> dict[str, Any]:
@@ -92,6 +100,9 @@ def test_enums_have_the_avro_symbols() -> None:
     assert [status.value for status in TaskStatus] == _symbols("TaskResult", "status")
     assert [status.value for status in AgentStatus] == _symbols("AgentHeartbeat", "status")
     assert [reason.value for reason in DeadLetterReason] == _symbols("DeadLetter", "reason")
+    assert [status.value for status in RegistrationStatus] == _symbols(
+        "AgentRegistration", "status"
+    )
 
 
 def test_task_new_options_are_the_optional_task_fields() -> None:

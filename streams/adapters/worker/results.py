@@ -1,0 +1,86 @@
+"""How an attempt ended: a handler's return value or exception turned into a TaskResult.
+
+Outputs: bytes as they are, text as UTF-8, None as no output, anything else as JSON.
+Errors: :class:`FatalError` is FAILED, :class:`RetryableError` and every unexpected exception
+RETRYABLE (a bug or an outage may pass; the attempts bound the retries).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from streams.adapters.worker.errors import FatalError, HandlerError
+from streams.adapters.worker.handlers import Invoker
+from streams.wire import Assignment, Task, TaskResult, TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The status of one attempt with its output or its error text."""
+
+    status: TaskStatus
+    output: bytes | None = None
+    error: str | None = None
+
+    def result(
+        self, assignment: Assignment, *, agent_id: str, started_at: int, finished_at: int
+    ) -> TaskResult:
+        """The TaskResult of ``assignment``'s attempt (times in ms since the epoch)."""
+        return TaskResult(
+            task_id=assignment.task.task_id,
+            agent_id=agent_id,
+            attempt=assignment.task.attempt,
+            status=self.status,
+            error=self.error,
+            started_at=started_at,
+            finished_at=finished_at,
+            output=self.output,
+        )
+
+
+def rejected(reason: str) -> Outcome:
+    """A task the agent will not run (no handler for its type, or the agent is draining)."""
+    return Outcome(TaskStatus.REJECTED, error=reason)
+
+
+async def run_handler(invoke: Invoker, task: Task) -> Outcome:
+    """Run ``task`` through ``invoke``; every exception becomes an outcome, none escapes."""
+    try:
+        value = await invoke(task)
+    except Exception as error:  # the contract: a handler's failure is a result, not a crash
+        return failure(error)
+    return success(value)
+
+
+def success(value: Any) -> Outcome:
+    """SUCCEEDED with ``value`` as output; FAILED if it cannot be turned into bytes."""
+    try:
+        return Outcome(TaskStatus.SUCCEEDED, output=encode_output(value))
+    except (TypeError, ValueError) as error:
+        return Outcome(TaskStatus.FAILED, error=f"the handler's output is not JSON: {error}")
+
+
+def failure(error: BaseException) -> Outcome:
+    """FAILED for a FatalError, RETRYABLE for anything else, with the error's text."""
+    status = TaskStatus.FAILED if isinstance(error, FatalError) else TaskStatus.RETRYABLE
+    return Outcome(status, error=describe(error))
+
+
+def describe(error: BaseException) -> str:
+    """Our own errors by their message; others with their type, e.g. ``KeyError: 'x'``."""
+    if isinstance(error, HandlerError):
+        return str(error) or type(error).__name__
+    return f"{type(error).__name__}: {error}"
+
+
+def encode_output(value: Any) -> bytes | None:
+    """The bytes of a handler's return value; TypeError or ValueError if it is not JSON."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()

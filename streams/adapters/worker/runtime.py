@@ -1,0 +1,222 @@
+"""The agent: claim a dispatch partition, run its assignments, heartbeat, drain on stop.
+
+``await Agent(config, settings).run()`` runs until :meth:`Agent.stop` (the CLI calls it on
+SIGTERM and SIGINT), then drains (:mod:`streams.adapters.worker.draining`) and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from streams.adapters.client import codec_for
+from streams.adapters.metrics import AgentMetrics, serve_metrics
+from streams.adapters.worker.config import AgentConfig
+from streams.adapters.worker.dispatch import DispatchReader
+from streams.adapters.worker.draining import finish_work, sign_off
+from streams.adapters.worker.errors import AgentError
+from streams.adapters.worker.handlers import Handlers, Invokers
+from streams.adapters.worker.heartbeats import Heartbeats
+from streams.adapters.worker.kafka import Writer
+from streams.adapters.worker.registration import Registrar
+from streams.adapters.worker.runner import TaskRunner
+from streams.settings import Settings
+from streams.wire import AgentRegistration, AgentStatus
+
+POLL_S = 0.1
+"""Longest wait for assignments before the loop looks at stop requests and commits again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """What a started agent owns: its partition, epoch and start offset, and its metrics port."""
+
+    agent_id: str
+    partition: int
+    epoch: int
+    start_offset: int
+    """The offset it reads from: max(the claim's start offset, the committed offset)."""
+    metrics_port: int
+    capacity: int
+    skills: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Session:
+    """The parts of one run, from the claim to the drain."""
+
+    registrar: Registrar
+    reader: DispatchReader
+    runner: TaskRunner
+    invokers: Invokers
+    heartbeats: Heartbeats
+
+
+class Agent:
+    """A worker agent; construct it (ConfigError for a bad handler), then ``await run()``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        on_ready: Callable[[Ready], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.metrics = AgentMetrics(registry or CollectorRegistry(), capacity=config.capacity)
+        self.ready: Ready | None = None
+        self._handlers = Handlers(config)
+        self._codec = codec_for(settings)
+        self._on_ready = on_ready
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._started_or_ended = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the agent to drain and return from ``run``; safe from any thread or a signal."""
+        self._stopping = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def wait_ready(self) -> Ready:
+        """Until the agent owns its partition; AgentError if ``run`` ended before that."""
+        await self._started_or_ended.wait()
+        if self.ready is None:
+            raise AgentError(f"agent {self.config.agent_id} stopped before it was ready")
+        return self.ready
+
+    async def run(self) -> None:
+        """Claim a partition and run assignments until ``stop``, then drain.
+
+        KafkaError when the broker is unreachable, ConfigError for missing topics or a metrics
+        port in use, AgentError when no partition can be had or a newer owner fenced this one.
+        """
+        self._loop = asyncio.get_running_loop()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._run(stack)
+        finally:
+            self._started_or_ended.set()
+
+    async def _run(self, stack: contextlib.AsyncExitStack) -> None:
+        config, settings = self.config, self.settings
+        server = serve_metrics(
+            self.metrics.registry, port=settings.agent_metrics_port, host=config.metrics_host
+        )
+        stack.callback(server.close)
+        writer = Writer(settings)
+        stack.callback(writer.close)
+        pool = ThreadPoolExecutor(config.capacity, thread_name_prefix="taskd-handler")
+        stack.callback(pool.shutdown)
+        registrar = Registrar(config, settings, writer, self._codec)
+        claim = await asyncio.to_thread(registrar.claim)
+        reader = await self._reader(claim, stack)
+        session = self._session(claim, registrar, reader, writer, pool)
+        await session.heartbeats.announce(AgentStatus.READY)
+        self._announce(claim, reader.start_offset, server.port)
+        await self._serve_then_drain(session, stack)
+
+    async def _reader(
+        self, claim: AgentRegistration, stack: contextlib.AsyncExitStack
+    ) -> DispatchReader:
+        queue_size = self.config.capacity + self.config.prefetch_slots
+        reader = DispatchReader(self.settings, claim.partition, queue_size=queue_size)
+        stack.push_async_callback(reader.close)
+        await reader.open(claim.start_offset, timeout_s=self.config.connect_timeout_ms / 1000)
+        return reader
+
+    def _session(
+        self,
+        claim: AgentRegistration,
+        registrar: Registrar,
+        reader: DispatchReader,
+        writer: Writer,
+        pool: ThreadPoolExecutor,
+    ) -> _Session:
+        invokers = Invokers(self._handlers, pool)
+        runner = TaskRunner(
+            self.config,
+            self.settings,
+            claim,
+            invokers=invokers,
+            writer=writer,
+            codec=self._codec,
+            metrics=self.metrics,
+            wake=self._wake,
+        )
+        heartbeats = Heartbeats(
+            self.config, self.settings, writer=writer, codec=self._codec, load=runner.load
+        )
+        return _Session(registrar, reader, runner, invokers, heartbeats)
+
+    async def _serve_then_drain(self, session: _Session, stack: contextlib.AsyncExitStack) -> None:
+        background = [
+            asyncio.create_task(session.heartbeats.keep_sending()),
+            asyncio.create_task(session.registrar.keep_renewing()),
+        ]
+        stack.push_async_callback(_cancel, background)
+        await self._serve(session.reader, session.runner)
+        await finish_work(
+            runner=session.runner,
+            invokers=session.invokers,
+            reader=session.reader,
+            heartbeats=session.heartbeats,
+        )
+        await _cancel(background)
+        await sign_off(heartbeats=session.heartbeats, registrar=session.registrar)
+        if session.runner.fenced_by is not None:
+            raise AgentError(
+                f"agent {self.config.agent_id} gave up dispatch partition "
+                f"{session.reader.partition}: an assignment of epoch {session.runner.fenced_by} "
+                "shows that a newer owner claimed it"
+            )
+
+    async def _serve(self, reader: DispatchReader, runner: TaskRunner) -> None:
+        """Read while not stopping and not fenced; pause reading while every slot is full."""
+        paused = False
+        while not self._stopping and runner.fenced_by is None:
+            offset = runner.offsets.to_commit()
+            if offset is not None:
+                await reader.commit(offset, wait=False)
+            self._wake.clear()
+            room = runner.room()
+            if room <= 0:
+                if not paused:
+                    await reader.pause()
+                    paused = True
+                await self._wake.wait()
+                continue
+            if paused:
+                await reader.resume()
+                paused = False
+            for message in await reader.poll(room, timeout_s=POLL_S):
+                if not runner.take(message):
+                    break
+
+    def _announce(self, claim: AgentRegistration, start_offset: int, metrics_port: int) -> None:
+        self.ready = Ready(
+            agent_id=claim.agent_id,
+            partition=claim.partition,
+            epoch=claim.epoch,
+            start_offset=start_offset,
+            metrics_port=metrics_port,
+            capacity=self.config.capacity,
+            skills=self.config.skills,
+        )
+        self._started_or_ended.set()
+        if self._on_ready is not None:
+            self._on_ready(self.ready)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

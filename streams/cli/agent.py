@@ -1,0 +1,107 @@
+"""``taskd agent``: run a worker agent until SIGTERM or SIGINT, then drain and exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Annotated
+
+import typer
+
+from streams.adapters.worker import Agent, AgentConfig, Ready, default_agent_id
+from streams.adapters.worker.handlers import parse_handler_options
+from streams.adapters.worker.kafka import LIBRDKAFKA_LOG
+from streams.cli.context import settings_of
+from streams.errors import ConfigError
+
+
+def agent(
+    ctx: typer.Context,
+    agent_id: Annotated[
+        str | None, typer.Option("--id", help="agent id (default: host name and pid)")
+    ] = None,
+    capacity: Annotated[
+        int | None, typer.Option("--capacity", help="slots: tasks run at once (>= 1)")
+    ] = None,
+    skills: Annotated[str, typer.Option("--skills", help="comma-separated skills")] = "",
+    zone: Annotated[str | None, typer.Option("--zone", help="the agent's zone")] = None,
+    weight: Annotated[float, typer.Option("--weight", help="routing weight (> 0)")] = 1.0,
+    handler: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--handler",
+            help="module:function for every type, or TYPE=module:function (repeatable)",
+        ),
+    ] = None,
+    heartbeat_ms: Annotated[
+        int, typer.Option("--heartbeat-ms", help="heartbeat interval in ms")
+    ] = 1_000,
+    connect_timeout_ms: Annotated[
+        int, typer.Option("--connect-timeout-ms", help="give up when no broker answers by then")
+    ] = 10_000,
+) -> None:
+    """Run a worker agent: claim a dispatch partition, run its tasks, drain on SIGTERM."""
+    settings = settings_of(ctx)
+    config = _config(
+        agent_id=agent_id,
+        capacity=capacity,
+        skills=skills,
+        zone=zone,
+        weight=weight,
+        handlers=handler or [],
+        heartbeat_ms=heartbeat_ms,
+        connect_timeout_ms=connect_timeout_ms,
+    )
+    LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)  # our own errors say what failed, once
+    asyncio.run(_run(Agent(config, settings, on_ready=_print_ready)))
+
+
+def _config(
+    *,
+    agent_id: str | None,
+    capacity: int | None,
+    skills: str,
+    zone: str | None,
+    weight: float,
+    handlers: list[str],
+    heartbeat_ms: int,
+    connect_timeout_ms: int,
+) -> AgentConfig:
+    if capacity is None:
+        raise ConfigError("--capacity is required: how many tasks the agent runs at once")
+    if not handlers:
+        raise ConfigError("--handler is required, e.g. --handler streams.demo:work")
+    default, by_type = parse_handler_options(handlers)
+    return AgentConfig(
+        agent_id=agent_id or default_agent_id(),
+        capacity=capacity,
+        handler=default,
+        handlers=by_type,
+        skills=tuple(skill.strip() for skill in skills.split(",") if skill.strip()),
+        zone=zone,
+        weight=weight,
+        heartbeat_interval_ms=heartbeat_ms,
+        connect_timeout_ms=connect_timeout_ms,
+    )
+
+
+async def _run(agent: Agent) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.stop)
+    try:
+        await agent.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    print(f"agent {agent.config.agent_id} stopped", flush=True)
+
+
+def _print_ready(ready: Ready) -> None:
+    skills = ",".join(ready.skills) or "-"
+    print(
+        f"agent {ready.agent_id} ready: partition {ready.partition} epoch {ready.epoch} "
+        f"capacity {ready.capacity} skills {skills} metrics on :{ready.metrics_port}",
+        flush=True,
+    )

@@ -1,0 +1,46 @@
+"""The built-in demo handler ``streams.demo:work``: sleeps as long as its payload asks.
+
+Payload (JSON object, all optional): ``work_ms`` (default 0) how long to work, done with
+``asyncio.sleep`` so an agent's capacity is real concurrency; ``fail``: ``"retryable"`` or
+``"fatal"`` to end the attempt with that failure after working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from streams.worker import FatalError, RetryableError, Task
+
+_FAILURES: dict[Any, type[Exception] | None] = {
+    None: None,
+    "retryable": RetryableError,
+    "fatal": FatalError,
+}
+
+
+async def work(task: Task) -> dict[str, Any]:
+    """Work ``work_ms`` then succeed (or fail as asked); the output says what was done."""
+    work_ms, failure = parse_payload(task.payload)
+    await asyncio.sleep(work_ms / 1000)
+    if failure is not None:
+        raise failure(f"demo task {task.task_id} failed on purpose after {work_ms:g} ms")
+    return {"task_id": task.task_id, "worked_ms": work_ms}
+
+
+def parse_payload(payload: bytes) -> tuple[float, type[Exception] | None]:
+    """``(work_ms, failure to raise or None)``; FatalError for a payload that makes no sense."""
+    try:
+        spec = json.loads(payload or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise FatalError(f"demo payload is not valid JSON: {error}") from error
+    if not isinstance(spec, dict):
+        raise FatalError(f"demo payload must be a JSON object, not {type(spec).__name__}")
+    work_ms = spec.get("work_ms", 0)
+    if isinstance(work_ms, bool) or not isinstance(work_ms, int | float) or not work_ms >= 0:
+        raise FatalError(f"demo payload: work_ms must be a number >= 0 (got {work_ms!r})")
+    fail = spec.get("fail")
+    if not isinstance(fail, str | None) or fail not in _FAILURES:
+        raise FatalError(f'demo payload: fail must be "retryable" or "fatal" (got {fail!r})')
+    return float(work_ms), _FAILURES[fail]
