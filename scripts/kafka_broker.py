@@ -217,7 +217,7 @@ def format_storage(libs: Path) -> None:
         raise BrokerError(f"formatting the Kafka storage failed: {last[0]}")
 
 
-def launch(libs: Path) -> int:
+def launch(libs: Path) -> subprocess.Popen[bytes]:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     with CONSOLE_LOG.open("ab") as console:
         process = subprocess.Popen(
@@ -228,16 +228,27 @@ def launch(libs: Path) -> int:
             start_new_session=True,  # outlives the shell that started it
         )
     PID_FILE.write_text(f"{process.pid}\n")
-    return process.pid
+    return process
 
 
-def wait_ready(pid: int) -> None:
+def _alive(process: subprocess.Popen[bytes] | int) -> bool:
+    """Whether the broker process lives (our child: its exit status; else a signal-0 probe)."""
+    if isinstance(process, subprocess.Popen):
+        return process.poll() is None
+    try:
+        os.kill(process, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_ready(process: subprocess.Popen[bytes] | int) -> None:
     timeout_s = float(os.environ.get("TASKD_KAFKA_START_TIMEOUT_S", "90"))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if answers_metadata("127.0.0.1", port()):
             return
-        if running_pid() != pid:
+        if not _alive(process):
             raise BrokerError(f"the broker exited while starting; see {_log_hint()}")
         time.sleep(0.2)
     raise BrokerError(f"the broker did not answer within {timeout_s:.0f} s; see {_log_hint()}")
@@ -282,10 +293,12 @@ def start() -> None:
     libs = fetch_jars()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     write_config()
+    process: subprocess.Popen[bytes] | int = pid if pid is not None else 0
     if pid is None:
         format_storage(libs)
-        pid = launch(libs)
-    wait_ready(pid)
+        process = launch(libs)
+        pid = process.pid
+    wait_ready(process)
     print(
         f"Kafka {kafka_version()} running (pid {pid}) on 127.0.0.1:{port()}"
         f" after {time.monotonic() - began:.1f} s"
