@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from streams.cli.agent import agent
 from streams.cli.context import CliState
 from streams.cli.dlq import dlq_app
+from streams.cli.simulate import simulate
 from streams.cli.submit import submit
 from streams.cli.topics import topics_app
 from streams.errors import TaskdError
@@ -24,6 +26,8 @@ app = typer.Typer(
 app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
 app.command("submit")(submit)
+app.command("simulate")(simulate)
+app.command("agent")(agent)
 
 _err = Console(stderr=True, soft_wrap=True)
 

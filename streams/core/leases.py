@@ -66,11 +66,14 @@ class InFlight:
         """The agent's leases, in order of dispatch."""
         return list(self._by_agent.get(agent_id, {}).values())
 
-    def assign(self, job: Job, agent_id: str, now_ms: int, lease_ms: int) -> Lease:
+    def assign(
+        self, job: Job, agent_id: str, now_ms: int, lease_ms: int, *, overbook: bool = False
+    ) -> Lease:
         """Record that attempt ``job.attempt`` of ``job`` went to a free slot of a READY agent.
 
         Raises ``CoreError`` if the task is already in flight, the agent is unknown, not READY or
-        full, or ``lease_ms`` is not positive: each would be a scheduler bug.
+        full, or ``lease_ms`` is not positive: each would be a scheduler bug. ``overbook`` lets a
+        push baseline queue tasks at an agent beyond its slots (the agent keeps a local FIFO).
         """
         if job.task_id in self._leases:
             raise CoreError(f"task {job.task_id!r} is already in flight")
@@ -79,7 +82,7 @@ class InFlight:
         info = self._registry.get(agent_id)
         if info is None:
             raise CoreError(f"unknown agent {agent_id!r}")
-        if info.state is not AgentState.READY or info.free_slots <= 0:
+        if info.state is not AgentState.READY or (info.free_slots <= 0 and not overbook):
             raise CoreError(f"agent {agent_id!r} takes no work ({info.state.value}, full or not)")
         epoch = self._registry.epoch(agent_id)
         lease = Lease(job, agent_id, job.attempt, epoch, now_ms, now_ms + lease_ms)

@@ -1,0 +1,84 @@
+"""Decisions the distributor hands to its driver (the Faust dispatcher or the simulator).
+
+The core never performs I/O: every event it is given returns a list of these, and the driver
+carries them out (write an assignment, a retry, a dead letter; pause or resume reading).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from streams.core.model import DeadLetterReason, Job
+
+
+class ResultStatus(enum.Enum):
+    """How an agent says a run ended (``TaskResult.status`` of the wire format)."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    RETRYABLE = "RETRYABLE"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send ``job`` to ``agent_id`` (its own partition of ``dispatch``) under a lease."""
+
+    job: Job
+    agent_id: str
+    epoch: int
+    lease_ms: int
+    dispatched_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Send ``job`` (its ``attempt`` already counted) to retry tier ``tier``, due at ``due_ms``."""
+
+    job: Job
+    tier: int
+    due_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The task ends in the dead letters: ``job`` with a reason and the error."""
+
+    job: Job
+    reason: DeadLetterReason
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The task ended: it succeeded, or was cancelled."""
+
+    job: Job
+    agent_id: str
+    status: ResultStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """The task went back to the queue after failover (agent down) or a lease that ran out."""
+
+    job: Job
+    agent_id: str
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseIntake:
+    """Back-pressure: the scheduler holds its maximum; stop reading the task topics."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeIntake:
+    """The scheduler drained below its low watermark; read the task topics again."""
+
+
+Action = Dispatch | Retry | DeadLetter | Completed | Requeued | PauseIntake | ResumeIntake

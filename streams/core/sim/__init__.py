@@ -1,0 +1,47 @@
+"""The discrete-event simulator: scenarios, workloads, simulated agents, and the loop that
+drives a :class:`~streams.core.distributor.Distributor` with them.
+
+Pure like the rest of the core: standard library only, no clock, every random draw from a
+``random.Random`` seeded by the scenario (or a hash of the seed), so a scenario and its seed
+always give the same run, and every strategy sees the same workload.
+"""
+
+from streams.core.sim.agents_model import SimAgent, failure_draw
+from streams.core.sim.engine import Engine, distributor_config, simulate
+from streams.core.sim.queueing import erlang_b, erlang_c, erlang_c_wait_ms, mm1_wait_ms
+from streams.core.sim.report import COLUMNS, Report, compare, report_dict, report_json, table
+from streams.core.sim.result import AgentFigures, RunResult
+from streams.core.sim.scenario import Scenario, parse_scenario, scenario_from_toml
+from streams.core.sim.spec import AgentGroup, Arrivals, TaskClass, WorkSpec
+from streams.core.sim.tally import Tally
+from streams.core.sim.workload import Arrival, generate
+
+__all__ = [
+    "COLUMNS",
+    "AgentFigures",
+    "AgentGroup",
+    "Arrival",
+    "Arrivals",
+    "Engine",
+    "Report",
+    "RunResult",
+    "Scenario",
+    "SimAgent",
+    "Tally",
+    "TaskClass",
+    "WorkSpec",
+    "compare",
+    "distributor_config",
+    "erlang_b",
+    "erlang_c",
+    "erlang_c_wait_ms",
+    "failure_draw",
+    "generate",
+    "mm1_wait_ms",
+    "parse_scenario",
+    "report_dict",
+    "report_json",
+    "scenario_from_toml",
+    "simulate",
+    "table",
+]

@@ -1,0 +1,165 @@
+"""The figures of one simulated run: the distributor's statistics and the simulator's own.
+
+``RunResult.to_dict`` is what ``taskd simulate --json`` prints per strategy: the headline
+figures flat (``mean_queue_ms``, ``utilization``, ...), then the simulator's (``makespan_ms``,
+``events``, what is still unfinished), then the rest of ``Summary.to_dict``.
+``priority_inversions`` adds the inversions in the agents' local FIFOs (``local_inversions``,
+push baselines only) to the distributor's, which sees only its own queue. No wall-clock
+figure is in it, so the same scenario and seed print the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from streams.core.sim.agents_model import SimAgent
+from streams.core.sim.tally import Tally
+from streams.core.stats import Summary
+
+_FROM_SUMMARY = (
+    "dispatched",
+    "finished",
+    "dispatch_ms",
+    "queue_ms_by_priority",
+    "deadline_met",
+    "deadline_missed",
+    "affinity_dispatches",
+    "agent_utilization",
+)
+"""Keys of ``Summary.to_dict`` passed through after the headline figures."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFigures:
+    """One simulated agent at the end of a run."""
+
+    agent_id: str
+    capacity: int
+    peak_running: int
+    """The most tasks it ever ran at once (never above ``capacity``)."""
+    busy_ms: int
+    """Slot-ms spent running."""
+    available_ms: int
+    """Slot-ms it was up for."""
+    locally_queued: int
+    local_inversions: int
+    """Starts from its FIFO while a more urgent task waited there (push baselines)."""
+
+
+def agent_figures(agents: Iterable[SimAgent], now_ms: int) -> tuple[AgentFigures, ...]:
+    """The figures of every agent at ``now_ms``."""
+    return tuple(
+        AgentFigures(
+            agent.agent_id,
+            agent.capacity,
+            agent.peak_running,
+            agent.busy_at(now_ms),
+            agent.available_ms(now_ms),
+            agent.queued,
+            agent.inversions,
+        )
+        for agent in agents
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """Everything one run of one strategy produced."""
+
+    strategy: str
+    summary: Summary
+    end_ms: int
+    """Simulated time when the run stopped."""
+    makespan_ms: int
+    """When the last task ended (the stop time if some never did)."""
+    finished: bool
+    """Every task ended before the time limit."""
+    events: int
+    tasks: int
+    """Tasks in the workload."""
+    tally: Tally
+    unfinished: Mapping[str, int]
+    """Tasks not ended at the stop, by where they were (the distributor's own counts)."""
+    agents: tuple[AgentFigures, ...]
+    queue_ms: Sequence[int] = field(default=(), compare=False, repr=False)
+    """Queue time (ms) of each task's first start, in order of start, measured by the
+    simulator itself (for batch means; not in the JSON)."""
+
+    @property
+    def accounted(self) -> int:
+        """Completed + cancelled + dead-lettered + unfinished: equals ``tasks`` in a sound run."""
+        tally = self.tally
+        return tally.completed + tally.cancelled + tally.dead_total + sum(self.unfinished.values())
+
+    @property
+    def run_utilization(self) -> float:
+        """Slot-time the agents spent running over slot-time they were up (agent-side view)."""
+        available = sum(agent.available_ms for agent in self.agents)
+        busy = sum(agent.busy_ms for agent in self.agents)
+        return busy / available if available else 0.0
+
+    @property
+    def local_inversions(self) -> int:
+        """Priority inversions in the agents' own FIFOs, which the distributor cannot see."""
+        return sum(agent.local_inversions for agent in self.agents)
+
+    @property
+    def priority_inversions(self) -> int:
+        """The distributor's (at dispatch) and the agents' (in their FIFOs) together."""
+        return self.summary.priority_inversions + self.local_inversions
+
+    @property
+    def peak_slot_ratio(self) -> float:
+        """Max over agents of peak running over capacity (at most 1)."""
+        return max((a.peak_running / a.capacity for a in self.agents), default=0.0)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready figures, keys in a fixed order (see the module docstring)."""
+        summary = self.summary
+        stats = summary.to_dict()
+        head: dict[str, object] = {
+            "tasks": self.tasks,
+            "received": summary.tasks,
+            "completed": self.tally.completed,
+            "cancelled": self.tally.cancelled,
+            "dead_lettered": dict(self.tally.dead_lettered),
+            "mean_queue_ms": _ms(summary.mean_queue_ms),
+            "p50_queue_ms": summary.p50_queue_ms,
+            "p99_queue_ms": summary.p99_queue_ms,
+        }
+        for key in _HEADLINE_RATIOS:
+            head[key] = stats[key]
+        head["priority_inversions"] = self.priority_inversions
+        return {**head, **self._sim_figures(), **{key: stats[key] for key in _FROM_SUMMARY}}
+
+    def _sim_figures(self) -> dict[str, object]:
+        return {
+            "makespan_ms": self.makespan_ms,
+            "end_ms": self.end_ms,
+            "all_ended": self.finished,
+            "events": self.events,
+            "run_utilization": _ratio(self.run_utilization),
+            "peak_slot_ratio": _ratio(self.peak_slot_ratio),
+            "local_inversions": self.local_inversions,
+            "unfinished": dict(self.unfinished),
+            "counters": self.tally.to_dict(),
+        }
+
+
+_HEADLINE_RATIOS = (
+    "utilization",
+    "load_cv",
+    "max_load_ratio",
+    "deadline_success",
+    "priority_inversions",
+    "affinity_hit_rate",
+)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _ratio(value: float) -> float:
+    return round(value, 4)

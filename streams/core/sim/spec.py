@@ -1,0 +1,105 @@
+"""The parts of a scenario: agent groups, the task mix and the arrival process (frozen values).
+
+Units: times in integer milliseconds, rates in tasks per second, work in abstract units (an
+agent of speed 1 runs one unit in one second, so a task of ``w`` units takes ``1000 * w /
+speed`` ms).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+CONSTANT = "constant"
+EXPONENTIAL = "exponential"
+LOGNORMAL = "lognormal"
+WORK_DISTRIBUTIONS: tuple[str, ...] = (CONSTANT, EXPONENTIAL, LOGNORMAL)
+
+POISSON = "poisson"
+BURSTS = "bursts"
+ARRIVAL_PROCESSES: tuple[str, ...] = (POISSON, CONSTANT, BURSTS)
+
+UNIFORM = "uniform"
+ZIPF = "zipf"
+KEY_DISTRIBUTIONS: tuple[str, ...] = (UNIFORM, ZIPF)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkSpec:
+    """How much work one task of a class is: a distribution with its mean (units)."""
+
+    distribution: str
+    mean: float
+    """Mean work in units (> 0)."""
+    sigma: float = 0.0
+    """Lognormal only: the standard deviation of the work's logarithm."""
+
+    @property
+    def mu(self) -> float:
+        """Lognormal only: the mean of the logarithm that gives the requested ``mean``."""
+        return math.log(self.mean) - self.sigma * self.sigma / 2
+
+
+@dataclass(frozen=True, slots=True)
+class TaskClass:
+    """One entry of the task mix: its share of the arrivals and what its tasks look like."""
+
+    share: float
+    """Probability that an arrival is of this class (the shares sum to 1)."""
+    task_type: str
+    priority: int
+    work: WorkSpec
+    deadline_ms: int | None = None
+    """Relative: the task must start within this many ms of its submission."""
+    ttl_ms: int | None = None
+    """Relative: the task must not be dispatched later than this many ms after submission."""
+    required_skills: frozenset[str] = frozenset()
+    tenants: tuple[str, ...] = ("default",)
+    """Each task's tenant is drawn uniformly from these."""
+    zone: str | None = None
+    max_attempts: int = 3
+    affinity_keys: int = 0
+    """Distinct affinity keys (0: tasks have none)."""
+    affinity: str = UNIFORM
+    """How keys are drawn: ``uniform`` or ``zipf`` (key of rank k with weight 1 / k**s)."""
+    zipf_exponent: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentGroup:
+    """``count`` identical agents named ``<name>-<index>``."""
+
+    name: str
+    count: int
+    capacity: int
+    """Slots per agent: tasks it runs at once."""
+    speed: float
+    """Work units per second per slot."""
+    skills: frozenset[str] = frozenset()
+    zone: str | None = None
+    weight: float = 1.0
+    cost_per_task: float = 0.0
+    failure_probability: float = 0.0
+    """Probability that a run ends RETRYABLE instead of SUCCEEDED."""
+    crash_at_ms: int | None = None
+    """Every agent of the group crashes then: it loses its runs and stops heartbeating."""
+    recover_at_ms: int | None = None
+    """It comes back (empty, heartbeating) then; ``None``: never."""
+
+    @property
+    def work_rate(self) -> float:
+        """Work units per second the whole group can run."""
+        return self.count * self.capacity * self.speed
+
+
+@dataclass(frozen=True, slots=True)
+class Arrivals:
+    """The arrival process: ``process`` at ``rate_per_s``, for ``tasks`` or ``duration_ms``."""
+
+    process: str
+    rate_per_s: float
+    tasks: int | None = None
+    """Generate exactly this many tasks; else as many as arrive within ``duration_ms``."""
+    duration_ms: int | None = None
+    burst_size: int = 1
+    """``bursts`` only: tasks arriving together; bursts come as a Poisson process."""
