@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup broker broker-stop lint test demo bench clean
+.PHONY: setup broker broker-stop lint test demo bench-core clean
 
 setup: $(STAMP)
 
@@ -32,9 +32,17 @@ lint: setup
 test: setup broker lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Until the Kafka pipeline's demo lands: the topics, then the reference workload (45K tasks)
+# through the distribution core, every strategy side by side against the push baselines.
 demo: setup broker
 	$(BIN)/taskd topics create
-	$(BIN)/taskd topics list
+	$(BIN)/taskd simulate --scenario scenarios/reference.toml
+
+# Micro-benchmarks of the pure core (routing, scheduler, simulator); figures, not tests.
+bench-core: setup
+	$(BIN)/python -m streams.bench.routing_bench
+	$(BIN)/python -m streams.bench.scheduler_bench
+	$(BIN)/python -m streams.bench.sim_bench
 
 clean:
 	rm -rf .run/state out .pytest_cache .mypy_cache .ruff_cache .hypothesis
