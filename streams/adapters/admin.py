@@ -8,7 +8,8 @@ partition count differs from the settings is reported, never changed behind the 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -64,8 +65,29 @@ def create_topics(settings: Settings, admin: AdminClient | None = None) -> list[
     existing = topic_partitions(admin)
     missing = [spec for spec in specs if spec.name not in existing]
     created = _create(admin, missing, settings) if missing else set()
-    existing = topic_partitions(admin) if missing else existing
+    if created:
+        wait_for_topics(admin, {spec.name: spec.partitions for spec in missing})
+        existing = topic_partitions(admin)
     return [_report(spec, existing, created) for spec in specs]
+
+
+def wait_for_topics(
+    admin: AdminClient, partitions: Mapping[str, int], timeout_s: float = _TIMEOUT_S
+) -> None:
+    """Wait until the cluster metadata shows every topic with its partitions.
+
+    A topic is created before every broker's metadata cache knows it; describing or using it in
+    that window fails with UNKNOWN_TOPIC_OR_PART.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        existing = topic_partitions(admin)
+        late = [name for name, count in partitions.items() if existing.get(name, 0) < count]
+        if not late:
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics not visible after {timeout_s:.0f} s: {late}")
+        time.sleep(0.1)
 
 
 def _create(admin: AdminClient, specs: Sequence[TopicSpec], settings: Settings) -> set[str]:

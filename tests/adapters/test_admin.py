@@ -10,6 +10,7 @@ from streams.adapters.admin import (
     delete_topics,
     list_topics,
     topic_partitions,
+    wait_for_topics,
 )
 from streams.settings import Settings
 
@@ -65,6 +66,7 @@ def test_list_reports_missing_and_differing_topics(settings: Settings, admin: Ad
     names = settings.topics
     try:
         admin.create_topics([NewTopic(names.results, 5, 1)])[names.results].result()
+        wait_for_topics(admin, {names.results: 5})
         listed = {r.name: r for r in list_topics(settings, admin)}
         assert listed[names.results].state is TopicState.DIFFERS
         assert listed[names.results].partitions == 5

@@ -14,6 +14,8 @@ import faust
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from streams.adapters.admin import wait_for_topics
+
 MESSAGES = 40
 
 
@@ -70,6 +72,7 @@ def test_faust_table_survives_a_fresh_instance(bootstrap_servers: str, tmp_path:
     topic_name = f"faust-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     admin.create_topics([NewTopic(topic_name, 2, 1)])[topic_name].result()
+    wait_for_topics(admin, {topic_name: 2})
     app_id = f"taskd-test-{uuid.uuid4().hex[:8]}"
     try:
         first = asyncio.run(_count(app_id, topic_name, bootstrap_servers, tmp_path / "a", True))
