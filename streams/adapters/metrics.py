@@ -1,17 +1,29 @@
-"""An agent's Prometheus metrics (prefix ``taskd_agent_``, durations in seconds).
+"""Prometheus metrics of an agent (``taskd_agent_*``) and of the dispatcher (``taskd_*``).
 
-Built from an injected :class:`~prometheus_client.CollectorRegistry`, so several agents in one
-process (tests) keep apart, and served on their own port by :func:`serve_metrics`.
+Durations in seconds. Built from an injected :class:`~prometheus_client.CollectorRegistry`, so
+several agents or dispatchers in one process (tests) keep apart. An agent serves its registry on
+its own port (:func:`serve_metrics`); the dispatcher through its HTTP views
+(:class:`streams.adapters.http.StatusServer`). The dispatcher's per-agent gauges are named
+``taskd_agents_*``, not ``taskd_agent_*``: that prefix belongs to the agents' own metrics, and
+``taskd_agent_capacity`` there is unlabelled, so sums over it would mix the two.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from streams.adapters.status import slot_load
+from streams.core.actions import Action, DeadLetter, Dispatch, ResultStatus, Retry
+from streams.core.distributor import Distributor
+from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
+from streams.core.stats import Summary
 from streams.errors import ConfigError
 
 RUN_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0)
@@ -56,6 +68,218 @@ class AgentMetrics:
             "taskd_agent_capacity", "Slots: tasks the agent runs at once.", registry=registry
         )
         self.capacity.set(capacity)
+
+
+DISPATCH_SECONDS_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0
+)  # fmt: skip
+"""Submitted -> dispatched, from a millisecond (the 50 ms target in the middle) to 5 minutes."""
+QUEUE_SECONDS_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0
+)  # fmt: skip
+"""Submitted -> started, from 5 ms to an hour."""
+
+
+class DispatcherMetrics:
+    """Every metric of one dispatcher, registered in ``registry`` (prefix ``taskd_``).
+
+    Counters and histograms are fed as things happen (``on_*``, in the core's terms); gauges
+    are set from the distributor by :meth:`refresh`, meant to run about once a second on the
+    loop that owns the distributor.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._define_counters(registry)
+        self._define_histograms(registry)
+        self._define_gauges(registry)
+        self._agent_series: set[str] = set()
+        """Agent ids whose ``taskd_agents_*`` series are exported now."""
+
+    # --- events ------------------------------------------------------------------------------
+
+    def on_received(self, job: Job) -> None:
+        """A valid task read from a task topic (retries, attempt > 0, are not counted again)."""
+        if job.attempt == 0:
+            self.received.inc()
+
+    def on_dispatched(self, job: Job, dispatched_ms: int) -> None:
+        """The task went to an agent; a first attempt also gives its dispatch latency."""
+        self.dispatched.inc()
+        if job.attempt == 0:
+            self.dispatch_latency.observe(_seconds(dispatched_ms - job.submitted_ms))
+
+    def on_result(
+        self, job: Job, status: ResultStatus, *, started_ms: int, finished_ms: int
+    ) -> None:
+        """An agent's result the core accepted (``result`` returned actions: not a stale one).
+
+        Queue time (submitted -> started) is observed for first attempts only, as the core's
+        statistics count it (a retry's wait would include the earlier runs); run time for every
+        run but a REJECTED one, which never ran. Clock skew never makes a duration negative.
+        """
+        self.completed.labels(status=status.value).inc()
+        if status is ResultStatus.REJECTED:
+            return
+        if job.attempt == 0:
+            self.queue_time.observe(_seconds(started_ms - job.submitted_ms))
+        self.run_time.observe(_seconds(finished_ms - started_ms))
+
+    def on_retry(self, tier: int) -> None:
+        """A task went to retry tier ``tier`` (0-based, in the order of the retry topics)."""
+        self.retried.labels(tier=str(tier)).inc()
+
+    def on_dead_letter(self, reason: DeadLetterReason) -> None:
+        """A task (or undecodable bytes: MALFORMED) went to the dead letters."""
+        self.dead_lettered.labels(reason=reason.value).inc()
+        if reason is DeadLetterReason.EXPIRED:
+            self.expired.inc()
+
+    def on_actions(self, actions: Iterable[Action]) -> None:
+        """Count the core's decisions: dispatches, retries and dead letters; others are no-ops."""
+        for action in actions:
+            if isinstance(action, Dispatch):
+                self.on_dispatched(action.job, action.dispatched_ms)
+            elif isinstance(action, Retry):
+                self.on_retry(action.tier)
+            elif isinstance(action, DeadLetter):
+                self.on_dead_letter(action.reason)
+
+    # --- gauges ------------------------------------------------------------------------------
+
+    def refresh(
+        self, distributor: Distributor, now_ms: int, *, summary: Summary | None = None
+    ) -> None:
+        """Set every gauge from the distributor as it is at ``now_ms``.
+
+        The deadline ratio and the inversions come from the statistics' summary: pass a recent
+        one (``SummaryCache.at``) to keep this cheap; without one a summary is made here, which
+        sorts every queue-time sample (about 10 ms at 100K tasks, 110 ms at 1M). The rest costs
+        O(agents + priority levels).
+        """
+        for level, depth in distributor.scheduler.depth_by_priority().items():
+            self.queue_depth.labels(priority=f"p{level}").set(depth)
+        self.in_flight.set(len(distributor.in_flight))
+        self._refresh_agents(distributor.registry.agents)
+        figures = summary if summary is not None else distributor.stats.summary(now_ms)
+        ratio = figures.deadline_success
+        self.deadline_success.set(math.nan if ratio is None else ratio)
+        self.priority_inversions.set(figures.priority_inversions)
+
+    def _refresh_agents(self, agents: Sequence[AgentInfo]) -> None:
+        """Agents by state; the per-agent series of every agent not DOWN (others removed)."""
+        for state in AgentState:
+            self.agents.labels(state=state.value).set(
+                sum(1 for info in agents if info.state is state)
+            )
+        live = {info.agent_id: info for info in agents if info.state is not AgentState.DOWN}
+        for agent_id, info in live.items():
+            self.agent_capacity.labels(agent=agent_id).set(info.capacity)
+            self.agent_in_flight.labels(agent=agent_id).set(info.in_flight)
+            self.agent_utilization.labels(agent=agent_id).set(slot_load(info))
+        for agent_id in self._agent_series - live.keys():
+            for gauge in (self.agent_capacity, self.agent_in_flight, self.agent_utilization):
+                gauge.remove(agent_id)
+        self._agent_series = set(live)
+        healthy = [info for info in agents if info.state is AgentState.READY and info.capacity]
+        self.load_imbalance.set(load_cv([slot_load(info) for info in healthy]))
+
+    # --- definitions -------------------------------------------------------------------------
+
+    def _define_counters(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "taskd_tasks_received", "Tasks read from the task topics.", registry=registry
+        )
+        self.dispatched = Counter(
+            "taskd_tasks_dispatched",
+            "Assignments sent to agents (a retry or failover is dispatched again).",
+            registry=registry,
+        )
+        self.completed = Counter(
+            "taskd_tasks_completed",
+            "Results from agents, by status.",
+            ["status"],
+            registry=registry,
+        )
+        self.retried = Counter(
+            "taskd_tasks_retried",
+            "Tasks sent to a retry tier, by tier (0-based).",
+            ["tier"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "taskd_tasks_dead_lettered", "Dead letters, by reason.", ["reason"], registry=registry
+        )
+        self.expired = Counter(
+            "taskd_tasks_expired",
+            "Tasks whose deadline or TTL passed before dispatch (dead-lettered EXPIRED).",
+            registry=registry,
+        )
+        for status in ResultStatus:
+            self.completed.labels(status=status.value)
+        for reason in DeadLetterReason:
+            self.dead_lettered.labels(reason=reason.value)
+
+    def _define_histograms(self, registry: CollectorRegistry) -> None:
+        self.dispatch_latency = Histogram(
+            "taskd_dispatch_latency_seconds",
+            "Submitted -> first dispatched, in seconds.",
+            buckets=DISPATCH_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.queue_time = Histogram(
+            "taskd_queue_time_seconds",
+            "Submitted -> first started, in seconds.",
+            buckets=QUEUE_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.run_time = Histogram(
+            "taskd_run_time_seconds",
+            "Started -> finished of each run, in seconds, as the agents report it.",
+            buckets=RUN_SECONDS_BUCKETS,
+            registry=registry,
+        )
+
+    def _define_gauges(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+            return Gauge(name, documentation, labels, registry=registry)
+
+        self.queue_depth = gauge(
+            "taskd_queue_depth", "Tasks held waiting for a slot, by priority.", ["priority"]
+        )
+        self.in_flight = gauge("taskd_in_flight", "Tasks dispatched and not finished.")
+        self.agent_capacity = gauge(
+            "taskd_agents_capacity", "Slots of each agent not DOWN.", ["agent"]
+        )
+        self.agent_in_flight = gauge(
+            "taskd_agents_in_flight", "Tasks in flight on each agent not DOWN.", ["agent"]
+        )
+        self.agent_utilization = gauge(
+            "taskd_agents_utilization", "In flight over capacity now, per agent (0..1).", ["agent"]
+        )
+        self.agents = gauge("taskd_agents", "Known agents, by state.", ["state"])
+        self.load_imbalance = gauge(
+            "taskd_load_imbalance",
+            "Coefficient of variation of utilization across READY agents now.",
+        )
+        self.deadline_success = gauge(
+            "taskd_deadline_success_ratio",
+            "Deadlines met over deadlines decided since start (NaN: none yet).",
+        )
+        self.priority_inversions = gauge(
+            "taskd_priority_inversions",
+            "Dispatches since start while a more urgent task the agent could run waited.",
+        )
+
+
+def load_cv(loads: Sequence[float]) -> float:
+    """Population std over mean of ``loads``; 0 without loads or when their mean is 0."""
+    mean = statistics.fmean(loads) if loads else 0.0
+    return statistics.pstdev(loads) / mean if mean > 0 else 0.0
+
+
+def _seconds(duration_ms: int) -> float:
+    return max(0, duration_ms) / 1000
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from streams.cli.agent import agent
 from streams.cli.context import CliState
 from streams.cli.dlq import dlq_app
 from streams.cli.simulate import simulate
+from streams.cli.status import status
 from streams.cli.submit import submit
 from streams.cli.topics import topics_app
 from streams.errors import TaskdError
@@ -28,6 +29,7 @@ app.add_typer(dlq_app, name="dlq")
 app.command("submit")(submit)
 app.command("simulate")(simulate)
 app.command("agent")(agent)
+app.command("status")(status)
 
 _err = Console(stderr=True, soft_wrap=True)
 
