@@ -183,6 +183,8 @@ class Distributor:
     # --- internals ---------------------------------------------------------------------------
 
     def _release(self, now_ms: int) -> list[Action]:
+        if self.scheduler.held == 0:
+            return self._intake_signal()  # nothing waits: skip building a placer
         placer = RoutingPlacer(
             self.router, self.registry, self.in_flight, self.config.lease_ms, now_ms
         )
@@ -191,8 +193,10 @@ class Distributor:
             lease = self.in_flight.get(released.job.task_id)
             assert lease is not None  # the placer took the lease
             agent = self.registry.get(released.agent_id)
-            inversion = agent is not None and self.scheduler.has_waiting(
-                released.effective_priority, agent.can_run
+            inversion = (
+                agent is not None
+                and self.scheduler.held > 0
+                and self.scheduler.has_waiting(released.effective_priority, agent.can_run)
             )
             self.stats.task_dispatched(
                 released.job,
