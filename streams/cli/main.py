@@ -11,6 +11,7 @@ from rich.console import Console
 
 from streams.cli.agent import agent
 from streams.cli.context import CliState
+from streams.cli.dispatcher import dispatcher
 from streams.cli.dlq import dlq_app
 from streams.cli.simulate import simulate
 from streams.cli.status import status
@@ -30,6 +31,7 @@ app.command("submit")(submit)
 app.command("simulate")(simulate)
 app.command("agent")(agent)
 app.command("status")(status)
+app.command("dispatcher")(dispatcher)
 
 _err = Console(stderr=True, soft_wrap=True)
 

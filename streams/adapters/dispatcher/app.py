@@ -1,0 +1,106 @@
+"""The Faust app of the dispatcher, built from the settings (no environment read by Faust).
+
+The table changelogs are created before the consumer subscribes (``on_first_start``): Faust
+declares them itself only once its consumer is already assigned, so on a first start they
+would be missing from the assignment and from the metadata the table writes are checked
+against (``PartitionsMismatch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import faust
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from streams.adapters.dispatcher.config import DispatcherConfig
+from streams.errors import TopicError
+from streams.settings import Settings
+
+FAUST_ENV_PREFIX = "TASKD_FAUST_"
+"""Faust reads only variables with this prefix, never the user's plain ``WEB_PORT`` etc."""
+TABLES = ("inflight", "ended")
+_TIMEOUT_S = 30.0
+
+
+def app_id(settings: Settings) -> str:
+    """The consumer group and the prefix of the table changelogs: ``<prefix>dispatcher``."""
+    return f"{settings.topic_prefix}dispatcher"
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    return [f"{app_id(settings)}-{table}-changelog" for table in TABLES]
+
+
+class DispatcherApp(faust.App):
+    """A Faust app that creates its table changelogs before it subscribes."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(app_id(settings), **options)
+        self.taskd_settings = settings
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await asyncio.to_thread(create_changelogs, self.taskd_settings)
+
+
+def build_app(settings: Settings, config: DispatcherConfig) -> DispatcherApp:
+    """A Faust app on the settings' broker, RocksDB state in ``settings.data_dir``."""
+    return DispatcherApp(
+        settings,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.shards,
+        topic_replication_factor=settings.replication_factor,
+        env_prefix=FAUST_ENV_PREFIX,
+        web_enabled=config.web_enabled,
+        web_bind=settings.http_host,
+        web_host=settings.http_host,
+        web_port=settings.http_port,
+        broker_commit_interval=1.0,
+        broker_session_timeout=config.session_timeout_ms / 1000,
+        broker_heartbeat_interval=config.session_timeout_ms / 10_000,
+        # held tasks stay unacked by design: never wait for them at a rebalance or a stop
+        stream_wait_empty=False,
+        autodiscover=False,
+        broker_credentials=credentials(settings),
+    )
+
+
+def credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """Faust's SASL credentials from the settings (None for PLAINTEXT); TLS with the system's
+    default certificates for SASL_SSL. SSL without SASL is not supported by this adapter yet."""
+    if not settings.sasl_username or settings.sasl_password is None:
+        return None
+    tls = ssl.create_default_context() if settings.security_protocol == "SASL_SSL" else None
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password.get_secret_value(),
+        mechanism=settings.sasl_mechanism,
+        ssl_context=tls,
+    )
+
+
+def create_changelogs(settings: Settings) -> None:
+    """Create the compacted changelog topics (``settings.shards`` partitions) if missing."""
+    admin = AdminClient(settings.kafka_config())
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=settings.shards,
+            replication_factor=settings.replication_factor,
+            config={"cleanup.policy": "compact"},
+        )
+        for name in changelog_topics(settings)
+    ]
+    for name, future in admin.create_topics(wanted, request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise TopicError(f"cannot create {name}: {error.args[0].str()}") from error

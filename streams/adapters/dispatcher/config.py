@@ -1,0 +1,78 @@
+"""The dispatcher's own knobs (timings, bounds), next to the shared :class:`Settings`.
+
+The settings hold what every component shares (broker, topics, shards); these are the
+dispatcher's: how long an agent may stay silent, how long a lease lasts, how much it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.core.agents import HealthConfig
+from streams.core.distributor import DistributorConfig
+from streams.core.scheduling import SchedulerConfig
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatcherConfig:
+    """Timings in milliseconds; ``max_held`` in tasks. Checked on construction."""
+
+    lease_ms: int = 300_000
+    """How long an agent may hold a task before it is taken back (failover)."""
+    heartbeat_interval_ms: int = 1_000
+    """The agents' heartbeat interval (what ``taskd agent --heartbeat-ms`` says)."""
+    suspect_after_ms: int = 3_000
+    down_after_ms: int = 10_000
+    """An agent silent this long is DOWN: its tasks go to others."""
+    max_held: int = 100_000
+    """Tasks held waiting for a slot before the task topics are paused (back-pressure)."""
+    resume_at: int | None = None
+    """Held tasks at which the task topics are read again; None: 80% of ``max_held``."""
+    aging_ms: int | None = 30_000
+    """Each ``aging_ms`` waited raises a task one priority level; None: strict priority."""
+    tick_ms: int = 100
+    """Longest sleep of the loop between two ticks of the core."""
+    dedupe_window: int = 100_000
+    """Ended task ids remembered (in memory and in the ``ended`` table) to drop duplicates."""
+    session_timeout_ms: int = 10_000
+    """Kafka group session: a killed instance's shards are taken over after this long."""
+    web_enabled: bool = True
+    """Serve Faust's web views on ``settings.http_host:http_port``."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "lease_ms",
+            "heartbeat_interval_ms",
+            "tick_ms",
+            "max_held",
+            "dedupe_window",
+            "session_timeout_ms",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"dispatcher {name} must be >= 1 (got {getattr(self, name)})")
+        self.health()  # raises ConfigError for timings out of order
+
+    def health(self) -> HealthConfig:
+        return HealthConfig(
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            suspect_after_ms=self.suspect_after_ms,
+            down_after_ms=self.down_after_ms,
+        )
+
+    def distributor(self, settings: Settings) -> DistributorConfig:
+        """The core's configuration: levels and retry tiers from the settings, the rest here."""
+        scheduler = SchedulerConfig(
+            levels=settings.priority_levels,
+            aging_ms=self.aging_ms,
+            max_held=self.max_held,
+            resume_at=self.resume_at,
+        )
+        return DistributorConfig(
+            scheduler=scheduler,
+            health=self.health(),
+            lease_ms=self.lease_ms,
+            retry_backoffs_ms=settings.retry_tiers_ms,
+            dedupe_window=self.dedupe_window,
+        )

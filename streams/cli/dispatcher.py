@@ -1,0 +1,57 @@
+"""``taskd dispatcher``: run the dispatcher (a Faust worker) until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from streams.adapters.dispatcher import Dispatcher, DispatcherConfig, run_worker
+from streams.cli.context import settings_of
+
+_DEFAULTS = DispatcherConfig()
+
+
+def dispatcher(
+    ctx: typer.Context,
+    lease_ms: Annotated[
+        int, typer.Option("--lease-ms", help="how long an agent may hold a task (ms)")
+    ] = _DEFAULTS.lease_ms,
+    heartbeat_ms: Annotated[
+        int, typer.Option("--heartbeat-ms", help="the agents' heartbeat interval (ms)")
+    ] = _DEFAULTS.heartbeat_interval_ms,
+    suspect_after_ms: Annotated[
+        int, typer.Option("--suspect-after-ms", help="silence before an agent is suspect (ms)")
+    ] = _DEFAULTS.suspect_after_ms,
+    down_after_ms: Annotated[
+        int, typer.Option("--down-after-ms", help="silence before its tasks go to others (ms)")
+    ] = _DEFAULTS.down_after_ms,
+    max_held: Annotated[
+        int, typer.Option("--max-held", help="tasks held before the task topics pause")
+    ] = _DEFAULTS.max_held,
+    aging_ms: Annotated[
+        int, typer.Option("--aging-ms", help="wait that raises a task one level (0: strict)")
+    ] = _DEFAULTS.aging_ms or 0,
+    web: Annotated[
+        bool, typer.Option("--web/--no-web", help="serve Faust's web views on http_port")
+    ] = False,
+    loglevel: Annotated[str, typer.Option("--loglevel", help="debug, info, warning")] = "info",
+) -> None:
+    """Run the dispatcher: read tasks, results and heartbeats; dispatch to the agents."""
+    settings = settings_of(ctx)
+    config = DispatcherConfig(
+        lease_ms=lease_ms,
+        heartbeat_interval_ms=heartbeat_ms,
+        suspect_after_ms=suspect_after_ms,
+        down_after_ms=down_after_ms,
+        max_held=max_held,
+        aging_ms=aging_ms or None,
+        web_enabled=web,
+    )
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for chatty in ("faust", "aiokafka", "mode"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
+    run_worker(Dispatcher(settings, config), loglevel=loglevel)

@@ -1,0 +1,122 @@
+"""The dispatcher's pure pieces, without a broker: ordered acks, the registration view, the
+ended window and duplicate rules, the configuration and the credentials."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.adapters.dispatcher import DispatcherConfig
+from streams.adapters.dispatcher.acks import OrderedAcks
+from streams.adapters.dispatcher.app import credentials
+from streams.adapters.dispatcher.book import Book, EndedWindow, Tracked
+from streams.adapters.dispatcher.registrations import Registrations
+from streams.errors import ConfigError
+from streams.settings import load_settings
+from streams.wire import AgentRegistration, RegistrationStatus, Task
+
+
+def test_acks_go_out_in_offset_order_only() -> None:
+    acked: list[int] = []
+    acks = OrderedAcks()
+    tokens = [acks.track("t", 0, offset, lambda o=offset: acked.append(o)) for offset in range(4)]
+    other = acks.track("t", 1, 0, lambda: acked.append(100))
+    acks.done(tokens[2])
+    acks.done(tokens[1])
+    assert acked == []  # offset 0 is not done: nothing may be acked
+    acks.done(other)
+    assert acked == [100]  # another partition is independent
+    acks.done(tokens[0])
+    assert acked == [100, 0, 1, 2]
+    assert acks.pending() == 1
+    acks.done(tokens[3])
+    assert acked == [100, 0, 1, 2, 3] and acks.pending() == 0
+
+
+def test_an_event_read_again_after_a_seek_keeps_the_order() -> None:
+    acked: list[int] = []
+    acks = OrderedAcks()
+    late = acks.track("t", 0, 5, lambda: acked.append(5))
+    early = acks.track("t", 0, 3, lambda: acked.append(3))
+    acks.done(late)
+    assert acked == []
+    acks.done(early)
+    assert acked == [3, 5]
+
+
+def _claim(agent: str, partition: int, epoch: int, active: bool = True) -> AgentRegistration:
+    status = RegistrationStatus.ACTIVE if active else RegistrationStatus.RELEASED
+    return AgentRegistration(
+        agent_id=agent,
+        partition=partition,
+        epoch=epoch,
+        start_offset=0,
+        status=status,
+        registered_at=0,
+        renewed_at=0,
+        capacity=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("records", "ended", "active"),
+    [
+        ([_claim("a", 0, 1), _claim("a", 0, 1)], [[], []], {"a": 1}),  # a renewal
+        ([_claim("a", 0, 1), _claim("a", 0, 2)], [[], ["a"]], {"a": 2}),  # a restart
+        ([_claim("a", 0, 1), _claim("a", 0, 1, False)], [[], ["a"]], {}),  # released
+        ([_claim("a", 0, 1), _claim("b", 0, 2)], [[], ["a"]], {"b": 2}),  # taken over
+        ([_claim("a", 0, 1), _claim("b", 1, 1)], [[], []], {"a": 1, "b": 1}),
+    ],
+)
+def test_registrations_say_whose_claim_ends(
+    records: list[AgentRegistration], ended: list[list[str]], active: dict[str, int]
+) -> None:
+    regs = Registrations()
+    assert [regs.apply(record) for record in records] == ended
+    found = {agent: regs.active(agent) for agent in ("a", "b")}
+    assert {agent: reg.epoch for agent, reg in found.items() if reg is not None} == active
+
+
+def test_the_ended_window_forgets_the_oldest_and_says_so() -> None:
+    evicted: list[tuple[str, int]] = []
+    window = EndedWindow(2, lambda task_id, shard: evicted.append((task_id, shard)))
+    for index in range(3):
+        window.add(f"t{index}", index)
+    assert "t0" not in window and "t2" in window and len(window) == 2
+    assert evicted == [("t0", 0)]
+
+
+def _task(task_id: str, attempt: int = 0) -> Task:
+    return Task(task_id=task_id, type="w", priority=0, payload=b"", submitted_at=0, attempt=attempt)
+
+
+def test_duplicates_are_what_the_core_would_drop() -> None:
+    book = Book(ended=EndedWindow(10, lambda task_id, shard: None))
+    book.ended.add("done", 0)
+    book.tasks["held"] = Tracked(_task("held"), 0)
+    book.retrying["retry"] = 2
+    assert book.duplicate(_task("done")) and book.duplicate(_task("held"))
+    assert book.duplicate(_task("retry", attempt=1))  # an older delivery
+    assert not book.duplicate(_task("retry", attempt=2))  # the retry itself
+    assert not book.duplicate(_task("retry", attempt=1))  # no longer awaited
+    assert not book.duplicate(_task("new"))
+
+
+def test_timings_out_of_order_are_refused() -> None:
+    with pytest.raises(ConfigError, match="down_after_ms"):
+        DispatcherConfig(suspect_after_ms=5_000, down_after_ms=4_000)
+    with pytest.raises(ConfigError, match="lease_ms"):
+        DispatcherConfig(lease_ms=0)
+
+
+def test_sasl_settings_become_faust_credentials() -> None:
+    assert credentials(load_settings(bootstrap_servers="127.0.0.1:9092")) is None
+    sasl = load_settings(
+        bootstrap_servers="127.0.0.1:9092",
+        security_protocol="SASL_SSL",
+        sasl_username="taskd",
+        sasl_password="secret",
+    )
+    found = credentials(sasl)
+    assert found is not None
+    assert (found.username, found.password) == ("taskd", "secret")
+    assert found.ssl_context is not None and found.mechanism.value == "SCRAM-SHA-512"

@@ -1,0 +1,167 @@
+"""Helpers shared by the pipeline tests (no tests here): a dispatcher and real agents (the
+worker runtime with the built-in ``streams.demo:work`` handler) in one process, and readers of
+what a user sees: results and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from streams.adapters.dispatcher import Dispatcher, DispatcherConfig
+from streams.settings import Settings
+from streams.wire import Codec, DeadLetter, TaskResult, WireRecord
+from streams.worker import Agent, AgentConfig
+from tests.adapters.test_dispatcher_support import dispatcher_config, running_dispatcher
+
+CODEC = Codec()
+DEMO = "streams.demo:work"
+PIPELINE_WAIT_S = 180.0
+"""Upper bound of a whole pipeline run: the test fails with a message past it."""
+
+
+def pipeline_config(**fields: Any) -> DispatcherConfig:
+    """Timings that tolerate a busy test process: DOWN only after 6 s of silence."""
+    defaults: dict[str, Any] = {"suspect_after_ms": 3_000, "down_after_ms": 6_000}
+    return dispatcher_config(**{**defaults, **fields})
+
+
+def work(work_ms: float = 0, fail: str | None = None) -> bytes:
+    """A payload for the demo handler."""
+    spec: dict[str, Any] = {"work_ms": work_ms}
+    if fail is not None:
+        spec["fail"] = fail
+    return json.dumps(spec).encode()
+
+
+@dataclass
+class CapacityWatch:
+    """Samples the dispatcher's view of each agent: the most leases it ever held at once."""
+
+    dispatcher: Dispatcher
+    peak: Counter[str] = field(default_factory=Counter)
+    capacity: dict[str, int] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        while True:
+            loop = self.dispatcher.loop
+            if loop is not None:
+                for info in loop.core.registry.agents:
+                    self.peak[info.agent_id] = max(self.peak[info.agent_id], info.in_flight)
+                    self.capacity[info.agent_id] = info.capacity
+            await asyncio.sleep(0.002)
+
+    def over(self) -> dict[str, tuple[int, int]]:
+        """Agents that ever held more leases than their capacity: (peak, capacity)."""
+        return {
+            agent: (peak, self.capacity[agent])
+            for agent, peak in self.peak.items()
+            if peak > self.capacity[agent]
+        }
+
+
+@contextlib.asynccontextmanager
+async def pipeline(
+    settings: Settings,
+    capacities: Sequence[int],
+    config: DispatcherConfig | None = None,
+    *,
+    start_agents: bool = True,
+) -> AsyncIterator[tuple[Dispatcher, list[Agent], CapacityWatch]]:
+    """A dispatcher, agents ``a0..`` of the given capacities, and a capacity watch."""
+    agents = [
+        Agent(
+            AgentConfig(
+                agent_id=f"a{i}", capacity=capacity, handler=DEMO, heartbeat_interval_ms=200
+            ),
+            settings,
+        )
+        for i, capacity in enumerate(capacities)
+    ]
+    async with running_dispatcher(settings, config or pipeline_config()) as dispatcher:
+        watch = CapacityWatch(dispatcher)
+        watching = asyncio.get_running_loop().create_task(watch.run())
+        runs: list[asyncio.Task[None]] = []
+        try:
+            if start_agents:
+                runs = [await start(agent) for agent in agents]
+            yield dispatcher, agents, watch
+        finally:
+            for each in agents:
+                each.stop()
+            await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
+            watching.cancel()
+
+
+def agent(settings: Settings, agent_id: str, capacity: int) -> Agent:
+    """A real agent running the demo handler, heartbeating every 200 ms."""
+    config = AgentConfig(
+        agent_id=agent_id, capacity=capacity, handler=DEMO, heartbeat_interval_ms=200
+    )
+    return Agent(config, settings)
+
+
+async def start(agent: Agent) -> asyncio.Task[None]:
+    """Run ``agent`` in the background once it owns its partition."""
+    run = asyncio.get_running_loop().create_task(agent.run())
+    await asyncio.wait_for(agent.wait_ready(), 60)
+    return run
+
+
+def read_all(settings: Settings, topic: str, record_type: type[WireRecord]) -> list[Any]:
+    """Every record of ``topic`` up to its current end, decoded."""
+    consumer = Consumer({**settings.kafka_config(), "group.id": f"test-{uuid.uuid4().hex}"})
+    try:
+        parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in parts
+        }
+        wanted = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
+        found: list[Any] = []
+        deadline = time.monotonic() + 60
+        while wanted and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.2):
+                assert message.error() is None, message.error()
+                found.append(CODEC.decode(message.value() or b"", record_type))
+                if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
+                    wanted.discard(message.partition())
+        assert not wanted, f"{topic}: not read to its end within 60 s"
+        return found
+    finally:
+        consumer.close()
+
+
+async def until_results(
+    settings: Settings, expected: set[str], *, statuses: set[str] | None = None
+) -> list[TaskResult]:
+    """Every result so far, once each task id in ``expected`` has a final one."""
+    deadline = time.monotonic() + PIPELINE_WAIT_S
+    while True:
+        results = await asyncio.to_thread(read_all, settings, settings.topics.results, TaskResult)
+        done = {r.task_id for r in results if statuses is None or r.status.value in statuses}
+        if expected <= done:
+            return results
+        missing = len(expected - done)
+        assert time.monotonic() < deadline, f"{missing} task(s) without a result"
+        await asyncio.sleep(1.0)
+
+
+async def until_dead(settings: Settings, count: int) -> list[DeadLetter]:
+    """The dead letters, once there are at least ``count``."""
+    deadline = time.monotonic() + PIPELINE_WAIT_S
+    while True:
+        letters = await asyncio.to_thread(read_all, settings, settings.topics.dlq, DeadLetter)
+        if len(letters) >= count:
+            return letters
+        assert time.monotonic() < deadline, f"{len(letters)} dead letters, {count} expected"
+        await asyncio.sleep(0.5)
