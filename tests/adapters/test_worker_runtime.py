@@ -215,7 +215,10 @@ def test_never_more_than_capacity_run_and_prefetch_stays_bounded(
         async with running(agent):
             dispatch(settings, 0, [assignment(epoch=1) for _ in range(total)])
             await until(
-                lambda: sample(agent, "taskd_agent_prefetched") == capacity,
+                lambda: (
+                    sample(agent, "taskd_agent_prefetched") == capacity
+                    and sample(agent, "taskd_agent_tasks_started_total") == capacity
+                ),
                 "the prefetch filled while every slot is busy",
             )
             assert sample(agent, "taskd_agent_tasks_started_total") == capacity
