@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -14,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from streams.core import agents
 from streams.core.agents import (
     HEARTBEAT_EVENTS,
     TRANSITIONS,
@@ -428,20 +424,3 @@ class RegistryMachine(RuleBasedStateMachine):
 
 RegistryMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
 TestRegistry = RegistryMachine.TestCase
-
-
-# --- purity ------------------------------------------------------------------------------------
-
-
-def test_module_imports_only_the_standard_library_and_streams() -> None:
-    tree = ast.parse(Path(agents.__file__).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            root = name.split(".")[0]
-            assert root in sys.stdlib_module_names or root == "streams", name

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import ast
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from streams.core import leases
 from streams.core.agents import AgentRegistry, HealthConfig, Heartbeat, Transition
 from streams.core.leases import InFlight, Lease
 from streams.core.model import AgentState, Job
@@ -343,17 +339,3 @@ class LeaseMachine(RuleBasedStateMachine):
 
 LeaseMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50)
 TestLeases = LeaseMachine.TestCase
-
-
-def test_module_imports_only_the_standard_library_and_streams() -> None:
-    tree = ast.parse(Path(leases.__file__).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            root = name.split(".")[0]
-            assert root in sys.stdlib_module_names or root == "streams", name

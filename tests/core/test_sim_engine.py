@@ -6,7 +6,6 @@ agent runs more tasks than it has slots, late binding never sends a task to a fu
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
@@ -286,29 +285,6 @@ def test_an_agent_that_never_recovers_gets_no_work_after_it_is_declared_down() -
     # Crashed at 5 s and never back: it ran at most until then.
     assert gone.available_ms == gone.capacity * 5_000
     assert gone.busy_ms <= gone.available_ms
-
-
-def test_the_simulator_core_is_pure() -> None:
-    """Standard library and the core only; no clock, no unseeded randomness, no I/O modules."""
-    forbidden = {"time", "datetime", "os", "secrets", "uuid", "socket", "subprocess", "asyncio"}
-    for path in sorted((ROOT / "streams" / "core" / "sim").glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            for name in names:
-                top = name.split(".")[0]
-                ours = name.startswith(("streams.core", "streams.errors"))
-                assert ours or (top in sys.stdlib_module_names and top not in forbidden), (
-                    f"{path.name} imports {name}"
-                )
-            if isinstance(node, ast.Call) and ast.unparse(node.func) == "random.Random":
-                assert node.args, f"{path.name}: an unseeded random.Random()"
 
 
 def test_a_scenario_whose_duration_holds_no_arrival_reports_zeros() -> None:

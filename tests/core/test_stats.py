@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import statistics
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core import stats
 from streams.core.model import DeadLetterReason, Job
 from streams.core.stats import Statistics, Summary, nearest_rank
 from streams.errors import ConfigError, CoreError
@@ -396,17 +392,3 @@ def test_bad_levels_and_priorities_are_refused() -> None:
         Statistics(levels=0)
     with pytest.raises(CoreError):
         Statistics(levels=2).task_received(Job("t", 2, 0), 0)
-
-
-def test_module_imports_only_the_standard_library_and_streams() -> None:
-    tree = ast.parse(Path(stats.__file__).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            root = name.split(".")[0]
-            assert root in sys.stdlib_module_names or root == "streams", name
