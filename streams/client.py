@@ -13,13 +13,13 @@ key or else their task id, with an idempotent producer (acks=all).
 
 from streams.adapters.client import (
     DEFAULT_PRODUCER_CONFIG,
-    REPLAY_HEADER,
     ProgressCallback,
     SubmitReport,
     TaskClient,
     replay_count,
     task_json,
 )
+from streams.core.model import REPLAY_HEADER
 from streams.errors import DeliveryError, EncodeError, KafkaError, TaskdError
 from streams.settings import Settings, load_settings
 from streams.wire import Task, TaskOptions

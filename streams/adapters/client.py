@@ -25,14 +25,12 @@ from typing import Literal, Self, Unpack
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import KafkaException, Message, Producer
 
+from streams.core.model import REPLAY_HEADER, replay_number
 from streams.errors import ConfigError, DecodeError, DeliveryError, EncodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import Codec, ConfluentCodec, SchemaRegistryClient, Task, validate_task
 from streams.wire.codec import RecordCodec
 from streams.wire.records import TaskOptions
-
-REPLAY_HEADER = "taskd-replay"
-"""Task header counting how often a dead letter was replayed; also sent as a record header."""
 
 ConfigValue = str | int | float | bool
 DEFAULT_PRODUCER_CONFIG: Mapping[str, ConfigValue] = {
@@ -320,8 +318,7 @@ def delivery_timeout_s(config: Mapping[str, ConfigValue]) -> float:
 
 def replay_count(task: Task) -> int:
     """How often ``task`` was replayed from the dead letters (its REPLAY_HEADER; 0 if none)."""
-    value = dict(task.headers).get(REPLAY_HEADER, "0")
-    return int(value) if value.isascii() and value.isdigit() else 0
+    return replay_number(task.headers)
 
 
 def task_json(task: Task) -> bytes:

@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
-from streams.adapters.client import REPLAY_HEADER, codec_for, replay_count
-from streams.core.model import DeadLetterReason
+from streams.adapters.client import codec_for, replay_count
+from streams.core.model import REPLAY_HEADER, DeadLetterReason
 from streams.errors import ConfigError, DecodeError, KafkaError, TopicError
 from streams.settings import Settings
 from streams.wire import DeadLetter, Task

@@ -84,13 +84,9 @@ class Distributor:
 
     def task_arrived(self, job: Job, now_ms: int) -> list[Action]:
         """A task read from a task topic or a retry tier; duplicates are dropped."""
-        if job.task_id in self._ended or self.in_flight.get(job.task_id) is not None:
+        if self.is_duplicate(job):
             return []
-        awaited = self._retrying.get(job.task_id)
-        if awaited is not None:
-            if job.attempt < awaited:
-                return []  # an older delivery of a task that now waits for its retry
-            del self._retrying[job.task_id]
+        self._retrying.pop(job.task_id, None)
         if job.attempt == 0:
             self.stats.task_received(job, now_ms)
         outcome = self.scheduler.offer(job, now_ms)
@@ -101,6 +97,20 @@ class Distributor:
         if outcome is OfferResult.DUPLICATE:
             return []
         return self._release(now_ms)
+
+    def is_duplicate(self, job: Job) -> bool:
+        """Whether ``task_arrived`` would drop ``job``: it ended (same replay), is held or in
+        flight, or is an older delivery of a task now waiting for its retry."""
+        if job.dedupe_key in self._ended or self.in_flight.get(job.task_id) is not None:
+            return True
+        if self.scheduler.holds(job.task_id):
+            return True
+        awaited = self._retrying.get(job.task_id)
+        return awaited is not None and job.attempt < awaited
+
+    def restore_ended(self, dedupe_key: str) -> None:
+        """Recovery: remember a task that ended before a restart (its ``Job.dedupe_key``)."""
+        self._remember_ended(dedupe_key)
 
     def heartbeat(self, hb: Heartbeat, now_ms: int) -> list[Action]:
         """An agent's heartbeat: registers it, updates it, may free or take capacity."""
@@ -222,7 +232,7 @@ class Distributor:
     ) -> list[Action]:
         job = lease.job
         if status in (ResultStatus.SUCCEEDED, ResultStatus.CANCELLED):
-            self._remember_ended(job.task_id)
+            self._remember_ended(job.dedupe_key)
             return [Completed(job, lease.agent_id, status)]
         if status is ResultStatus.FAILED:
             return [self._dead_letter(job, DeadLetterReason.FAILED, error or "failed", now_ms)]
@@ -265,14 +275,15 @@ class Distributor:
     def _dead_letter(
         self, job: Job, reason: DeadLetterReason, error: str, now_ms: int
     ) -> DeadLetter:
-        self._remember_ended(job.task_id)
+        self._remember_ended(job.dedupe_key)
         self.stats.task_dead_lettered(job, reason, now_ms)
         return DeadLetter(job, reason, error, job.attempt + 1)
 
-    def _remember_ended(self, task_id: str) -> None:
+    def _remember_ended(self, key: str) -> None:
         if self.config.dedupe_window == 0:
             return
-        self._ended[task_id] = None
+        self._ended[key] = None
+        self._ended.move_to_end(key)
         if len(self._ended) > self.config.dedupe_window:
             self._ended.popitem(last=False)
 

@@ -10,7 +10,27 @@ Priorities are levels ``0 .. levels-1``; **0 is the most urgent**.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+REPLAY_HEADER = "taskd-replay"
+"""Task header counting how often a dead letter was replayed (``taskd dlq replay`` raises it)."""
+
+
+def replay_number(headers: Iterable[tuple[str, str]]) -> int:
+    """The task's replay count from its headers (0 when absent or not a number)."""
+    value = dict(headers).get(REPLAY_HEADER, "0")
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
+def dedupe_key(task_id: str, headers: Iterable[tuple[str, str]]) -> str:
+    """What the duplicate window remembers of an ended task: its id, and its replay count.
+
+    A replayed dead letter keeps its task id; counting the replay lets it run again, while a
+    second delivery of the same replay is still dropped.
+    """
+    replay = replay_number(headers)
+    return task_id if replay == 0 else f"{task_id}#replay{replay}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +67,10 @@ class Job:
         if self.expires_ms is None:
             return self.deadline_ms
         return min(self.deadline_ms, self.expires_ms)
+
+    @property
+    def dedupe_key(self) -> str:
+        return dedupe_key(self.task_id, self.headers)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:

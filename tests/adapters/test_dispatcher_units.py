@@ -8,11 +8,11 @@ import pytest
 from streams.adapters.dispatcher import DispatcherConfig
 from streams.adapters.dispatcher.acks import OrderedAcks
 from streams.adapters.dispatcher.app import credentials
-from streams.adapters.dispatcher.book import Book, EndedWindow, Tracked
+from streams.adapters.dispatcher.book import EndedWindow
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.errors import ConfigError
 from streams.settings import load_settings
-from streams.wire import AgentRegistration, RegistrationStatus, Task
+from streams.wire import AgentRegistration, RegistrationStatus
 
 
 def test_acks_go_out_in_offset_order_only() -> None:
@@ -83,22 +83,6 @@ def test_the_ended_window_forgets_the_oldest_and_says_so() -> None:
         window.add(f"t{index}", index)
     assert "t0" not in window and "t2" in window and len(window) == 2
     assert evicted == [("t0", 0)]
-
-
-def _task(task_id: str, attempt: int = 0) -> Task:
-    return Task(task_id=task_id, type="w", priority=0, payload=b"", submitted_at=0, attempt=attempt)
-
-
-def test_duplicates_are_what_the_core_would_drop() -> None:
-    book = Book(ended=EndedWindow(10, lambda task_id, shard: None))
-    book.ended.add("done", 0)
-    book.tasks["held"] = Tracked(_task("held"), 0)
-    book.retrying["retry"] = 2
-    assert book.duplicate(_task("done")) and book.duplicate(_task("held"))
-    assert book.duplicate(_task("retry", attempt=1))  # an older delivery
-    assert not book.duplicate(_task("retry", attempt=2))  # the retry itself
-    assert not book.duplicate(_task("retry", attempt=1))  # no longer awaited
-    assert not book.duplicate(_task("new"))
 
 
 def test_timings_out_of_order_are_refused() -> None:

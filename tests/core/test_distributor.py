@@ -9,7 +9,7 @@ no agent gets a lower-priority task while a higher one it could run waits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -28,7 +28,7 @@ from streams.core.actions import (
 )
 from streams.core.agents import HealthConfig, Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
-from streams.core.model import Job
+from streams.core.model import REPLAY_HEADER, Job
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
 
@@ -99,7 +99,9 @@ class DistributorMachine(RuleBasedStateMachine):
     def duplicate_delivery(self, data: st.DataObject) -> None:
         if self.jobs:
             task_id = data.draw(st.sampled_from(sorted(self.jobs)))
-            self._apply(self.core.task_arrived(self.jobs[task_id], self.now_ms))
+            job = self.jobs[task_id]
+            assert self.core.is_duplicate(job), "a second delivery must be recognised"
+            assert self.core.task_arrived(job, self.now_ms) == []
 
     @precondition(lambda self: bool(self.ledger.running))
     @rule(data=st.data(), status=st.sampled_from(list(ResultStatus)))
@@ -199,3 +201,25 @@ def test_same_events_same_decisions() -> None:
 
     assert run() == run()
     assert len(run()) == 12  # six agents, two slots each: late binding holds the rest
+
+
+def test_a_replayed_dead_letter_runs_again_once() -> None:
+    core = Distributor(DistributorConfig())
+    core.heartbeat(Heartbeat("a", 1, frozenset(), None, 1.0, 0.0, "READY", 0), 0)
+    job = Job("t", 0, 0, max_attempts=1)
+    (dispatch,) = core.task_arrived(job, 1)
+    assert isinstance(dispatch, Dispatch)
+    (dead,) = core.result("t", "a", 0, ResultStatus.FAILED, 2)
+    assert isinstance(dead, DeadLetter)
+    assert core.is_duplicate(job) and core.task_arrived(job, 3) == []
+    replayed = replace(job, headers=((REPLAY_HEADER, "1"),))
+    assert not core.is_duplicate(replayed)
+    assert [type(a) for a in core.task_arrived(replayed, 4)] == [Dispatch]
+    assert core.is_duplicate(replayed)  # a second delivery of the same replay is dropped
+
+
+def test_restored_ended_tasks_are_duplicates() -> None:
+    core = Distributor(DistributorConfig())
+    core.restore_ended(Job("t", 0, 0).dedupe_key)
+    assert core.is_duplicate(Job("t", 0, 0)) and core.task_arrived(Job("t", 0, 0), 0) == []
+    assert not core.is_duplicate(Job("t", 0, 0, headers=((REPLAY_HEADER, "2"),)))

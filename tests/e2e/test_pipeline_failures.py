@@ -11,10 +11,11 @@ from typing import Any
 from confluent_kafka import Producer
 
 from streams.adapters.admin import create_topics
-from streams.adapters.client import TaskClient
+from streams.adapters.client import TaskClient, replay_count
+from streams.adapters.dlq import plan_replay, read_dead_letters
 from streams.core.model import DeadLetterReason
 from streams.settings import Settings
-from streams.wire import Task, TaskStatus
+from streams.wire import DeadLetter, Task, TaskResult, TaskStatus
 from tests.adapters.test_dispatcher_support import with_state
 from tests.e2e.test_pipeline_support import pipeline, read_all, until_dead, until_results, work
 
@@ -74,3 +75,33 @@ def _produce_raw(settings: Settings, values: list[bytes]) -> None:
     for value in values:
         producer.produce(settings.topics.tasks(2), value)
     assert producer.flush(30) == 0
+
+
+def test_a_replayed_dead_letter_runs_again_exactly_once(topics: Settings, tmp_path: Path) -> None:
+    """`taskd dlq replay` sends a dead letter back under the same task id: the dispatcher's
+    duplicate window must let the replay through once, and drop a second copy of it."""
+    settings = _settings(topics, tmp_path)
+
+    async def scenario() -> tuple[list[Task], list[Any], list[Any]]:
+        async with pipeline(settings, [2]):
+            fatal = await asyncio.to_thread(_submit, settings, [work(1, "fatal")] * 2)
+            await until_dead(settings, 2)
+            entries = await asyncio.to_thread(read_dead_letters, settings)
+            replays = plan_replay(entries).tasks
+            with TaskClient(settings) as client:
+                for task in (*replays, *replays):  # the second copy must be dropped
+                    client.submit(task)
+            letters = await until_dead(settings, 4)
+            await asyncio.sleep(2)  # a wrongly accepted second copy would die by now
+            results = await asyncio.to_thread(
+                read_all, settings, settings.topics.results, TaskResult
+            )
+            letters = await asyncio.to_thread(read_all, settings, settings.topics.dlq, DeadLetter)
+        return fatal, letters, results
+
+    fatal, letters, results = asyncio.run(scenario())
+    ids = {task.task_id for task in fatal}
+    assert Counter(letter.task.task_id for letter in letters) == {task_id: 2 for task_id in ids}
+    replayed = [letter.task for letter in letters if replay_count(letter.task) == 1]
+    assert {task.task_id for task in replayed} == ids
+    assert Counter(r.task_id for r in results) == {task_id: 2 for task_id in ids}

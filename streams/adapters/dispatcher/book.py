@@ -2,8 +2,8 @@
 
 The core knows jobs; the loop must also know the wire task (payload and all), its shard, and
 the input events to acknowledge once the task is safe elsewhere (dispatched, retried, dead-
-lettered). It also mirrors the core's duplicate rules, so a task the core would drop is
-acknowledged at once instead of waiting for a decision that never comes.
+lettered). Which deliveries are duplicates is the core's rule (``Distributor.is_duplicate``);
+the loop acknowledges those at once instead of waiting for a decision that never comes.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class Tracked:
 
 
 class EndedWindow:
-    """The most recent ended task ids (bounded); evicting one calls ``on_evict(id, shard)``."""
+    """The most recent ended tasks by dedupe key (bounded); evicting one calls
+    ``on_evict(key, shard)`` so the ``ended`` table forgets it too."""
 
     def __init__(self, size: int, on_evict: Callable[[str, int], None]) -> None:
         self._size = size
@@ -60,17 +61,3 @@ class Book:
     tasks: dict[str, Tracked] = field(default_factory=dict)
     in_table: dict[str, int] = field(default_factory=dict)
     """task id -> the attempt whose assignment the ``inflight`` table holds."""
-    retrying: dict[str, int] = field(default_factory=dict)
-    """task id -> the attempt its retry record brings back (older deliveries are dropped)."""
-
-    def duplicate(self, task: Task) -> bool:
-        """Whether the core would drop ``task`` (ended, held or in flight, or superseded)."""
-        if task.task_id in self.ended or task.task_id in self.tasks:
-            return True
-        awaited = self.retrying.get(task.task_id)
-        if awaited is None:
-            return False
-        if task.attempt < awaited:
-            return True
-        del self.retrying[task.task_id]
-        return False

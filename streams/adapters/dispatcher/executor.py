@@ -26,7 +26,7 @@ from streams.adapters.dispatcher.tables import Tables
 from streams.adapters.dispatcher.writes import Writes
 from streams.core import actions as act
 from streams.core.distributor import Distributor
-from streams.core.model import DeadLetterReason
+from streams.core.model import DeadLetterReason, dedupe_key
 from streams.wire import Assignment, DeadLetter
 from streams.wire.codec import RecordCodec
 from streams.wire.topics import TopicNames
@@ -173,7 +173,6 @@ class Executor:
         if tracked is None:
             log.error("retry of an untracked task %s: ignored", task_id)
             return None
-        self._book.retrying[task_id] = action.job.attempt
         task = dataclasses.replace(tracked.task, attempt=action.job.attempt)
         table_attempt = self._book.in_table.get(task_id)
 
@@ -196,7 +195,6 @@ class Executor:
         if tracked is None:
             log.error("dead letter of an untracked task %s: ignored", task_id)
             return None
-        self._book.ended.add(task_id, tracked.shard)
         source = tracked.source
         record = DeadLetter(
             task=dataclasses.replace(tracked.task, attempt=action.job.attempt),
@@ -225,9 +223,10 @@ class Executor:
             return
         if table_attempt is None:
             table_attempt = self._book.in_table.get(task_id)
-        self._book.ended.add(task_id, tracked.shard)
+        key = dedupe_key(task_id, tracked.task.headers)
+        self._book.ended.add(key, tracked.shard)
         self._drop_inflight(task_id, tracked.shard, table_attempt)
-        self._io.tables.put_ended(tracked.shard, task_id, self._clock())
+        self._io.tables.put_ended(tracked.shard, key, self._clock())
         self._ack(tracked.tokens)
 
     def _drop_inflight(self, task_id: str, shard: int, attempt: int | None) -> None:

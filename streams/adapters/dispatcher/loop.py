@@ -76,8 +76,9 @@ class DispatchLoop:
         codec: RecordCodec,
     ) -> int:
         """Take in the recovered tables; the number of in-flight entries to settle."""
-        for task_id, _at_ms, shard in ended[-self._config.dedupe_window :]:
-            self._book.ended.add(task_id, shard)
+        for key, _at_ms, shard in ended[-self._config.dedupe_window :]:
+            self._book.ended.add(key, shard)
+            self._core.restore_ended(key)
         count = self._recovery.load(inflight, codec)
         self._recover_by_ms = self._clock() + self._config.down_after_ms
         if self._recovery.done:
@@ -156,11 +157,12 @@ class DispatchLoop:
             work()
 
     def _arrive(self, task: Task, token: Token) -> None:
-        if self._book.duplicate(task):
+        job = task_to_job(task)
+        if self._core.is_duplicate(job):
             self._acks.done(token)
             return
         self._book.tasks[task.task_id] = Tracked(task, token.partition, [token], token)
-        self._executor.run(self._core.task_arrived(task_to_job(task), self._clock()))
+        self._executor.run(self._core.task_arrived(job, self._clock()))
 
     def _wait_retry(self, task: Task, due_ms: int, token: Token) -> None:
         if due_ms <= self._clock():

@@ -2,8 +2,8 @@
 
 - ``inflight``: task id -> the encoded :class:`Assignment` of its current attempt; the lease
   (agent, attempt, dispatched time, lease length) and everything needed to re-dispatch it.
-- ``ended``: task id -> when it ended and its shard (the duplicate window), so a task read
-  again after a crash is dropped.
+- ``ended``: dedupe key (task id, plus its replay count if any) -> when it ended and its shard
+  (the duplicate window), so a task read again after a crash is dropped.
 
 Faust writes a table from the partition of the current event (FAUST.md); the loop writes
 outside stream iteration, so :func:`shard_context` stands in for an event of the shard. Both
@@ -68,20 +68,21 @@ class Tables:
         with shard_context(self._source, shard):
             self.inflight.pop(task_id.encode(), None)
 
-    def put_ended(self, shard: int, task_id: str, at_ms: int) -> None:
+    def put_ended(self, shard: int, key: str, at_ms: int) -> None:
+        """Remember an ended task by its dedupe key (``streams.core.model.dedupe_key``)."""
         with shard_context(self._source, shard):
-            self.ended[task_id.encode()] = _ENDED.pack(at_ms, shard)
+            self.ended[key.encode()] = _ENDED.pack(at_ms, shard)
 
-    def drop_ended(self, shard: int, task_id: str) -> None:
+    def drop_ended(self, shard: int, key: str) -> None:
         with shard_context(self._source, shard):
-            self.ended.pop(task_id.encode(), None)
+            self.ended.pop(key.encode(), None)
 
     def inflight_items(self) -> list[tuple[str, bytes]]:
         """Every in-flight entry of the shards this instance owns."""
         return [(_text(key), bytes(value)) for key, value in self.inflight.items()]
 
     def ended_items(self) -> list[tuple[str, int, int]]:
-        """(task id, ended at ms, shard) of every ended entry, oldest first."""
+        """(dedupe key, ended at ms, shard) of every ended entry, oldest first."""
         found = []
         for key, value in self.ended.items():
             at_ms, shard = _ENDED.unpack(bytes(value))

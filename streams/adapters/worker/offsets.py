@@ -52,7 +52,11 @@ class OffsetTracker:
 
 
 class SeenAttempts:
-    """The (task_id, attempt) pairs already taken, the oldest forgotten beyond ``limit``."""
+    """The (dedupe key, attempt) pairs already taken, the oldest forgotten beyond ``limit``.
+
+    The dedupe key (``streams.core.model.dedupe_key``) counts dead-letter replays, so a replayed
+    task, which keeps its id and restarts at attempt 0, is run again.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit

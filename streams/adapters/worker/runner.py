@@ -23,6 +23,7 @@ from streams.adapters.worker.handlers import Invoker, Invokers
 from streams.adapters.worker.kafka import Writer, now_ms
 from streams.adapters.worker.offsets import OffsetTracker, SeenAttempts
 from streams.adapters.worker.results import Outcome, rejected, run_handler
+from streams.core.model import dedupe_key
 from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import AgentRegistration, Assignment, RecordCodec
@@ -91,7 +92,8 @@ class TaskRunner:
             return False
         if assignment.epoch < self._epoch:
             return self._skip(offset, "stale_epoch")
-        if not self._seen.first_time(assignment.task.task_id, assignment.task.attempt):
+        task = assignment.task
+        if not self._seen.first_time(dedupe_key(task.task_id, task.headers), task.attempt):
             return self._skip(offset, "repeated_attempt")
         self.offsets.take(offset)
         invoke = self._invokers.for_type(assignment.task.type)

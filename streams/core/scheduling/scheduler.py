@@ -161,7 +161,7 @@ class Scheduler:
                 f"task {job.task_id!r} has priority {job.priority}; "
                 f"levels are 0..{self._config.levels - 1}"
             )
-        if job.task_id in self._tasks or job.task_id in self._parked:
+        if self.holds(job.task_id):
             return OfferResult.DUPLICATE
         last_start_ms = job.last_start_ms()
         if last_start_ms is not None and now_ms > last_start_ms:
@@ -206,6 +206,10 @@ class Scheduler:
         return task.job
 
     # --- queries -----------------------------------------------------------------------------
+
+    def holds(self, task_id: str) -> bool:
+        """Whether ``task_id`` is held (or awaits its expiry report): offering it is a DUPLICATE."""
+        return task_id in self._tasks or task_id in self._parked
 
     def has_waiting(self, better_than: int, can_run: Callable[[Job], bool]) -> bool:
         """Is a task of effective priority below ``better_than`` waiting that ``can_run``?
