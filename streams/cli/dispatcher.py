@@ -36,6 +36,9 @@ def dispatcher(
     web: Annotated[
         bool, typer.Option("--web/--no-web", help="serve Faust's web views on http_port")
     ] = False,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="routing strategy, e.g. affinity, round-robin-push")
+    ] = _DEFAULTS.strategy,
     loglevel: Annotated[str, typer.Option("--loglevel", help="debug, info, warning")] = "info",
 ) -> None:
     """Run the dispatcher: read tasks, results and heartbeats; dispatch to the agents."""
@@ -48,6 +51,7 @@ def dispatcher(
         max_held=max_held,
         aging_ms=aging_ms or None,
         web_enabled=web,
+        strategy=strategy,
     )
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

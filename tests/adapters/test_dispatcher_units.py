@@ -104,3 +104,10 @@ def test_sasl_settings_become_faust_credentials() -> None:
     assert found is not None
     assert (found.username, found.password) == ("taskd", "secret")
     assert found.ssl_context is not None and found.mechanism.value == "SCRAM-SHA-512"
+
+
+def test_dispatcher_strategy_reaches_the_router_and_bad_names_are_refused() -> None:
+    config = DispatcherConfig(strategy="round-robin-push")
+    assert config.distributor(load_settings()).routing.strategy == "round-robin-push"
+    with pytest.raises(ConfigError, match="strategy"):
+        DispatcherConfig(strategy="fastest-please")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from streams.core.agents import HealthConfig
 from streams.core.distributor import DistributorConfig
+from streams.core.routing import RoutingConfig
+from streams.core.routing.names import AFFINITY, check_strategy_name
 from streams.core.scheduling import SchedulerConfig
 from streams.errors import ConfigError
 from streams.settings import Settings
@@ -40,6 +42,9 @@ class DispatcherConfig:
     """Kafka group session: a killed instance's shards are taken over after this long."""
     web_enabled: bool = True
     """Serve Faust's web views on ``settings.http_host:http_port``."""
+    strategy: str = AFFINITY
+    """The routing strategy (``streams.core.routing.STRATEGY_NAMES``); the push baselines
+    (``round-robin-push``, ``random-push``) exist to compare against."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -53,6 +58,7 @@ class DispatcherConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"dispatcher {name} must be >= 1 (got {getattr(self, name)})")
         self.health()  # raises ConfigError for timings out of order
+        check_strategy_name(self.strategy, field="dispatcher strategy")
 
     def health(self) -> HealthConfig:
         return HealthConfig(
@@ -75,4 +81,5 @@ class DispatcherConfig:
             lease_ms=self.lease_ms,
             retry_backoffs_ms=settings.retry_tiers_ms,
             dedupe_window=self.dedupe_window,
+            routing=RoutingConfig(strategy=self.strategy),
         )
