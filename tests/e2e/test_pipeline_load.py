@@ -1,5 +1,5 @@
-"""~2,000 tasks over four real agents of different capacities: each succeeds exactly once,
-none is lost, no agent ever holds more than its capacity, every agent works."""
+"""10,000 tasks over four real agents of different speeds and capacities: each succeeds exactly
+once, none is lost, no agent ever holds more than its capacity, every agent works."""
 
 from __future__ import annotations
 
@@ -14,28 +14,27 @@ from streams.wire import DeadLetter, Task, TaskStatus
 from tests.adapters.test_dispatcher_support import until, with_state
 from tests.e2e.test_pipeline_support import pipeline, read_all, until_results, work
 
-TASKS = 2_000
+TASKS = 10_000
 CAPACITIES = (1, 2, 4, 8)
+SPEEDS = tuple(f"tests.e2e.speeds:{speed}" for speed in ("fast", "steady", "slow", "steady"))
 
 
 def _submit(settings: Settings, count: int) -> list[Task]:
     rng = random.Random(7)
     with TaskClient(settings) as client:
         return [
-            client.submit_new(
-                type="work", priority=rng.randrange(4), payload=work(rng.uniform(0, 4))
-            )
+            client.submit_new(type="work", priority=rng.randrange(4), payload=work())
             for _ in range(count)
         ]
 
 
-def test_every_task_succeeds_once_over_agents_of_different_capacities(
+def test_every_task_succeeds_once_over_agents_of_different_speeds_and_capacities(
     topics: Settings, tmp_path: Path
 ) -> None:
     settings = with_state(topics, tmp_path / "state")
 
     async def scenario() -> None:
-        async with pipeline(settings, CAPACITIES) as (dispatcher, _, watch):
+        async with pipeline(settings, CAPACITIES, handlers=SPEEDS) as (dispatcher, _, watch):
             sent = await asyncio.to_thread(_submit, settings, TASKS)
             ids = {task.task_id for task in sent}
             results = await until_results(settings, ids)

@@ -75,16 +75,19 @@ async def pipeline(
     config: DispatcherConfig | None = None,
     *,
     start_agents: bool = True,
+    handlers: Sequence[str] | None = None,
 ) -> AsyncIterator[tuple[Dispatcher, list[Agent], CapacityWatch]]:
-    """A dispatcher, agents ``a0..`` of the given capacities, and a capacity watch."""
+    """A dispatcher, agents ``a0..`` of the given capacities (running ``handlers``, one per
+    agent, default the demo handler), and a capacity watch."""
+    handlers = handlers or [DEMO] * len(capacities)
     agents = [
         Agent(
             AgentConfig(
-                agent_id=f"a{i}", capacity=capacity, handler=DEMO, heartbeat_interval_ms=200
+                agent_id=f"a{i}", capacity=capacity, handler=handler, heartbeat_interval_ms=200
             ),
             settings,
         )
-        for i, capacity in enumerate(capacities)
+        for i, (capacity, handler) in enumerate(zip(capacities, handlers, strict=True))
     ]
     async with running_dispatcher(settings, config or pipeline_config()) as dispatcher:
         watch = CapacityWatch(dispatcher)
