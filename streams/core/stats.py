@@ -18,11 +18,14 @@ and ``summary(now_ms)`` computes the figures at that time. Definitions:
 - A task with a deadline *meets* it iff its first start is at or before ``deadline_ms``; one
   dead-lettered unstarted, or still waiting past its deadline, misses it.
 - Quantiles are *nearest-rank*: the smallest sample with at least p % of the samples at or
-  below it (so always a real sample). Statistics of no samples are ``None``.
+  below it (so always a real sample) while a series holds at most ``EXACT_SAMPLES``; past
+  that, within ``SKETCH_ACCURACY`` (relative) of it, so memory stays bounded. Means are
+  always exact. Statistics of no samples are ``None``.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from array import array
 from collections.abc import Mapping, Sequence
@@ -43,34 +46,99 @@ def nearest_rank(sorted_values: Sequence[int], percent: int) -> int:
     return sorted_values[rank - 1]
 
 
-class _Series:
-    """Integer samples (ms) in a compact array, with an exact total and a cached sorted copy."""
+EXACT_SAMPLES = 100_000
+"""Samples a series keeps exactly; past this it folds them into a log-bucket sketch, so a
+long-running dispatcher's statistics stay bounded (a few KB per series)."""
+SKETCH_ACCURACY = 0.005
+"""Relative error of a sketched quantile: within 0.5% of a true sample's value."""
+_GAMMA = (1 + SKETCH_ACCURACY) / (1 - SKETCH_ACCURACY)
+_LOG_GAMMA = math.log(_GAMMA)
 
-    __slots__ = ("_sorted", "_total", "_values")
 
-    def __init__(self) -> None:
+class Series:
+    """Integer samples (ms) with an exact total and count, and quantiles: exact (nearest-rank,
+    on a cached sorted copy) up to ``exact_samples``, then from a sketch in the manner of
+    DDSketch (Masson et al., 2019): each bucket spans a factor gamma and answers with a value
+    within ``SKETCH_ACCURACY`` of every value it holds."""
+
+    __slots__ = ("_count", "_exact_samples", "_sketch", "_sorted", "_total", "_values")
+
+    def __init__(self, exact_samples: int = EXACT_SAMPLES) -> None:
         self._values = array("q")
         self._sorted = array("q")
         self._total = 0
+        self._count = 0
+        self._exact_samples = exact_samples
+        self._sketch: dict[int, int] | None = None
 
     def __len__(self) -> int:
-        return len(self._values)
+        return self._count
+
+    @property
+    def stored(self) -> int:
+        """Entries held in memory: samples while exact, buckets once sketched."""
+        return len(self._values) if self._sketch is None else len(self._sketch)
+
+    @property
+    def exact(self) -> bool:
+        """Whether quantiles are still exact samples (not yet sketched)."""
+        return self._sketch is None
 
     def add(self, value_ms: int) -> None:
-        self._values.append(value_ms)
         self._total += value_ms
+        self._count += 1
+        if self._sketch is not None:
+            _bucket_add(self._sketch, value_ms)
+            return
+        self._values.append(value_ms)
+        if len(self._values) > self._exact_samples:
+            self._sketch = {}
+            for value in self._values:
+                _bucket_add(self._sketch, value)
+            self._values, self._sorted = array("q"), array("q")
 
     def mean(self) -> float | None:
-        return self._total / len(self._values) if self._values else None
+        return self._total / self._count if self._count else None
 
     def quantile(self, percent: int) -> int | None:
-        if not self._values:
+        if not self._count:
             return None
+        if self._sketch is not None:
+            return _sketch_quantile(self._sketch, self._count, percent)
         if len(self._sorted) != len(self._values):
             # Sorted prefix + new tail: Timsort merges the two runs in linear time.
             merged = self._sorted + self._values[len(self._sorted) :]
             self._sorted = array("q", sorted(merged))
         return nearest_rank(self._sorted, percent)
+
+
+def _bucket(value_ms: int) -> int:
+    """Bucket 0 holds 0 (and below); bucket ``i >= 1`` holds ``(gamma^(i-2), gamma^(i-1)]``."""
+    if value_ms <= 0:
+        return 0
+    return math.ceil(math.log(value_ms) / _LOG_GAMMA) + 1
+
+
+def _bucket_add(sketch: dict[int, int], value_ms: int) -> None:
+    index = _bucket(value_ms)
+    sketch[index] = sketch.get(index, 0) + 1
+
+
+def _sketch_quantile(sketch: dict[int, int], count: int, percent: int) -> int:
+    """The nearest-rank quantile's bucket, answered with the value in the middle of it (in
+    relative terms), rounded to the nearest integer ms."""
+    if not 0 < percent <= 100:
+        raise CoreError(f"quantile needs 0 < percent <= 100, got {percent}")
+    rank = -(-percent * count // 100)
+    seen = 0
+    for index in sorted(sketch):
+        seen += sketch[index]
+        if seen >= rank:
+            break
+    if index == 0:
+        return 0
+    upper = _GAMMA ** (index - 1)
+    return round(2 * upper / (_GAMMA + 1))
 
 
 @dataclass(slots=True)
@@ -213,9 +281,9 @@ class Statistics:
         self._dispatched = 0
         self._finished: dict[str, int] = {}
         self._dead = {reason: 0 for reason in DeadLetterReason}
-        self._queue = _Series()
-        self._queue_by_priority = [_Series() for _ in range(levels)]
-        self._dispatch = _Series()
+        self._queue = Series()
+        self._queue_by_priority = [Series() for _ in range(levels)]
+        self._dispatch = Series()
         self._pending: dict[str, _Pending] = {}
         self._open: dict[str, str] = {}
         """Task id -> agent id of the dispatches not closed yet."""

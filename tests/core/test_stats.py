@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.core.model import DeadLetterReason, Job
-from streams.core.stats import Statistics, Summary, nearest_rank
+from streams.core.stats import SKETCH_ACCURACY, Series, Statistics, Summary, nearest_rank
 from streams.errors import ConfigError, CoreError
 
 
@@ -392,3 +392,39 @@ def test_bad_levels_and_priorities_are_refused() -> None:
         Statistics(levels=0)
     with pytest.raises(CoreError):
         Statistics(levels=2).task_received(Job("t", 2, 0), 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.integers(0, 200), st.integers(0, 10**7)), min_size=1, max_size=400
+    ),
+    exact_samples=st.integers(0, 50),
+    percent=st.integers(1, 100),
+)
+def test_a_sketched_series_keeps_its_mean_exact_and_quantiles_within_the_accuracy(
+    values: list[int], exact_samples: int, percent: int
+) -> None:
+    series = Series(exact_samples)
+    for value in values:
+        series.add(value)
+    assert len(series) == len(values)
+    assert series.exact is (len(values) <= exact_samples)
+    assert series.mean() == pytest.approx(sum(values) / len(values))
+    truth = nearest_rank(sorted(values), percent)
+    found = series.quantile(percent)
+    assert found is not None
+    assert abs(found - truth) <= SKETCH_ACCURACY * truth + 0.5
+
+
+def test_a_series_past_its_exact_samples_stays_small() -> None:
+    values = [value % 60_000 for value in range(180_000)]
+    series = Series(1_000)
+    for value in values:
+        series.add(value)
+    assert not series.exact
+    # one bucket per 1% of range: ln(60,000) / ln(1.01) is about 1,100
+    assert series.stored < 1_200
+    for percent in (50, 99, 100):
+        truth = nearest_rank(sorted(values), percent)
+        assert series.quantile(percent) == pytest.approx(truth, rel=SKETCH_ACCURACY)
