@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         9400, ge=0, le=65535, description="an agent's /metrics port (0: pick a free one)"
     )
     data_dir: Path = Field(Path(".run/state"), description="RocksDB state of the dispatcher")
+    linger_ms: int = Field(
+        5, ge=0, le=1_000, description="how long producers wait to fill a batch (ms)"
+    )
+    batch_bytes: int = Field(
+        1_048_576, ge=1_024, le=64 * 1_048_576, description="a producer batch's size (bytes)"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -117,6 +123,10 @@ class Settings(BaseSettings):
     @property
     def topics(self) -> TopicNames:
         return TopicNames(self.topic_prefix, self.priority_levels, self.retry_tiers_ms)
+
+    def batching_config(self) -> dict[str, int]:
+        """The produce-side micro-batching of every producer (client, dispatcher, agents)."""
+        return {"linger.ms": self.linger_ms, "batch.size": self.batch_bytes}
 
     def kafka_config(self) -> dict[str, str | int | float | bool]:
         """The connection part of a librdkafka (confluent-kafka) configuration."""

@@ -53,6 +53,8 @@ def test_retry_tiers_from_environment_json(monkeypatch: pytest.MonkeyPatch) -> N
         ({"retry_tiers_ms": (0,)}, "> 0"),
         ({"security_protocol": "SASL_SSL"}, "sasl_username"),
         ({"http_port": 70_000}, "http_port"),
+        ({"linger_ms": -1}, "linger_ms"),
+        ({"batch_bytes": 10}, "batch_bytes"),
     ],
 )
 def test_bad_values_name_the_setting(overrides: dict[str, object], says: str) -> None:
@@ -95,3 +97,12 @@ def test_any_prefix_is_accepted_or_rejected_with_config_error(prefix: str) -> No
         assert "topic_prefix" in str(error)
     else:
         assert all(ch.isalnum() or ch in "._-" for ch in settings.topics.dispatch)
+
+
+def test_batching_reaches_the_producers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.adapters.client import producer_settings
+
+    monkeypatch.setenv("TASKD_LINGER_MS", "20")
+    settings = load_settings()
+    assert settings.batching_config() == {"linger.ms": 20, "batch.size": 1_048_576}
+    assert producer_settings(settings)["linger.ms"] == 20

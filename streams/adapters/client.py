@@ -36,15 +36,13 @@ ConfigValue = str | int | float | bool
 DEFAULT_PRODUCER_CONFIG: Mapping[str, ConfigValue] = {
     "enable.idempotence": True,
     "acks": "all",
-    "linger.ms": 10,
-    "batch.size": 1_048_576,
     "batch.num.messages": 10_000,
     "compression.type": "lz4",
     "message.timeout.ms": 120_000,
     "partitioner": "murmur2_random",
 }
-"""librdkafka settings of the producer: waits up to 10 ms to fill batches of up to 1 MiB (per
-partition), lz4-compressed; a task unconfirmed after 120 s is reported failed. Any key can be
+"""librdkafka settings of the producer, besides the settings' batching (``linger_ms``,
+``batch_bytes``): lz4-compressed; a task unconfirmed after 120 s is reported failed. Any key can be
 overridden with ``producer_config``."""
 
 Encoding = Literal["avro", "json"]
@@ -303,7 +301,11 @@ def producer_settings(
     settings: Settings, overrides: Mapping[str, ConfigValue] | None = None
 ) -> dict[str, ConfigValue]:
     """The librdkafka configuration: connection, DEFAULT_PRODUCER_CONFIG, then ``overrides``."""
-    config: dict[str, ConfigValue] = {**settings.kafka_config(), **DEFAULT_PRODUCER_CONFIG}
+    config: dict[str, ConfigValue] = {
+        **settings.kafka_config(),
+        **settings.batching_config(),
+        **DEFAULT_PRODUCER_CONFIG,
+    }
     if overrides and "delivery.timeout.ms" in overrides:  # librdkafka's alias of the other
         del config["message.timeout.ms"]
     config.update(overrides or {})
