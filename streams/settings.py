@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     sasl_mechanism: str = "SCRAM-SHA-512"
     security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SASL_PLAINTEXT|SASL_SSL|SSL)$")
     http_host: str = Field("127.0.0.1", description="bind address of the dispatcher's HTTP views")
-    http_port: int = Field(6066, ge=1, le=65535, description="dispatcher's /metrics, /status")
+    http_port: int = Field(6066, ge=0, le=65535, description="dispatcher's /metrics, /status")
     agent_metrics_port: int = Field(
         9400, ge=0, le=65535, description="an agent's /metrics port (0: pick a free one)"
     )

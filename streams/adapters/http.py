@@ -7,6 +7,7 @@ owns, without locks. The dashboard (``/``) is one self-contained page: no extern
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
@@ -76,10 +77,7 @@ class StatusServer:
             await web.TCPSite(runner, self._host, self._wanted_port).start()
         except OSError as error:
             await runner.cleanup()
-            raise ConfigError(
-                f"cannot serve the dispatcher's HTTP views on {self._host}:{self._wanted_port}: "
-                f"{error.strerror or error} (set TASKD_HTTP_PORT, 0 for any free port)"
-            ) from error
+            raise bind_error(self._host, self._wanted_port, error) from error
         self._runner = runner
         self._port = int(runner.addresses[0][1])
 
@@ -110,6 +108,25 @@ class StatusServer:
 
     async def _dashboard(self, _request: web.Request) -> web.Response:
         return web.Response(text=DASHBOARD_HTML, content_type="text/html", headers=_PAGE_HEADERS)
+
+
+def check_address(host: str, port: int) -> None:
+    """ConfigError now if ``host:port`` cannot be bound: a check before a long start-up (the
+    port may still be taken in between, which ``StatusServer.start`` reports the same way)."""
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as error:
+        raise bind_error(host, port, error) from error
+
+
+def bind_error(host: str, port: int, error: OSError) -> ConfigError:
+    """The one-line error for an address the views cannot be served on."""
+    return ConfigError(
+        f"cannot serve the dispatcher's HTTP views on {host}:{port}: "
+        f"{error.strerror or error} (set TASKD_HTTP_PORT, 0 for any free port)"
+    )
 
 
 DASHBOARD_HTML = """<!doctype html>

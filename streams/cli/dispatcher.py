@@ -1,4 +1,5 @@
-"""``taskd dispatcher``: run the dispatcher (a Faust worker) until SIGTERM or SIGINT."""
+"""``taskd dispatcher``: run the dispatcher (a Faust worker) until SIGTERM or SIGINT, serving
+its HTTP views (``/metrics``, ``/status``, ``/context``, a dashboard) on ``http_host:http_port``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 import typer
 
 from streams.adapters.dispatcher import Dispatcher, DispatcherConfig, run_worker
+from streams.adapters.http import check_address
 from streams.cli.context import settings_of
 
 _DEFAULTS = DispatcherConfig()
@@ -34,8 +36,14 @@ def dispatcher(
         int, typer.Option("--aging-ms", help="wait that raises a task one level (0: strict)")
     ] = _DEFAULTS.aging_ms or 0,
     web: Annotated[
-        bool, typer.Option("--web/--no-web", help="serve Faust's web views on http_port")
-    ] = False,
+        bool,
+        typer.Option(
+            "--web/--no-web", help="serve /metrics, /status, /context and a dashboard on http_port"
+        ),
+    ] = _DEFAULTS.web_enabled,
+    events: Annotated[
+        bool, typer.Option("--events/--no-events", help="write lifecycle events to `events`")
+    ] = _DEFAULTS.events_enabled,
     strategy: Annotated[
         str, typer.Option("--strategy", help="routing strategy, e.g. affinity, round-robin-push")
     ] = _DEFAULTS.strategy,
@@ -51,8 +59,11 @@ def dispatcher(
         max_held=max_held,
         aging_ms=aging_ms or None,
         web_enabled=web,
+        events_enabled=events,
         strategy=strategy,
     )
+    if web:  # a busy port: one line now, not a crash after Faust's start-up
+        check_address(settings.http_host, settings.http_port)
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

@@ -72,6 +72,27 @@ class RegistrationStatus(enum.Enum):
     """Given up on a clean stop: free for anyone, re-claimed first by the same agent."""
 
 
+class TaskEventKind(enum.Enum):
+    """A step in the life of a task (``TaskEvent.kind``), in the order they usually come."""
+
+    RECEIVED = "RECEIVED"
+    """Read from a task topic (not again when it comes back from a retry tier)."""
+    DISPATCHED = "DISPATCHED"
+    STARTED = "STARTED"
+    """The agent started the run (reported with its result: see :class:`TaskEvent`)."""
+    COMPLETED = "COMPLETED"
+    """The run ended SUCCEEDED or CANCELLED."""
+    FAILED = "FAILED"
+    """The run ended FAILED, RETRYABLE or REJECTED (``status`` says which)."""
+    RETRIED = "RETRIED"
+    """Sent to a retry tier with the next attempt."""
+    REQUEUED = "REQUEUED"
+    """Taken back from its agent (down, lease run out, rejected) and queued again."""
+    EXPIRED = "EXPIRED"
+    """Its deadline or TTL passed before dispatch (a DEAD_LETTERED event follows)."""
+    DEAD_LETTERED = "DEAD_LETTERED"
+
+
 class TaskOptions(TypedDict, total=False):
     """The optional fields of a :class:`Task`, for :meth:`Task.new`."""
 
@@ -300,6 +321,46 @@ class AgentRegistration:
         return cls(**{**datum, "status": RegistrationStatus(datum["status"])})
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEvent:
+    """One step in the life of a task, on the ``events`` topic (audit, result tracking).
+
+    The dispatcher writes them best effort, keyed by task id, in the order it took the steps.
+    STARTED is not reported by agents as it happens: it comes with the result, whose
+    ``started_at`` it carries, just before the COMPLETED or FAILED event of that result.
+    """
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.TaskEvent"
+
+    task_id: str
+    type: str
+    kind: TaskEventKind
+    at: int
+    """Milliseconds since the epoch; STARTED, COMPLETED and FAILED carry the agent's times."""
+    attempt: int
+    priority: int
+    tenant: str = "default"
+    agent_id: str | None = None
+    status: TaskStatus | None = None
+    """The agent's result status (STARTED, COMPLETED, FAILED)."""
+    reason: str | None = None
+    """The dead-letter reason code, or why the task was requeued."""
+    error: str | None = None
+    due_at: int | None = None
+    """RETRIED: when the retry is due."""
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["kind"] = self.kind.value
+        datum["status"] = None if self.status is None else self.status.value
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        status = None if datum["status"] is None else TaskStatus(datum["status"])
+        return cls(**{**datum, "kind": TaskEventKind(datum["kind"]), "status": status})
+
+
 RECORD_TYPES: tuple[type[WireRecord], ...] = (
     Task,
     Assignment,
@@ -307,6 +368,7 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     AgentHeartbeat,
     DeadLetter,
     AgentRegistration,
+    TaskEvent,
 )
 """Every wire record type, Task first (the others nest it)."""
 

@@ -34,8 +34,10 @@ SCHEMA_FILES = (
     "AgentHeartbeat",
     "DeadLetter",
     "AgentRegistration",
+    "TaskEvent",
 )
-"""The record schemas, in load order: Task first, since Assignment and DeadLetter nest it."""
+"""The record schemas, in load order: Task first, since Assignment and DeadLetter nest it;
+TaskEvent after TaskResult, whose TaskStatus enum it refers to."""
 
 NAMESPACE = "taskd"
 

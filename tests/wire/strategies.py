@@ -13,6 +13,8 @@ from streams.wire.records import (
     DeadLetter,
     RegistrationStatus,
     Task,
+    TaskEvent,
+    TaskEventKind,
     TaskResult,
     TaskStatus,
     WireRecord,
@@ -145,6 +147,24 @@ def registrations() -> st.SearchStrategy[AgentRegistration]:
     )
 
 
+def task_events() -> st.SearchStrategy[TaskEvent]:
+    return st.builds(
+        TaskEvent,
+        task_id=SHORT_TEXT,
+        type=NAMES,
+        kind=st.sampled_from(TaskEventKind),
+        at=INT64,
+        attempt=INT32,
+        priority=INT32,
+        tenant=NAMES,
+        agent_id=st.none() | NAMES,
+        status=st.none() | st.sampled_from(TaskStatus),
+        reason=st.none() | SHORT_TEXT,
+        error=st.none() | SHORT_TEXT,
+        due_at=st.none() | INT64,
+    )
+
+
 RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     Task: tasks(),
     Assignment: assignments(),
@@ -152,6 +172,7 @@ RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     AgentHeartbeat: heartbeats(),
     DeadLetter: dead_letters(),
     AgentRegistration: registrations(),
+    TaskEvent: task_events(),
 }
 """A strategy per record type, covering every record type of the wire format."""
 

@@ -24,7 +24,15 @@ from streams.wire import (
 from streams.wire.records import TaskOptions
 from streams.wire.schemas import current_schemas
 
-FILES = ("Task", "Assignment", "TaskResult", "AgentHeartbeat", "DeadLetter", "AgentRegistration")
+FILES = (
+    "Task",
+    "Assignment",
+    "TaskResult",
+    "AgentHeartbeat",
+    "DeadLetter",
+    "AgentRegistration",
+    "TaskEvent",
+)
 
 
 def _avsc(stem: str) -> dict[str, Any]:

@@ -58,10 +58,8 @@ def build_app(settings: Settings, config: DispatcherConfig) -> DispatcherApp:
         topic_partitions=settings.shards,
         topic_replication_factor=settings.replication_factor,
         env_prefix=FAUST_ENV_PREFIX,
-        web_enabled=config.web_enabled,
-        web_bind=settings.http_host,
-        web_host=settings.http_host,
-        web_port=settings.http_port,
+        # the dispatcher serves its own views on http_host:http_port (runtime.py)
+        web_enabled=False,
         broker_commit_interval=1.0,
         broker_session_timeout=config.session_timeout_ms / 1000,
         broker_heartbeat_interval=config.session_timeout_ms / 10_000,

@@ -41,7 +41,10 @@ class DispatcherConfig:
     session_timeout_ms: int = 10_000
     """Kafka group session: a killed instance's shards are taken over after this long."""
     web_enabled: bool = True
-    """Serve Faust's web views on ``settings.http_host:http_port``."""
+    """Serve the HTTP views (``/metrics``, ``/status``, ``/context``, the dashboard) on
+    ``settings.http_host:http_port``. Faust's own web server is always off."""
+    events_enabled: bool = True
+    """Write each task's lifecycle steps to the ``events`` topic (best effort)."""
     strategy: str = AFFINITY
     """The routing strategy (``streams.core.routing.STRATEGY_NAMES``); the push baselines
     (``round-robin-push``, ``random-push``) exist to compare against."""

@@ -8,12 +8,15 @@
   ``inflight`` entry until it is dispatched again or ends.
 
 Writes run in the background (``writes.py``) and are tried until the broker confirms them.
+Each step is also counted in the metrics and written as a lifecycle event (``EventLog``,
+best effort) when the executor takes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -23,11 +26,12 @@ from streams.adapters.dispatcher.acks import OrderedAcks, Token
 from streams.adapters.dispatcher.book import Book, Tracked
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.tables import Tables
-from streams.adapters.dispatcher.writes import Writes
+from streams.adapters.dispatcher.writes import EventLog, Writes
+from streams.adapters.metrics import DispatcherMetrics
 from streams.core import actions as act
 from streams.core.distributor import Distributor
-from streams.core.model import DeadLetterReason, dedupe_key
-from streams.wire import Assignment, DeadLetter
+from streams.core.model import DeadLetterReason, Job, dedupe_key
+from streams.wire import Assignment, DeadLetter, Task, TaskEventKind, TaskResult, TaskStatus
 from streams.wire.codec import RecordCodec
 from streams.wire.topics import TopicNames
 
@@ -57,6 +61,8 @@ class Io:
     codec: RecordCodec
     topics: TopicNames
     intake: Intake
+    events: EventLog
+    metrics: DispatcherMetrics
 
 
 class Executor:
@@ -96,8 +102,40 @@ class Executor:
         if cause is not None:
             self._io.writes.after(settling, lambda: self._io.acks.done(cause))
 
+    def received(self, task: Task, job: Job, shard: int, *, fresh: bool) -> None:
+        """A task taken in (not a duplicate); ``fresh``: from a task topic, not a retry tier."""
+        self._io.metrics.on_received(job)
+        if fresh:
+            self._io.events.emit(TaskEventKind.RECEIVED, task, shard, at=self._clock())
+
+    def result_taken(self, result: TaskResult, job: Job) -> None:
+        """The core accepted ``result`` (the run of ``job``): metrics, STARTED (unless the
+        agent refused the task), then COMPLETED or FAILED, before its actions are carried out."""
+        status = act.ResultStatus(result.status.value)
+        self._io.metrics.on_result(
+            job, status, started_ms=result.started_at, finished_ms=result.finished_at
+        )
+        tracked = self._book.tasks.get(result.task_id)
+        if tracked is None:
+            return
+        emit = functools.partial(
+            self._io.events.emit,
+            task=tracked.task,
+            shard=tracked.shard,
+            attempt=result.attempt,
+            agent_id=result.agent_id,
+            status=result.status,
+        )
+        if result.status is not TaskStatus.REJECTED:
+            emit(TaskEventKind.STARTED, at=result.started_at)
+        ended = result.status in (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
+        kind = TaskEventKind.COMPLETED if ended else TaskEventKind.FAILED
+        emit(kind, at=result.finished_at, error=result.error)
+
     def dead_letter_raw(self, raw: bytes, error: str, token: Token) -> None:
-        """Bytes that are no task: a MALFORMED dead letter keeping them, then the ack."""
+        """Bytes that are no task: a MALFORMED dead letter keeping them, then the ack (no
+        event: there is no task id to key it by)."""
+        self._io.metrics.on_dead_letter(DeadLetterReason.MALFORMED)
         record = DeadLetter(
             raw=raw,
             reason=DeadLetterReason.MALFORMED,
@@ -127,11 +165,13 @@ class Executor:
             return self._dead_letter(action)
         if isinstance(action, act.Completed):
             self._end(action.job.task_id, self._book.tasks.pop(action.job.task_id, None))
+        elif isinstance(action, act.Requeued):
+            self._requeued(action)
         elif isinstance(action, act.PauseIntake):
             self._io.intake.pause()
         elif isinstance(action, act.ResumeIntake):
             self._io.intake.resume()
-        return None  # Requeued: the task stays tracked, backed by its inflight entry
+        return None
 
     def _dispatch(
         self, action: act.Dispatch, queue: deque[act.Action]
@@ -159,13 +199,22 @@ class Executor:
         self._io.tables.put_inflight(tracked.shard, task_id, value)
         self._book.in_table[task_id] = tracked.task.attempt
         tokens, tracked.tokens = tracked.tokens, []
-        return self._io.writes.write(
+        pending = self._io.writes.write(
             self._io.topics.dispatch,
             value,
             key=task_id,
             partition=registration.partition,
             then=lambda: self._ack(tokens),
         )
+        self._io.metrics.on_dispatched(action.job, action.dispatched_ms)
+        self._io.events.emit(
+            TaskEventKind.DISPATCHED,
+            tracked.task,
+            tracked.shard,
+            at=action.dispatched_ms,
+            agent_id=action.agent_id,
+        )
+        return pending
 
     def _retry(self, action: act.Retry) -> asyncio.Task[None] | None:
         task_id = action.job.task_id
@@ -180,7 +229,7 @@ class Executor:
             self._drop_inflight(task_id, tracked.shard, table_attempt)
             self._ack(tracked.tokens)
 
-        return self._io.writes.write(
+        pending = self._io.writes.write(
             self._io.topics.retry(action.tier),
             self._io.codec.encode(task),
             key=task_id,
@@ -188,6 +237,16 @@ class Executor:
             headers=[(DUE_HEADER, str(action.due_ms).encode())],
             then=settle,
         )
+        self._io.metrics.on_retry(action.tier)
+        self._io.events.emit(
+            TaskEventKind.RETRIED,
+            task,
+            tracked.shard,
+            at=self._clock(),
+            error=action.error,
+            due_at=action.due_ms,
+        )
+        return pending
 
     def _dead_letter(self, action: act.DeadLetter) -> asyncio.Task[None] | None:
         task_id = action.job.task_id
@@ -207,13 +266,40 @@ class Executor:
             dead_at=self._clock(),
         )
         table_attempt = self._book.in_table.get(task_id)
-        return self._io.writes.write(
+        pending = self._io.writes.write(
             self._io.topics.dlq,
             self._io.codec.encode(record),
             key=task_id,
             partition=tracked.shard,
             then=lambda: self._end(task_id, tracked, table_attempt),
         )
+        self._io.metrics.on_dead_letter(action.reason)
+        self._dead_letter_events(action, record, tracked.shard)
+        return pending
+
+    def _dead_letter_events(self, action: act.DeadLetter, record: DeadLetter, shard: int) -> None:
+        """EXPIRED first when it expired, then DEAD_LETTERED with the reason and the error."""
+        assert record.task is not None  # a task's dead letter (not raw bytes)
+        emit = functools.partial(
+            self._io.events.emit, task=record.task, shard=shard, at=record.dead_at
+        )
+        if action.reason is DeadLetterReason.EXPIRED:
+            emit(TaskEventKind.EXPIRED, error=action.error)
+        emit(TaskEventKind.DEAD_LETTERED, reason=action.reason.value, error=action.error)
+
+    def _requeued(self, action: act.Requeued) -> None:
+        """The task stays tracked, backed by its inflight entry until dispatched again."""
+        tracked = self._book.tasks.get(action.job.task_id)
+        if tracked is not None:
+            self._io.events.emit(
+                TaskEventKind.REQUEUED,
+                tracked.task,
+                tracked.shard,
+                at=self._clock(),
+                attempt=action.job.attempt,
+                agent_id=action.agent_id,
+                reason=action.cause,
+            )
 
     # --- settling -----------------------------------------------------------------------------
 

@@ -24,7 +24,14 @@ from streams.adapters.dispatcher.registrations import Registrations
 from streams.core.actions import ResultStatus
 from streams.core.agents import Heartbeat
 from streams.core.distributor import Distributor
-from streams.wire import AgentHeartbeat, AgentRegistration, Task, TaskResult, task_to_job
+from streams.wire import (
+    AgentHeartbeat,
+    AgentRegistration,
+    Task,
+    TaskResult,
+    TaskStatus,
+    task_to_job,
+)
 from streams.wire.codec import RecordCodec
 
 log = logging.getLogger(__name__)
@@ -89,7 +96,7 @@ class DispatchLoop:
 
     def task_read(self, task: Task, token: Token) -> None:
         """A valid task from a task topic."""
-        self._admit(lambda: self._arrive(task, token))
+        self._admit(lambda: self._arrive(task, token, fresh=True))
 
     def retry_read(self, task: Task, due_ms: int, token: Token) -> None:
         """A task from a retry tier, due at ``due_ms``: kept (unacked) until then."""
@@ -125,7 +132,7 @@ class DispatchLoop:
             self._open()
         while self._retries and self._retries[0][0] <= now_ms and self._gate is None:
             _, _, task, token = heapq.heappop(self._retries)
-            self._arrive(task, token)
+            self._arrive(task, token, fresh=False)
         self._executor.run(self._core.tick(now_ms))
 
     def _recovery_due(self, now_ms: int) -> bool:
@@ -156,21 +163,30 @@ class DispatchLoop:
         for work in gate:
             work()
 
-    def _arrive(self, task: Task, token: Token) -> None:
+    def _arrive(self, task: Task, token: Token, *, fresh: bool) -> None:
+        """``fresh``: read from a task topic (else due from a retry tier)."""
         job = task_to_job(task)
         if self._core.is_duplicate(job):
             self._acks.done(token)
             return
         self._book.tasks[task.task_id] = Tracked(task, token.partition, [token], token)
+        self._executor.received(task, job, token.partition, fresh=fresh)
         self._executor.run(self._core.task_arrived(job, self._clock()))
 
     def _wait_retry(self, task: Task, due_ms: int, token: Token) -> None:
         if due_ms <= self._clock():
-            self._arrive(task, token)
+            self._arrive(task, token, fresh=False)
             return
         heapq.heappush(self._retries, (due_ms, next(self._seq), task, token))
 
     def _result(self, result: TaskResult, token: Token) -> None:
+        """Queue time and deadlines are judged at the agent's ``started_at``, not when the
+        result arrives; a REJECTED task never started."""
+        lease = self._core.in_flight.get(result.task_id)
+        if result.status is not TaskStatus.REJECTED:
+            self._core.task_started(
+                result.task_id, result.agent_id, result.attempt, result.started_at
+            )
         actions = self._core.result(
             result.task_id,
             result.agent_id,
@@ -179,6 +195,8 @@ class DispatchLoop:
             self._clock(),
             result.error,
         )
+        if actions and lease is not None:  # accepted: not a stale attempt
+            self._executor.result_taken(result, lease.job)
         self._executor.run(actions, cause=token, cause_task=result.task_id)
 
     def _registration(self, record: AgentRegistration) -> None:

@@ -1,9 +1,11 @@
-"""The dispatcher assembled: the Faust app, its tables and inputs, the loop and its writers.
+"""The dispatcher assembled: the Faust app, its tables and inputs, the loop and its writers,
+its metrics and HTTP views.
 
 ``Dispatcher(settings, config).app`` is a plain Faust app: run it with ``faust.Worker`` (the
 CLI does) or ``await app.start()`` in tests. Once Faust has recovered the tables, the main
-task reads the registry to its end, restores the in-flight entries and ticks the loop; input
-events read before that wait (unacked) in a buffer.
+task serves the HTTP views (``/status`` says "starting" until the loop runs), reads the
+registry to its end, restores the in-flight entries and ticks the loop; input events read
+before that wait (unacked) in a buffer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import faust
+from prometheus_client import CollectorRegistry
 
 from streams.adapters.client import codec_for
 from streams.adapters.dispatcher.acks import OrderedAcks, Token
@@ -27,12 +30,22 @@ from streams.adapters.dispatcher.loop import DispatchLoop
 from streams.adapters.dispatcher.outputs import Outputs
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.tables import Tables
-from streams.adapters.dispatcher.writes import Writes
+from streams.adapters.dispatcher.writes import EventLog, Writes
+from streams.adapters.http import StatusServer
+from streams.adapters.metrics import DispatcherMetrics
+from streams.adapters.status import SummaryCache, context_view, progress_view, run_state
 from streams.core.distributor import Distributor
+from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.wire import Task, TaskResult
 
 log = logging.getLogger(__name__)
+
+GAUGE_REFRESH_S = 1.0
+"""How often the gauges (queue depth, loads, ...) are set from the core."""
+SUMMARY_MAX_AGE_MS = 1_000
+"""The statistics' summary is shared by the gauges and the views for this long: making one
+sorts every queue-time sample."""
 
 
 def wall_ms() -> int:
@@ -83,8 +96,14 @@ class Dispatcher:
         self.acks = OrderedAcks()
         self.codec = codec_for(settings)
         self.clock = clock
+        self.core = Distributor(self.config.distributor(settings))
         self.loop: DispatchLoop | None = None
         """Set once the tables are recovered and the registry is read (see ``ready``)."""
+        self.registry = CollectorRegistry()
+        self.metrics = DispatcherMetrics(self.registry)
+        self._summary = SummaryCache(self.core.stats, max_age_ms=SUMMARY_MAX_AGE_MS)
+        self._server: StatusServer | None = None
+        self._stopping = False
         self.intake = GateIntake()
         self._early: list[Callable[[DispatchLoop], None]] = []
         decoder = Decoder(settings, self.codec, self.acks, self)
@@ -105,6 +124,25 @@ class Dispatcher:
     def malformed(self, raw: bytes, error: str, token: Token) -> None:
         self._to_loop(lambda loop: loop.malformed(raw, error, token))
 
+    @property
+    def http_url(self) -> str | None:
+        """Base URL of the HTTP views while they serve (with the port picked for port 0)."""
+        return None if self._server is None else self._server.url
+
+    def status_view(self) -> dict[str, object]:
+        """The progress JSON (``/status``): "starting" until the loop runs, recovery done."""
+        now_ms = self.clock()
+        starting = self.loop is None or self.loop.recovering
+        state = run_state(self.core, starting=starting, draining=self._stopping)
+        return progress_view(self.core, now_ms, state=state, summary=self._summary.at(now_ms))
+
+    def context_view(self) -> dict[str, object]:
+        """The distribution context (``/context``)."""
+        now_ms = self.clock()
+        return context_view(
+            self.core, self.settings, now_ms=now_ms, summary=self._summary.at(now_ms)
+        )
+
     def _to_loop(self, call: Callable[[DispatchLoop], None]) -> None:
         if self.loop is None:
             self._early.append(call)
@@ -116,9 +154,14 @@ class Dispatcher:
     async def _main(self) -> None:
         outputs = Outputs(self.settings, asyncio.get_running_loop())
         writes = Writes(outputs)
-        loop = self._assemble(writes)
+        events = EventLog(
+            outputs, self.codec, self.settings.topics.events, enabled=self.config.events_enabled
+        )
+        loop = self._assemble(writes, events)
         view = AgentsView(self.settings, asyncio.get_running_loop(), loop.view_records)
+        gauges = asyncio.ensure_future(self._refresh_gauges())
         try:
+            await self._serve_http()
             await asyncio.to_thread(view.start)
             await view.caught_up.wait()
             count = loop.recover(
@@ -131,20 +174,63 @@ class Dispatcher:
                 call(loop)
             await loop.run()
         finally:
+            self._stopping = True
+            gauges.cancel()
             view.stop()
             await writes.close()
+            await self._stop_http()
             outputs.close()
 
-    def _assemble(self, writes: Writes) -> DispatchLoop:
-        core = Distributor(self.config.distributor(self.settings))
+    async def _serve_http(self) -> None:
+        """Serve ``/metrics``, ``/status``, ``/context`` and the dashboard (if enabled);
+        ConfigError naming the address when it cannot be bound."""
+        if not self.config.web_enabled:
+            return
+        server = StatusServer(
+            self.settings.http_host,
+            self.settings.http_port,
+            status=self.status_view,
+            context=self.context_view,
+            registry=self.registry,
+        )
+        try:
+            await server.start()
+        except ConfigError as error:
+            log.error("%s", error)  # Faust logs a crash of this task with a long traceback
+            raise
+        self._server = server
+        log.info("dispatcher HTTP views on %s", server.url)
+
+    async def _stop_http(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            now_ms = self.clock()
+            self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
+            await asyncio.sleep(GAUGE_REFRESH_S)
+
+    def _assemble(self, writes: Writes, events: EventLog) -> DispatchLoop:
+        core = self.core
         regs = Registrations()
         ended = EndedWindow(
             self.config.dedupe_window, lambda task_id, shard: self.tables.drop_ended(shard, task_id)
         )
         book = Book(ended=ended)
-        io = Io(writes, self.tables, self.acks, self.codec, self.settings.topics, self.intake)
+        io = Io(
+            writes,
+            self.tables,
+            self.acks,
+            self.codec,
+            self.settings.topics,
+            self.intake,
+            events,
+            self.metrics,
+        )
         executor = Executor(core, book, regs, io, self.clock)
-        loop = DispatchLoop(
+        return DispatchLoop(
             core=core,
             book=book,
             regs=regs,
@@ -153,7 +239,6 @@ class Dispatcher:
             config=self.config,
             clock=self.clock,
         )
-        return loop
 
 
 def run_worker(dispatcher: Dispatcher, *, loglevel: str = "info") -> None:

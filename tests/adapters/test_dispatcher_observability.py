@@ -1,0 +1,255 @@
+"""The running dispatcher's observability: its metrics, HTTP views and the ``events`` topic,
+with a real agent against the real broker, and ``taskd status`` reading the live views."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.adapters.dispatcher import Dispatcher
+from streams.adapters.http import check_address
+from streams.errors import ConfigError
+from streams.settings import Settings
+from streams.wire import Task, TaskEvent, TaskEventKind, TaskStatus
+from streams.worker import Agent, FatalError
+from tests.adapters.test_dispatcher_support import (
+    dispatcher_config,
+    running_dispatcher,
+    submit,
+    until,
+    with_state,
+)
+from tests.adapters.test_worker_support import WAIT_S, config, running
+from tests.e2e.test_pipeline_support import read_all
+
+TASKD = Path(sys.executable).parent / "taskd"
+TASKS = 12
+CAPACITY = 4
+K = TaskEventKind
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def work(task: Task) -> bytes:
+    """The agent's handler: ``fail`` in the payload fails the task for good."""
+    if task.payload == b"fail":
+        raise FatalError("cannot do it")
+    return b"done"
+
+
+def _settings(topics: Settings, tmp_path: Path) -> Settings:
+    """Views on a free port (0 bypasses the settings' check: ``model_copy`` does not validate)."""
+    return with_state(topics, tmp_path / "state").model_copy(update={"http_port": 0})
+
+
+def _agent(settings: Settings) -> Agent:
+    return Agent(config(capacity=CAPACITY, handlers={"work": work}), settings)
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, str, str]:
+    async with session.get(url) as response:
+        kind = response.headers.get("Content-Type", "").split(";")[0]
+        return response.status, kind, await response.text()
+
+
+async def _samples(session: aiohttp.ClientSession, base: str) -> Samples:
+    """Every sample of ``/metrics`` by (name, labels)."""
+    status, _, text = await _get(session, base + "/metrics")
+    assert status == 200
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.fixture
+def live(topics: Settings, tmp_path: Path) -> Settings:
+    return _settings(topics, tmp_path)
+
+
+async def _settled(session: aiohttp.ClientSession, base: str, ended: int) -> Samples:
+    """The metrics once ``ended`` results are counted and the gauges show the idle agent."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        samples = await _samples(session, base)
+        results = sum(
+            value for (name, _), value in samples.items() if name == "taskd_tasks_completed_total"
+        )
+        idle = _value(samples, "taskd_agents_capacity", agent="a1") == CAPACITY
+        if results >= ended and idle and _value(samples, "taskd_in_flight") == 0:
+            return samples
+        assert time.monotonic() < deadline, f"{results} of {ended} results counted"
+        await asyncio.sleep(0.2)
+
+
+def _taskd_status(url: str) -> subprocess.CompletedProcess[str]:
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("TASKD_")}
+    return subprocess.run(
+        [str(TASKD), "status", "--json", "--url", url],
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_metrics_views_and_the_status_command_of_a_live_dispatcher(live: Settings) -> None:
+    async def scenario() -> None:
+        async with (
+            running_dispatcher(live, dispatcher_config(web_enabled=True)) as dispatcher,
+            running(_agent(live)),
+            aiohttp.ClientSession() as session,
+        ):
+            base = dispatcher.http_url
+            assert base is not None and base.startswith("http://127.0.0.1:")
+            await submit(live, TASKS)
+            await submit(live, 1, payload=b"fail")
+            await submit(live, 1, deadline=1)  # long past: expires before dispatch
+            samples = await _settled(session, base, TASKS + 1)
+            _check_metrics(samples)
+            await until(
+                lambda: dispatcher.status_view()["status"] == "idle", "the status says idle"
+            )
+            await _check_views(session, base)
+            result = await asyncio.to_thread(_taskd_status, base)
+            assert result.returncode == 0, result.stderr
+            printed = json.loads(result.stdout)
+            assert printed["agent"] == "task-distributor"
+            assert printed["progress"]["tasks_distributed"] == str(TASKS + 1)
+            assert printed["details"]["dead_lettered"]["FAILED"] == 1
+
+    asyncio.run(scenario())
+
+
+def _check_metrics(samples: Samples) -> None:
+    assert _value(samples, "taskd_tasks_received_total") == TASKS + 2
+    assert _value(samples, "taskd_tasks_dispatched_total") == TASKS + 1
+    assert _value(samples, "taskd_tasks_completed_total", status="SUCCEEDED") == TASKS
+    assert _value(samples, "taskd_tasks_completed_total", status="FAILED") == 1
+    assert _value(samples, "taskd_tasks_dead_lettered_total", reason="FAILED") == 1
+    assert _value(samples, "taskd_tasks_dead_lettered_total", reason="EXPIRED") == 1
+    assert _value(samples, "taskd_tasks_expired_total") == 1
+    assert _value(samples, "taskd_dispatch_latency_seconds_count") == TASKS + 1
+    assert _value(samples, "taskd_queue_time_seconds_count") == TASKS + 1
+    assert _value(samples, "taskd_run_time_seconds_count") == TASKS + 1
+    assert _value(samples, "taskd_agents", state="READY") == 1
+    assert _value(samples, "taskd_agents_utilization", agent="a1") == 0
+    assert _value(samples, "taskd_queue_depth", priority="p1") == 0
+
+
+async def _check_views(session: aiohttp.ClientSession, base: str) -> None:
+    status, kind, text = await _get(session, base + "/status")
+    assert (status, kind) == (200, "application/json")
+    progress = json.loads(text)
+    assert progress["status"] == "idle"
+    assert progress["progress"]["tasks_distributed"] == str(TASKS + 1)
+    assert progress["details"]["completed"] == TASKS
+    status, _, text = await _get(session, base + "/context")
+    assert status == 200
+    agents = json.loads(text)["agents"]
+    assert [(a["id"], a["capacity"], a["state"]) for a in agents] == [("a1", CAPACITY, "READY")]
+    status, kind, page = await _get(session, base + "/")
+    assert (status, kind) == (200, "text/html")
+    assert "taskd dashboard" in page
+
+
+def _lives(events: list[TaskEvent]) -> Mapping[str, list[TaskEvent]]:
+    """Each task's events in the order of the topic (one task's all go to one partition)."""
+    by_task: defaultdict[str, list[TaskEvent]] = defaultdict(list)
+    for event in events:
+        by_task[event.task_id].append(event)
+    return by_task
+
+
+def test_the_events_topic_tells_each_tasks_life_in_order(live: Settings) -> None:
+    async def scenario() -> tuple[list[Task], Task, Task]:
+        async with running_dispatcher(live), running(_agent(live)):
+            done = await submit(live, TASKS, tenant="acme")
+            (failing,) = await submit(live, 1, payload=b"fail")
+            (expired,) = await submit(live, 1, deadline=1)
+            await _until_events(live, TASKS * 4 + 5 + 3)
+        return done, failing, expired
+
+    done, failing, expired = asyncio.run(scenario())
+    lives = _lives(read_all(live, live.topics.events, TaskEvent))
+    ok = [K.RECEIVED, K.DISPATCHED, K.STARTED, K.COMPLETED]
+    for task in done:
+        life = lives[task.task_id]
+        assert [event.kind for event in life] == ok
+        assert {(e.type, e.priority, e.tenant, e.attempt) for e in life} == {("work", 1, "acme", 0)}
+        assert [e.agent_id for e in life] == [None, "a1", "a1", "a1"]
+        assert life[2].status is life[3].status is TaskStatus.SUCCEEDED
+        assert life[2].at <= life[3].at
+    failed = lives[failing.task_id]
+    assert [e.kind for e in failed] == [*ok[:3], K.FAILED, K.DEAD_LETTERED]
+    assert (failed[3].status, failed[3].error) == (TaskStatus.FAILED, "cannot do it")
+    assert (failed[4].reason, failed[4].error) == ("FAILED", "cannot do it")
+    gone = lives[expired.task_id]
+    assert [e.kind for e in gone] == [K.RECEIVED, K.EXPIRED, K.DEAD_LETTERED]
+    assert gone[2].reason == "EXPIRED"
+
+
+async def _until_events(settings: Settings, count: int) -> None:
+    async def enough() -> bool:
+        found = await asyncio.to_thread(read_all, settings, settings.topics.events, TaskEvent)
+        return len(found) >= count
+
+    deadline = time.monotonic() + WAIT_S
+    while not await enough():
+        assert time.monotonic() < deadline, f"fewer than {count} events within {WAIT_S} s"
+        await asyncio.sleep(0.5)
+
+
+def test_events_can_be_turned_off(live: Settings) -> None:
+    async def scenario() -> None:
+        async with (
+            running_dispatcher(live, dispatcher_config(events_enabled=False)) as dispatcher,
+            running(_agent(live)),
+        ):
+            assert dispatcher.http_url is None  # web off, as the tests' default config says
+            await submit(live, 3)
+            metrics = dispatcher.metrics.registry
+            await until(
+                lambda: (
+                    metrics.get_sample_value("taskd_tasks_completed_total", {"status": "SUCCEEDED"})
+                    == 3
+                ),
+                "three results",
+            )
+
+    asyncio.run(scenario())
+    assert read_all(live, live.topics.events, TaskEvent) == []
+
+
+def test_status_says_starting_before_the_loop_runs(settings: Settings, tmp_path: Path) -> None:
+    dispatcher = Dispatcher(_settings(settings, tmp_path), dispatcher_config())
+    view = dispatcher.status_view()
+    assert (view["status"], view["agent"]) == ("starting", "task-distributor")
+    assert dispatcher.context_view()["agents"] == []
+
+
+def test_a_busy_http_port_is_a_config_error_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*TASKD_HTTP_PORT"):
+            check_address("127.0.0.1", port)
+    check_address("127.0.0.1", 0)
