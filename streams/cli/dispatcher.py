@@ -35,6 +35,13 @@ def dispatcher(
     aging_ms: Annotated[
         int, typer.Option("--aging-ms", help="wait that raises a task one level (0: strict)")
     ] = _DEFAULTS.aging_ms or 0,
+    no_capable_agent_ms: Annotated[
+        int,
+        typer.Option(
+            "--no-capable-agent-ms",
+            help="wait for an agent able to run a task before dead-lettering it (0: for ever)",
+        ),
+    ] = _DEFAULTS.no_capable_agent_ms or 0,
     web: Annotated[
         bool,
         typer.Option(
@@ -58,6 +65,7 @@ def dispatcher(
         down_after_ms=down_after_ms,
         max_held=max_held,
         aging_ms=aging_ms or None,
+        no_capable_agent_ms=no_capable_agent_ms or None,
         web_enabled=web,
         events_enabled=events,
         strategy=strategy,

@@ -1,5 +1,6 @@
 """Routing through the real pipeline: required skills, zone preference, a manual target and
-affinity keys send each task where it should go, on real agents."""
+affinity keys send each task where it should go, on real agents; a task no agent can run ends
+in the dead letters as NO_CAPABLE_AGENT."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from pathlib import Path
 
 from streams.adapters.client import TaskClient
 from streams.adapters.dispatcher import Dispatcher
-from streams.core.model import Job
+from streams.core.model import DeadLetterReason, Job
 from streams.settings import Settings
 from streams.wire import Task, TaskResult, TaskStatus, task_to_job
 from streams.worker import Agent, AgentConfig
 from tests.adapters.test_dispatcher_support import running_dispatcher, until, with_state
-from tests.e2e.test_pipeline_support import DEMO, pipeline_config, start, until_results, work
+from tests.e2e.test_pipeline_support import (
+    DEMO,
+    pipeline_config,
+    start,
+    until_dead,
+    until_results,
+    work,
+)
 
 FLEET = {
     # agent id: (capacity, skills, zone)
@@ -44,7 +52,9 @@ async def fleet(settings: Settings) -> AsyncIterator[Dispatcher]:
     ]
     # an agent late with its heartbeats on a busy machine is SUSPECT, and leaves the tier: slow
     # the health timings down so the routing seen is the router's, not the machine's
-    config = pipeline_config(suspect_after_ms=15_000, down_after_ms=30_000)
+    config = pipeline_config(
+        suspect_after_ms=15_000, down_after_ms=30_000, no_capable_agent_ms=1_000
+    )
     async with running_dispatcher(settings, config) as dispatcher:
         runs = [await start(agent) for agent in agents]
         try:
@@ -94,6 +104,7 @@ def test_skills_zone_target_and_affinity_route_where_they_should(
                 ]
 
             groups = {
+                "nobody": many(2, required_skills=("quantum",)),
                 "gpu-eu": many(8, required_skills=("gpu",)),
                 "cpu-us": many(8, required_skills=("cpu",), zone="us"),
                 "cpu-eu": many(8, target_agent="cpu-eu"),
@@ -119,9 +130,11 @@ def test_skills_zone_target_and_affinity_route_where_they_should(
     async def scenario() -> None:
         async with fleet(settings) as dispatcher:
             groups = await asyncio.to_thread(submit_constrained)
+            orphans = groups.pop("nobody")
             await ended(dispatcher, [task for tasks in groups.values() for task in tasks])
             keyed = await submit_affine(dispatcher)
             every = [task for tasks in (*groups.values(), *keyed.values()) for task in tasks]
+            letters = await until_dead(settings, len(orphans))
             results = await until_results(
                 settings, {task.task_id for task in every}, statuses={"SUCCEEDED"}
             )
@@ -133,5 +146,10 @@ def test_skills_zone_target_and_affinity_route_where_they_should(
             placed = _placement(results, tasks)
             order = [placed[task.task_id] for task in tasks]
             assert len(set(order)) == 1, f"affinity key {key} went to {order}"
+
+        assert {(d.task.task_id, d.reason) for d in letters if d.task} == {
+            (task.task_id, DeadLetterReason.NO_CAPABLE_AGENT) for task in orphans
+        }
+        assert not {task.task_id for task in orphans} & {r.task_id for r in results}
 
     asyncio.run(scenario())

@@ -34,6 +34,9 @@ class DispatcherConfig:
     """Held tasks at which the task topics are read again; None: 80% of ``max_held``."""
     aging_ms: int | None = 30_000
     """Each ``aging_ms`` waited raises a task one priority level; None: strict priority."""
+    no_capable_agent_ms: int | None = 60_000
+    """A task no live agent could ever run (skills, zone, target) waits this long for one to
+    join, then goes to the dead letters as NO_CAPABLE_AGENT; None: it waits for ever."""
     tick_ms: int = 100
     """Longest sleep of the loop between two ticks of the core."""
     dedupe_window: int = 100_000
@@ -75,6 +78,7 @@ class DispatcherConfig:
         scheduler = SchedulerConfig(
             levels=settings.priority_levels,
             aging_ms=self.aging_ms,
+            no_capable_agent_timeout_ms=self.no_capable_agent_ms,
             max_held=self.max_held,
             resume_at=self.resume_at,
         )
