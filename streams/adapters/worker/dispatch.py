@@ -64,9 +64,7 @@ class DispatchReader:
 
     async def poll(self, max_messages: int, *, timeout_s: float) -> list[Message]:
         """Up to ``max_messages`` assignments, waiting at most ``timeout_s`` for the first."""
-        messages = await self._call(
-            lambda: self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
-        )
+        messages = await self._call(lambda: self._take(max_messages, timeout_s))
         good = []
         for message in messages:
             error = message.error()
@@ -75,6 +73,17 @@ class DispatchReader:
             else:
                 log.warning("reading the dispatch partition: %s", error.str())
         return good
+
+    def _take(self, max_messages: int, timeout_s: float) -> list[Message]:
+        # consume(n, timeout) waits until it has all n or the time is up: an agent with free
+        # slots would sit out the whole timeout with work in hand. Wait for the first only,
+        # then take what is already fetched.
+        first = self._consumer.poll(timeout_s)
+        if first is None:
+            return []
+        if max_messages <= 1:
+            return [first]
+        return [first, *self._consumer.consume(num_messages=max_messages - 1, timeout=0)]
 
     async def pause(self) -> None:
         """Stop fetching (all slots and the prefetch are full)."""
