@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup broker broker-stop lint test demo bench-core clean
+.PHONY: setup broker broker-stop lint test demo bench bench-core clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ test: setup broker lint
 demo: setup broker
 	$(BIN)/taskd topics create
 	$(BIN)/taskd simulate --scenario scenarios/reference.toml
+
+# The pipeline against the floor under it (confluent loop, Faust passthrough, Kafka alone),
+# the peers and memory: report in out/bench/, regenerates docs/benchmarks.md (~10 minutes).
+bench: setup broker
+	$(BIN)/taskd bench
 
 # Micro-benchmarks of the pure core (routing, scheduler, simulator); figures, not tests.
 bench-core: setup

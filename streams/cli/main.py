@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from streams.cli.agent import agent
+from streams.cli.bench import bench
 from streams.cli.context import CliState
 from streams.cli.dispatcher import dispatcher
 from streams.cli.dlq import dlq_app
@@ -32,6 +33,7 @@ app.command("simulate")(simulate)
 app.command("agent")(agent)
 app.command("status")(status)
 app.command("dispatcher")(dispatcher)
+app.command("bench")(bench)
 
 _err = Console(stderr=True, soft_wrap=True)
 

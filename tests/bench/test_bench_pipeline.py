@@ -1,0 +1,123 @@
+"""``taskd bench`` in miniature against the real broker: every section of ours produces sane
+figures (counts complete, p50 <= p99, throughput > 0), the report is written, and no child
+process outlives the run. Never a speed assertion: the figures are the benchmark's, not the
+test's."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.bench.plan import BenchPlan
+from streams.bench.procs import leftover_children
+from streams.bench.report import render_markdown, write_report
+from streams.bench.suite import run_suite
+from streams.cli.bench import _check_local, _sections
+from streams.errors import ConfigError
+from streams.settings import Settings, load_settings
+
+pytestmark = pytest.mark.broker
+
+
+def _plan(settings: Settings, work_dir: Path) -> BenchPlan:
+    return BenchPlan(
+        tasks=300,
+        agents=2,
+        capacity=4,
+        paced_seconds=1.0,
+        waiting=2_000,
+        timeout_s=90.0,
+        work_dir=work_dir,
+        base=settings,
+    )
+
+
+def _check_latency(point: dict[str, Any], count: int) -> None:
+    assert point["count"] == count
+    assert 0 < point["p50_ms"] <= point["p99_ms"] <= point["max_ms"]
+
+
+def _check_pipeline(ours: dict[str, Any], plan: BenchPlan) -> None:
+    assert 0 < ours["throughput_tps"] < math.inf
+    assert ours["throughput_tasks"] == plan.tasks
+    assert ours["failed"] == 0
+    assert len(ours["latency"]) == len(plan.fractions)
+    for point in ours["latency"]:
+        count = point["e2e"]["count"]
+        assert count >= 100
+        _check_latency(point["dispatch"], count)
+        _check_latency(point["e2e"], count)
+        assert point["dispatch"]["p50_ms"] <= point["e2e"]["p50_ms"]
+    assert ours["rss"]["dispatcher_peak_bytes"] > 0
+    assert ours["rss"]["agent_peak_bytes"] > 0
+
+
+def _check_floor(floor: list[dict[str, Any]], rates: list[float], plan: BenchPlan) -> None:
+    assert [entry["system"] for entry in floor] == ["confluent-loop", "faust-passthrough", "kafka"]
+    for entry in floor:
+        assert 0 < entry["throughput_tps"] < math.inf
+        assert entry["throughput_tasks"] == plan.tasks
+        assert [point["rate_tps"] for point in entry["latency"]] == rates
+        for point in entry["latency"]:
+            _check_latency(point, point["count"])
+
+
+def test_a_tiny_bench_reports_every_section_and_leaves_no_child(
+    settings: Settings, tmp_path: Path
+) -> None:
+    plan = _plan(settings, tmp_path / "work")
+    doc = run_suite(plan, ["pipeline", "floor", "memory"], lambda _line: None, command="test")
+    assert leftover_children() == []
+
+    sections = doc["sections"]
+    assert set(sections) == {"pipeline", "floor", "memory"}
+    _check_pipeline(sections["pipeline"], plan)
+    rates = [point["rate_tps"] for point in sections["pipeline"]["latency"]]
+    _check_floor(sections["floor"], rates, plan)
+    memory = sections["memory"]
+    assert memory["waiting_tasks"] == plan.waiting
+    assert memory["dispatcher_waiting_peak_bytes"] >= memory["dispatcher_idle_bytes"] > 0
+
+    doc["out_dir"] = str(tmp_path / "out")
+    docs = tmp_path / "benchmarks.md"
+    written = write_report(doc, tmp_path / "out", docs)
+    assert docs in written
+    assert json.loads((tmp_path / "out" / "bench.json").read_text())["sections"]["memory"]
+    assert {path.name for path in written} >= {"throughput.png", "latency.png", "memory.png"}
+    text = docs.read_text()
+    assert "our pipeline" in text and "faust-passthrough" in text and "MiB" in text
+
+
+def test_a_section_that_cannot_run_is_reported_skipped() -> None:
+    doc = {
+        "command": "taskd bench",
+        "started_at": "now",
+        "duration_s": 1.0,
+        "out_dir": "out/bench",
+        "machine": {"cores": 2, "ram_gib": 1.0, "cpu": "cpu", "os": "os"},
+        "versions": {"python": "3.11"},
+        "plan": {
+            "tasks": 1,
+            "agents": 1,
+            "capacity": 1,
+            "paced_seconds": 1.0,
+            "fractions": [0.5],
+            "waiting": 1,
+        },
+        "sections": {"peers": {"skipped": "no redis-server"}, "quality": {"skipped": "absent"}},
+    }
+    text = render_markdown(doc)
+    assert "Skipped: no redis-server" in text and "Skipped: absent" in text
+
+
+def test_sections_and_broker_are_checked() -> None:
+    assert _sections("pipeline, floor") == ["pipeline", "floor"]
+    with pytest.raises(ConfigError, match="unknown"):
+        _sections("pipeline,speed")
+    with pytest.raises(ConfigError, match="local"):
+        _check_local(load_settings(bootstrap_servers="kafka.example.com:9092"))
+    _check_local(load_settings(bootstrap_servers="127.0.0.1:9092"))
