@@ -12,10 +12,12 @@ import asyncio
 import ssl
 from typing import Any
 
+import aiokafka
 import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.errors import TopicError
@@ -36,12 +38,40 @@ def changelog_topics(settings: Settings) -> list[str]:
     return [f"{app_id(settings)}-{table}-changelog" for table in TABLES]
 
 
+FETCH_MAX_WAIT_MS = 10
+"""The longest a fetch waits at the broker for data; Faust fixes 1,500 ms. aiokafka leaves
+partitions whose records are still being processed out of the fetch under way, so with a long
+wait records landing there can sit until that fetch ends. Measured side by side (10,000 no-op
+tasks, 4 agents x 16 slots, this machine): 247 tasks/s with 1,500 ms, 316 with 10 ms."""
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(
+        self, transport: faust_aiokafka.Transport
+    ) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
 class DispatcherApp(faust.App):
     """A Faust app that creates its table changelogs before it subscribes."""
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         super().__init__(app_id(settings), **options)
         self.taskd_settings = settings
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self)
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
