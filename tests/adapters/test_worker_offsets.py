@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.adapters.worker.offsets import OffsetTracker, SeenAttempts
-from streams.adapters.worker.registry_view import RegistryView, beats, holds
+from streams.adapters.worker.registry_view import RegistryView, beats, holds, home_partition
 from streams.wire import AgentRegistration, RegistrationStatus
 
 NOW_MS = 1_790_000_000_000
@@ -88,6 +88,24 @@ def test_the_lowest_partition_nobody_holds_is_chosen() -> None:
     view = _view(_claim("x", 0), _claim("y", 2), _claim("z", 1, age_ms=TTL_MS))
     assert _choose(view, "a") == 1  # z's claim expired
     assert view.next_epoch(1) == 2
+
+
+@given(
+    held=st.sets(st.integers(0, 7), max_size=8),
+    agent_id=st.text(min_size=1, max_size=8),
+)
+def test_after_a_lost_race_the_first_free_partition_from_home_is_chosen(
+    held: set[int], agent_id: str
+) -> None:
+    view = _view(*(_claim(f"x{p}-{agent_id}", p) for p in held))
+    home = home_partition(agent_id, 8)
+    free = [p for p in [*range(home, 8), *range(home)] if p not in held]
+    chosen = view.choose(agent_id, partitions=8, now_ms=NOW_MS, ttl_ms=TTL_MS, spread=True)
+    assert chosen == (free[0] if free else None)
+
+
+def test_agents_that_lost_a_race_mostly_aim_at_different_partitions() -> None:
+    assert len({home_partition(f"agent-{i}", 64) for i in range(8)}) >= 6
 
 
 def test_an_agent_reclaims_its_own_partition_active_or_released() -> None:

@@ -100,8 +100,9 @@ class Registrar:
         view = RegistryView()
         consumer.assign([TopicPartition(topics.registry, 0, OFFSET_BEGINNING)])
         self._read_through(consumer, view, self._end_offset(consumer, topics.registry, 0) - 1)
-        for _ in range(self._config.claim_attempts):
-            claim = self._try_claim(consumer, view, partitions)
+        for attempt in range(self._config.claim_attempts):
+            # a lost race means others start too: spread out instead of all taking the lowest
+            claim = self._try_claim(consumer, view, partitions, spread=attempt > 0)
             if claim is not None:
                 self.current = claim
                 return claim
@@ -111,11 +112,15 @@ class Registrar:
         )
 
     def _try_claim(
-        self, consumer: Consumer, view: RegistryView, partitions: int
+        self, consumer: Consumer, view: RegistryView, partitions: int, *, spread: bool
     ) -> AgentRegistration | None:
         config, now = self._config, now_ms()
         partition = view.choose(
-            config.agent_id, partitions=partitions, now_ms=now, ttl_ms=config.registration_ttl_ms
+            config.agent_id,
+            partitions=partitions,
+            now_ms=now,
+            ttl_ms=config.registration_ttl_ms,
+            spread=spread,
         )
         if partition is None:
             raise AgentError(_all_taken(self._settings.topics.dispatch, partitions))

@@ -13,6 +13,7 @@ Invariants, from the registry's single partition (one total order of every claim
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from streams.wire.records import AgentRegistration, RegistrationStatus
@@ -51,11 +52,15 @@ class RegistryView:
         """The epoch of a new claim of ``partition``: 1 + the highest recorded (invariant 2)."""
         return self.top_epochs.get(partition, 0) + 1
 
-    def choose(self, agent_id: str, *, partitions: int, now_ms: int, ttl_ms: int) -> int | None:
+    def choose(
+        self, agent_id: str, *, partitions: int, now_ms: int, ttl_ms: int, spread: bool = False
+    ) -> int | None:
         """The partition ``agent_id`` should claim among ``0 .. partitions-1``; None if all held.
 
         Its own last partition first (a restart), unless another agent holds it now; else the
-        lowest partition nobody else holds.
+        lowest partition nobody else holds or, with ``spread`` (after a lost race: others are
+        starting too), the first free one from its home (:func:`home_partition`) upward, so
+        agents started together stop racing for the same partition.
         """
         held = {
             record.partition
@@ -65,4 +70,11 @@ class RegistryView:
         own = self.last.get(agent_id)
         if own is not None and own.partition < partitions and own.partition not in held:
             return own.partition
-        return next((partition for partition in range(partitions) if partition not in held), None)
+        start = home_partition(agent_id, partitions) if spread else 0
+        ring = [*range(start, partitions), *range(start)]
+        return next((partition for partition in ring if partition not in held), None)
+
+
+def home_partition(agent_id: str, partitions: int) -> int:
+    """Where an agent looks first for a free partition once spreading: a stable hash of its id."""
+    return zlib.crc32(agent_id.encode()) % partitions
