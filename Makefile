@@ -32,11 +32,11 @@ lint: setup
 test: setup broker lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Until the Kafka pipeline's demo lands: the topics, then the reference workload (45K tasks)
-# through the distribution core, every strategy side by side against the push baselines.
+# The reference workload (45K tasks) live through Kafka: the dispatcher and real agents, then
+# the round-robin-push baseline; summary, out/demo/demo.json and out/demo/demo.png.
 demo: setup broker
 	$(BIN)/taskd topics create
-	$(BIN)/taskd simulate --scenario scenarios/reference.toml
+	$(BIN)/taskd demo
 
 # The pipeline against the floor under it (confluent loop, Faust passthrough, Kafka alone),
 # the peers and memory: report in out/bench/, regenerates docs/benchmarks.md (~10 minutes).

@@ -12,6 +12,7 @@ from rich.console import Console
 from streams.cli.agent import agent
 from streams.cli.bench import bench
 from streams.cli.context import CliState
+from streams.cli.demo import demo
 from streams.cli.dispatcher import dispatcher
 from streams.cli.dlq import dlq_app
 from streams.cli.simulate import simulate
@@ -33,6 +34,7 @@ app.command("simulate")(simulate)
 app.command("agent")(agent)
 app.command("status")(status)
 app.command("dispatcher")(dispatcher)
+app.command("demo")(demo)
 app.command("bench")(bench)
 
 _err = Console(stderr=True, soft_wrap=True)

@@ -3,14 +3,23 @@
 Payload (JSON object, all optional): ``work_ms`` (default 0) how long to work, done with
 ``asyncio.sleep`` so an agent's capacity is real concurrency; ``fail``: ``"retryable"`` or
 ``"fatal"`` to end the attempt with that failure after working.
+
+Two variables of the agent's process give a fleet different agents with one handler (``taskd
+demo`` sets them): ``TASKD_DEMO_SPEED`` (default 1) divides the work time, so an agent of speed 2
+runs a task in half the time; ``TASKD_DEMO_FAIL_RATE`` (default 0) is the probability that an
+attempt ends RETRYABLE (a flaky agent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
+import random
 from typing import Any
 
+from streams.errors import ConfigError
 from streams.worker import FatalError, RetryableError, Task
 
 _FAILURES: dict[Any, type[Exception] | None] = {
@@ -23,10 +32,35 @@ _FAILURES: dict[Any, type[Exception] | None] = {
 async def work(task: Task) -> dict[str, Any]:
     """Work ``work_ms`` then succeed (or fail as asked); the output says what was done."""
     work_ms, failure = parse_payload(task.payload)
-    await asyncio.sleep(work_ms / 1000)
+    speed, fail_rate = agent_traits()
+    await asyncio.sleep(work_ms / speed / 1000)
     if failure is not None:
         raise failure(f"demo task {task.task_id} failed on purpose after {work_ms:g} ms")
+    if fail_rate and random.random() < fail_rate:
+        raise RetryableError(f"demo agent is flaky: task {task.task_id} failed at random")
     return {"task_id": task.task_id, "worked_ms": work_ms}
+
+
+@functools.cache
+def agent_traits() -> tuple[float, float]:
+    """``(speed, fail rate)`` of this agent process from its environment (read once)."""
+    return (
+        _number("TASKD_DEMO_SPEED", 1.0, low=1e-3, high=1e3),
+        _number("TASKD_DEMO_FAIL_RATE", 0.0, low=0.0, high=1.0),
+    )
+
+
+def _number(name: str, default: float, *, low: float, high: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (got {text!r})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in {low:g}..{high:g} (got {text})")
+    return value
 
 
 def parse_payload(payload: bytes) -> tuple[float, type[Exception] | None]:

@@ -1,0 +1,49 @@
+"""``taskd demo``: the reference workload live through Kafka, against the round-robin baseline."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from streams.cli.context import settings_of
+
+
+def demo(
+    ctx: typer.Context,
+    tasks: Annotated[
+        int, typer.Option("--tasks", min=1, help="tasks of the reference workload to run")
+    ] = 45_000,
+    out: Annotated[
+        Path, typer.Option("--out", help="where the JSON figures and the PNG report go")
+    ] = Path("out/demo"),
+    baseline: Annotated[
+        bool,
+        typer.Option("--baseline/--no-baseline", help="also run the round-robin-push baseline"),
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the workload")] = 42,
+    rate: Annotated[
+        float, typer.Option("--rate", min=1.0, help="tasks submitted per second")
+    ] = 200.0,
+) -> None:
+    """Run the reference workload through the dispatcher and real agents; print the summary."""
+    from streams.demo.session import DemoOptions, run_demo  # rich + matplotlib: only here
+
+    console = Console()
+    options = DemoOptions(tasks=tasks, seed=seed, out_dir=out, baseline=baseline, rate_per_s=rate)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: clean up first
+    try:
+        run_demo(settings_of(ctx), options, console)
+    except KeyboardInterrupt:
+        console.print("\ndemo interrupted: every process it started is stopped")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

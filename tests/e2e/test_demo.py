@@ -1,0 +1,90 @@
+"""``taskd demo`` as a user runs it, on a small workload through the real broker: the figures,
+the report, and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKD = "import sys\nfrom streams.cli.main import main\nsys.argv[0] = 'taskd'\nmain()\n"
+RUN_KEYS = {
+    "tasks",
+    "completed",
+    "dead_lettered",
+    "dead_by_reason",
+    "unsettled",
+    "completion",
+    "queue_ms",
+    "queue_ms_by_priority",
+    "utilization",
+    "agent_utilization",
+    "load_cv",
+    "deadline_success",
+    "inversions",
+    "load_over_time",
+    "wall_ms",
+}
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TASKD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "TASKD_TOPIC_PREFIX": settings.topic_prefix,
+        "TASKD_SHARDS": "2",
+        "TASKD_DISPATCH_PARTITIONS": "16",
+    }
+
+
+def _ours(settings: Settings) -> list[psutil.Process]:
+    """Processes still running with this test's topic prefix (the demo's children)."""
+    found = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            prefix = process.environ().get("TASKD_TOPIC_PREFIX", "")
+        except (psutil.Error, OSError):
+            continue
+        if prefix.startswith(settings.topic_prefix) and process.pid != os.getpid():
+            found.append(process)
+    return found
+
+
+@pytest.mark.broker
+def test_a_small_demo_writes_its_figures_and_report_and_leaves_nothing_running(
+    settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-c", TASKD, "demo", "--tasks", "600", "--out", str(out)],
+        env=_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Distributed 600 tasks: average queue time" in " ".join(done.stdout.split())
+
+    report = json.loads((out / "demo.json").read_text())
+    assert set(report) >= {"summary", "workload", "runs", "wait_cut", "wall_s"}
+    assert set(report["runs"]) == {"affinity", "round-robin-push"}
+    for run in report["runs"].values():
+        assert set(run) >= RUN_KEYS
+        assert run["tasks"] == 600
+        assert run["completed"] + run["dead_lettered"] + run["unsettled"] == 600
+        assert sum(run["dead_by_reason"].values()) == run["dead_lettered"]
+    settled = report["runs"]["affinity"]
+    assert settled["unsettled"] == 0
+    assert settled["completed"] + settled["dead_lettered"] == 600
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _ours(settings) == []
