@@ -124,8 +124,13 @@ def test_metrics_views_and_the_status_command_of_a_live_dispatcher(live: Setting
             await submit(live, 1, deadline=1)  # long past: expires before dispatch
             samples = await _settled(session, base, TASKS + 1)
             _check_metrics(samples)
+            # the figures behind /status are cached for a few seconds: wait until they show all
             await until(
-                lambda: dispatcher.status_view()["status"] == "idle", "the status says idle"
+                lambda: (
+                    dispatcher.status_view()["status"] == "idle"
+                    and dispatcher.status_view()["progress"]["tasks_distributed"] == str(TASKS + 1)
+                ),
+                "the status says idle, every task distributed",
             )
             await _check_views(session, base)
             result = await asyncio.to_thread(_taskd_status, base)
