@@ -39,7 +39,7 @@ class BenchPlan:
     """Length of one paced run (bounded by ``tasks`` records)."""
     waiting: int = 100_000
     """Tasks submitted with no agent free, for the dispatcher's memory while holding them."""
-    quality_tasks: int = 2_000
+    quality_tasks: int = 3_000
     peer_tasks: int = 5_000
     timeout_s: float = 180.0
     """Longest wait for one run's records; past it the section fails."""

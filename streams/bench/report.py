@@ -297,18 +297,24 @@ def _quality(doc: Doc) -> str | None:
     if not isinstance(quality, list):
         return _skipped("Distribution quality", quality)
     rows = [
-        "| strategy | load | tasks | completed | mean queue ms | p99 queue ms | deadline ok "
-        "| load CV | utilization | inversions |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| strategy | load | tasks | completed | mean queue ms | p99 queue ms "
+        "| mean wait ms, every task | deadline ok | load CV | utilization | inversions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for q in quality:
         rows.append(
             f"| {q['strategy']} | {q['load']:.0%} | {q['tasks']:,} | {q['completed']:,} | "
             f"{q['mean_queue_ms']:,.0f} | {q['p99_queue_ms']:,.0f} | "
+            f"{q.get('mean_wait_all_ms') or 0:,.0f} | "
             f"{q['deadline_success']:.1%} | {q['load_cv']:.3f} | {q['utilization']:.1%} | "
             f"{q['inversions']:,} |"
         )
-    return "## Distribution quality through the live pipeline\n\n" + "\n".join(rows) + "\n"
+    note = (
+        "The demo's heterogeneous fleet and the reference mix, through the real pipeline. "
+        "*Mean wait, every task* counts tasks that never started up to their dead letter or "
+        "the run's end (a lower bound), the fair base when a run leaves work waiting.\n\n"
+    )
+    return "## Distribution quality through the live pipeline\n\n" + note + "\n".join(rows) + "\n"
 
 
 def _method() -> str:

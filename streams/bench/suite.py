@@ -21,7 +21,12 @@ from streams.bench.procs import BenchError
 from streams.bench.report import machine, versions
 from streams.errors import TaskdError
 
-QUALITY_RUNS = (("affinity", 0.8), ("round-robin-push", 0.8))
+QUALITY_RUNS = (
+    ("affinity", 0.9),
+    ("round-robin-push", 0.9),
+    ("affinity", 1.2),
+    ("round-robin-push", 1.2),
+)
 """(strategy, load) of each quality run: our default against the naive push baseline."""
 
 

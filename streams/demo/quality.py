@@ -30,6 +30,7 @@ def measure_quality(
         "strategy": strategy,
         "mean_queue_ms": queue["mean"],
         "p99_queue_ms": queue["p99"],
+        "mean_wait_all_ms": figures["mean_wait_all_ms"],
         "deadline_success": figures["deadline_success"],
         "load_cv": figures["load_cv"],
         "utilization": figures["utilization"],
