@@ -83,8 +83,9 @@ def live(topics: Settings, tmp_path: Path) -> Settings:
     return _settings(topics, tmp_path)
 
 
-async def _settled(session: aiohttp.ClientSession, base: str, ended: int) -> Samples:
-    """The metrics once ``ended`` results are counted and the gauges show the idle agent."""
+async def _settled(session: aiohttp.ClientSession, base: str, ended: int, received: int) -> Samples:
+    """The metrics once ``received`` tasks and ``ended`` results are counted and the gauges
+    show the idle agent (the tasks' topics are read in no set order)."""
     deadline = time.monotonic() + WAIT_S
     while True:
         samples = await _samples(session, base)
@@ -92,7 +93,8 @@ async def _settled(session: aiohttp.ClientSession, base: str, ended: int) -> Sam
             value for (name, _), value in samples.items() if name == "taskd_tasks_completed_total"
         )
         idle = _value(samples, "taskd_agents_capacity", agent="a1") == CAPACITY
-        if results >= ended and idle and _value(samples, "taskd_in_flight") == 0:
+        taken = _value(samples, "taskd_tasks_received_total") >= received
+        if taken and results >= ended and idle and _value(samples, "taskd_in_flight") == 0:
             return samples
         assert time.monotonic() < deadline, f"{results} of {ended} results counted"
         await asyncio.sleep(0.2)
@@ -122,7 +124,7 @@ def test_metrics_views_and_the_status_command_of_a_live_dispatcher(live: Setting
             await submit(live, TASKS)
             await submit(live, 1, payload=b"fail")
             await submit(live, 1, deadline=1)  # long past: expires before dispatch
-            samples = await _settled(session, base, TASKS + 1)
+            samples = await _settled(session, base, TASKS + 1, TASKS + 2)
             _check_metrics(samples)
             # the figures behind /status are cached for a few seconds: wait until they show all
             await until(
