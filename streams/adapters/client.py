@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -355,8 +356,9 @@ def _encoder(encoding: Encoding, codec: RecordCodec) -> Callable[[Task], bytes]:
 
 
 def _producer(config: dict[str, ConfigValue]) -> Producer:
+    # librdkafka's own lines go to a logger (warnings and up reach stderr), not raw to stderr
     try:
-        return Producer(config)
+        return Producer({**config, "logger": logging.getLogger("streams.librdkafka")})
     except KafkaException as error:
         raise ConfigError(f"invalid producer configuration: {error.args[0]}") from error
 
