@@ -7,6 +7,7 @@ Sources, strongest first: explicit arguments, environment variables ``TASKD_*``,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -128,6 +129,21 @@ class Settings(BaseSettings):
         """The produce-side micro-batching of every producer (client, dispatcher, agents)."""
         return {"linger.ms": self.linger_ms, "batch.size": self.batch_bytes}
 
+    def environment(self) -> dict[str, str]:
+        """These settings as ``TASKD_*`` variables: a child ``taskd`` process given them (and
+        no other ``TASKD_*``, see :func:`child_environment`) loads exactly these settings."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            text = json.dumps(list(value)) if isinstance(value, tuple) else str(value)
+            if not text:  # an empty variable means unset (env_ignore_empty): it would not hold
+                raise ConfigError(f"{name} is empty: it cannot be passed as {ENV_PREFIX}*")
+            env[f"{ENV_PREFIX}{name.upper()}"] = text
+        return env
+
     def kafka_config(self) -> dict[str, str | int | float | bool]:
         """The connection part of a librdkafka (confluent-kafka) configuration."""
         config: dict[str, str | int | float | bool] = {
@@ -139,6 +155,13 @@ class Settings(BaseSettings):
             config["sasl.username"] = self.sasl_username
             config["sasl.password"] = self.sasl_password.get_secret_value()
         return config
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with its own ``TASKD_*`` variables (a config file included)
+    replaced by ``settings``: for a child process that must use exactly ``settings``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return {**inherited, **settings.environment()}
 
 
 # The TOML path for the settings being built (pydantic-settings reads sources per class).

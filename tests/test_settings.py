@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.errors import ConfigError
-from streams.settings import load_settings
+from streams.settings import child_environment, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +108,32 @@ def test_batching_reaches_the_producers(monkeypatch: pytest.MonkeyPatch) -> None
     settings = load_settings()
     assert settings.batching_config() == {"linger.ms": 20, "batch.size": 1_048_576}
     assert producer_settings(settings)["linger.ms"] == 20
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    prefix=st.from_regex(r"[a-z0-9._-]{1,12}", fullmatch=True),
+    shards=st.integers(1, 64),
+    tiers=st.lists(st.integers(1, 10**6), min_size=1, max_size=4, unique=True).map(
+        lambda tiers: tuple(sorted(tiers))
+    ),
+    linger_ms=st.integers(0, 1_000),
+)
+def test_a_child_given_the_environment_loads_exactly_these_settings(
+    prefix: str, shards: int, tiers: tuple[int, ...], linger_ms: int
+) -> None:
+    chosen = load_settings(
+        topic_prefix=prefix, shards=shards, retry_tiers_ms=tiers, linger_ms=linger_ms
+    )
+    parent = {"TASKD_CONFIG": "/nowhere.toml", "TASKD_SHARDS": "999", "HOME": "/home/x"}
+    with mock.patch.dict(os.environ, parent, clear=True):
+        child = child_environment(chosen)
+    assert child["HOME"] == "/home/x"
+    assert "TASKD_CONFIG" not in child  # the parent's own file is not the child's
+    with mock.patch.dict(os.environ, child, clear=True):
+        assert load_settings() == chosen
+
+
+def test_an_empty_setting_cannot_pass_through_the_environment() -> None:
+    with pytest.raises(ConfigError, match="topic_prefix"):
+        load_settings(topic_prefix="").environment()

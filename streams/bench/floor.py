@@ -40,9 +40,9 @@ from streams.bench.measure import (
     throughput,
 )
 from streams.bench.plan import PAYLOAD, PRIORITY, TASK_TYPE, BenchPlan, Progress, section_settings
-from streams.bench.procs import BenchError, Children, child_env
+from streams.bench.procs import BenchError, Children
 from streams.errors import TopicError
-from streams.settings import Settings
+from streams.settings import Settings, child_environment
 from streams.wire import Codec, Task
 
 FLOORS = ("confluent-loop", "faust-passthrough", "kafka")
@@ -64,7 +64,7 @@ def _one_floor(
     sink = source if kind == "kafka" else f"{settings.topic_prefix}out"
     _create(settings, {source, sink})
     try:
-        with Children(settings.data_dir.parent / "logs", child_env()) as children:
+        with Children(settings.data_dir.parent / "logs", child_environment(settings)) as children:
             with _Sender(settings, source, plan) as sender:
                 ids = run_ids(plan.tasks, "max")
                 if kind == "kafka":

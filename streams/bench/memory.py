@@ -21,9 +21,9 @@ from streams.bench.plan import (
     BenchPlan,
     Progress,
     section_settings,
-    taskd_env,
 )
-from streams.bench.procs import Children, RssSampler, child_env, process_rss
+from streams.bench.procs import Children, RssSampler, process_rss
+from streams.settings import child_environment
 from streams.wire import Task
 
 PAUSED = "task topics paused"
@@ -34,7 +34,7 @@ def run_memory(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
     settings = section_settings(plan, "memory")
     create_topics(settings)
     try:
-        with Children(settings.data_dir.parent / "logs", child_env(**taskd_env(settings))) as kids:
+        with Children(settings.data_dir.parent / "logs", child_environment(settings)) as kids:
             progress("memory: starting a dispatcher with no agent")
             dispatcher = start_dispatcher(kids, max_held=plan.waiting)
             time.sleep(1.0)

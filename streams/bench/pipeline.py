@@ -36,10 +36,9 @@ from streams.bench.plan import (
     BenchPlan,
     Progress,
     section_settings,
-    taskd_env,
 )
-from streams.bench.procs import TASKD, Child, Children, RssSampler, child_env
-from streams.settings import Settings
+from streams.bench.procs import TASKD, Child, Children, RssSampler
+from streams.settings import Settings, child_environment
 from streams.wire import Codec, Task, TaskResult, TaskStatus
 
 WARMUP = 200
@@ -57,7 +56,7 @@ def run_pipeline(
     settings = section_settings(plan, "pipeline")
     create_topics(settings)
     try:
-        with Children(settings.data_dir.parent / "logs", _env(settings)) as children:
+        with Children(settings.data_dir.parent / "logs", child_environment(settings)) as children:
             dispatcher = start_dispatcher(children, strategy=strategy)
             agents = start_agents(children, plan.agents, plan.capacity)
             pids = {"dispatcher": dispatcher.pid} | {a.name: a.pid for a in agents}
@@ -68,10 +67,6 @@ def run_pipeline(
         return figures
     finally:
         delete_topics(settings)
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    return child_env(**taskd_env(settings))
 
 
 def start_dispatcher(

@@ -4,12 +4,12 @@ topic prefix, state directory and the environment its child processes get."""
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.demo.fleet import free_port
 from streams.settings import Settings, load_settings
 
 SECTIONS = ("pipeline", "floor", "memory", "peers", "quality")
@@ -77,24 +77,3 @@ def section_settings(plan: BenchPlan, section: str) -> Settings:
         http_port=free_port(),  # never the default 6066 another dispatcher may hold
         agent_metrics_port=0,  # any free port, so agents never collide
     )
-
-
-def taskd_env(settings: Settings) -> dict[str, str]:
-    """``TASKD_*`` variables for a child that must use exactly ``settings``."""
-    return {
-        "TASKD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "TASKD_TOPIC_PREFIX": settings.topic_prefix,
-        "TASKD_SHARDS": str(settings.shards),
-        "TASKD_DISPATCH_PARTITIONS": str(settings.dispatch_partitions),
-        "TASKD_PRIORITY_LEVELS": str(settings.priority_levels),
-        "TASKD_DATA_DIR": str(settings.data_dir),
-        "TASKD_AGENT_METRICS_PORT": str(settings.agent_metrics_port),
-        "TASKD_HTTP_PORT": str(settings.http_port),
-    }
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the dispatcher's HTTP views need one of their own)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

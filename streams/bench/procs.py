@@ -137,14 +137,6 @@ class Children:
             child.check_alive()
 
 
-def child_env(**variables: str) -> dict[str, str]:
-    """This process's environment without its ``TASKD_*`` settings, plus ``variables``: a
-    child sees exactly the settings the benchmark chose."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TASKD_")}
-    env.update(variables)
-    return env
-
-
 @dataclass
 class RssSampler:
     """Samples the resident memory (RSS, with any descendants) of some processes in a

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from streams.errors import TaskdError
-from streams.settings import Settings
+from streams.settings import Settings, child_environment
 
 READY_S = 120.0
 """How long the dispatcher and the agents may take to be ready (a busy 2-core machine)."""
@@ -175,12 +175,17 @@ class Fleet:
         log = self._logs[name] = self._log_path(name).open("wb")
         self._processes[name] = subprocess.Popen(
             [*taskd_command(), *args],
-            env={**os.environ, **child_env(self._settings), **extra_env},
+            env={**child_environment(self._own_ports()), "PYTHONUNBUFFERED": "1", **extra_env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def _own_ports(self) -> Settings:
+        """The run's settings with ports of the child's own: several agents and dispatchers
+        (the demo's and any other) share this host."""
+        return self._settings.model_copy(update={"http_port": free_port(), "agent_metrics_port": 0})
 
     def _wait_ready(self, waiting: dict[str, str], deadline: float, keep: str = "") -> None:
         """Wait until the logs of ``waiting`` (name -> line) show their line (but ``keep``'s)."""
@@ -204,21 +209,6 @@ def taskd_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "from streams.cli.main import main; main()"]
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    """The variables that give a child process this run's broker, topics and state."""
-    return {
-        "TASKD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "TASKD_TOPIC_PREFIX": settings.topic_prefix,
-        "TASKD_PRIORITY_LEVELS": str(settings.priority_levels),
-        "TASKD_SHARDS": str(settings.shards),
-        "TASKD_DISPATCH_PARTITIONS": str(settings.dispatch_partitions),
-        "TASKD_DATA_DIR": str(settings.data_dir),
-        "TASKD_AGENT_METRICS_PORT": "0",  # several agents on one host: each picks a free port
-        "TASKD_HTTP_PORT": str(free_port()),  # the dispatcher's views, beside any other's
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def free_port() -> int:
