@@ -40,8 +40,9 @@ from streams.bench.measure import (
     throughput,
 )
 from streams.bench.plan import PAYLOAD, PRIORITY, TASK_TYPE, BenchPlan, Progress, section_settings
-from streams.bench.procs import BenchError, Children
+from streams.bench.procs import BenchError
 from streams.errors import TopicError
+from streams.procs import Children
 from streams.settings import Settings, child_environment
 from streams.wire import Codec, Task
 

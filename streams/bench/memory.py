@@ -22,7 +22,8 @@ from streams.bench.plan import (
     Progress,
     section_settings,
 )
-from streams.bench.procs import Children, RssSampler, process_rss
+from streams.bench.procs import RssSampler, process_rss
+from streams.procs import Children
 from streams.settings import child_environment
 from streams.wire import Task
 

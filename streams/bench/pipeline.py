@@ -37,7 +37,8 @@ from streams.bench.plan import (
     Progress,
     section_settings,
 )
-from streams.bench.procs import TASKD, Child, Children, RssSampler
+from streams.bench.procs import RssSampler
+from streams.procs import Child, Children, taskd_command
 from streams.settings import Settings, child_environment
 from streams.wire import Codec, Task, TaskResult, TaskStatus
 
@@ -73,7 +74,7 @@ def start_dispatcher(
     children: Children, *, max_held: int | None = None, strategy: str | None = None
 ) -> Child:
     """``taskd dispatcher`` as a child; returns once it says it is ready."""
-    argv = [TASKD, "dispatcher", "--loglevel", "info", "--lease-ms", "120000"]
+    argv = [*taskd_command(), "dispatcher", "--loglevel", "info", "--lease-ms", "120000"]
     if max_held is not None:
         argv += ["--max-held", str(max_held)]
     if strategy is not None:
@@ -89,7 +90,7 @@ def start_agents(children: Children, count: int, capacity: int) -> list[Child]:
         children.start(
             f"agent-{i}",
             [
-                TASKD,
+                *taskd_command(),
                 "agent",
                 *("--id", f"bench-a{i}", "--capacity", str(capacity)),
                 *("--handler", DEMO_HANDLER, "--heartbeat-ms", "500"),

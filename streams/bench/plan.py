@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.demo.fleet import free_port
+from streams.procs import free_port
 from streams.settings import Settings, load_settings
 
 SECTIONS = ("pipeline", "floor", "memory", "peers", "quality")

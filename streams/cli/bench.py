@@ -45,9 +45,9 @@ def bench(
 ) -> None:
     """Benchmark our pipeline (throughput, latency, memory) against the stack's floor."""
     # psutil and matplotlib (the `bench` extra) are imported only when a benchmark runs
-    from streams.bench.procs import interrupts_as_keyboard
     from streams.bench.report import DOCS, render_markdown, write_report
     from streams.bench.suite import run_suite
+    from streams.procs import interrupts_as_keyboard
 
     settings = settings_of(ctx)
     chosen = _sections(sections)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from streams.cli.context import settings_of
+from streams.procs import interrupts_as_keyboard
 
 
 def demo(
@@ -35,15 +34,9 @@ def demo(
 
     console = Console()
     options = DemoOptions(tasks=tasks, seed=seed, out_dir=out, baseline=baseline, rate_per_s=rate)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: clean up first
     try:
-        run_demo(settings_of(ctx), options, console)
+        with interrupts_as_keyboard():  # stopped like Ctrl-C: clean up first
+            run_demo(settings_of(ctx), options, console)
     except KeyboardInterrupt:
         console.print("\ndemo interrupted: every process it started is stopped")
         raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
