@@ -14,7 +14,6 @@ best effort) when the executor takes it.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
@@ -26,7 +25,7 @@ from streams.adapters.dispatcher.acks import OrderedAcks, Token
 from streams.adapters.dispatcher.book import Book, Tracked
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.tables import Tables
-from streams.adapters.dispatcher.writes import EventLog, Writes
+from streams.adapters.dispatcher.writes import EventLog, Pending, Writes
 from streams.adapters.metrics import DispatcherMetrics
 from streams.core import actions as act
 from streams.core.distributor import Distributor
@@ -92,7 +91,7 @@ class Executor:
         """Carry out ``actions`` (and those they lead to); ack ``cause`` once the actions about
         ``cause_task`` are done."""
         queue: deque[act.Action] = deque(actions)
-        settling: list[asyncio.Task[None]] = []
+        settling: list[Pending] = []
         while queue:
             action = queue.popleft()
             pending = self._one(action, queue)
@@ -156,7 +155,7 @@ class Executor:
 
     # --- one action each ----------------------------------------------------------------------
 
-    def _one(self, action: act.Action, queue: deque[act.Action]) -> asyncio.Task[None] | None:
+    def _one(self, action: act.Action, queue: deque[act.Action]) -> Pending | None:
         if isinstance(action, act.Dispatch):
             return self._dispatch(action, queue)
         if isinstance(action, act.Retry):
@@ -173,9 +172,7 @@ class Executor:
             self._io.intake.resume()
         return None
 
-    def _dispatch(
-        self, action: act.Dispatch, queue: deque[act.Action]
-    ) -> asyncio.Task[None] | None:
+    def _dispatch(self, action: act.Dispatch, queue: deque[act.Action]) -> Pending | None:
         task_id = action.job.task_id
         tracked = self._book.tasks.get(task_id)
         registration = self._regs.active(action.agent_id)
@@ -216,7 +213,7 @@ class Executor:
         )
         return pending
 
-    def _retry(self, action: act.Retry) -> asyncio.Task[None] | None:
+    def _retry(self, action: act.Retry) -> Pending | None:
         task_id = action.job.task_id
         tracked = self._book.tasks.pop(task_id, None)
         if tracked is None:
@@ -248,7 +245,7 @@ class Executor:
         )
         return pending
 
-    def _dead_letter(self, action: act.DeadLetter) -> asyncio.Task[None] | None:
+    def _dead_letter(self, action: act.DeadLetter) -> Pending | None:
         task_id = action.job.task_id
         tracked = self._book.tasks.pop(task_id, None)
         if tracked is None:

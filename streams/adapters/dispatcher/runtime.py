@@ -153,7 +153,7 @@ class Dispatcher:
 
     async def _main(self) -> None:
         outputs = Outputs(self.settings, asyncio.get_running_loop())
-        writes = Writes(outputs)
+        writes = Writes(outputs, asyncio.get_running_loop())
         events = EventLog(
             outputs, self.codec, self.settings.topics.events, enabled=self.config.events_enabled
         )
@@ -177,7 +177,7 @@ class Dispatcher:
             self._stopping = True
             gauges.cancel()
             view.stop()
-            await writes.close()
+            writes.close()
             await self._stop_http()
             outputs.close()
 

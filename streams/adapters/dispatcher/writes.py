@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, TypedDict, Unpack
+from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 from streams.adapters.dispatcher.outputs import Headers, Outputs
 from streams.errors import DeliveryError, EncodeError
@@ -28,12 +28,45 @@ RETRY_WRITE_S = 1.0
 Then = Callable[[], None]
 
 
-class Writes:
-    """The writes in progress; ``close`` cancels them (their inputs stay unacked)."""
+class Pending:
+    """A write under way (or a group of them): its follow-ups run once it is confirmed."""
 
-    def __init__(self, outputs: Outputs) -> None:
+    __slots__ = ("_followers", "done")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._followers: list[Then] = []
+
+    def then(self, follow: Then) -> None:
+        """``follow()`` once confirmed (at once if it is already)."""
+        if self.done:
+            follow()
+        else:
+            self._followers.append(follow)
+
+    def finish(self) -> None:
+        self.done = True
+        followers, self._followers = self._followers, []
+        for follow in followers:
+            try:
+                follow()
+            except Exception:  # one follow-up's bug must not keep the others from running
+                log.exception("a write's follow-up failed")
+
+
+class Writes:
+    """The writes in progress; ``close`` abandons them (their inputs stay unacked).
+
+    Callbacks, not a coroutine per record: each write is a produce call whose delivery report
+    (batched by ``Outputs``) runs its follow-up on the event loop.
+    """
+
+    def __init__(self, outputs: Outputs, loop: asyncio.AbstractEventLoop) -> None:
         self._outputs = outputs
-        self._running: set[asyncio.Task[None]] = set()
+        self._loop = loop
+        self._outstanding = 0
+        self._retrying: set[asyncio.TimerHandle] = set()
+        self._closed = False
 
     def write(
         self,
@@ -44,58 +77,65 @@ class Writes:
         partition: int,
         then: Then,
         headers: Headers | None = None,
-    ) -> asyncio.Task[None]:
+    ) -> Pending:
         """Write one record to ``topic``/``partition``; ``then()`` once it is confirmed."""
-        return self._spawn(self._write(topic, value, key, partition, headers, then))
+        pending = Pending()
+        pending.then(then)
+        self._outstanding += 1
 
-    def after(self, pending: list[asyncio.Task[None]], then: Then) -> asyncio.Task[None]:
-        """``then()`` once every write of ``pending`` is confirmed (at once if none)."""
-        return self._spawn(self._after(pending, then))
+        def send() -> None:
+            self._outputs.send(
+                topic, value, key=key, partition=partition, headers=headers, on_delivery=delivered
+            )
+
+        def delivered(error: DeliveryError | None) -> None:
+            if self._closed:
+                return
+            if error is not None:
+                log.warning("write to %s failed, trying again: %s", topic, error)
+                self._later(send)
+                return
+            self._outstanding -= 1
+            pending.finish()
+
+        send()
+        return pending
+
+    def after(self, pending: list[Pending], then: Then) -> None:
+        """``then()`` once every write of ``pending`` is confirmed (at once if none is left)."""
+        waiting = [write for write in pending if not write.done]
+        if not waiting:
+            then()
+            return
+        left = len(waiting)
+
+        def one_done() -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                then()
+
+        for write in waiting:
+            write.then(one_done)
 
     def outstanding(self) -> int:
-        """Writes (and follow-ups) not finished yet."""
-        return len(self._running)
+        """Writes not confirmed yet."""
+        return self._outstanding
 
-    async def close(self) -> None:
-        for task in list(self._running):
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+    def close(self) -> None:
+        """Abandon the writes under way: no follow-up runs any more."""
+        self._closed = True
+        for handle in self._retrying:
+            handle.cancel()
+        self._retrying.clear()
 
-    async def _write(
-        self,
-        topic: str,
-        value: bytes,
-        key: str,
-        partition: int,
-        headers: Headers | None,
-        then: Then,
-    ) -> None:
-        while True:
-            try:
-                await self._outputs.send(
-                    topic, value, key=key, partition=partition, headers=headers
-                )
-                break
-            except DeliveryError as error:
-                log.warning("write to %s failed, trying again: %s", topic, error)
-                await asyncio.sleep(RETRY_WRITE_S)
-        then()
+    def _later(self, send: Then) -> None:
+        def again() -> None:
+            self._retrying.discard(handle)
+            send()
 
-    async def _after(self, pending: list[asyncio.Task[None]], then: Then) -> None:
-        if pending:
-            await asyncio.gather(*pending)
-        then()
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(work)
-        self._running.add(task)
-        task.add_done_callback(self._finished)
-        return task
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("dispatcher write failed", exc_info=task.exception())
+        handle = self._loop.call_later(RETRY_WRITE_S, again)
+        self._retrying.add(handle)
 
 
 class EventDetails(TypedDict, total=False):
