@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
+from faust.types import TP
+
 from streams.settings import Settings
 from streams.wire import TaskStatus
 from tests.adapters.test_dispatcher_support import (
@@ -70,3 +73,52 @@ def test_tasks_of_an_agent_that_did_not_come_back_are_requeued(
         assert all(item.task.attempt == 1 for _, item in moved)
 
     asyncio.run(scenario())
+
+
+def test_the_stores_know_the_last_changelog_offset_they_hold(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """Recovery starts after the persisted offset: it must be the last record written, or a
+    restart on the same data dir would skip changes (too high) or replay them all (none)."""
+    settings = with_state(topics, tmp_path / "state")
+    register(settings, "a1", partition=0, epoch=1, capacity=4)
+
+    async def scenario() -> None:
+        async with (
+            FakeAgent(settings, "a1", 4).beating(),
+            running_dispatcher(settings) as dispatcher,
+        ):
+            await submit(settings, 4)
+            for _, item in await assignments(settings, 0, 4):
+                await answer(settings, item, TaskStatus.SUCCEEDED)
+            tables = dispatcher.tables
+            await until(lambda: not tables.inflight_items(), "all completed")
+            for table in (tables.inflight, tables.ended):
+                ends = changelog_ends(settings, table.changelog_topic_name)
+                assert any(ends.values()), f"{table.name}: nothing written"
+
+                def persisted(table: object = table, ends: dict[int, int] = ends) -> bool:
+                    stored = {
+                        partition: table.data.persisted_offset(  # type: ignore[attr-defined]
+                            TP(table.changelog_topic_name, partition)  # type: ignore[attr-defined]
+                        )
+                        for partition, end in ends.items()
+                        if end
+                    }
+                    return stored == {p: end - 1 for p, end in ends.items() if end}
+
+                await until(persisted, f"{table.name}: persisted offsets at the end")
+
+    asyncio.run(scenario())
+
+
+def changelog_ends(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition -> high watermark of ``topic``."""
+    consumer = Consumer({**settings.kafka_config(), "group.id": f"{topic}-ends"})
+    try:
+        return {
+            partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)[1]
+            for partition in range(settings.shards)
+        }
+    finally:
+        consumer.close()

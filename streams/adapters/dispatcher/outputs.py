@@ -58,7 +58,8 @@ class Outputs:
             }
         )
         self._stopping = threading.Event()
-        self._reports: deque[tuple[Delivered, DeliveryError | None]] = deque()
+        self._reports: deque[Callable[[], None]] = deque()
+        """Follow-ups of confirmed or failed records, to run on the event loop."""
         self.failed_unconfirmed = 0
         """Records of ``send_unconfirmed`` whose delivery failed (counted on the poll thread)."""
         self._thread = threading.Thread(target=self._serve, name="taskd-outputs", daemon=True)
@@ -78,21 +79,45 @@ class Outputs:
         once the broker confirmed or failed it."""
 
         def delivered(error: ClientError | None, message: Message) -> None:
-            self._reports.append((on_delivery, None if error is None else _failure(topic, error)))
+            failure = None if error is None else _failure(topic, error)
+            self._reports.append(lambda: on_delivery(failure))
 
         wire_headers: WireHeaders = list(headers or ())
-        self._produce(topic, value, key, partition, wire_headers, delivered)
+        self._produce(topic, value, key.encode(), partition, wire_headers, delivered)
+
+    def send_changelog(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        *,
+        partition: int,
+        on_written: Callable[[int], None],
+    ) -> None:
+        """Queue one table changelog record (``value`` None: a deletion); ``on_written(offset)``
+        runs on the event loop once it is confirmed. A failure is logged, as Faust's own
+        changelog producer does: the table itself (RocksDB) already holds the change."""
+
+        def delivered(error: ClientError | None, message: Message) -> None:
+            if error is not None:
+                log.error("changelog record to %s lost: %s", topic, error.str())
+                return
+            offset = message.offset()
+            if offset is not None:  # always set once the broker confirmed it
+                self._reports.append(lambda: on_written(offset))
+
+        self._produce(topic, value, key, partition, [], delivered)
 
     def send_unconfirmed(self, topic: str, value: bytes, *, key: str, partition: int) -> None:
         """Queue one record and forget it: its delivery is not awaited, a failure only counted
         (``failed_unconfirmed``) and logged. For records nothing else waits for."""
-        self._produce(topic, value, key, partition, [], self._unconfirmed)
+        self._produce(topic, value, key.encode(), partition, [], self._unconfirmed)
 
     def _produce(
         self,
         topic: str,
-        value: bytes,
-        key: str,
+        value: bytes | None,
+        key: bytes,
         partition: int,
         headers: WireHeaders,
         delivered: DeliveryReport,
@@ -102,7 +127,7 @@ class Outputs:
                 self._producer.produce(
                     topic,
                     value,
-                    key.encode(),
+                    key,
                     partition=partition,
                     headers=headers,
                     on_delivery=delivered,
@@ -145,9 +170,9 @@ class Outputs:
     def _deliver(self) -> None:
         """On the event loop: every delivery report received so far."""
         while self._reports:
-            on_delivery, error = self._reports.popleft()
+            follow_up = self._reports.popleft()
             try:
-                on_delivery(error)
+                follow_up()
             except Exception:  # one follow-up's bug must not stop the others
                 log.exception("a delivery follow-up failed")
 

@@ -154,6 +154,7 @@ class Dispatcher:
     async def _main(self) -> None:
         outputs = Outputs(self.settings, asyncio.get_running_loop())
         writes = Writes(outputs, asyncio.get_running_loop())
+        self.tables.attach(outputs)
         events = EventLog(
             outputs, self.codec, self.settings.topics.events, enabled=self.config.events_enabled
         )
@@ -180,6 +181,7 @@ class Dispatcher:
             writes.close()
             await self._stop_http()
             outputs.close()
+            self.tables.attach(None)
 
     async def _serve_http(self) -> None:
         """Serve ``/metrics``, ``/status``, ``/context`` and the dashboard (if enabled);
