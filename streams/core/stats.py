@@ -165,14 +165,6 @@ class _Agent:
         self.since_ms = max(self.since_ms, now_ms)
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A task received and not started yet."""
-
-    deadline_ms: int | None
-    dispatched: bool = False
-
-
 @dataclass(frozen=True, slots=True)
 class QueueTimes:
     """Queue time (submitted -> first start) of the tasks of one priority level."""
@@ -284,7 +276,11 @@ class Statistics:
         self._queue = Series()
         self._queue_by_priority = [Series() for _ in range(levels)]
         self._dispatch = Series()
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, int | None] = {}
+        """Task id -> deadline of the tasks received and not started yet (no object per task:
+        a dispatcher may hold 100,000s of them)."""
+        self._pending_dispatched: set[str] = set()
+        """Those of ``_pending`` dispatched at least once (their dispatch latency is counted)."""
         self._open: dict[str, str] = {}
         """Task id -> agent id of the dispatches not closed yet."""
         self._agents: dict[str, _Agent] = {}
@@ -311,7 +307,7 @@ class Statistics:
             raise CoreError(f"priority {job.priority} outside 0..{self._levels - 1}")
         if job.task_id in self._pending:
             return
-        self._pending[job.task_id] = _Pending(job.deadline_ms)
+        self._pending[job.task_id] = job.deadline_ms
         self._received += 1
 
     def task_dispatched(
@@ -329,9 +325,9 @@ class Statistics:
         if affinity_hit is not None:
             self._keyed += 1
             self._hits += int(affinity_hit)
-        pending = self._pending.get(job.task_id)
-        if pending is not None and not pending.dispatched:
-            pending.dispatched = True
+        task_id = job.task_id
+        if task_id in self._pending and task_id not in self._pending_dispatched:
+            self._pending_dispatched.add(task_id)
             self._dispatch.add(max(0, now_ms - job.submitted_ms))
         self._close(job.task_id, now_ms)
         agent = self._agent(agent_id, now_ms)
@@ -341,8 +337,10 @@ class Statistics:
 
     def task_started(self, job: Job, agent_id: str, now_ms: int) -> None:
         """The agent started the task: its first start gives its queue time and deadline."""
-        if self._pending.pop(job.task_id, None) is None:
+        if job.task_id not in self._pending:
             return
+        del self._pending[job.task_id]
+        self._pending_dispatched.discard(job.task_id)
         queue_ms = max(0, now_ms - job.submitted_ms)
         self._queue.add(queue_ms)
         self._queue_by_priority[job.priority].add(queue_ms)
@@ -363,9 +361,11 @@ class Statistics:
         """The task ended in the dead letters; unstarted with a deadline, it missed it."""
         self._dead[reason] += 1
         self._close(job.task_id, now_ms)
-        pending = self._pending.pop(job.task_id, None)
-        if pending is not None and pending.deadline_ms is not None:
-            self._deadline_missed += 1
+        if job.task_id in self._pending:
+            deadline_ms = self._pending.pop(job.task_id)
+            self._pending_dispatched.discard(job.task_id)
+            if deadline_ms is not None:
+                self._deadline_missed += 1
 
     def summary(self, now_ms: int) -> Summary:
         """The figures at ``now_ms`` (open intervals are counted up to it)."""
@@ -420,8 +420,8 @@ class Statistics:
         """Tasks still waiting to start whose deadline has passed: already misses."""
         return sum(
             1
-            for pending in self._pending.values()
-            if pending.deadline_ms is not None and pending.deadline_ms < now_ms
+            for deadline_ms in self._pending.values()
+            if deadline_ms is not None and deadline_ms < now_ms
         )
 
     def _utilization(self, now_ms: int) -> tuple[float, dict[str, float]]:

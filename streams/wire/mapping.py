@@ -8,6 +8,12 @@ from streams.wire.records import Task
 DEFAULT_COST = 1.0
 """The work units of a task that states no cost."""
 
+_SKILL_SETS_KEPT = 1024
+"""How many distinct skill sets ``skill_set`` shares before it starts afresh (a bound, so
+tasks with ever new skills cannot grow it without end)."""
+
+_skill_sets: dict[tuple[str, ...], frozenset[str]] = {(): frozenset()}
+
 
 def task_to_job(task: Task) -> Job:
     """The core's view of ``task``: absolute deadline and expiry, skills as a set.
@@ -22,7 +28,7 @@ def task_to_job(task: Task) -> Job:
         task_type=task.type,
         deadline_ms=task.deadline,
         expires_ms=None if task.ttl_ms is None else task.submitted_at + task.ttl_ms,
-        required_skills=frozenset(task.required_skills),
+        required_skills=skill_set(task.required_skills),
         zone=task.zone,
         target_agent=task.target_agent,
         affinity_key=task.affinity_key,
@@ -31,3 +37,18 @@ def task_to_job(task: Task) -> Job:
         max_attempts=task.max_attempts,
         headers=task.headers,
     )
+
+
+def skill_set(skills: tuple[str, ...]) -> frozenset[str]:
+    """``frozenset(skills)``, one shared object per distinct tuple of skills.
+
+    Every held job keeps its skill set, and most tasks ask for none or the same few: sharing
+    the (immutable) sets saves an object per job (an empty frozenset alone is 216 bytes).
+    """
+    shared = _skill_sets.get(skills)
+    if shared is None:
+        if len(_skill_sets) >= _SKILL_SETS_KEPT:
+            _skill_sets.clear()
+            _skill_sets[()] = frozenset()
+        shared = _skill_sets[skills] = frozenset(skills)
+    return shared

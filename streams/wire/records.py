@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import itertools
+import sys
 import uuid
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
@@ -139,8 +140,12 @@ class Task:
     """``(key, value)`` pairs, sorted by key, keys unique (normalised on construction)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "required_skills", tuple(self.required_skills))
+        object.__setattr__(self, "required_skills", _interned_all(self.required_skills))
         object.__setattr__(self, "headers", sorted_headers(self.headers))
+        for name in _TASK_FEW_VALUES:
+            value = getattr(self, name)
+            if type(value) is str:
+                object.__setattr__(self, name, sys.intern(value))
 
     @classmethod
     def new(
@@ -371,6 +376,16 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     TaskEvent,
 )
 """Every wire record type, Task first (the others nest it)."""
+
+
+_TASK_FEW_VALUES = ("type", "tenant", "zone", "target_agent")
+"""Task fields that take few distinct values: interned, so that the many tasks a dispatcher
+holds share one string each (decoding makes a new one per record) instead of a copy each."""
+
+
+def _interned_all(values: Iterable[Any]) -> tuple[Any, ...]:
+    """``tuple(values)``, its strings interned (skills are few and repeat)."""
+    return tuple(sys.intern(value) if type(value) is str else value for value in values)
 
 
 def sorted_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -51,3 +51,23 @@ def test_headers_are_found_by_name() -> None:
     task = Task.new(type="t", priority=0, now_ms=0, headers=(("route", "gpu"), ("a", "b")))
     job = task_to_job(task)
     assert (job.header("route"), job.header("missing")) == ("gpu", None)
+
+
+@given(valid_tasks())
+def test_jobs_of_equal_skills_share_one_skill_set(task: Task) -> None:
+    again = dataclasses.replace(task, required_skills=tuple(task.required_skills))
+    first, second = task_to_job(task), task_to_job(again)
+    assert first.required_skills is second.required_skills
+    assert task_to_job(dataclasses.replace(task, required_skills=())).required_skills is (
+        task_to_job(dataclasses.replace(again, required_skills=())).required_skills
+    )
+
+
+def test_the_shared_skill_sets_stay_bounded_and_right() -> None:
+    from streams.wire import mapping
+
+    for index in range(3 * mapping._SKILL_SETS_KEPT):
+        skills = (f"s{index}", "gpu")
+        assert mapping.skill_set(skills) == frozenset(skills)
+        assert len(mapping._skill_sets) <= mapping._SKILL_SETS_KEPT
+    assert mapping.skill_set(()) == frozenset()

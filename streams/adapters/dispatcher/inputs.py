@@ -51,6 +51,7 @@ class Decoder:
         self._levels = settings.priority_levels
         topics = settings.topics
         self._priority = {topics.tasks(level): level for level in range(self._levels)}
+        self._acker: MessageAck | None = None
 
     def task(self, event: faust.EventT[bytes]) -> None:
         token, raw = self._track(event)
@@ -87,10 +88,46 @@ class Decoder:
         self._sink.result_read(result, token)
 
     def _track(self, event: faust.EventT[bytes]) -> tuple[Token, bytes]:
+        """Track ``event`` for its ordered ack; its value as bytes.
+
+        A held task's token lives as long as the task waits, so it keeps only what the ack
+        needs: for Faust's own events, the message and one shared :class:`MessageAck` (not the
+        event). The message no longer holds the raw key and value either: the decoded record
+        (or, for a dead letter, ``raw``) carries what is needed of them, Faust reads neither
+        once the event is delivered (each input topic has this one agent), and an unacked
+        message lives until its task is dispatched.
+        """
         message = event.message
-        token = self._acks.track(message.topic, message.partition, message.offset, event.ack)
         value = event.value
-        return token, value if isinstance(value, bytes) else bytes(value or b"")
+        raw = value if isinstance(value, bytes) else bytes(value or b"")
+        if type(event).ack is _EVENT_ACK:
+            acker = self._acker
+            if acker is None or acker.app is not event.app:
+                acker = self._acker = MessageAck(event.app)
+            token = self._acks.track(
+                message.topic, message.partition, message.offset, acker, message
+            )
+            message.key = message.value = None
+        else:
+            token = self._acks.track(message.topic, message.partition, message.offset, event.ack)
+        return token, raw
+
+
+_EVENT_ACK = faust.Event.ack
+
+
+class MessageAck:
+    """What ``faust.Event.ack`` does, ``message.ack(app.consumer)``, as one callable shared by
+    every token: a held task's token then keeps Faust's message (needed for the offset
+    bookkeeping) but not the event, its headers dict and a bound method."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: faust.types.AppT) -> None:
+        self.app = app
+
+    def __call__(self, message: faust.types.Message) -> bool:
+        return message.ack(self.app.consumer)
 
 
 def attach_inputs(
