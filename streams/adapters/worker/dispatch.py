@@ -85,13 +85,6 @@ class DispatchReader:
             return [first]
         return [first, *self._consumer.consume(num_messages=max_messages - 1, timeout=0)]
 
-    async def pause(self) -> None:
-        """Stop fetching (all slots and the prefetch are full)."""
-        await self._call(lambda: self._consumer.pause([self._partition]))
-
-    async def resume(self) -> None:
-        await self._call(lambda: self._consumer.resume([self._partition]))
-
     async def commit(self, offset: int, *, wait: bool) -> None:
         """Commit ``offset`` (the next to read); with ``wait``, KafkaError if it fails."""
         at = TopicPartition(self._partition.topic, self._partition.partition, offset)

@@ -7,6 +7,7 @@ broker that is down shows as one error of ours, not a stream of connection retri
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -125,6 +126,19 @@ def end_offset(consumer: Consumer, topic: str, partition: int, *, timeout_s: flo
     return int(high)
 
 
+_Report = tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]", int | Exception]
+
+
+def _settle(reports: list[_Report]) -> None:
+    for _, future, outcome in reports:
+        if future.done():  # the waiter was cancelled
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
 class Writer:
     """An idempotent producer (acks=all) whose writes return futures of their offsets.
 
@@ -146,6 +160,8 @@ class Writer:
             )
         )
         self._closed = threading.Event()
+        self._reports: collections.deque[_Report] = collections.deque()
+        """Outcomes of ``send``'s writes, to settle on their event loops."""
         self._poller = threading.Thread(target=self._serve, name="taskd-writer", daemon=True)
         self._poller.start()
 
@@ -163,22 +179,50 @@ class Writer:
                     future.set_result(int(message.offset() or 0))
 
         try:
-            self._producer.produce(
-                topic,
-                value,
-                key=key,
-                partition=_ANY_PARTITION if partition is None else partition,
-                on_delivery=delivered,
-            )
+            self._produce(topic, value, key, partition, delivered)
         except (KafkaException, BufferError) as error:
             future.set_exception(KafkaError(f"cannot write to {topic}: {error}"))
         return future
 
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: str,
+        partition: int | None,
+        delivered: Callable[[Any, Message], None],
+    ) -> None:
+        self._producer.produce(
+            topic,
+            value,
+            key=key,
+            partition=_ANY_PARTITION if partition is None else partition,
+            on_delivery=delivered,
+        )
+
     async def send(
         self, topic: str, value: bytes, *, key: str, partition: int | None = None
     ) -> int:
-        """Write ``value`` and wait until the broker has it; its offset. KafkaError if not."""
-        return await asyncio.wrap_future(self.submit(topic, value, key=key, partition=partition))
+        """Write ``value`` and wait until the broker has it; its offset. KafkaError if not.
+
+        The delivery reports of the event loop's writes hop back to it in one batch per poll
+        of the delivery thread, not one wake-up each: an agent writes a result per task.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+
+        def delivered(error: Any, message: Message) -> None:
+            if error is not None:
+                outcome: int | Exception = KafkaError(f"cannot write to {topic}: {error.str()}")
+            else:
+                outcome = int(message.offset() or 0)
+            self._reports.append((loop, future, outcome))
+
+        try:
+            self._produce(topic, value, key, partition, delivered)
+        except (KafkaException, BufferError) as error:
+            raise KafkaError(f"cannot write to {topic}: {error}") from error
+        return await future
 
     def send_sync(self, topic: str, value: bytes, *, key: str, timeout_s: float) -> int:
         """Blocking ``send`` for threads; KafkaError when not delivered within ``timeout_s``."""
@@ -192,7 +236,21 @@ class Writer:
         self._closed.set()
         self._poller.join()
         self._producer.flush(timeout_s)
+        if self._reports:  # delivered by the flush, on this thread
+            self._hand_over()
 
     def _serve(self) -> None:
         while not self._closed.is_set():
             self._producer.poll(_POLL_S)
+            if self._reports:
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Every report so far to its event loop: one wake-up per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Report]] = {}
+        while self._reports:
+            report = self._reports.popleft()
+            by_loop.setdefault(report[0], []).append(report)
+        for loop, reports in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop waits for nothing
+                loop.call_soon_threadsafe(_settle, reports)

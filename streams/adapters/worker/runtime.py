@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from streams.wire import AgentRegistration, AgentStatus
 
 POLL_S = 0.1
 """Longest wait for assignments before the loop looks at stop requests and commits again."""
+COMMIT_EVERY_S = 0.2
+"""Shortest time between two commits while reading. A later commit only means more to read
+again after a restart, and what is read again is skipped: a restarted agent claims a new epoch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,23 +184,24 @@ class Agent:
             )
 
     async def _serve(self, reader: DispatchReader, runner: TaskRunner) -> None:
-        """Read while not stopping and not fenced; pause reading while every slot is full."""
-        paused = False
+        """Read while not stopping and not fenced, as much as there is room for.
+
+        While every slot and the prefetch are full nothing is read; librdkafka's own read-ahead
+        stops at ``queued.min.messages`` (the prefetch), so the partition needs no pause.
+        Commits go out at most every ``COMMIT_EVERY_S``: each is a call on the reader's thread.
+        """
+        committed_at = 0.0
         while not self._stopping and runner.fenced_by is None:
-            offset = runner.offsets.to_commit()
-            if offset is not None:
-                await reader.commit(offset, wait=False)
+            if time.monotonic() - committed_at >= COMMIT_EVERY_S:
+                offset = runner.offsets.to_commit()
+                if offset is not None:
+                    await reader.commit(offset, wait=False)
+                    committed_at = time.monotonic()
             self._wake.clear()
             room = runner.room()
             if room <= 0:
-                if not paused:
-                    await reader.pause()
-                    paused = True
                 await self._wake.wait()
                 continue
-            if paused:
-                await reader.resume()
-                paused = False
             for message in await reader.poll(room, timeout_s=POLL_S):
                 if not runner.take(message):
                     break
