@@ -398,4 +398,15 @@ def sorted_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], .
 
 
 def _shallow_dict(record: Any) -> AvroDatum:
-    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
+    return {name: getattr(record, name) for name in _field_names(type(record))}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(record_type: type) -> tuple[str, ...]:
+    """A record type's field names (``dataclasses.fields`` rebuilds its tuple every call)."""
+    names = _FIELD_NAMES.get(record_type)
+    if names is None:
+        names = _FIELD_NAMES[record_type] = tuple(f.name for f in dataclasses.fields(record_type))
+    return names

@@ -61,6 +61,12 @@ def shard_context(source_topic: str, partition: int) -> Iterator[None]:
         _current_event.reset(token)
 
 
+PERSIST_EVERY_S = 0.5
+"""How often the stores learn their latest confirmed changelog offsets. Faust stores one per
+record; a stale one only makes a restart read a few more changelog records again, which is
+harmless (they are the same writes, in order)."""
+
+
 class ChangelogSink(Protocol):
     """Where a table's changelog records go (the dispatcher's ``Outputs``)."""
 
@@ -107,11 +113,11 @@ class ProducedTable(faust.Table[bytes, bytes]):
         )
 
     def _written(self, tp: TP, offset: int) -> None:
-        """Remember the latest confirmed offset of ``tp``; stored once per batch of reports."""
+        """Remember the latest confirmed offset of ``tp``; stored ``PERSIST_EVERY_S`` later."""
         offsets = self._offsets
         if offsets is None:
             offsets = self._offsets = {}
-            asyncio.get_running_loop().call_soon(self._persist)
+            asyncio.get_running_loop().call_later(PERSIST_EVERY_S, self._persist)
         offsets[tp] = max(offset, offsets.get(tp, -1))
 
     def _persist(self) -> None:
@@ -138,8 +144,9 @@ class Tables:
             self.inflight[task_id.encode()] = assignment
 
     def drop_inflight(self, shard: int, task_id: str) -> None:
+        # ``del``, not ``pop``: pop reads the value back first, and a missing key is no error
         with shard_context(self._source, shard):
-            self.inflight.pop(task_id.encode(), None)
+            del self.inflight[task_id.encode()]
 
     def put_ended(self, shard: int, key: str, at_ms: int) -> None:
         """Remember an ended task by its dedupe key (``streams.core.model.dedupe_key``)."""
@@ -148,7 +155,7 @@ class Tables:
 
     def drop_ended(self, shard: int, key: str) -> None:
         with shard_context(self._source, shard):
-            self.ended.pop(key.encode(), None)
+            del self.ended[key.encode()]
 
     def inflight_items(self) -> list[tuple[str, bytes]]:
         """Every in-flight entry of the shards this instance owns."""
