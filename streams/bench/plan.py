@@ -39,7 +39,9 @@ class BenchPlan:
     """Length of one paced run (bounded by ``tasks`` records)."""
     waiting: int = 100_000
     """Tasks submitted with no agent free, for the dispatcher's memory while holding them."""
-    quality_tasks: int = 3_000
+    quality_tasks: int = 12_000
+    """Tasks per quality run: at 200/s a minute of steady state, so the ramp-up at the start and
+    the drain at the end weigh little on utilization and load CV."""
     peer_tasks: int = 5_000
     timeout_s: float = 180.0
     """Longest wait for one run's records; past it the section fails."""
