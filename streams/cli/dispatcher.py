@@ -51,6 +51,13 @@ def dispatcher(
     events: Annotated[
         bool, typer.Option("--events/--no-events", help="write lifecycle events to `events`")
     ] = _DEFAULTS.events_enabled,
+    prefetch_share: Annotated[
+        float,
+        typer.Option(
+            "--prefetch-share",
+            help="tasks sent to an agent beyond its slots, as a share of its capacity (0: none)",
+        ),
+    ] = _DEFAULTS.prefetch_share,
     strategy: Annotated[
         str, typer.Option("--strategy", help="routing strategy, e.g. affinity, round-robin-push")
     ] = _DEFAULTS.strategy,
@@ -68,6 +75,7 @@ def dispatcher(
         no_capable_agent_ms=no_capable_agent_ms or None,
         web_enabled=web,
         events_enabled=events,
+        prefetch_share=prefetch_share,
         strategy=strategy,
     )
     if web:  # a busy port: one line now, not a crash after Faust's start-up

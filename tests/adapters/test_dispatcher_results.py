@@ -15,6 +15,7 @@ from tests.adapters.test_dispatcher_support import (
     FakeAgent,
     answer,
     assignments,
+    dispatcher_config,
     register,
     running_dispatcher,
     submit,
@@ -145,3 +146,23 @@ def test_a_stale_or_repeated_result_changes_nothing(topics: Settings, tmp_path: 
 
     asyncio.run(scenario())
     assert read(settings, settings.topics.dlq, DeadLetter, count=0) == []
+
+
+def test_an_agent_gets_its_slots_plus_the_prefetch_share_and_no_more(topics: Settings) -> None:
+    settings = topics.model_copy(update={"agent_metrics_port": 0})
+    register(settings, "a1", partition=0, epoch=1, capacity=8)
+
+    async def scenario() -> None:
+        async with (
+            FakeAgent(settings, "a1", 8).beating(),
+            running_dispatcher(settings, dispatcher_config(prefetch_share=0.25)) as dispatcher,
+        ):
+            await submit(settings, 14)
+            loop = dispatcher.loop
+            assert loop is not None
+            await until(lambda: loop.core.held == 4, "the rest held")
+            assert len(loop.core.in_flight) == 10  # 8 slots + int(8 * 0.25)
+            sent = await assignments(settings, 0, 10)
+            assert len({item.task.task_id for _, item in sent}) == 10
+
+    asyncio.run(scenario())

@@ -4,6 +4,8 @@ ended window and duplicate rules, the configuration and the credentials."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.adapters.dispatcher import DispatcherConfig
 from streams.adapters.dispatcher.acks import OrderedAcks
@@ -111,3 +113,22 @@ def test_dispatcher_strategy_reaches_the_router_and_bad_names_are_refused() -> N
     assert config.distributor(load_settings()).routing.strategy == "round-robin-push"
     with pytest.raises(ConfigError, match="strategy"):
         DispatcherConfig(strategy="fastest-please")
+
+
+@given(
+    capacity=st.integers(min_value=0, max_value=10_000),
+    share=st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
+)
+def test_an_agent_counts_its_slots_plus_the_prefetch_rounded_down(
+    capacity: int, share: float
+) -> None:
+    slots = DispatcherConfig(prefetch_share=share).slots(capacity)
+    assert capacity <= slots <= capacity + capacity * share
+    assert slots - capacity == int(capacity * share)
+    assert DispatcherConfig(prefetch_share=0.0).slots(capacity) == capacity
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, float("nan")])
+def test_a_prefetch_share_outside_0_to_1_is_refused(share: float) -> None:
+    with pytest.raises(ConfigError, match="prefetch_share"):
+        DispatcherConfig(prefetch_share=share)

@@ -4,6 +4,7 @@ offsets, batches, heartbeats and fencing."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from typing import Any
@@ -16,6 +17,7 @@ from streams.wire import (
     AgentHeartbeat,
     AgentRegistration,
     AgentStatus,
+    Assignment,
     RegistrationStatus,
     Task,
     TaskResult,
@@ -340,3 +342,46 @@ def test_an_assignment_of_a_newer_epoch_fences_the_agent(topics: Settings) -> No
     asyncio.run(scenario())
     assert calls == ["mine"]
     assert committed(settings, commit_group(settings, 0), 0) == 1
+
+
+def test_waiting_assignments_start_most_urgent_first(topics: Settings) -> None:
+    """Priority, then deadline, then partition order: what the dispatcher sends beyond the
+    slots waits at the agent, and a more urgent task must not wait behind a less urgent one."""
+    settings = on_any_port(topics)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(task: Task) -> None:
+        started.append(task.task_id)
+        if task.task_id == "blocker":
+            await release.wait()
+
+    def urgent(task_id: str, priority: int, deadline: int | None = None) -> Assignment:
+        made = assignment(epoch=1, task_id=task_id)
+        task = dataclasses.replace(made.task, priority=priority, deadline=deadline)
+        return dataclasses.replace(made, task=task)
+
+    waiting = [
+        urgent("p3", 3),
+        urgent("p1-late", 1, deadline=1_790_000_900_000),
+        urgent("p2", 2),
+        urgent("p1-none", 1),
+        urgent("p1-early", 1, deadline=1_790_000_100_000),
+        urgent("p0", 0),
+    ]
+    agent = Agent(config(capacity=1, prefetch=len(waiting), handler=handler), settings)
+
+    async def scenario() -> None:
+        async with running(agent):
+            dispatch(settings, 0, [urgent("blocker", 3)])
+            await until(lambda: started == ["blocker"], "the only slot taken")
+            dispatch(settings, 0, waiting)
+            await until(
+                lambda: sample(agent, "taskd_agent_prefetched") == len(waiting),
+                "every other assignment waiting",
+            )
+            release.set()
+            await until(lambda: _completed(agent) == len(waiting) + 1, "every task completed")
+
+    asyncio.run(scenario())
+    assert started == ["blocker", "p0", "p1-early", "p1-late", "p1-none", "p2", "p3"]

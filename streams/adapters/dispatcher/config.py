@@ -48,6 +48,11 @@ class DispatcherConfig:
     ``settings.http_host:http_port``. Faust's own web server is always off."""
     events_enabled: bool = True
     """Write each task's lifecycle steps to the ``events`` topic (best effort)."""
+    prefetch_share: float = 0.15
+    """Tasks sent to an agent beyond its slots, as a share of its capacity (rounded down: an
+    agent of fewer than 1/share slots gets none): a slot that frees finds its next task already
+    at the agent instead of waiting a round trip through the dispatcher. The agent starts
+    waiting tasks most urgent first. 0: never more tasks than slots."""
     strategy: str = AFFINITY
     """The routing strategy (``streams.core.routing.STRATEGY_NAMES``); the push baselines
     (``round-robin-push``, ``random-push``) exist to compare against."""
@@ -63,8 +68,16 @@ class DispatcherConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dispatcher {name} must be >= 1 (got {getattr(self, name)})")
+        if not 0.0 <= self.prefetch_share <= 1.0:
+            raise ConfigError(
+                f"dispatcher prefetch_share must be in 0..1 (got {self.prefetch_share})"
+            )
         self.health()  # raises ConfigError for timings out of order
         check_strategy_name(self.strategy, field="dispatcher strategy")
+
+    def slots(self, capacity: int) -> int:
+        """The slots the core counts for an agent of ``capacity``: its own plus the prefetch."""
+        return capacity + int(capacity * self.prefetch_share)
 
     def health(self) -> HealthConfig:
         return HealthConfig(

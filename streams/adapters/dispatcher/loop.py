@@ -206,16 +206,18 @@ class DispatchLoop:
     def _heartbeat(self, record: AgentHeartbeat) -> None:
         if self._regs.active(record.agent_id) is None:
             return  # not (or no longer) holding a partition: nothing can be sent to it
-        self._executor.run(self._core.heartbeat(heartbeat_of(record), self._clock()))
+        beat = heartbeat_of(record, slots=self._config.slots(record.capacity))
+        self._executor.run(self._core.heartbeat(beat, self._clock()))
         if self._gate is not None:
             self._recovery.agent_beat(record.agent_id)
 
 
-def heartbeat_of(record: AgentHeartbeat) -> Heartbeat:
-    """The core's view of a heartbeat (``sent_ms`` only orders an agent's own heartbeats)."""
+def heartbeat_of(record: AgentHeartbeat, *, slots: int | None = None) -> Heartbeat:
+    """The core's view of a heartbeat (``sent_ms`` only orders an agent's own heartbeats);
+    ``slots``: the capacity the core counts (``DispatcherConfig.slots``), else the agent's."""
     return Heartbeat(
         agent_id=record.agent_id,
-        capacity=record.capacity,
+        capacity=record.capacity if slots is None else slots,
         skills=frozenset(record.skills),
         zone=record.zone,
         weight=record.weight,

@@ -1,16 +1,19 @@
 """Runs the assignments read from the agent's partition, never more than its capacity at once.
 
 Each assignment read is admitted or skipped (stale epoch, attempt already taken, undecodable),
-waits for a free slot, runs, and has its result written to its ``reply_partition``; only then
-is its offset finished, so commits never pass an assignment whose result is not on the broker.
+waits for a free slot (the most urgent first: priority, then deadline, then partition order;
+the dispatcher may send a few more than the slots so a freed slot need not wait for it), runs,
+and has its result written to its ``reply_partition``; only then is its offset finished, so
+commits never pass an assignment whose result is not on the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import time
-from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +65,8 @@ class TaskRunner:
         self._codec = codec
         self._seen = SeenAttempts(config.seen_attempts)
         self.offsets = OffsetTracker(claim.start_offset)
-        self._waiting: deque[Fetched] = deque()
+        self._waiting: list[tuple[int, float, int, Fetched]] = []
+        """Heap of (priority, deadline, offset, assignment): the most urgent first."""
         self._running: set[asyncio.Task[None]] = set()
         self._writing: set[asyncio.Task[None]] = set()
         self.completed = 0
@@ -100,14 +104,16 @@ class TaskRunner:
         if invoke is None:
             self._refuse(offset, assignment, f"no handler for type {assignment.task.type}")
         else:
-            self._waiting.append(Fetched(offset, assignment, invoke))
+            deadline = assignment.task.deadline
+            urgency = (assignment.task.priority, math.inf if deadline is None else deadline, offset)
+            heapq.heappush(self._waiting, (*urgency, Fetched(offset, assignment, invoke)))
             self._start_waiting()
         return True
 
     def reject_waiting(self, reason: str) -> None:
         """Refuse every assignment not started yet (a drain): REJECTED, so it is re-queued."""
         while self._waiting:
-            fetched = self._waiting.popleft()
+            fetched = heapq.heappop(self._waiting)[-1]
             self._refuse(fetched.offset, fetched.assignment, reason)
         self._metrics.prefetched.set(0)
 
@@ -130,7 +136,7 @@ class TaskRunner:
 
     def _start_waiting(self) -> None:
         while self._waiting and len(self._running) < self._config.capacity:
-            self._spawn(self._running, self._run(self._waiting.popleft()))
+            self._spawn(self._running, self._run(heapq.heappop(self._waiting)[-1]))
         self._metrics.prefetched.set(len(self._waiting))
         self._metrics.in_flight.set(len(self._running))
 
