@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from streams.cli.context import settings_of
+from streams.demo.workload import RATE_PER_S
 from streams.procs import interrupts_as_keyboard
 
 
@@ -27,7 +28,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="seed of the workload")] = 42,
     rate: Annotated[
         float, typer.Option("--rate", min=1.0, help="tasks submitted per second")
-    ] = 200.0,
+    ] = RATE_PER_S,
 ) -> None:
     """Run the reference workload through the dispatcher and real agents; print the summary."""
     from streams.demo.session import DemoOptions, run_demo  # rich + matplotlib: only here
