@@ -22,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import struct
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 from faust.streams import _current_event
 from faust.types import TP
 
+from streams.adapters.dispatcher.outputs import Outputs
 from streams.settings import Settings
 
 _ENDED = struct.Struct(">qi")
@@ -67,28 +68,15 @@ record; a stale one only makes a restart read a few more changelog records again
 harmless (they are the same writes, in order)."""
 
 
-class ChangelogSink(Protocol):
-    """Where a table's changelog records go (the dispatcher's ``Outputs``)."""
-
-    def send_changelog(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes | None,
-        *,
-        partition: int,
-        on_written: Callable[[int], None],
-    ) -> None: ...
-
-
 class ProducedTable(faust.Table[bytes, bytes]):
-    """A Faust table whose changelog records go to a :class:`ChangelogSink` once attached.
+    """A Faust table whose changelog records go through the dispatcher's :class:`Outputs` once
+    attached.
 
     No key expiry nor table sensors are used here, so ``on_key_set``/``on_key_del`` only write
     the changelog record; before a sink is attached Faust's own producer writes it.
     """
 
-    sink: ChangelogSink | None = None
+    sink: Outputs | None = None
     _offsets: dict[TP, int] | None = None
     """Confirmed changelog offsets not stored yet (None: no store pending)."""
 
@@ -104,7 +92,7 @@ class ProducedTable(faust.Table[bytes, bytes]):
         else:
             self._changelog(self.sink, key, None)
 
-    def _changelog(self, sink: ChangelogSink, key: Any, value: Any) -> None:
+    def _changelog(self, sink: Outputs, key: Any, value: Any) -> None:
         partition = self.partition_for_key(key)
         assert partition is not None  # tables here never use the producer's partitioner
         tp = TP(self.changelog_topic_name, partition)
@@ -134,7 +122,7 @@ class Tables:
         self.inflight = _table(app, "inflight", settings.shards)
         self.ended = _table(app, "ended", settings.shards)
 
-    def attach(self, sink: ChangelogSink | None) -> None:
+    def attach(self, sink: Outputs | None) -> None:
         """Write the changelogs through ``sink`` from now on (None: Faust's producer again)."""
         self.inflight.sink = sink
         self.ended.sink = sink
