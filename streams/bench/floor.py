@@ -17,6 +17,7 @@ so a blast would measure the producer.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -151,7 +152,10 @@ class _Sender:
         self.topic = topic
         self.plan = plan
         self.codec = Codec()
-        self.producer = Producer(producer_settings(settings))
+        # librdkafka's own lines to the logger, as the client's (not raw to the terminal)
+        self.producer = Producer(
+            {**producer_settings(settings), "logger": logging.getLogger("streams.librdkafka")}
+        )
 
     def __enter__(self) -> _Sender:
         return self
