@@ -34,7 +34,7 @@ class EndedWindow:
     """The most recent ended tasks by dedupe key (bounded); evicting one calls
     ``on_evict(key, shard)`` so the ``ended`` table forgets it too."""
 
-    def __init__(self, size: int, on_evict: Callable[[str, int], None]) -> None:
+    def __init__(self, size: int, on_evict: Callable[[str, int], object]) -> None:
         self._size = size
         self._on_evict = on_evict
         self._ids: OrderedDict[str, int] = OrderedDict()

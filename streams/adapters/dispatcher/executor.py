@@ -1,10 +1,11 @@
 """Carries out the core's actions on Kafka, in the order the durability rules ask for.
 
 - Dispatch: ``inflight`` table, then the Assignment to the agent's partition with its
-  registration epoch, then (delivery confirmed) the input events are acked.
+  registration epoch, then (both confirmed: the assignment and the table's changelog record)
+  the input events are acked.
 - Retry, DeadLetter: the record first; once confirmed, the ``inflight`` entry goes, ``ended``
-  is written (dead letters), then the events are acked.
-- Completed: the table entries, then the ack. Requeued: the task stays backed by its
+  is written (dead letters), then (their changelog records confirmed) the events are acked.
+- Completed: the table entries, then (confirmed) the ack. Requeued: the task stays backed by its
   ``inflight`` entry until it is dispatched again or ends.
 
 Writes run in the background (``writes.py``) and are tried until the broker confirms them.
@@ -163,8 +164,8 @@ class Executor:
         if isinstance(action, act.DeadLetter):
             return self._dead_letter(action)
         if isinstance(action, act.Completed):
-            self._end(action.job.task_id, self._book.tasks.pop(action.job.task_id, None))
-        elif isinstance(action, act.Requeued):
+            return self._end(action.job.task_id, self._book.tasks.pop(action.job.task_id, None))
+        if isinstance(action, act.Requeued):
             self._requeued(action)
         elif isinstance(action, act.PauseIntake):
             self._io.intake.pause()
@@ -193,16 +194,14 @@ class Executor:
             reply_partition=tracked.shard,
         )
         value = self._io.codec.encode(assignment)
-        self._io.tables.put_inflight(tracked.shard, task_id, value)
+        in_table = self._io.tables.put_inflight(tracked.shard, task_id, value)
         self._book.in_table[task_id] = tracked.task.attempt
         tokens, tracked.tokens = tracked.tokens, []
-        pending = self._io.writes.write(
-            self._io.topics.dispatch,
-            value,
-            key=task_id,
-            partition=registration.partition,
-            then=lambda: self._ack(tokens),
+        sent = self._io.writes.write(
+            self._io.topics.dispatch, value, key=task_id, partition=registration.partition
         )
+        pending = self._io.writes.all_of([in_table, sent])
+        pending.then(lambda: self._ack(tokens))
         self._io.metrics.on_dispatched(action.job, action.dispatched_ms)
         self._io.events.emit(
             TaskEventKind.DISPATCHED,
@@ -223,7 +222,10 @@ class Executor:
         table_attempt = self._book.in_table.get(task_id)
 
         def settle() -> None:
-            self._drop_inflight(task_id, tracked.shard, table_attempt)
+            dropped = self._drop_inflight(task_id, tracked.shard, table_attempt)
+            self._io.writes.after([] if dropped is None else [dropped], ack)
+
+        def ack() -> None:
             self._ack(tracked.tokens)
 
         pending = self._io.writes.write(
@@ -300,24 +302,31 @@ class Executor:
 
     # --- settling -----------------------------------------------------------------------------
 
-    def _end(self, task_id: str, tracked: Tracked | None, table_attempt: int | None = None) -> None:
-        """The task ended: its inflight entry goes, ``ended`` remembers it, its events are acked."""
+    def _end(
+        self, task_id: str, tracked: Tracked | None, table_attempt: int | None = None
+    ) -> Pending | None:
+        """The task ended: its inflight entry goes, ``ended`` remembers it, and its events are
+        acked once both changelog records are confirmed."""
         if tracked is None:
-            return
+            return None
         if table_attempt is None:
             table_attempt = self._book.in_table.get(task_id)
         key = dedupe_key(task_id, tracked.task.headers)
         self._book.ended.add(key, tracked.shard)
-        self._drop_inflight(task_id, tracked.shard, table_attempt)
-        self._io.tables.put_ended(tracked.shard, key, self._clock())
-        self._ack(tracked.tokens)
+        dropped = self._drop_inflight(task_id, tracked.shard, table_attempt)
+        ended = self._io.tables.put_ended(tracked.shard, key, self._clock())
+        settled = self._io.writes.all_of([dropped, ended])
+        tokens = tracked.tokens
+        settled.then(lambda: self._ack(tokens))
+        return settled
 
-    def _drop_inflight(self, task_id: str, shard: int, attempt: int | None) -> None:
-        """Delete the entry, unless a later dispatch of the task has replaced it since."""
+    def _drop_inflight(self, task_id: str, shard: int, attempt: int | None) -> Pending | None:
+        """Delete the entry, unless a later dispatch of the task has replaced it since; the
+        deletion's changelog record (None if nothing was deleted)."""
         if attempt is None or self._book.in_table.get(task_id) != attempt:
-            return
+            return None
         del self._book.in_table[task_id]
-        self._io.tables.drop_inflight(shard, task_id)
+        return self._io.tables.drop_inflight(shard, task_id)
 
     def _ack(self, tokens: list[Token]) -> None:
         for token in tokens:

@@ -95,12 +95,17 @@ class Outputs:
         on_written: Callable[[int], None],
     ) -> None:
         """Queue one table changelog record (``value`` None: a deletion); ``on_written(offset)``
-        runs on the event loop once it is confirmed. A failure is logged, as Faust's own
-        changelog producer does: the table itself (RocksDB) already holds the change."""
+        runs on the event loop once it is confirmed. A failed record is written again: the
+        inputs it backs stay unacknowledged until it is on the broker."""
 
         def delivered(error: ClientError | None, message: Message) -> None:
             if error is not None:
-                log.error("changelog record to %s lost: %s", topic, error.str())
+                log.warning("changelog record to %s failed, writing it again: %s", topic, error)
+                self._reports.append(
+                    lambda: self.send_changelog(
+                        topic, key, value, partition=partition, on_written=on_written
+                    )
+                )
                 return
             offset = message.offset()
             if offset is not None:  # always set once the broker confirmed it

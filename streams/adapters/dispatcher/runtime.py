@@ -180,8 +180,8 @@ class Dispatcher:
             view.stop()
             writes.close()
             await self._stop_http()
+            self.tables.detach()
             outputs.close()
-            self.tables.attach(None)
 
     async def _serve_http(self) -> None:
         """Serve ``/metrics``, ``/status``, ``/context`` and the dashboard (if enabled);

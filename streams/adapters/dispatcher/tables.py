@@ -31,6 +31,7 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from streams.adapters.dispatcher.outputs import Outputs
+from streams.adapters.dispatcher.writes import Pending
 from streams.settings import Settings
 
 _ENDED = struct.Struct(">qi")
@@ -77,17 +78,22 @@ class ProducedTable(faust.Table[bytes, bytes]):
     """
 
     sink: Outputs | None = None
+    last_write: Pending | None = None
+    """The changelog record of the latest change, confirmed or not (None: Faust wrote it)."""
     _offsets: dict[TP, int] | None = None
     """Confirmed changelog offsets not stored yet (None: no store pending)."""
+    _persisting: asyncio.TimerHandle | None = None
 
     def on_key_set(self, key: Any, value: Any) -> None:
         if self.sink is None:
+            self.last_write = None
             super().on_key_set(key, value)
         else:
             self._changelog(self.sink, key, value)
 
     def on_key_del(self, key: Any) -> None:
         if self.sink is None:
+            self.last_write = None
             super().on_key_del(key)
         else:
             self._changelog(self.sink, key, None)
@@ -96,22 +102,38 @@ class ProducedTable(faust.Table[bytes, bytes]):
         partition = self.partition_for_key(key)
         assert partition is not None  # tables here never use the producer's partitioner
         tp = TP(self.changelog_topic_name, partition)
-        sink.send_changelog(
-            tp.topic, key, value, partition=partition, on_written=lambda at: self._written(tp, at)
-        )
+        pending = self.last_write = Pending()
+
+        def written(offset: int) -> None:
+            self._written(tp, offset)
+            pending.finish()
+
+        sink.send_changelog(tp.topic, key, value, partition=partition, on_written=written)
 
     def _written(self, tp: TP, offset: int) -> None:
         """Remember the latest confirmed offset of ``tp``; stored ``PERSIST_EVERY_S`` later."""
         offsets = self._offsets
         if offsets is None:
             offsets = self._offsets = {}
-            asyncio.get_running_loop().call_later(PERSIST_EVERY_S, self._persist)
+            loop = asyncio.get_running_loop()
+            self._persisting = loop.call_later(PERSIST_EVERY_S, self._persist)
         offsets[tp] = max(offset, offsets.get(tp, -1))
 
     def _persist(self) -> None:
-        offsets, self._offsets = self._offsets or {}, None
+        """Store the offsets in the partitions' databases that are still open: Faust's RocksDB
+        store would open a revoked (or stopped) partition's database again to write one."""
+        offsets, self._offsets, self._persisting = self._offsets or {}, None, None
+        open_dbs = getattr(self.data, "_dbs", None)
         for tp, offset in offsets.items():
-            self.data.set_persisted_offset(tp, offset)
+            if open_dbs is None or tp.partition in open_dbs:
+                self.data.set_persisted_offset(tp, offset)
+
+    def detach(self) -> None:
+        """No more changelog writes through the sink, and no pending offset store (a restart
+        reads the last half second of the changelog again: the same writes, in order)."""
+        if self._persisting is not None:
+            self._persisting.cancel()
+        self.sink, self._offsets, self._persisting = None, None, None
 
 
 class Tables:
@@ -122,28 +144,41 @@ class Tables:
         self.inflight = _table(app, "inflight", settings.shards)
         self.ended = _table(app, "ended", settings.shards)
 
-    def attach(self, sink: Outputs | None) -> None:
-        """Write the changelogs through ``sink`` from now on (None: Faust's producer again)."""
+    def attach(self, sink: Outputs) -> None:
+        """Write the changelogs through ``sink`` from now on."""
         self.inflight.sink = sink
         self.ended.sink = sink
 
-    def put_inflight(self, shard: int, task_id: str, assignment: bytes) -> None:
+    def detach(self) -> None:
+        """Back to Faust's producer (the sink is closing)."""
+        self.inflight.detach()
+        self.ended.detach()
+
+    # Each change returns its changelog record's Pending (None when Faust's producer wrote it,
+    # whose flush before every commit covers it): the inputs it backs are acked once it is
+    # confirmed, as Faust's commit would have waited for its own producer.
+
+    def put_inflight(self, shard: int, task_id: str, assignment: bytes) -> Pending | None:
         with shard_context(self._source, shard):
             self.inflight[task_id.encode()] = assignment
+        return self.inflight.last_write
 
-    def drop_inflight(self, shard: int, task_id: str) -> None:
+    def drop_inflight(self, shard: int, task_id: str) -> Pending | None:
         # ``del``, not ``pop``: pop reads the value back first, and a missing key is no error
         with shard_context(self._source, shard):
             del self.inflight[task_id.encode()]
+        return self.inflight.last_write
 
-    def put_ended(self, shard: int, key: str, at_ms: int) -> None:
+    def put_ended(self, shard: int, key: str, at_ms: int) -> Pending | None:
         """Remember an ended task by its dedupe key (``streams.core.model.dedupe_key``)."""
         with shard_context(self._source, shard):
             self.ended[key.encode()] = _ENDED.pack(at_ms, shard)
+        return self.ended.last_write
 
-    def drop_ended(self, shard: int, key: str) -> None:
+    def drop_ended(self, shard: int, key: str) -> Pending | None:
         with shard_context(self._source, shard):
             del self.ended[key.encode()]
+        return self.ended.last_write
 
     def inflight_items(self) -> list[tuple[str, bytes]]:
         """Every in-flight entry of the shards this instance owns."""

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 RETRY_WRITE_S = 1.0
 """Pause before writing a record again after a failed delivery."""
-Then = Callable[[], None]
+Then = Callable[[], object]
+"""A follow-up (what it returns is ignored)."""
 
 
 class Pending:
@@ -75,12 +76,13 @@ class Writes:
         *,
         key: str,
         partition: int,
-        then: Then,
+        then: Then | None = None,
         headers: Headers | None = None,
     ) -> Pending:
         """Write one record to ``topic``/``partition``; ``then()`` once it is confirmed."""
         pending = Pending()
-        pending.then(then)
+        if then is not None:
+            pending.then(then)
         self._outstanding += 1
 
         def send() -> None:
@@ -117,6 +119,12 @@ class Writes:
 
         for write in waiting:
             write.then(one_done)
+
+    def all_of(self, pending: list[Pending | None]) -> Pending:
+        """One pending that is confirmed once every one of ``pending`` is (None: nothing)."""
+        group = Pending()
+        self.after([write for write in pending if write is not None], group.finish)
+        return group
 
     def outstanding(self) -> int:
         """Writes not confirmed yet."""
