@@ -148,8 +148,10 @@ def test_a_stale_or_repeated_result_changes_nothing(topics: Settings, tmp_path: 
     assert read(settings, settings.topics.dlq, DeadLetter, count=0) == []
 
 
-def test_an_agent_gets_its_slots_plus_the_prefetch_share_and_no_more(topics: Settings) -> None:
-    settings = topics.model_copy(update={"agent_metrics_port": 0})
+def test_an_agent_gets_its_slots_plus_the_prefetch_share_and_no_more(
+    topics: Settings, tmp_path: Path
+) -> None:
+    settings = with_state(topics, tmp_path)
     register(settings, "a1", partition=0, epoch=1, capacity=8)
 
     async def scenario() -> None:

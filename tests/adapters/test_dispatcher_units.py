@@ -3,13 +3,15 @@ ended window and duplicate rules, the configuration and the credentials."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.adapters.dispatcher import DispatcherConfig
 from streams.adapters.dispatcher.acks import OrderedAcks
-from streams.adapters.dispatcher.app import credentials
+from streams.adapters.dispatcher.app import build_app, credentials, state_dir
 from streams.adapters.dispatcher.book import EndedWindow
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.errors import ConfigError
@@ -132,3 +134,13 @@ def test_an_agent_counts_its_slots_plus_the_prefetch_rounded_down(
 def test_a_prefetch_share_outside_0_to_1_is_refused(share: float) -> None:
     with pytest.raises(ConfigError, match="prefetch_share"):
         DispatcherConfig(prefetch_share=share)
+
+
+def test_each_prefix_keeps_its_own_state_under_a_shared_data_dir(tmp_path: Path) -> None:
+    """Faust names its stores by table alone: two pipelines on one host must not share them."""
+    first = load_settings(topic_prefix="a.", data_dir=tmp_path)
+    second = load_settings(topic_prefix="b.", data_dir=tmp_path)
+    assert state_dir(first) != state_dir(second)
+    assert state_dir(first).parent == tmp_path == state_dir(second).parent
+    app = build_app(first, DispatcherConfig())
+    assert Path(app.conf.datadir) == state_dir(first)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 from typing import Any
 
 import aiokafka
@@ -78,17 +79,25 @@ class DispatcherApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
     async def on_first_start(self) -> None:
+        self.conf.datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
         await super().on_first_start()
         await asyncio.to_thread(create_changelogs, self.taskd_settings)
 
 
+def state_dir(settings: Settings) -> Path:
+    """Where this dispatcher's RocksDB state lives: ``data_dir/<prefix>dispatcher``. Faust
+    names its stores by table alone, so two prefixes sharing ``data_dir`` would otherwise share
+    (and corrupt) one another's tables."""
+    return settings.data_dir / app_id(settings)
+
+
 def build_app(settings: Settings, config: DispatcherConfig) -> DispatcherApp:
-    """A Faust app on the settings' broker, RocksDB state in ``settings.data_dir``."""
+    """A Faust app on the settings' broker, RocksDB state in :func:`state_dir`."""
     return DispatcherApp(
         settings,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="rocksdb://",
-        datadir=str(settings.data_dir),
+        datadir=str(state_dir(settings)),
         topic_partitions=settings.shards,
         topic_replication_factor=settings.replication_factor,
         env_prefix=FAUST_ENV_PREFIX,
