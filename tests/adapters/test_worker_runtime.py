@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from streams.adapters.worker import runner as runner_module
 from streams.adapters.worker.dispatch import commit_group
 from streams.settings import Settings
 from streams.wire import (
@@ -344,9 +345,12 @@ def test_an_assignment_of_a_newer_epoch_fences_the_agent(topics: Settings) -> No
     assert committed(settings, commit_group(settings, 0), 0) == 1
 
 
-def test_waiting_assignments_start_most_urgent_first(topics: Settings) -> None:
+def test_waiting_assignments_start_most_urgent_first(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Priority, then deadline, then partition order: what the dispatcher sends beyond the
     slots waits at the agent, and a more urgent task must not wait behind a less urgent one."""
+    monkeypatch.setattr(runner_module, "OVERTAKEN_S", 600.0)  # a slow machine changes nothing
     settings = on_any_port(topics)
     started: list[str] = []
     release = asyncio.Event()
@@ -385,3 +389,37 @@ def test_waiting_assignments_start_most_urgent_first(topics: Settings) -> None:
 
     asyncio.run(scenario())
     assert started == ["blocker", "p0", "p1-early", "p1-late", "p1-none", "p2", "p3"]
+
+
+def test_an_assignment_overtaken_for_too_long_starts_next(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More urgent work keeps arriving: what has waited ``OVERTAKEN_S`` starts anyway."""
+    monkeypatch.setattr(runner_module, "OVERTAKEN_S", 0.3)
+    settings = on_any_port(topics)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(task: Task) -> None:
+        started.append(task.task_id)
+        if task.task_id == "blocker":
+            await release.wait()
+
+    def with_priority(task_id: str, priority: int) -> Assignment:
+        made = assignment(epoch=1, task_id=task_id)
+        return dataclasses.replace(made, task=dataclasses.replace(made.task, priority=priority))
+
+    agent = Agent(config(capacity=1, prefetch=8, handler=handler), settings)
+
+    async def scenario() -> None:
+        async with running(agent):
+            dispatch(settings, 0, [with_priority("blocker", 0), with_priority("old-p3", 3)])
+            await until(lambda: sample(agent, "taskd_agent_prefetched") == 1, "old-p3 waits")
+            await asyncio.sleep(0.5)  # past OVERTAKEN_S
+            dispatch(settings, 0, [with_priority(f"new-p0-{n}", 0) for n in range(3)])
+            await until(lambda: sample(agent, "taskd_agent_prefetched") == 4, "all waiting")
+            release.set()
+            await until(lambda: _completed(agent) == 5, "every task completed")
+
+    asyncio.run(scenario())
+    assert started == ["blocker", "old-p3", "new-p0-0", "new-p0-1", "new-p0-2"]

@@ -33,6 +33,9 @@ from streams.wire import AgentRegistration, Assignment, RecordCodec
 
 log = logging.getLogger(__name__)
 
+OVERTAKEN_S = 2.0
+"""A waiting assignment passed over by more urgent ones for this long starts next."""
+
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
@@ -41,6 +44,8 @@ class Fetched:
     offset: int
     assignment: Assignment
     invoke: Invoker
+    admitted_s: float
+    """``time.monotonic()`` when it was read."""
 
 
 class TaskRunner:
@@ -106,7 +111,8 @@ class TaskRunner:
         else:
             deadline = assignment.task.deadline
             urgency = (assignment.task.priority, math.inf if deadline is None else deadline, offset)
-            heapq.heappush(self._waiting, (*urgency, Fetched(offset, assignment, invoke)))
+            fetched = Fetched(offset, assignment, invoke, time.monotonic())
+            heapq.heappush(self._waiting, (*urgency, fetched))
             self._start_waiting()
         return True
 
@@ -136,9 +142,21 @@ class TaskRunner:
 
     def _start_waiting(self) -> None:
         while self._waiting and len(self._running) < self._config.capacity:
-            self._spawn(self._running, self._run(heapq.heappop(self._waiting)[-1]))
+            self._spawn(self._running, self._run(self._next_waiting()))
         self._metrics.prefetched.set(len(self._waiting))
         self._metrics.in_flight.set(len(self._running))
+
+    def _next_waiting(self) -> Fetched:
+        """The most urgent waiting assignment, unless the oldest one has been overtaken for
+        ``OVERTAKEN_S``: then that one (more urgent work must not starve it for ever)."""
+        oldest = min(range(len(self._waiting)), key=lambda index: self._waiting[index][2])
+        if time.monotonic() - self._waiting[oldest][-1].admitted_s < OVERTAKEN_S:
+            return heapq.heappop(self._waiting)[-1]
+        entry = self._waiting[oldest]
+        self._waiting[oldest] = self._waiting[-1]
+        self._waiting.pop()
+        heapq.heapify(self._waiting)
+        return entry[-1]
 
     async def _run(self, fetched: Fetched) -> None:
         self._metrics.started.inc()
