@@ -65,7 +65,10 @@ class Settings(BaseSettings):
     agent_metrics_port: int = Field(
         9400, ge=0, le=65535, description="an agent's /metrics port (0: pick a free one)"
     )
-    data_dir: Path = Field(Path(".run/state"), description="RocksDB state of the dispatcher")
+    data_dir: Path = Field(
+        Path(".run/state"),
+        description="RocksDB state of the dispatcher (under <prefix>dispatcher/ in it)",
+    )
     linger_ms: int = Field(
         5, ge=0, le=1_000, description="how long producers wait to fill a batch (ms)"
     )
