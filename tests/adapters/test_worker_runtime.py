@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -352,18 +353,7 @@ def test_waiting_assignments_start_most_urgent_first(
     slots waits at the agent, and a more urgent task must not wait behind a less urgent one."""
     monkeypatch.setattr(runner_module, "OVERTAKEN_S", 600.0)  # a slow machine changes nothing
     settings = on_any_port(topics)
-    started: list[str] = []
-    release = asyncio.Event()
-
-    async def handler(task: Task) -> None:
-        started.append(task.task_id)
-        if task.task_id == "blocker":
-            await release.wait()
-
-    def urgent(task_id: str, priority: int, deadline: int | None = None) -> Assignment:
-        made = assignment(epoch=1, task_id=task_id)
-        task = dataclasses.replace(made.task, priority=priority, deadline=deadline)
-        return dataclasses.replace(made, task=task)
+    started, release, handler = _start_recorder()
 
     waiting = [
         urgent("p3", 3),
@@ -397,6 +387,26 @@ def test_an_assignment_overtaken_for_too_long_starts_next(
     """More urgent work keeps arriving: what has waited ``OVERTAKEN_S`` starts anyway."""
     monkeypatch.setattr(runner_module, "OVERTAKEN_S", 0.3)
     settings = on_any_port(topics)
+    started, release, handler = _start_recorder()
+
+    agent = Agent(config(capacity=1, prefetch=8, handler=handler), settings)
+
+    async def scenario() -> None:
+        async with running(agent):
+            dispatch(settings, 0, [urgent("blocker", 0), urgent("old-p3", 3)])
+            await until(lambda: sample(agent, "taskd_agent_prefetched") == 1, "old-p3 waits")
+            await asyncio.sleep(0.5)  # past OVERTAKEN_S
+            dispatch(settings, 0, [urgent(f"new-p0-{n}", 0) for n in range(3)])
+            await until(lambda: sample(agent, "taskd_agent_prefetched") == 4, "all waiting")
+            release.set()
+            await until(lambda: _completed(agent) == 5, "every task completed")
+
+    asyncio.run(scenario())
+    assert started == ["blocker", "old-p3", "new-p0-0", "new-p0-1", "new-p0-2"]
+
+
+def _start_recorder() -> tuple[list[str], asyncio.Event, Callable[[Task], Awaitable[None]]]:
+    """A handler recording the order tasks start in; the task "blocker" runs until released."""
     started: list[str] = []
     release = asyncio.Event()
 
@@ -405,21 +415,11 @@ def test_an_assignment_overtaken_for_too_long_starts_next(
         if task.task_id == "blocker":
             await release.wait()
 
-    def with_priority(task_id: str, priority: int) -> Assignment:
-        made = assignment(epoch=1, task_id=task_id)
-        return dataclasses.replace(made, task=dataclasses.replace(made.task, priority=priority))
+    return started, release, handler
 
-    agent = Agent(config(capacity=1, prefetch=8, handler=handler), settings)
 
-    async def scenario() -> None:
-        async with running(agent):
-            dispatch(settings, 0, [with_priority("blocker", 0), with_priority("old-p3", 3)])
-            await until(lambda: sample(agent, "taskd_agent_prefetched") == 1, "old-p3 waits")
-            await asyncio.sleep(0.5)  # past OVERTAKEN_S
-            dispatch(settings, 0, [with_priority(f"new-p0-{n}", 0) for n in range(3)])
-            await until(lambda: sample(agent, "taskd_agent_prefetched") == 4, "all waiting")
-            release.set()
-            await until(lambda: _completed(agent) == 5, "every task completed")
-
-    asyncio.run(scenario())
-    assert started == ["blocker", "old-p3", "new-p0-0", "new-p0-1", "new-p0-2"]
+def urgent(task_id: str, priority: int, deadline: int | None = None) -> Assignment:
+    """An assignment of epoch 1 of ``priority`` (and ``deadline``)."""
+    made = assignment(epoch=1, task_id=task_id)
+    task = dataclasses.replace(made.task, priority=priority, deadline=deadline)
+    return dataclasses.replace(made, task=task)
