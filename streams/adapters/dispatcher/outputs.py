@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import KafkaException, Message, Producer
 
+from streams.adapters.handoff import LoopHandoff
 from streams.errors import DeliveryError, KafkaError
 from streams.settings import Settings
 
@@ -58,7 +58,7 @@ class Outputs:
             }
         )
         self._stopping = threading.Event()
-        self._reports: deque[Callable[[], None]] = deque()
+        self._reports = LoopHandoff()
         """Follow-ups of confirmed or failed records, to run on the event loop."""
         self.failed_unconfirmed = 0
         """Records of ``send_unconfirmed`` whose delivery failed (counted on the poll thread)."""
@@ -80,7 +80,7 @@ class Outputs:
 
         def delivered(error: ClientError | None, message: Message) -> None:
             failure = None if error is None else _failure(topic, error)
-            self._reports.append(lambda: on_delivery(failure))
+            self._reports.put(self._loop, lambda: on_delivery(failure))
 
         wire_headers: WireHeaders = list(headers or ())
         self._produce(topic, value, key.encode(), partition, wire_headers, delivered)
@@ -101,15 +101,16 @@ class Outputs:
         def delivered(error: ClientError | None, message: Message) -> None:
             if error is not None:
                 log.warning("changelog record to %s failed, writing it again: %s", topic, error)
-                self._reports.append(
+                self._reports.put(
+                    self._loop,
                     lambda: self.send_changelog(
                         topic, key, value, partition=partition, on_written=on_written
-                    )
+                    ),
                 )
                 return
             offset = message.offset()
             if offset is not None:  # always set once the broker confirmed it
-                self._reports.append(lambda: on_written(offset))
+                self._reports.put(self._loop, lambda: on_written(offset))
 
         self._produce(topic, value, key, partition, [], delivered)
 
@@ -166,20 +167,7 @@ class Outputs:
     def _serve(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(_POLL_S)
-            if self._reports:
-                try:
-                    self._loop.call_soon_threadsafe(self._deliver)
-                except RuntimeError:  # the loop is closed: nobody waits for these any more
-                    self._reports.clear()
-
-    def _deliver(self) -> None:
-        """On the event loop: every delivery report received so far."""
-        while self._reports:
-            follow_up = self._reports.popleft()
-            try:
-                follow_up()
-            except Exception:  # one follow-up's bug must not stop the others
-                log.exception("a delivery follow-up failed")
+            self._reports.hand_over()
 
 
 def _failure(topic: str, error: ClientError) -> DeliveryError:

@@ -7,7 +7,6 @@ broker that is down shows as one error of ours, not a stream of connection retri
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
+from streams.adapters.handoff import LoopHandoff
 from streams.errors import ConfigError, KafkaError
 from streams.settings import Settings
 
@@ -126,17 +126,13 @@ def end_offset(consumer: Consumer, topic: str, partition: int, *, timeout_s: flo
     return int(high)
 
 
-_Report = tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]", int | Exception]
-
-
-def _settle(reports: list[_Report]) -> None:
-    for _, future, outcome in reports:
-        if future.done():  # the waiter was cancelled
-            continue
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+def _settle(future: asyncio.Future[int], outcome: int | Exception) -> None:
+    if future.done():  # the waiter was cancelled
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 class Writer:
@@ -160,7 +156,7 @@ class Writer:
             )
         )
         self._closed = threading.Event()
-        self._reports: collections.deque[_Report] = collections.deque()
+        self._reports = LoopHandoff()
         """Outcomes of ``send``'s writes, to settle on their event loops."""
         self._poller = threading.Thread(target=self._serve, name="taskd-writer", daemon=True)
         self._poller.start()
@@ -216,7 +212,7 @@ class Writer:
                 outcome: int | Exception = KafkaError(f"cannot write to {topic}: {error.str()}")
             else:
                 outcome = int(message.offset() or 0)
-            self._reports.append((loop, future, outcome))
+            self._reports.put(loop, lambda: _settle(future, outcome))
 
         try:
             self._produce(topic, value, key, partition, delivered)
@@ -236,21 +232,9 @@ class Writer:
         self._closed.set()
         self._poller.join()
         self._producer.flush(timeout_s)
-        if self._reports:  # delivered by the flush, on this thread
-            self._hand_over()
+        self._reports.hand_over()  # what the flush delivered, on this thread
 
     def _serve(self) -> None:
         while not self._closed.is_set():
             self._producer.poll(_POLL_S)
-            if self._reports:
-                self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Every report so far to its event loop: one wake-up per loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Report]] = {}
-        while self._reports:
-            report = self._reports.popleft()
-            by_loop.setdefault(report[0], []).append(report)
-        for loop, reports in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop waits for nothing
-                loop.call_soon_threadsafe(_settle, reports)
+            self._reports.hand_over()
