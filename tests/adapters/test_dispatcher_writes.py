@@ -8,7 +8,7 @@ import asyncio
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.adapters.dispatcher.outputs import Outputs
-from streams.adapters.dispatcher.writes import Writes
+from streams.adapters.dispatcher.writes import Pending, Writes, all_of
 from streams.settings import Settings
 
 TIMEOUT_S = 30.0
@@ -57,7 +57,7 @@ async def _write_all(settings: Settings, values: list[bytes]) -> tuple[list[byte
             group_saw.append(len(confirmed))
             group_done.set()
 
-        writes.after(pending, group)
+        all_of(pending).then(group)
         await asyncio.wait_for(group_done.wait(), TIMEOUT_S)
         assert writes.outstanding() == 0
         return confirmed, group_saw == [len(values)]
@@ -82,13 +82,13 @@ def test_a_group_with_nothing_left_runs_at_once(topics: Settings) -> None:
         writes = Writes(outputs, asyncio.get_running_loop())
         ran: list[str] = []
         try:
-            writes.after([], lambda: ran.append("empty"))
+            all_of([]).then(lambda: ran.append("empty"))
             done = asyncio.Event()
             first = writes.write(
                 topics.topics.dlq, b"x", key="k", partition=0, then=lambda: done.set()
             )
             await asyncio.wait_for(done.wait(), TIMEOUT_S)
-            writes.after([first], lambda: ran.append("confirmed"))
+            all_of([first]).then(lambda: ran.append("confirmed"))
             return ran
         finally:
             writes.close()
@@ -118,3 +118,14 @@ def test_a_closed_writes_runs_no_follow_up(topics: Settings) -> None:
             outputs.close()
 
     assert asyncio.run(scenario()) == []
+
+
+def test_all_of_waits_for_every_pending_and_none_is_nothing_to_wait_for() -> None:
+    first, second = Pending(), Pending()
+    ran: list[str] = []
+    all_of([first, None, second]).then(lambda: ran.append("both"))
+    first.finish()
+    assert ran == []
+    second.finish()
+    assert ran == ["both"]
+    assert all_of([None]).done and all_of([]).done

@@ -26,7 +26,7 @@ from streams.adapters.dispatcher.acks import OrderedAcks, Token
 from streams.adapters.dispatcher.book import Book, Tracked
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.tables import Tables
-from streams.adapters.dispatcher.writes import EventLog, Pending, Writes
+from streams.adapters.dispatcher.writes import EventLog, Pending, Writes, all_of
 from streams.adapters.metrics import DispatcherMetrics
 from streams.core import actions as act
 from streams.core.distributor import Distributor
@@ -100,7 +100,7 @@ class Executor:
             if pending is not None and job is not None and job.task_id == cause_task:
                 settling.append(pending)
         if cause is not None:
-            self._io.writes.after(settling, lambda: self._io.acks.done(cause))
+            all_of(settling).then(lambda: self._io.acks.done(cause))
 
     def received(self, task: Task, job: Job, shard: int, *, fresh: bool) -> None:
         """A task taken in (not a duplicate); ``fresh``: from a task topic, not a retry tier."""
@@ -200,7 +200,7 @@ class Executor:
         sent = self._io.writes.write(
             self._io.topics.dispatch, value, key=task_id, partition=registration.partition
         )
-        pending = self._io.writes.all_of([in_table, sent])
+        pending = all_of([in_table, sent])
         pending.then(lambda: self._ack(tokens))
         self._io.metrics.on_dispatched(action.job, action.dispatched_ms)
         self._io.events.emit(
@@ -223,7 +223,7 @@ class Executor:
 
         def settle() -> None:
             dropped = self._drop_inflight(task_id, tracked.shard, table_attempt)
-            self._io.writes.after([] if dropped is None else [dropped], ack)
+            all_of([dropped]).then(ack)
 
         def ack() -> None:
             self._ack(tracked.tokens)
@@ -315,7 +315,7 @@ class Executor:
         self._book.ended.add(key, tracked.shard)
         dropped = self._drop_inflight(task_id, tracked.shard, table_attempt)
         ended = self._io.tables.put_ended(tracked.shard, key, self._clock())
-        settled = self._io.writes.all_of([dropped, ended])
+        settled = all_of([dropped, ended])
         tokens = tracked.tokens
         settled.then(lambda: self._ack(tokens))
         return settled

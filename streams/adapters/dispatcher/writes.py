@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypedDict, Unpack
 
 from streams.adapters.dispatcher.outputs import Headers, Outputs
@@ -53,6 +53,27 @@ class Pending:
                 follow()
             except Exception:  # one follow-up's bug must not keep the others from running
                 log.exception("a write's follow-up failed")
+
+
+def all_of(pending: Iterable[Pending | None]) -> Pending:
+    """A pending confirmed once every one of ``pending`` is (None: nothing to wait for; none
+    left: confirmed at once)."""
+    group = Pending()
+    waiting = [write for write in pending if write is not None and not write.done]
+    left = len(waiting)
+    if not left:
+        group.finish()
+        return group
+
+    def one_done() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            group.finish()
+
+    for write in waiting:
+        write.then(one_done)
+    return group
 
 
 class Writes:
@@ -102,29 +123,6 @@ class Writes:
 
         send()
         return pending
-
-    def after(self, pending: list[Pending], then: Then) -> None:
-        """``then()`` once every write of ``pending`` is confirmed (at once if none is left)."""
-        waiting = [write for write in pending if not write.done]
-        if not waiting:
-            then()
-            return
-        left = len(waiting)
-
-        def one_done() -> None:
-            nonlocal left
-            left -= 1
-            if left == 0:
-                then()
-
-        for write in waiting:
-            write.then(one_done)
-
-    def all_of(self, pending: list[Pending | None]) -> Pending:
-        """One pending that is confirmed once every one of ``pending`` is (None: nothing)."""
-        group = Pending()
-        self.after([write for write in pending if write is not None], group.finish)
-        return group
 
     def outstanding(self) -> int:
         """Writes not confirmed yet."""
