@@ -102,12 +102,12 @@ def test_any_prefix_is_accepted_or_rejected_with_config_error(prefix: str) -> No
 
 
 def test_batching_reaches_the_producers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.adapters.client import producer_settings
+    from streams.adapters.kafka import producer_config
 
     monkeypatch.setenv("TASKD_LINGER_MS", "20")
     settings = load_settings()
     assert settings.batching_config() == {"linger.ms": 20, "batch.size": 1_048_576}
-    assert producer_settings(settings)["linger.ms"] == 20
+    assert producer_config(settings)["linger.ms"] == 20
 
 
 @settings(max_examples=50, deadline=None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,22 +25,16 @@ from typing import Literal, Self, Unpack
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import KafkaException, Message, Producer
 
+from streams.adapters import kafka
+from streams.adapters.kafka import PRODUCER_CONFIG, ConfigValue, codec_for
 from streams.core.model import REPLAY_HEADER, replay_number
 from streams.errors import ConfigError, DecodeError, DeliveryError, EncodeError, KafkaError
 from streams.settings import Settings
-from streams.wire import Codec, ConfluentCodec, SchemaRegistryClient, Task, validate_task
+from streams.wire import Task, validate_task
 from streams.wire.codec import RecordCodec
 from streams.wire.records import TaskOptions
 
-ConfigValue = str | int | float | bool
-DEFAULT_PRODUCER_CONFIG: Mapping[str, ConfigValue] = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "batch.num.messages": 10_000,
-    "compression.type": "lz4",
-    "message.timeout.ms": 120_000,
-    "partitioner": "murmur2_random",
-}
+DEFAULT_PRODUCER_CONFIG = PRODUCER_CONFIG
 """librdkafka settings of the producer, besides the settings' batching (``linger_ms``,
 ``batch_bytes``): lz4-compressed; a task unconfirmed after 120 s is reported failed. Any key can be
 overridden with ``producer_config``."""
@@ -111,7 +104,7 @@ class TaskClient:
         self._encode = _encoder(encoding, codec or codec_for(settings))
         self._levels = settings.priority_levels
         self._topics = settings.topics
-        config = producer_settings(settings, producer_config)
+        config = kafka.producer_config(settings, producer_config)
         self._wait_s = delivery_timeout_s(config) + _MARGIN_S
         self._producer = _producer(config)
         self._lock = threading.Lock()
@@ -291,28 +284,6 @@ class TaskClient:
         return self._wait_s if timeout_s is None else timeout_s
 
 
-def codec_for(settings: Settings) -> RecordCodec:
-    """The settings' codec: Confluent framing with a schema registry, else single-object Avro."""
-    if settings.schema_registry_url:
-        return ConfluentCodec(SchemaRegistryClient(settings.schema_registry_url))
-    return Codec()
-
-
-def producer_settings(
-    settings: Settings, overrides: Mapping[str, ConfigValue] | None = None
-) -> dict[str, ConfigValue]:
-    """The librdkafka configuration: connection, DEFAULT_PRODUCER_CONFIG, then ``overrides``."""
-    config: dict[str, ConfigValue] = {
-        **settings.kafka_config(),
-        **settings.batching_config(),
-        **DEFAULT_PRODUCER_CONFIG,
-    }
-    if overrides and "delivery.timeout.ms" in overrides:  # librdkafka's alias of the other
-        del config["message.timeout.ms"]
-    config.update(overrides or {})
-    return config
-
-
 def delivery_timeout_s(config: Mapping[str, ConfigValue]) -> float:
     """Seconds after which librdkafka reports an unconfirmed task as failed."""
     value = config.get("message.timeout.ms", config.get("delivery.timeout.ms", 300_000))
@@ -356,9 +327,8 @@ def _encoder(encoding: Encoding, codec: RecordCodec) -> Callable[[Task], bytes]:
 
 
 def _producer(config: dict[str, ConfigValue]) -> Producer:
-    # librdkafka's own lines go to a logger (warnings and up reach stderr), not raw to stderr
     try:
-        return Producer({**config, "logger": logging.getLogger("streams.librdkafka")})
+        return Producer(config)
     except KafkaException as error:
         raise ConfigError(f"invalid producer configuration: {error.args[0]}") from error
 

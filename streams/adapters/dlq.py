@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
-from streams.adapters.client import codec_for, replay_count
+from streams.adapters.client import replay_count
+from streams.adapters.kafka import codec_for
 from streams.core.model import REPLAY_HEADER, DeadLetterReason
 from streams.errors import ConfigError, DecodeError, KafkaError, TopicError
 from streams.settings import Settings

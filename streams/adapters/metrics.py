@@ -118,7 +118,7 @@ class DispatcherMetrics:
         statistics count it (a retry's wait would include the earlier runs); run time for every
         run but a REJECTED one, which never ran. Clock skew never makes a duration negative.
         """
-        self.completed.labels(status=status.value).inc()
+        self._completed[status].inc()
         if status is ResultStatus.REJECTED:
             return
         if job.attempt == 0:
@@ -131,7 +131,7 @@ class DispatcherMetrics:
 
     def on_dead_letter(self, reason: DeadLetterReason) -> None:
         """A task (or undecodable bytes: MALFORMED) went to the dead letters."""
-        self.dead_lettered.labels(reason=reason.value).inc()
+        self._dead[reason].inc()
         if reason is DeadLetterReason.EXPIRED:
             self.expired.inc()
 
@@ -157,10 +157,10 @@ class DispatcherMetrics:
         sorts every queue-time sample (about 10 ms at 100K tasks, 110 ms at 1M). The rest costs
         O(agents + priority levels).
         """
-        for level, depth in distributor.scheduler.depth_by_priority().items():
+        for level, depth in distributor.depth_by_priority().items():
             self.queue_depth.labels(priority=f"p{level}").set(depth)
-        self.in_flight.set(len(distributor.in_flight))
-        self._refresh_agents(distributor.registry.agents)
+        self.in_flight.set(distributor.in_flight)
+        self._refresh_agents(distributor.agents())
         figures = summary if summary is not None else distributor.stats.summary(now_ms)
         ratio = figures.deadline_success
         self.deadline_success.set(math.nan if ratio is None else ratio)
@@ -215,10 +215,13 @@ class DispatcherMetrics:
             "Tasks whose deadline or TTL passed before dispatch (dead-lettered EXPIRED).",
             registry=registry,
         )
-        for status in ResultStatus:
-            self.completed.labels(status=status.value)
-        for reason in DeadLetterReason:
-            self.dead_lettered.labels(reason=reason.value)
+        # one child per label value, made once: ``labels()`` is a lookup under a lock per call
+        self._completed = {
+            status: self.completed.labels(status=status.value) for status in ResultStatus
+        }
+        self._dead = {
+            reason: self.dead_lettered.labels(reason=reason.value) for reason in DeadLetterReason
+        }
 
     def _define_histograms(self, registry: CollectorRegistry) -> None:
         self.dispatch_latency = Histogram(

@@ -137,7 +137,7 @@ def run_state(distributor: Distributor, *, starting: bool, draining: bool) -> Ru
         return "starting"
     if draining:
         return "draining"
-    busy = distributor.held > 0 or len(distributor.in_flight) > 0
+    busy = distributor.held > 0 or distributor.in_flight > 0
     return "distributing" if busy else "idle"
 
 
@@ -167,7 +167,7 @@ def progress_view(
 def _details(distributor: Distributor, figures: Summary) -> dict[str, object]:
     """Exact figures: counts, ms rounded to 0.1 and ratios to 1e-4 (as ``Summary.to_dict``)."""
     exact = figures.to_dict()
-    agents = distributor.registry.agents
+    agents = distributor.agents()
     ready = sum(1 for info in agents if info.state is AgentState.READY)
     return {
         "at_ms": figures.at_ms,
@@ -177,7 +177,7 @@ def _details(distributor: Distributor, figures: Summary) -> dict[str, object]:
         "finished": exact["finished"],
         "dead_lettered": exact["dead_lettered"],
         "held": distributor.held,
-        "in_flight": len(distributor.in_flight),
+        "in_flight": distributor.in_flight,
         "agents": {"ready": ready, "total": len(agents)},
         "utilization": exact["utilization"],
         "load_cv": exact["load_cv"],
@@ -229,7 +229,7 @@ def context_view(
         "agent": AGENT_NAME,
         "at_ms": figures.at_ms,
         "volumes": _volumes(distributor, figures),
-        "agents": [_agent(info) for info in distributor.registry.agents],
+        "agents": [_agent(info) for info in distributor.agents()],
         "priorities": _priorities(config.scheduler, settings),
         "targets": _targets(figures),
         "constraints": _constraints(config, settings),
@@ -238,7 +238,7 @@ def context_view(
 
 
 def _volumes(distributor: Distributor, figures: Summary) -> dict[str, object]:
-    depth = distributor.scheduler.depth_by_priority()
+    depth = distributor.depth_by_priority()
     return {
         "received": figures.tasks,
         "dispatched": figures.dispatched,
@@ -246,8 +246,8 @@ def _volumes(distributor: Distributor, figures: Summary) -> dict[str, object]:
         "dead_lettered": sum(figures.dead_lettered.values()),
         "held": distributor.held,
         "held_by_priority": {f"p{level}": count for level, count in sorted(depth.items())},
-        "in_flight": len(distributor.in_flight),
-        "intake_paused": distributor.scheduler.paused,
+        "in_flight": distributor.in_flight,
+        "intake_paused": distributor.intake_paused,
     }
 
 

@@ -17,7 +17,6 @@ so a blast would measure the producer.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.adapters.admin import delete_topics, wait_for_topics
-from streams.adapters.client import producer_settings
+from streams.adapters.kafka import producer_config
 from streams.bench.measure import (
     Observer,
     Throughput,
@@ -153,9 +152,7 @@ class _Sender:
         self.plan = plan
         self.codec = Codec()
         # librdkafka's own lines to the logger, as the client's (not raw to the terminal)
-        self.producer = Producer(
-            {**producer_settings(settings), "logger": logging.getLogger("streams.librdkafka")}
-        )
+        self.producer = Producer(producer_config(settings))
 
     def __enter__(self) -> _Sender:
         return self

@@ -55,6 +55,14 @@ class Throughput:
     seconds: float
 
 
+Keys = Callable[[Message], list[str]]
+"""The ids a record carries (a batch record carries several): by default its key."""
+
+
+def record_key(message: Message) -> list[str]:
+    return [(message.key() or b"").decode()]
+
+
 @dataclass
 class Observer:
     """Reads ``topics`` from their beginning in a thread; first arrival time of each key."""
@@ -62,6 +70,7 @@ class Observer:
     settings: Settings
     topics: tuple[str, ...]
     on_message: Callable[[Message], None] | None = None
+    keys_of: Keys = record_key
     arrivals: dict[str, dict[str, float]] = field(default_factory=dict)
     stamps: dict[str, dict[str, float]] = field(default_factory=dict)
     """Each key's Kafka record timestamp (CreateTime: when its writer produced it), in s."""
@@ -108,14 +117,15 @@ class Observer:
         if message.error() is not None:
             self._error = str(message.error())
             return
-        key = (message.key() or b"").decode()
         topic = message.topic() or ""
         seen = self.arrivals[topic]
-        if key not in seen:
-            seen[key] = now
-            self.stamps[topic][key] = message.timestamp()[1] / 1000
-            if self.on_message is not None:
-                self.on_message(message)
+        stamp = message.timestamp()[1] / 1000
+        for key in self.keys_of(message):
+            if key not in seen:
+                seen[key] = now
+                self.stamps[topic][key] = stamp
+        if self.on_message is not None:
+            self.on_message(message)
 
     def arrived(self, topic: str, keys: Iterable[str]) -> dict[str, float]:
         """Arrival times of those of ``keys`` seen on ``topic`` so far."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from streams.adapters.dispatcher.outputs import PRODUCER_CONFIG
+from streams.adapters.kafka import PRODUCER_CONFIG
 from streams.bench.measure import take
 
 BATCH = 500

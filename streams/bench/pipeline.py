@@ -40,7 +40,7 @@ from streams.bench.plan import (
 from streams.bench.procs import RssSampler
 from streams.procs import Child, Children, taskd_command
 from streams.settings import Settings, child_environment
-from streams.wire import Codec, Task, TaskResult, TaskStatus
+from streams.wire import AssignmentBatch, Codec, ResultBatch, Task, TaskStatus
 
 WARMUP = 200
 READY_S = 90.0
@@ -114,7 +114,10 @@ class _Run:
         self.topics = settings.topics
         self.client = TaskClient(settings)
         self.observer = Observer(
-            settings, (self.topics.dispatch, self.topics.results), on_message=self._status
+            settings,
+            (self.topics.dispatch, self.topics.results),
+            on_message=self._status,
+            keys_of=self._task_ids,
         )
 
     def __enter__(self) -> _Run:
@@ -129,9 +132,14 @@ class _Run:
 
     def _status(self, message: Message) -> None:
         if message.topic() == self.topics.results:
-            result = self.codec.decode(message.value() or b"", TaskResult)
-            if result.status is not TaskStatus.SUCCEEDED:
-                self.failed += 1
+            batch = self.codec.decode(message.value() or b"", ResultBatch)
+            self.failed += sum(1 for r in batch.results if r.status is not TaskStatus.SUCCEEDED)
+
+    def _task_ids(self, message: Message) -> list[str]:
+        value = message.value() or b""
+        if message.topic() == self.topics.results:
+            return [r.task_id for r in self.codec.decode(value, ResultBatch).results]
+        return [a.task.task_id for a in self.codec.decode(value, AssignmentBatch).assignments]
 
     def send(self, task_id: str) -> None:
         now_ms = time.time_ns() // 1_000_000

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
+from streams.adapters.kafka import LIBRDKAFKA_LOG
 from streams.adapters.worker import Agent, AgentConfig, Ready, default_agent_id
 from streams.adapters.worker.handlers import parse_handler_options
-from streams.adapters.worker.kafka import LIBRDKAFKA_LOG
 from streams.cli.context import settings_of
 from streams.errors import ConfigError
 

@@ -1,5 +1,5 @@
-"""``taskd dispatcher``: run the dispatcher (a Faust worker) until SIGTERM or SIGINT, serving
-its HTTP views (``/metrics``, ``/status``, ``/context``, a dashboard) on ``http_host:http_port``."""
+"""``taskd dispatcher``: run the dispatcher until SIGTERM or SIGINT, serving its HTTP views
+(``/metrics``, ``/status``, ``/context``, a dashboard) on ``http_host:http_port``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from streams.adapters.dispatcher import Dispatcher, DispatcherConfig, run_worker
+from streams.adapters.dispatcher import Dispatcher, DispatcherConfig, run_dispatcher
 from streams.adapters.http import check_address
 from streams.cli.context import settings_of
 
@@ -49,8 +49,16 @@ def dispatcher(
         ),
     ] = _DEFAULTS.web_enabled,
     events: Annotated[
-        bool, typer.Option("--events/--no-events", help="write lifecycle events to `events`")
+        bool,
+        typer.Option("--events/--no-events", help="write one lifecycle event per task to `events`"),
     ] = _DEFAULTS.events_enabled,
+    commit_interval_ms: Annotated[
+        int,
+        typer.Option(
+            "--commit-interval-ms",
+            help="how often work is made durable and inputs committed (ms)",
+        ),
+    ] = _DEFAULTS.commit_interval_ms,
     prefetch_share: Annotated[
         float,
         typer.Option(
@@ -75,14 +83,13 @@ def dispatcher(
         no_capable_agent_ms=no_capable_agent_ms or None,
         web_enabled=web,
         events_enabled=events,
+        commit_interval_ms=commit_interval_ms,
         prefetch_share=prefetch_share,
         strategy=strategy,
     )
-    if web:  # a busy port: one line now, not a crash after Faust's start-up
+    if web:  # a busy port: one line now, not a crash after the start-up
         check_address(settings.http_host, settings.http_port)
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    for chatty in ("faust", "aiokafka", "mode"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
-    run_worker(Dispatcher(settings, config), loglevel=loglevel)
+    raise typer.Exit(run_dispatcher(Dispatcher(settings, config)))

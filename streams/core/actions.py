@@ -1,7 +1,8 @@
-"""Decisions the distributor hands to its driver (the Faust dispatcher or the simulator).
+"""Decisions the distributor hands to its driver (the dispatcher or the simulator).
 
-The core never performs I/O: every event it is given returns a list of these, and the driver
-carries them out (write an assignment, a retry, a dead letter; pause or resume reading).
+The core never performs I/O: the events it is given return a list of these, and the driver
+carries them out (write an assignment, a retry, a dead letter; pause or resume reading). Every
+action about a task carries its ``job``, whose ``ref`` is the driver's own handle on it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,27 @@ class Dispatch:
     job: Job
     agent_id: str
     epoch: int
+    """The agent's incarnation (``Heartbeat.incarnation``) the assignment is for."""
     lease_ms: int
     dispatched_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """``job`` was delivered again while it is known (waiting, in flight, or ended recently):
+    nothing is done with this delivery."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """An agent's result was taken: its run of ``job`` ended with ``status``. The action that
+    settles the task (completed, retried, dead-lettered, requeued) follows."""
+
+    job: Job
+    agent_id: str
+    status: ResultStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,4 +101,14 @@ class ResumeIntake:
     """The scheduler drained below its low watermark; read the task topics again."""
 
 
-Action = Dispatch | Retry | DeadLetter | Completed | Requeued | PauseIntake | ResumeIntake
+Action = (
+    Dispatch
+    | Dropped
+    | Finished
+    | Retry
+    | DeadLetter
+    | Completed
+    | Requeued
+    | PauseIntake
+    | ResumeIntake
+)

@@ -28,6 +28,9 @@ Invariants the registry keeps:
 6. STOPPING (an agent announcing its exit) and an explicit leave both mean DOWN.
 7. ``membership_version`` increases whenever an agent joins, or its state, capacity, skills,
    zone, weight or cost per task changes; never on in-flight or performance (EWMA) changes.
+8. A heartbeat of another incarnation (``Heartbeat.incarnation``) from an agent that is not
+   DOWN means it restarted: it goes DOWN first (what the old run held is lost), then the
+   heartbeat is applied from DOWN, which makes it join again with a new epoch.
 """
 
 from __future__ import annotations
@@ -152,6 +155,9 @@ class Heartbeat:
     """``READY``, ``DRAINING`` (finish in-flight work, take no more) or ``STOPPING`` (exiting)."""
     sent_ms: int
     """The agent's clock; used only to ignore heartbeats older than one already applied."""
+    incarnation: int = 0
+    """Which run of the agent beats: the epoch of its claim on its dispatch partition. A new
+    incarnation means the agent restarted: what the old one held is lost. 0: not told."""
 
     def __post_init__(self) -> None:
         if self.status not in HEARTBEAT_EVENTS:
@@ -179,6 +185,8 @@ class _Record:
     """Receipt time of the last accepted heartbeat (dispatcher clock)."""
     sent_ms: int
     epoch: int
+    incarnation: int = 0
+    """Of the last accepted heartbeat (``Heartbeat.incarnation``)."""
 
 
 def _slots(info: AgentInfo) -> tuple[int, int]:
@@ -246,8 +254,13 @@ class AgentRegistry:
         return [info for info in self._agents if info.state is AgentState.READY]
 
     def epoch(self, agent_id: str) -> int:
-        """How many times the agent has joined; assignments carry it to fence stale ones."""
+        """How many times the agent has joined."""
         return self._record(agent_id).epoch
+
+    def incarnation(self, agent_id: str) -> int:
+        """The incarnation of its last accepted heartbeat; assignments carry it, and the agent
+        skips those of another incarnation."""
+        return self._record(agent_id).incarnation
 
     def heartbeat(self, hb: Heartbeat, now_ms: int) -> list[Transition]:
         """Apply a heartbeat received at ``now_ms``: register, update the offer, move state."""
@@ -259,9 +272,12 @@ class AgentRegistry:
         elif hb.sent_ms < record.sent_ms:
             return []
         else:
+            if hb.incarnation != record.incarnation and record.info.state is not AgentState.DOWN:
+                transitions += self._fire(record, HealthEvent.LEAVE, now_ms)  # invariant 8
             self._update_offer(record.info, hb)
         record.seen_ms = now_ms
         record.sent_ms = hb.sent_ms
+        record.incarnation = hb.incarnation
         transitions += self._fire(record, event, now_ms)
         self._schedule(record)
         return transitions

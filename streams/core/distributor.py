@@ -1,15 +1,19 @@
 """The distributor: scheduler, router, agent registry, leases and statistics composed as one.
 
-Theory of operation. Events go in (a task arrived, a heartbeat, a result, a tick at ``now_ms``);
-decisions come out as :mod:`streams.core.actions`. The Faust dispatcher and the simulator drive
-this very class, so what the simulator proves is what production runs.
+Theory of operation. Events go in (:mod:`streams.core.events`: a task arrived, a heartbeat, a
+result, a recovered lease), all those of one moment at once, with the time ``now_ms``;
+decisions come out as :mod:`streams.core.actions`. :meth:`Distributor.handle` applies the
+events in order, lets time pass up to ``now_ms`` (expired tasks, silent agents, leases run out,
+retries due) and then releases waiting tasks to free slots in one pass. The dispatcher and the
+simulator drive this very class, so what the simulator proves is what production runs.
 
 Invariants:
 - A task is dispatched only by the scheduler's release, through the router, to an agent the
   router found eligible; with late binding that agent had a free slot.
-- Every task is in exactly one place: held by the scheduler, in flight (a lease), waiting for
-  its retry (with the driver), or ended (completed or dead-lettered, remembered in a bounded
-  window so that a duplicate delivery is dropped).
+- Every live task is in exactly one phase of the lifecycle table (``lifecycle.py``): waiting
+  for its retry, held by the scheduler, in flight, recovering after a restart, or sent to a
+  retry tier. Ended tasks (completed or dead-lettered) are remembered in a bounded window, so
+  that a duplicate delivery is dropped.
 - An attempt is counted each time a task leaves an agent without success: a retryable failure,
   a lost agent, a lease that ran out, a rejection. When the attempts are spent it is
   dead-lettered; it is never dropped.
@@ -17,7 +21,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from streams.core.actions import (
@@ -25,6 +30,8 @@ from streams.core.actions import (
     Completed,
     DeadLetter,
     Dispatch,
+    Dropped,
+    Finished,
     PauseIntake,
     Requeued,
     ResultStatus,
@@ -32,12 +39,25 @@ from streams.core.actions import (
     Retry,
 )
 from streams.core.agents import AgentRegistry, HealthConfig, Heartbeat
+from streams.core.events import (
+    AgentLeft,
+    EndedRecovered,
+    Event,
+    HeartbeatReceived,
+    InFlightRecovered,
+    ResultReported,
+    TaskArrived,
+    TaskStarted,
+    Withdrawn,
+)
 from streams.core.leases import InFlight, Lease
-from streams.core.model import AgentState, DeadLetterReason, Job
+from streams.core.lifecycle import Lifecycle, Phase, Step
+from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
 from streams.core.placer import RoutingPlacer
 from streams.core.routing import Router, RoutingConfig
 from streams.core.scheduling import OfferResult, Scheduler, SchedulerConfig
 from streams.core.stats import Statistics
+from streams.core.window import LruMap
 from streams.errors import ConfigError
 
 
@@ -64,181 +84,367 @@ class DistributorConfig:
             raise ConfigError(f"dedupe_window must be >= 0 (got {self.dedupe_window})")
 
 
+@dataclass(slots=True)
+class _Recovering:
+    """The recovered leases of one agent not heard from yet, and when to give up on it."""
+
+    until_ms: int
+    task_ids: list[str]
+
+
 class Distributor:
     """The whole distribution logic behind one event interface (see the module docstring)."""
 
     def __init__(self, config: DistributorConfig, stats: Statistics | None = None) -> None:
         self.config = config
         self.stats = stats if stats is not None else Statistics(config.scheduler.levels)
-        self.registry = AgentRegistry(config.health)
-        self.in_flight = InFlight(self.registry)
-        self.scheduler = Scheduler(config.scheduler)
-        self.router = Router(config.routing)
-        self._ended: OrderedDict[str, None] = OrderedDict()
-        self._started_ms: dict[str, int] = {}
+        self._registry = AgentRegistry(config.health)
+        self._in_flight = InFlight(self._registry)
+        self._scheduler = Scheduler(config.scheduler)
+        self._router = Router(config.routing)
+        self._tasks = Lifecycle()
+        self._ended: LruMap[str, None] | None = (
+            LruMap(config.dedupe_window) if config.dedupe_window else None
+        )
+        self._due: list[tuple[int, int, str]] = []
+        """Heap of (due ms, seq, task id) of the WAITING tasks."""
+        self._seq = 0
+        self._recovering: dict[str, _Recovering] = {}
         self._paused = False
         self._reported_capacity: dict[str, int] = {}
-        self._retrying: dict[str, int] = {}  # task id -> the attempt its retry will bring
 
     # --- events ------------------------------------------------------------------------------
 
-    def task_arrived(self, job: Job, now_ms: int) -> list[Action]:
-        """A task read from a task topic or a retry tier; duplicates are dropped."""
-        if self.is_duplicate(job):
-            return []
-        self._retrying.pop(job.task_id, None)
-        if job.attempt == 0:
-            self.stats.task_received(job, now_ms)
-        outcome = self.scheduler.offer(job, now_ms)
-        if outcome is OfferResult.EXPIRED:
-            return [
-                self._dead_letter(job, DeadLetterReason.EXPIRED, "expired before dispatch", now_ms)
-            ]
-        if outcome is OfferResult.DUPLICATE:
-            return []
-        return self._release(now_ms)
-
-    def is_duplicate(self, job: Job) -> bool:
-        """Whether ``task_arrived`` would drop ``job``: it ended (same replay), is held or in
-        flight, or is an older delivery of a task now waiting for its retry."""
-        if job.dedupe_key in self._ended or self.in_flight.get(job.task_id) is not None:
-            return True
-        if self.scheduler.holds(job.task_id):
-            return True
-        awaited = self._retrying.get(job.task_id)
-        return awaited is not None and job.attempt < awaited
-
-    def restore_ended(self, dedupe_key: str) -> None:
-        """Recovery: remember a task that ended before a restart (its ``Job.dedupe_key``)."""
-        self._remember_ended(dedupe_key)
-
-    def heartbeat(self, hb: Heartbeat, now_ms: int) -> list[Action]:
-        """An agent's heartbeat: registers it, updates it, may free or take capacity."""
+    def handle(self, events: Iterable[Event], now_ms: int) -> list[Action]:
+        """Apply ``events`` in order, let time pass to ``now_ms``, then release to free slots."""
         actions: list[Action] = []
-        for transition in self.registry.heartbeat(hb, now_ms):
-            actions += self._on_transition(transition.agent_id, transition.after, now_ms)
-        self._report_capacity(hb.agent_id, now_ms)
-        return actions + self._release(now_ms)
-
-    def agent_left(self, agent_id: str, now_ms: int) -> list[Action]:
-        """An agent said goodbye: its tasks go back to the queue."""
-        actions: list[Action] = []
-        for transition in self.registry.leave(agent_id, now_ms):
-            actions += self._on_transition(transition.agent_id, transition.after, now_ms)
-        return actions + self._release(now_ms)
-
-    def task_started(self, task_id: str, agent_id: str, attempt: int, now_ms: int) -> None:
-        """The agent started the run (queue time ends here)."""
-        lease = self.in_flight.get(task_id)
-        if lease is None or lease.attempt != attempt or lease.agent_id != agent_id:
-            return
-        self._started_ms[task_id] = now_ms
-        self.stats.task_started(lease.job, agent_id, now_ms)
-
-    def result(
-        self,
-        task_id: str,
-        agent_id: str,
-        attempt: int,
-        status: ResultStatus,
-        now_ms: int,
-        error: str | None = None,
-    ) -> list[Action]:
-        """An agent's result: frees the slot; retries, dead-letters or completes the task."""
-        lease = self.in_flight.get(task_id)
-        if lease is None or lease.attempt != attempt or lease.agent_id != agent_id:
-            return []  # stale: the task was failed over and runs elsewhere
-        self.in_flight.finish(task_id, attempt)
-        self.scheduler.task_finished(lease.job)
-        started_ms = self._started_ms.pop(task_id, None)
-        if started_ms is None:
-            self.stats.task_started(lease.job, agent_id, now_ms)
-            started_ms = lease.dispatched_ms
-        succeeded = status is ResultStatus.SUCCEEDED
-        self.registry.record_result(agent_id, max(0, now_ms - started_ms), succeeded)
-        self.stats.task_finished(lease.job, agent_id, now_ms, status.value)
-        return [*self._settle(lease, status, now_ms, error), *self._release(now_ms)]
+        for event in events:
+            self._apply(event, now_ms, actions)
+        self._advance(now_ms, actions)
+        self._release(now_ms, actions)
+        return actions
 
     def tick(self, now_ms: int) -> list[Action]:
-        """Time passes: expire tasks, time out silent agents and leases, release."""
-        actions: list[Action] = []
-        for removed in self.scheduler.expire(now_ms):
-            actions.append(
-                self._dead_letter(removed.job, removed.reason, _why(removed.reason), now_ms)
-            )
-        for transition in self.registry.tick(now_ms):
-            actions += self._on_transition(transition.agent_id, transition.after, now_ms)
-        for lease in self.in_flight.expired(now_ms):
-            actions += self._take_back(lease, "lease expired", now_ms)
-        return actions + self._release(now_ms)
+        """Time passes with nothing else happening: ``handle((), now_ms)``."""
+        return self.handle((), now_ms)
 
     def next_wakeup_ms(self, now_ms: int) -> int | None:
         """The earliest time at which ``tick`` would change something by itself."""
         times = [
-            self.scheduler.next_wakeup_ms(now_ms),
-            self.registry.next_wakeup_ms(now_ms),
-            self.in_flight.next_expiry_ms(),
+            self._scheduler.next_wakeup_ms(now_ms),
+            self._registry.next_wakeup_ms(now_ms),
+            self._in_flight.next_expiry_ms(),
+            self._due[0][0] if self._due else None,
+            min((wait.until_ms for wait in self._recovering.values()), default=None),
         ]
         pending = [t for t in times if t is not None]
         return min(pending) if pending else None
 
+    # --- queries -----------------------------------------------------------------------------
+
+    def is_duplicate(self, job: Job) -> bool:
+        """Whether ``handle`` would drop ``job`` (a :class:`Dropped` action): the task ended
+        recently (same replay), or is known and this is not the retry it waits for."""
+        if self._ended is not None and job.dedupe_key in self._ended:
+            return True
+        record = self._tasks.get(job.task_id)
+        if record is None:
+            return False
+        return record.phase is not Phase.RETRYING or job.attempt < record.job.attempt
+
+    def phase_of(self, task_id: str) -> Phase | None:
+        """Where a live task is; None when it is not known (never seen, or ended)."""
+        record = self._tasks.get(task_id)
+        return None if record is None else record.phase
+
+    def lease_of(self, task_id: str) -> Lease | None:
+        """The lease of an IN_FLIGHT task."""
+        return self._in_flight.get(task_id)
+
+    def agents(self) -> Sequence[AgentInfo]:
+        """Every agent seen (DOWN ones too), in order of registration; read-only views."""
+        return self._registry.agents
+
+    def depth_by_priority(self) -> dict[int, int]:
+        """Held tasks per submitted priority level, every level present."""
+        return self._scheduler.depth_by_priority()
+
     def late_binding(self, job: Job) -> bool:
         """False when the job's strategy is a push baseline (the agent queues it locally)."""
-        return self.router.late_binding(job)
+        return self._router.late_binding(job)
 
     @property
     def held(self) -> int:
-        return self.scheduler.held
+        """Tasks waiting in the scheduler's queues."""
+        return self._scheduler.held
 
-    # --- internals ---------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """Tasks leased to agents (recovered leases not yet confirmed not counted)."""
+        return len(self._in_flight)
 
-    def _release(self, now_ms: int) -> list[Action]:
-        if self.scheduler.held == 0:
-            return self._intake_signal()  # nothing waits: skip building a placer
-        placer = RoutingPlacer(
-            self.router, self.registry, self.in_flight, self.config.lease_ms, now_ms
+    @property
+    def intake_paused(self) -> bool:
+        """Back-pressure: the scheduler holds its maximum (see ``PauseIntake``)."""
+        return self._scheduler.paused
+
+    def count(self, phase: Phase) -> int:
+        """How many live tasks are in ``phase``."""
+        return self._tasks.count(phase)
+
+    # --- applying one event ------------------------------------------------------------------
+
+    def _apply(self, event: Event, now_ms: int, actions: list[Action]) -> None:
+        if isinstance(event, TaskArrived):
+            self._arrived(event.job, event.due_ms, now_ms, actions)
+        elif isinstance(event, ResultReported):
+            self._result(event, now_ms, actions)
+        elif isinstance(event, TaskStarted):
+            self._started(event)
+        elif isinstance(event, HeartbeatReceived):
+            self._heartbeat(event.heartbeat, now_ms, actions)
+        elif isinstance(event, AgentLeft):
+            self._left(event.agent_id, now_ms, actions)
+        elif isinstance(event, InFlightRecovered):
+            self._recovered(event, now_ms, actions)
+        elif isinstance(event, EndedRecovered):
+            self._remember_ended(event.dedupe_key)
+        elif isinstance(event, Withdrawn):
+            for task_id in event.task_ids:
+                self._withdraw(task_id)
+
+    def _arrived(self, job: Job, due_ms: int | None, now_ms: int, actions: list[Action]) -> None:
+        if self.is_duplicate(job):
+            actions.append(Dropped(job))
+            return
+        if job.attempt == 0:
+            self.stats.task_received(job, now_ms)
+        if due_ms is not None and due_ms > now_ms:
+            record = self._tasks.move(job.task_id, job, Step.WAIT)
+            assert record is not None
+            record.due_ms = due_ms
+            self._seq += 1
+            heapq.heappush(self._due, (due_ms, self._seq, job.task_id))
+            return
+        self._offer(job, now_ms, actions)
+
+    def _offer(self, job: Job, now_ms: int, actions: list[Action]) -> None:
+        """Hand ``job`` to the scheduler: HELD, or dead-lettered when already expired."""
+        outcome = self._scheduler.offer(job, now_ms)
+        if outcome is OfferResult.EXPIRED:
+            why = "expired before dispatch"
+            actions.append(self._dead_letter(job, DeadLetterReason.EXPIRED, why, now_ms))
+            return
+        assert outcome is OfferResult.HELD  # the lifecycle knew it was not held
+        self._tasks.move(job.task_id, job, Step.ARRIVE)
+
+    def _started(self, event: TaskStarted) -> None:
+        record = self._tasks.get(event.task_id)
+        lease = self._in_flight.get(event.task_id)
+        if record is None or lease is None or not _same_run(lease, event.agent_id, event.attempt):
+            return
+        record.started_ms = event.at_ms
+        self.stats.task_started(lease.job, event.agent_id, event.at_ms)
+
+    def _result(self, event: ResultReported, now_ms: int, actions: list[Action]) -> None:
+        """Frees the slot; retries, dead-letters, requeues or completes the task. A result of
+        another run (the task was failed over and runs elsewhere) is ignored."""
+        record = self._tasks.get(event.task_id)
+        if record is None:
+            return
+        if record.phase is Phase.RECOVERING:
+            lease = record.lease
+            if lease is None or not _same_run(lease, event.agent_id, event.attempt):
+                return
+            self._stop_recovering(lease)
+        else:
+            lease = self._in_flight.get(event.task_id)
+            if lease is None or not _same_run(lease, event.agent_id, event.attempt):
+                return
+            self._in_flight.finish(event.task_id, event.attempt)
+        self._scheduler.task_finished(lease.job)
+        started_ms = record.started_ms
+        if started_ms is None:
+            self.stats.task_started(lease.job, event.agent_id, now_ms)
+            started_ms = lease.dispatched_ms
+        succeeded = event.status is ResultStatus.SUCCEEDED
+        if self._registry.get(event.agent_id) is not None:
+            self._registry.record_result(event.agent_id, max(0, now_ms - started_ms), succeeded)
+        self.stats.task_finished(lease.job, event.agent_id, now_ms, event.status.value)
+        actions.append(Finished(lease.job, event.agent_id, event.status))
+        self._settle(lease, event.status, event.error, now_ms, actions)
+
+    def _heartbeat(self, hb: Heartbeat, now_ms: int, actions: list[Action]) -> None:
+        """Registers or updates the agent (a new incarnation first loses what the old one held:
+        ``agents.py``, invariant 8); recovered leases of this incarnation count again."""
+        for transition in self._registry.heartbeat(hb, now_ms):
+            self._on_transition(transition.agent_id, transition.after, now_ms, actions)
+        self._report_capacity(hb.agent_id, now_ms)
+        waiting = self._recovering.pop(hb.agent_id, None)
+        if waiting is None:
+            return
+        agent = self._registry.get(hb.agent_id)
+        alive = agent is not None and agent.state is not AgentState.DOWN
+        incarnation = self._registry.incarnation(hb.agent_id) if alive else None
+        for task_id in waiting.task_ids:
+            self._confirm(task_id, incarnation, now_ms, actions)
+
+    def _left(self, agent_id: str, now_ms: int, actions: list[Action]) -> None:
+        for transition in self._registry.leave(agent_id, now_ms):
+            self._on_transition(transition.agent_id, transition.after, now_ms, actions)
+
+    def _recovered(self, event: InFlightRecovered, now_ms: int, actions: list[Action]) -> None:
+        """A lease from before a restart: counted again once its agent is heard from."""
+        job = event.job
+        if self.is_duplicate(job):
+            actions.append(Dropped(job))
+            return
+        record = self._tasks.move(job.task_id, job, Step.RECOVER)
+        assert record is not None
+        record.lease = Lease(
+            job,
+            event.agent_id,
+            job.attempt,
+            0,
+            event.dispatched_ms,
+            event.dispatched_ms + event.lease_ms,
+            event.incarnation,
         )
-        actions: list[Action] = []
-        for released in self.scheduler.release(now_ms, placer):
-            lease = self.in_flight.get(released.job.task_id)
+        agent = self._registry.get(event.agent_id)
+        if agent is not None and agent.state is not AgentState.DOWN:
+            self._confirm(job.task_id, self._registry.incarnation(event.agent_id), now_ms, actions)
+            return
+        until_ms = now_ms + self.config.health.down_after_ms
+        waiting = self._recovering.setdefault(event.agent_id, _Recovering(until_ms, []))
+        waiting.task_ids.append(job.task_id)
+
+    def _confirm(
+        self, task_id: str, incarnation: int | None, now_ms: int, actions: list[Action]
+    ) -> None:
+        """The agent of a recovered lease was heard from: the same incarnation keeps running it;
+        another one, or an agent stopping (``incarnation`` None), lost it."""
+        record = self._tasks.get(task_id)
+        if record is None or record.phase is not Phase.RECOVERING or record.lease is None:
+            return  # it ended meanwhile (its result came first)
+        lease = record.lease
+        if lease.incarnation != incarnation:
+            self._take_back(lease, f"agent {lease.agent_id} restarted or stopped", now_ms, actions)
+            return
+        self._tasks.move(task_id, lease.job, Step.CONFIRM)
+        self._in_flight.restore(replace(lease, epoch=self._registry.epoch(lease.agent_id)))
+
+    def _withdraw(self, task_id: str) -> None:
+        """Forget a task handed to another driver: out of the queues, its slot freed."""
+        record = self._tasks.get(task_id)
+        if record is None:
+            return
+        if record.phase is Phase.HELD:
+            self._scheduler.remove(task_id)
+        elif record.phase is Phase.IN_FLIGHT:
+            lease = self._in_flight.finish(task_id, record.job.attempt)
+            if lease is not None:
+                self._scheduler.task_finished(lease.job)
+        elif record.phase is Phase.RECOVERING and record.lease is not None:
+            self._stop_recovering(record.lease)
+        self._tasks.move(task_id, record.job, Step.WITHDRAW)
+
+    def jobs(self) -> list[Job]:
+        """Every live task's job (a copy): what a driver handing work over needs to name."""
+        return self._tasks.jobs()
+
+    def _stop_recovering(self, lease: Lease) -> None:
+        waiting = self._recovering.get(lease.agent_id)
+        if waiting is not None and lease.task_id in waiting.task_ids:
+            waiting.task_ids.remove(lease.task_id)
+            if not waiting.task_ids:
+                del self._recovering[lease.agent_id]
+
+    # --- time --------------------------------------------------------------------------------
+
+    def _advance(self, now_ms: int, actions: list[Action]) -> None:
+        """Retries come due, tasks expire, silent agents and run-out leases lose their tasks,
+        recovered leases whose agent stayed silent go back to the queue."""
+        while self._due and self._due[0][0] <= now_ms:
+            _, _, task_id = heapq.heappop(self._due)
+            record = self._tasks.get(task_id)
+            if record is not None and record.phase is Phase.WAITING:
+                self._offer(record.job, now_ms, actions)
+        for removed in self._scheduler.expire(now_ms):
+            actions.append(
+                self._dead_letter(removed.job, removed.reason, _why(removed.reason), now_ms)
+            )
+        for transition in self._registry.tick(now_ms):
+            self._on_transition(transition.agent_id, transition.after, now_ms, actions)
+        for lease in self._in_flight.expired(now_ms):
+            self._take_back(lease, "lease expired", now_ms, actions)
+        for agent_id in [a for a, wait in self._recovering.items() if wait.until_ms <= now_ms]:
+            for task_id in self._recovering.pop(agent_id).task_ids:
+                record = self._tasks.get(task_id)
+                if record is not None and record.lease is not None:
+                    cause = f"agent {agent_id} did not come back"
+                    self._take_back(record.lease, cause, now_ms, actions)
+
+    # --- releasing ---------------------------------------------------------------------------
+
+    def _release(self, now_ms: int, actions: list[Action]) -> None:
+        if self._scheduler.held == 0:
+            self._intake_signal(actions)  # nothing waits: skip building a placer
+            return
+        placer = RoutingPlacer(
+            self._router, self._registry, self._in_flight, self.config.lease_ms, now_ms
+        )
+        for released in self._scheduler.release(now_ms, placer):
+            job = released.job
+            lease = self._in_flight.get(job.task_id)
             assert lease is not None  # the placer took the lease
-            agent = self.registry.get(released.agent_id)
+            self._tasks.move(job.task_id, job, Step.RELEASE)
+            agent = self._registry.get(released.agent_id)
             inversion = (
                 agent is not None
-                and self.scheduler.held > 0
-                and self.scheduler.has_waiting(released.effective_priority, agent.can_run)
+                and self._scheduler.held > 0
+                and self._scheduler.has_waiting(released.effective_priority, agent.can_run)
             )
             self.stats.task_dispatched(
-                released.job,
+                job,
                 released.agent_id,
                 now_ms,
                 inversion=inversion,
-                affinity_hit=placer.affinity_hits.get(released.job.task_id),
+                affinity_hit=placer.affinity_hits.get(job.task_id),
             )
             actions.append(
-                Dispatch(released.job, released.agent_id, lease.epoch, self.config.lease_ms, now_ms)
+                Dispatch(job, released.agent_id, lease.incarnation, self.config.lease_ms, now_ms)
             )
-        return actions + self._intake_signal()
+        self._intake_signal(actions)
 
-    def _intake_signal(self) -> list[Action]:
-        paused = self.scheduler.paused
-        if paused == self._paused:
-            return []
-        self._paused = paused
-        return [PauseIntake() if paused else ResumeIntake()]
+    def _intake_signal(self, actions: list[Action]) -> None:
+        paused = self._scheduler.paused
+        if paused != self._paused:
+            self._paused = paused
+            actions.append(PauseIntake() if paused else ResumeIntake())
+
+    # --- settling ----------------------------------------------------------------------------
 
     def _settle(
-        self, lease: Lease, status: ResultStatus, now_ms: int, error: str | None
-    ) -> list[Action]:
+        self,
+        lease: Lease,
+        status: ResultStatus,
+        error: str | None,
+        now_ms: int,
+        actions: list[Action],
+    ) -> None:
         job = lease.job
         if status in (ResultStatus.SUCCEEDED, ResultStatus.CANCELLED):
-            self._remember_ended(job.dedupe_key)
-            return [Completed(job, lease.agent_id, status)]
-        if status is ResultStatus.FAILED:
-            return [self._dead_letter(job, DeadLetterReason.FAILED, error or "failed", now_ms)]
-        if status is ResultStatus.REJECTED:
-            return self._take_back(lease, error or "rejected by the agent", now_ms)
-        return [self._retry(job, error, now_ms)]
+            self._end(job)
+            actions.append(Completed(job, lease.agent_id, status))
+        elif status is ResultStatus.FAILED:
+            actions.append(
+                self._dead_letter(job, DeadLetterReason.FAILED, error or "failed", now_ms)
+            )
+        elif status is ResultStatus.REJECTED:
+            cause = error or "rejected by the agent"
+            self._take_back(lease, cause, now_ms, actions, run_counted=True)
+        else:
+            actions.append(self._retry(job, error, now_ms))
 
     def _retry(self, job: Job, error: str | None, now_ms: int) -> Action:
         if job.attempt + 1 >= job.max_attempts:
@@ -246,46 +452,63 @@ class Distributor:
             return self._dead_letter(job, reason, error or "attempts spent", now_ms)
         tier = min(job.attempt, len(self.config.retry_backoffs_ms) - 1)
         due_ms = now_ms + self.config.retry_backoffs_ms[tier]
-        self._retrying[job.task_id] = job.attempt + 1
-        return Retry(replace(job, attempt=job.attempt + 1), tier, due_ms, error)
+        again = replace(job, attempt=job.attempt + 1)
+        self._tasks.move(job.task_id, again, Step.RETRY)
+        return Retry(again, tier, due_ms, error)
 
-    def _on_transition(self, agent_id: str, after: AgentState, now_ms: int) -> list[Action]:
+    def _on_transition(
+        self, agent_id: str, after: AgentState, now_ms: int, actions: list[Action]
+    ) -> None:
         self._report_capacity(agent_id, now_ms)
         if after is not AgentState.DOWN:
-            return []
-        self.router.forget(agent_id)
-        actions: list[Action] = []
-        for lease in self.in_flight.lost_with(agent_id):
-            actions += self._take_back(lease, f"agent {agent_id} is down", now_ms)
-        return actions
+            return
+        self._router.forget(agent_id)
+        for lease in self._in_flight.lost_with(agent_id):
+            self._take_back(lease, f"agent {agent_id} is down", now_ms, actions)
 
-    def _take_back(self, lease: Lease, cause: str, now_ms: int) -> list[Action]:
-        """Failover: the run is lost; count the attempt and queue the task again."""
+    def _take_back(
+        self,
+        lease: Lease,
+        cause: str,
+        now_ms: int,
+        actions: list[Action],
+        *,
+        run_counted: bool = False,
+    ) -> None:
+        """Failover: the run is lost; count the attempt and queue the task again.
+        ``run_counted``: its end was already counted (a result, REJECTED)."""
         job = lease.job
-        self.scheduler.task_finished(job)
-        self._started_ms.pop(job.task_id, None)
-        self.stats.task_finished(job, lease.agent_id, now_ms, "LOST")
+        record = self._tasks.get(job.task_id)
+        if record is not None and record.phase is Phase.RECOVERING:
+            self._stop_recovering(lease)
+        if not run_counted:
+            self._scheduler.task_finished(job)
+            self.stats.task_finished(job, lease.agent_id, now_ms, "LOST")
         if job.attempt + 1 >= job.max_attempts:
-            return [self._dead_letter(job, DeadLetterReason.MAX_ATTEMPTS, cause, now_ms)]
+            actions.append(self._dead_letter(job, DeadLetterReason.MAX_ATTEMPTS, cause, now_ms))
+            return
         again = replace(job, attempt=job.attempt + 1)
-        if self.scheduler.offer(again, now_ms) is OfferResult.EXPIRED:
-            return [self._dead_letter(again, DeadLetterReason.EXPIRED, cause, now_ms)]
-        return [Requeued(again, lease.agent_id, cause)]
+        if self._scheduler.offer(again, now_ms) is OfferResult.EXPIRED:
+            actions.append(self._dead_letter(again, DeadLetterReason.EXPIRED, cause, now_ms))
+            return
+        self._tasks.move(job.task_id, again, Step.TAKE_BACK)
+        actions.append(Requeued(again, lease.agent_id, cause))
 
     def _dead_letter(
         self, job: Job, reason: DeadLetterReason, error: str, now_ms: int
     ) -> DeadLetter:
-        self._remember_ended(job.dedupe_key)
+        self._end(job)
         self.stats.task_dead_lettered(job, reason, now_ms)
         return DeadLetter(job, reason, error, job.attempt + 1)
 
-    def _remember_ended(self, key: str) -> None:
-        if self.config.dedupe_window == 0:
-            return
-        self._ended[key] = None
-        self._ended.move_to_end(key)
-        if len(self._ended) > self.config.dedupe_window:
-            self._ended.popitem(last=False)
+    def _end(self, job: Job) -> None:
+        """The task leaves the table; its dedupe key is remembered."""
+        self._tasks.move(job.task_id, job, Step.END)
+        self._remember_ended(job.dedupe_key)
+
+    def _remember_ended(self, dedupe_key: str) -> None:
+        if self._ended is not None:
+            self._ended.put(dedupe_key, None)
 
     def _report_capacity(self, agent_id: str, now_ms: int) -> None:
         """Tell the statistics an agent's usable capacity whenever it changes."""
@@ -295,8 +518,12 @@ class Distributor:
             self.stats.agent_capacity(agent_id, capacity, now_ms)
 
     def _capacity_of(self, agent_id: str) -> int:
-        agent = self.registry.get(agent_id)
+        agent = self._registry.get(agent_id)
         return agent.capacity if agent is not None and agent.state is AgentState.READY else 0
+
+
+def _same_run(lease: Lease, agent_id: str, attempt: int) -> bool:
+    return lease.attempt == attempt and lease.agent_id == agent_id
 
 
 def _why(reason: DeadLetterReason) -> str:

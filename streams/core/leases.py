@@ -34,6 +34,9 @@ class Lease:
     dispatched_ms: int
     expires_ms: int
     """The lease has run out at this time (``expired(now_ms)`` returns it once ``now_ms`` >= it)."""
+    incarnation: int = 0
+    """The agent's incarnation at dispatch (``Heartbeat.incarnation``): its assignment carries
+    it, and a recovered lease is kept only if the agent comes back as the same incarnation."""
 
     @property
     def task_id(self) -> str:
@@ -84,8 +87,16 @@ class InFlight:
             raise CoreError(f"unknown agent {agent_id!r}")
         if info.state is not AgentState.READY or (info.free_slots <= 0 and not overbook):
             raise CoreError(f"agent {agent_id!r} takes no work ({info.state.value}, full or not)")
-        epoch = self._registry.epoch(agent_id)
-        lease = Lease(job, agent_id, job.attempt, epoch, now_ms, now_ms + lease_ms)
+        registry = self._registry
+        lease = Lease(
+            job,
+            agent_id,
+            job.attempt,
+            registry.epoch(agent_id),
+            now_ms,
+            now_ms + lease_ms,
+            registry.incarnation(agent_id),
+        )
         self._add(lease)
         return lease
 

@@ -10,7 +10,7 @@ Priorities are levels ``0 .. levels-1``; **0 is the most urgent**.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 REPLAY_HEADER = "taskd-replay"
@@ -23,12 +23,14 @@ def replay_number(headers: Iterable[tuple[str, str]]) -> int:
     return int(value) if value.isascii() and value.isdigit() else 0
 
 
-def dedupe_key(task_id: str, headers: Iterable[tuple[str, str]]) -> str:
+def dedupe_key(task_id: str, headers: Sequence[tuple[str, str]]) -> str:
     """What the duplicate window remembers of an ended task: its id, and its replay count.
 
     A replayed dead letter keeps its task id; counting the replay lets it run again, while a
     second delivery of the same replay is still dropped.
     """
+    if not headers:  # the common case, on the hot path
+        return task_id
     replay = replay_number(headers)
     return task_id if replay == 0 else f"{task_id}#replay{replay}"
 
@@ -59,6 +61,9 @@ class Job:
     """0 for the first run; each retry or failover adds one."""
     max_attempts: int = 3
     headers: tuple[tuple[str, str], ...] = ()
+    ref: object = field(default=None, compare=False, repr=False)
+    """The driver's own handle on the task (for the dispatcher: the wire record and where it
+    was read). The core carries it along in the actions about the task and never looks inside."""
 
     def last_start_ms(self) -> int | None:
         """The time after which the task is expired (the earlier of deadline and TTL)."""
@@ -81,6 +86,8 @@ class Job:
 
 class AgentState(enum.Enum):
     """Health of an agent; transitions live in ``streams.core.agents``."""
+
+    __hash__ = object.__hash__  # members are singletons: identity is equality, and cheaper
 
     JOINING = "JOINING"
     READY = "READY"

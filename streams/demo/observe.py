@@ -21,7 +21,16 @@ from confluent_kafka import KafkaError as ClientError
 
 from streams.errors import KafkaError, TaskdError
 from streams.settings import Settings
-from streams.wire import Assignment, Codec, DeadLetter, Task, TaskResult, TaskStatus
+from streams.wire import (
+    Assignment,
+    AssignmentBatch,
+    Codec,
+    DeadLetter,
+    ResultBatch,
+    Task,
+    TaskResult,
+    TaskStatus,
+)
 from streams.wire.codec import RecordCodec
 
 _POLL_S = 0.2
@@ -200,9 +209,11 @@ class Observer:
         topics = self._settings.topics
         with self._lock:
             if topic == topics.dispatch:
-                self._assigned(self._codec.decode(value, Assignment))
+                for assignment in self._codec.decode(value, AssignmentBatch).assignments:
+                    self._assigned(assignment)
             elif topic == topics.results:
-                self._answered(self._codec.decode(value, TaskResult))
+                for result in self._codec.decode(value, ResultBatch).results:
+                    self._answered(result)
             else:
                 self._dead(self._codec.decode(value, DeadLetter))
             key = (topic, message.partition() or 0)

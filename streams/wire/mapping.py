@@ -15,8 +15,9 @@ tasks with ever new skills cannot grow it without end)."""
 _skill_sets: dict[tuple[str, ...], frozenset[str]] = {(): frozenset()}
 
 
-def task_to_job(task: Task) -> Job:
-    """The core's view of ``task``: absolute deadline and expiry, skills as a set.
+def task_to_job(task: Task, ref: object = None) -> Job:
+    """The core's view of ``task``: absolute deadline and expiry, skills as a set; ``ref`` is
+    the caller's own handle on it (``Job.ref``).
 
     ``expires_ms`` is ``submitted_at + ttl_ms`` (None without a TTL); headers stay sorted pairs.
     """
@@ -36,6 +37,7 @@ def task_to_job(task: Task) -> Job:
         attempt=task.attempt,
         max_attempts=task.max_attempts,
         headers=task.headers,
+        ref=ref,
     )
 
 

@@ -17,7 +17,7 @@ import itertools
 import sys
 import uuid
 from collections.abc import Iterable
-from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
+from typing import Any, ClassVar, Protocol, Self, TypedDict, TypeVar, Unpack
 
 from streams.core.model import DeadLetterReason
 from streams.errors import EncodeError
@@ -140,8 +140,14 @@ class Task:
     """``(key, value)`` pairs, sorted by key, keys unique (normalised on construction)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "required_skills", _interned_all(self.required_skills))
-        object.__setattr__(self, "headers", sorted_headers(self.headers))
+        if self.required_skills:
+            object.__setattr__(self, "required_skills", _interned_all(self.required_skills))
+        elif type(self.required_skills) is not tuple:
+            object.__setattr__(self, "required_skills", ())
+        if self.headers:
+            object.__setattr__(self, "headers", sorted_headers(self.headers))
+        elif type(self.headers) is not tuple:
+            object.__setattr__(self, "headers", ())
         for name in _TASK_FEW_VALUES:
             value = getattr(self, name)
             if type(value) is str:
@@ -225,7 +231,7 @@ class TaskResult:
 
     @classmethod
     def from_avro(cls, datum: AvroDatum) -> Self:
-        return cls(**{**datum, "status": TaskStatus(datum["status"])})
+        return cls(**{**datum, "status": _by_value(TaskStatus, datum["status"])})
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,7 +262,7 @@ class AgentHeartbeat:
 
     @classmethod
     def from_avro(cls, datum: AvroDatum) -> Self:
-        return cls(**{**datum, "status": AgentStatus(datum["status"])})
+        return cls(**{**datum, "status": _by_value(AgentStatus, datum["status"])})
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,11 +334,12 @@ class AgentRegistration:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class TaskEvent:
-    """One step in the life of a task, on the ``events`` topic (audit, result tracking).
+    """The life of a task, on the ``events`` topic (audit, result tracking).
 
-    The dispatcher writes them best effort, keyed by task id, in the order it took the steps.
-    STARTED is not reported by agents as it happens: it comes with the result, whose
-    ``started_at`` it carries, just before the COMPLETED or FAILED event of that result.
+    With events on (``taskd dispatcher --events``), the dispatcher writes one per task, best
+    effort, keyed by task id, when the task ends: COMPLETED (with the agent and its status) or
+    DEAD_LETTERED (with the reason and the error), with the times it was submitted and started.
+    The other kinds are kept for readers of older records.
     """
 
     SCHEMA_NAME: ClassVar[str] = "taskd.TaskEvent"
@@ -353,6 +360,10 @@ class TaskEvent:
     error: str | None = None
     due_at: int | None = None
     """RETRIED: when the retry is due."""
+    submitted_at: int | None = None
+    """When the producer submitted the task."""
+    started_at: int | None = None
+    """When the agent started the last attempt (None: it never started)."""
 
     def to_avro(self) -> AvroDatum:
         datum = _shallow_dict(self)
@@ -362,8 +373,82 @@ class TaskEvent:
 
     @classmethod
     def from_avro(cls, datum: AvroDatum) -> Self:
-        status = None if datum["status"] is None else TaskStatus(datum["status"])
-        return cls(**{**datum, "kind": TaskEventKind(datum["kind"]), "status": status})
+        status = None if datum["status"] is None else _by_value(TaskStatus, datum["status"])
+        kind = _by_value(TaskEventKind, datum["kind"])
+        return cls(**{**datum, "kind": kind, "status": status})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AssignmentBatch:
+    """The assignments given to one agent at once: one record of its dispatch partition."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.AssignmentBatch"
+
+    assignments: tuple[Assignment, ...]
+
+    def to_avro(self) -> AvroDatum:
+        return {"assignments": [assignment.to_avro() for assignment in self.assignments]}
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(assignments=tuple(Assignment.from_avro(item) for item in datum["assignments"]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ResultBatch:
+    """The results an agent reports at once: one record of the results topic."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.ResultBatch"
+
+    results: tuple[TaskResult, ...]
+
+    def to_avro(self) -> AvroDatum:
+        return {"results": [result.to_avro() for result in self.results]}
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(results=tuple(TaskResult.from_avro(item) for item in datum["results"]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskState:
+    """The dispatcher's durable record of a task it took off its input and has not finished:
+    running on ``agent_id``, or (``agent_id`` None) waiting again for a slot."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.TaskState"
+
+    task: Task
+    shard: int
+    agent_id: str | None = None
+    epoch: int = 0
+    dispatched_at: int = 0
+    lease_ms: int = 0
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["task"] = self.task.to_avro()
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**{**datum, "task": Task.from_avro(datum["task"])})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class EndedTasks:
+    """The dedupe keys of tasks a dispatcher finished in one checkpoint of one shard."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.EndedTasks"
+
+    keys: tuple[str, ...]
+    ended_at: int
+
+    def to_avro(self) -> AvroDatum:
+        return {"keys": list(self.keys), "ended_at": self.ended_at}
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(keys=tuple(datum["keys"]), ended_at=datum["ended_at"])
 
 
 RECORD_TYPES: tuple[type[WireRecord], ...] = (
@@ -374,6 +459,10 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     DeadLetter,
     AgentRegistration,
     TaskEvent,
+    AssignmentBatch,
+    ResultBatch,
+    TaskState,
+    EndedTasks,
 )
 """Every wire record type, Task first (the others nest it)."""
 
@@ -395,6 +484,18 @@ def sorted_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], .
         if key == next_key:
             raise EncodeError(f"headers: key {key!r} given twice")
     return ordered
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _by_value(enum_type: type[E], value: Any) -> E:
+    """``enum_type(value)`` without the slow path of ``EnumMeta.__call__`` (records decode
+    thousands of these a second); ValueError for an unknown value, as the call would."""
+    member = enum_type._value2member_map_.get(value)
+    if member is None:
+        return enum_type(value)
+    return member  # type: ignore[return-value]
 
 
 def _shallow_dict(record: Any) -> AvroDatum:

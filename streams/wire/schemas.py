@@ -1,4 +1,8 @@
-"""The Avro schemas of the wire records, loaded from ``schemas/*.avsc`` at the repository top.
+"""The Avro schemas of the wire records, shipped in the package (``streams/wire/avsc/``).
+
+``schemas/*.avsc`` at the top of the repository is where they are written and reviewed; the
+package holds identical copies (a test keeps them so), loaded with ``importlib.resources`` so an
+installed wheel finds them.
 
 Each record schema is turned into a :class:`WireSchema`: a *standalone* definition (a named
 type nested in another, such as ``taskd.Task`` in ``taskd.Assignment``, is written out in full
@@ -16,6 +20,8 @@ import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,8 +30,8 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from streams.errors import ConfigError
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
-"""Where the ``.avsc`` files live: ``schemas/`` at the top of the repository."""
+SCHEMA_DIR: Traversable = files("streams.wire") / "avsc"
+"""Where the ``.avsc`` files the codecs load live: in the package, next to this module."""
 
 SCHEMA_FILES = (
     "Task",
@@ -35,9 +41,14 @@ SCHEMA_FILES = (
     "DeadLetter",
     "AgentRegistration",
     "TaskEvent",
+    "AssignmentBatch",
+    "ResultBatch",
+    "TaskState",
+    "EndedTasks",
 )
-"""The record schemas, in load order: Task first, since Assignment and DeadLetter nest it;
-TaskEvent after TaskResult, whose TaskStatus enum it refers to."""
+"""The record schemas, in load order: Task first, since Assignment, DeadLetter and TaskState
+nest it; TaskEvent after TaskResult, whose TaskStatus enum it refers to; the batches after the
+records they hold."""
 
 NAMESPACE = "taskd"
 
@@ -59,7 +70,7 @@ class WireSchema:
 
 
 @functools.cache
-def current_schemas(directory: Path = SCHEMA_DIR) -> Mapping[str, WireSchema]:
+def current_schemas(directory: Traversable | Path = SCHEMA_DIR) -> Mapping[str, WireSchema]:
     """The current schema of every record, by full name, loaded once from ``directory``.
 
     Raises ConfigError if the directory or a file is missing or not a valid Avro schema.
@@ -105,11 +116,11 @@ def _parse_record(definition: Mapping[str, Any], named: Mapping[str, Any]) -> di
     return parsed
 
 
-def _read_schema_file(path: Path) -> dict[str, Any]:
+def _read_schema_file(path: Traversable | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(
-            f"Avro schema file {path} is missing: the wire format needs schemas/*.avsc "
-            "at the top of the repository (next to the streams package)"
+            f"Avro schema file {path} is missing: the package ships them in streams/wire/avsc "
+            "(is the installation complete?)"
         )
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))

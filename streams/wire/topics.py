@@ -64,6 +64,11 @@ class TopicNames:
     def events(self) -> str:
         return f"{self.prefix}events"
 
+    @property
+    def state(self) -> str:
+        """The dispatcher's state changelog (compacted, one partition per shard)."""
+        return f"{self.prefix}dispatcher-state"
+
     def specs(self, *, shards: int, dispatch_partitions: int) -> list[TopicSpec]:
         """Every topic of the architecture with its partition count."""
         sharded = [*self.all_tasks(), *self.all_retries(), self.results, self.heartbeats]
@@ -71,6 +76,7 @@ class TopicNames:
         specs = [TopicSpec(name, shards) for name in sharded]
         specs.append(TopicSpec(self.dispatch, dispatch_partitions))
         specs.append(TopicSpec(self.registry, 1, compacted=True))
+        specs.append(TopicSpec(self.state, shards, compacted=True))
         return specs
 
 

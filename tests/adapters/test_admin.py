@@ -27,7 +27,8 @@ def test_create_makes_every_topic_with_its_partitions(
         assert on_cluster[names.tasks(settings.priority_levels - 1)] == settings.shards
         assert on_cluster[names.dispatch] == settings.dispatch_partitions
         assert on_cluster[names.registry] == 1
-        assert len(reports) == settings.priority_levels + len(settings.retry_tiers_ms) + 6
+        assert on_cluster[names.state] == settings.shards
+        assert len(reports) == settings.priority_levels + len(settings.retry_tiers_ms) + 7
     finally:
         delete_topics(settings, admin)
 

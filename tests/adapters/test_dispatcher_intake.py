@@ -87,8 +87,7 @@ def test_only_agents_with_an_active_registration_get_work(topics: Settings, tmp_
         ):
             sent = await submit(settings, 2)
             await asyncio.sleep(1.0)  # several heartbeats of both agents
-            assert dispatcher.loop is not None
-            assert dispatcher.loop.core.held == 2  # nobody may take them
+            assert dispatcher.core.held == 2  # nobody may take them
             await asyncio.to_thread(
                 register, settings, "stranger", partition=5, epoch=2, capacity=4
             )
@@ -108,9 +107,7 @@ def test_held_tasks_stay_uncommitted_and_dispatched_ones_are_committed(
     async def scenario() -> None:
         async with running_dispatcher(settings, dispatcher_config()) as dispatcher:
             await submit(settings, 8)
-            assert dispatcher.loop is not None
-            loop = dispatcher.loop
-            await until(lambda: loop.core.held == 8, "every task held")
+            await until(lambda: dispatcher.core.held == 8, "every task held")
             await asyncio.sleep(2.5)  # more than the commit interval (1 s)
             assert all(offset < 0 for offset in committed(settings, topic).values())
             await asyncio.to_thread(register, settings, "a1", partition=2, epoch=1, capacity=8)

@@ -1,6 +1,7 @@
-"""Restart: a new dispatcher instance (a fresh data dir: the tables come back from their
-changelogs) restores the leases of agents that are still there, re-reads what was held, and
-requeues what was in flight on an agent that did not come back."""
+"""Restart: a new dispatcher instance (a fresh data dir: the state comes back from its
+changelog) restores the leases of agents that are still there, re-reads what was held, and
+requeues what was in flight on an agent that did not come back. The changelog holds only what
+is open at a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,18 +9,21 @@ import asyncio
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from faust.types import TP
 
 from streams.settings import Settings
-from streams.wire import TaskStatus
+from streams.wire import TaskStatus, task_to_job
 from tests.adapters.test_dispatcher_support import (
     FakeAgent,
     answer,
     assignments,
+    dispatcher_config,
+    durable,
+    in_flight_durably,
     register,
     running_dispatcher,
     submit,
     until,
+    until_read,
     with_state,
 )
 
@@ -35,17 +39,14 @@ def test_leases_are_restored_and_held_tasks_read_again(topics: Settings, tmp_pat
                 first = await assignments(settings, 0, 2)  # two held: the agent is full
             restarted = with_state(settings, tmp_path / "second")
             async with running_dispatcher(restarted) as dispatcher:
-                loop = dispatcher.loop
-                assert loop is not None
-                await until(lambda: not loop.recovering, "recovered")
-                assert len(loop.core.in_flight) == 2
-                await until(lambda: loop.core.held == 2, "the held tasks read again")
+                await until(lambda: dispatcher.core.in_flight == 2, "the leases restored")
+                await until(lambda: dispatcher.core.held == 2, "the held tasks read again")
                 for _, item in first:
                     await answer(settings, item, TaskStatus.SUCCEEDED)
                 rest = (await assignments(settings, 0, 4))[2:]
                 for _, item in rest:
                     await answer(settings, item, TaskStatus.SUCCEEDED)
-                await until(lambda: not dispatcher.tables.inflight_items(), "all completed")
+                await until_read(lambda: not in_flight_durably(settings), "all completed")
                 everything = await assignments(settings, 0, 4)
         assert sorted(item.task.task_id for _, item in everything) == sorted(
             task.task_id for task in sent
@@ -75,50 +76,58 @@ def test_tasks_of_an_agent_that_did_not_come_back_are_requeued(
     asyncio.run(scenario())
 
 
-def test_the_stores_know_the_last_changelog_offset_they_hold(
+def test_the_changelog_holds_only_what_is_open_at_a_checkpoint(
     topics: Settings, tmp_path: Path
 ) -> None:
-    """Recovery starts after the persisted offset: it must be the last record written, or a
-    restart on the same data dir would skip changes (too high) or replay them all (none)."""
+    """A task dispatched and ended between two checkpoints writes no state record; one open at
+    a checkpoint is written once, and deleted once when it ends."""
     settings = with_state(topics, tmp_path / "state")
     register(settings, "a1", partition=0, epoch=1, capacity=4)
+    slow = dispatcher_config(commit_interval_ms=60_000)  # no checkpoint but the last one
 
     async def scenario() -> None:
-        async with (
-            FakeAgent(settings, "a1", 4).beating(),
-            running_dispatcher(settings) as dispatcher,
-        ):
-            await submit(settings, 4)
-            for _, item in await assignments(settings, 0, 4):
+        async with FakeAgent(settings, "a1", 4).beating():
+            async with running_dispatcher(settings, slow) as dispatcher:
+                quick = [task_to_job(task) for task in await submit(settings, 2)]
+                for _, item in await assignments(settings, 0, 2):
+                    await answer(settings, item, TaskStatus.SUCCEEDED)
+                core = dispatcher.core
+                await until(lambda: all(core.is_duplicate(job) for job in quick), "both ended")
+                # stopping takes the one checkpoint: only the dedupe keys are written
+            written = _state_records(settings)
+            assert (written["open"], written["deleted"]) == (0, 0)
+            assert {job.dedupe_key for job in quick} <= durable(settings)[1]
+            async with running_dispatcher(settings):
+                await submit(settings, 1)
+                [(_, item)] = (await assignments(settings, 0, 3))[2:]
+                await until_read(lambda: item.task.task_id in in_flight_durably(settings), "open")
                 await answer(settings, item, TaskStatus.SUCCEEDED)
-            tables = dispatcher.tables
-            await until(lambda: not tables.inflight_items(), "all completed")
-            for table in (tables.inflight, tables.ended):
-                ends = changelog_ends(settings, table.changelog_topic_name)
-                assert any(ends.values()), f"{table.name}: nothing written"
-
-                def persisted(table: object = table, ends: dict[int, int] = ends) -> bool:
-                    stored = {
-                        partition: table.data.persisted_offset(  # type: ignore[attr-defined]
-                            TP(table.changelog_topic_name, partition)  # type: ignore[attr-defined]
-                        )
-                        for partition, end in ends.items()
-                        if end
-                    }
-                    return stored == {p: end - 1 for p, end in ends.items() if end}
-
-                await until(persisted, f"{table.name}: persisted offsets at the end")
+                await until_read(lambda: not in_flight_durably(settings), "closed")
+            assert _state_records(settings)["open"] == 1
+            assert _state_records(settings)["deleted"] == 1
 
     asyncio.run(scenario())
 
 
-def changelog_ends(settings: Settings, topic: str) -> dict[int, int]:
-    """Partition -> high watermark of ``topic``."""
-    consumer = Consumer({**settings.kafka_config(), "group.id": f"{topic}-ends"})
+def _state_records(settings: Settings) -> dict[str, int]:
+    """Records of the state changelog by kind: open-task records, deletions, ended-task records."""
+    topic = settings.topics.state
+    consumer = Consumer({**settings.kafka_config(), "group.id": f"{topic}-count"})
+    counts = {"ended": 0, "open": 0, "deleted": 0}
     try:
-        return {
-            partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)[1]
-            for partition in range(settings.shards)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+            for p in range(settings.shards)
         }
+        wanted = {p for p, end in ends.items() if end}
+        consumer.assign([TopicPartition(topic, p, 0) for p in wanted])
+        while wanted:
+            for message in consumer.consume(100, timeout=1.0):
+                key = message.key() or b""
+                kind = "ended" if key.startswith(b"e:") else "open"
+                counts["deleted" if message.value() is None else kind] += 1
+                if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
+                    wanted.discard(message.partition())
     finally:
         consumer.close()
+    return counts

@@ -1,5 +1,5 @@
 """Results: matched to their leases; completed, retried through the tiers, dead-lettered or
-re-queued, with the in-flight and ended tables kept; agents played by hand."""
+re-queued, with the durable state (what a restart recovers) kept; agents played by hand."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ from streams.adapters.admin import create_topics
 from streams.adapters.dispatcher import Dispatcher
 from streams.core.model import DeadLetterReason
 from streams.settings import Settings
-from streams.wire import Assignment, DeadLetter, Task, TaskStatus
+from streams.wire import DeadLetter, Task, TaskStatus
 from tests.adapters.test_dispatcher_support import (
     FakeAgent,
     answer,
     assignments,
     dispatcher_config,
+    durable,
+    in_flight_durably,
+    inputs_committed,
     register,
     running_dispatcher,
     submit,
     until,
+    until_read,
     with_state,
 )
 from tests.adapters.test_worker_support import read
@@ -36,12 +40,11 @@ def _settings(topics: Settings, tmp_path: Path) -> Settings:
 
 
 def _inflight(dispatcher: Dispatcher) -> dict[str, int]:
-    found = dispatcher.tables.inflight_items()
-    return {task_id: dispatcher.codec.decode(v, Assignment).task.attempt for task_id, v in found}
+    return in_flight_durably(dispatcher.settings)
 
 
 def _ended(dispatcher: Dispatcher) -> set[str]:
-    return {task_id for task_id, _, _ in dispatcher.tables.ended_items()}
+    return durable(dispatcher.settings)[1]
 
 
 def test_each_status_is_settled_as_the_design_says(topics: Settings, tmp_path: Path) -> None:
@@ -62,7 +65,10 @@ def test_each_status_is_settled_as_the_design_says(topics: Settings, tmp_path: P
             tasks = dict(zip(outcomes, await submit(settings, len(outcomes)), strict=True))
             spent = (await submit(settings, 1, max_attempts=1))[0]
             first = {item.task.task_id: item for _, item in await assignments(settings, 0, 5)}
-            assert _inflight(dispatcher) == {task_id: 0 for task_id in first}
+            expected = {task_id: 0 for task_id in first}
+            await until_read(
+                lambda: _inflight(dispatcher) == expected, "the first attempts durable"
+            )
             names = {task.task_id: name for name, task in tasks.items()}
             for task_id, item in first.items():
                 status, error = outcomes.get(names.get(task_id, ""), (TaskStatus.RETRYABLE, "x"))
@@ -71,13 +77,13 @@ def test_each_status_is_settled_as_the_design_says(topics: Settings, tmp_path: P
             second = {item.task.task_id: item for _, item in again[5:]}
             assert {names[task_id] for task_id in second} == {"retry", "reject"}
             assert all(item.task.attempt == 1 for item in second.values())
-            await until(lambda: len(_inflight(dispatcher)) == 2, "only the second attempts")
+            await until_read(lambda: len(_inflight(dispatcher)) == 2, "only the second attempts")
             assert _inflight(dispatcher) == {task_id: 1 for task_id in second}
             ended = {tasks["ok"].task_id, tasks["fail"].task_id, spent.task_id}
-            await until(lambda: _ended(dispatcher) == ended, "the ended tasks remembered")
+            await until_read(lambda: _ended(dispatcher) == ended, "the ended tasks remembered")
             for item in second.values():
                 await answer(settings, item, TaskStatus.SUCCEEDED)
-            await until(lambda: not _inflight(dispatcher), "nothing in flight")
+            await until_read(lambda: not _inflight(dispatcher), "nothing in flight")
             assert len(_ended(dispatcher)) == 5
 
         retried = read(settings, settings.topics.retry(0), Task, count=1)
@@ -139,10 +145,10 @@ def test_a_stale_or_repeated_result_changes_nothing(topics: Settings, tmp_path: 
             [(_, item)] = await assignments(settings, 0, 1)
             await answer(settings, item, TaskStatus.SUCCEEDED)
             await answer(settings, item, TaskStatus.FAILED, "late duplicate")
-            await until(lambda: not _inflight(dispatcher), "completed")
-            await asyncio.sleep(1.0)
-            assert dispatcher.acks.pending() == 0
-            assert dispatcher.loop is not None and dispatcher.loop.core.held == 0
+            task_id = item.task.task_id
+            await until_read(lambda: task_id in _ended(dispatcher), "completed, durably")
+            await until_read(lambda: inputs_committed(settings), "every input committed")
+            assert not _inflight(dispatcher) and dispatcher.core.held == 0
 
     asyncio.run(scenario())
     assert read(settings, settings.topics.dlq, DeadLetter, count=0) == []
@@ -160,10 +166,8 @@ def test_an_agent_gets_its_slots_plus_the_prefetch_share_and_no_more(
             running_dispatcher(settings, dispatcher_config(prefetch_share=0.25)) as dispatcher,
         ):
             await submit(settings, 14)
-            loop = dispatcher.loop
-            assert loop is not None
-            await until(lambda: loop.core.held == 4, "the rest held")
-            assert len(loop.core.in_flight) == 10  # 8 slots + int(8 * 0.25)
+            await until(lambda: dispatcher.core.held == 4, "the rest held")
+            assert dispatcher.core.in_flight == 10  # 8 slots + int(8 * 0.25)
             sent = await assignments(settings, 0, 10)
             assert len({item.task.task_id for _, item in sent}) == 10
 

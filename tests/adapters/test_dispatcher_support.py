@@ -15,17 +15,20 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.adapters.client import TaskClient
 from streams.adapters.dispatcher import Dispatcher, DispatcherConfig
-from streams.adapters.dispatcher.app import app_id
+from streams.adapters.dispatcher.state import group_id, read_shards
 from streams.settings import Settings
 from streams.wire import (
     AgentHeartbeat,
     AgentRegistration,
     AgentStatus,
     Assignment,
+    AssignmentBatch,
     Codec,
     RegistrationStatus,
+    ResultBatch,
     Task,
     TaskResult,
+    TaskState,
     TaskStatus,
 )
 from tests.adapters.test_worker_support import WAIT_S, produce, read
@@ -35,9 +38,8 @@ HEARTBEAT_S = 0.2
 
 
 def quiet_logs() -> None:
-    """Faust and aiokafka are chatty at INFO; a test's captured log keeps our own lines."""
-    for name in ("faust", "aiokafka", "mode", "streams.librdkafka"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """librdkafka is chatty; a test's captured log keeps our own lines."""
+    logging.getLogger("streams.librdkafka").setLevel(logging.WARNING)
 
 
 def dispatcher_config(**fields: Any) -> DispatcherConfig:
@@ -61,21 +63,29 @@ def with_state(settings: Settings, data_dir: Path) -> Settings:
 async def running_dispatcher(
     settings: Settings, config: DispatcherConfig | None = None
 ) -> AsyncIterator[Dispatcher]:
-    """A dispatcher started in-process and ready (registry read, tables recovered)."""
+    """A dispatcher started in-process and ready (registry read, shards recovered)."""
     quiet_logs()
     dispatcher = Dispatcher(settings, config or dispatcher_config())
-    await dispatcher.app.start()
     try:
-        await until(lambda: dispatcher.loop is not None, "the dispatcher is ready")
+        await dispatcher.start()
         yield dispatcher
     finally:
-        await dispatcher.app.stop()
+        await dispatcher.stop()
 
 
 async def until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
     """Wait for ``condition`` on the loop, failing with ``what`` past ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def until_read(check: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    """``until`` for a ``check`` that reads from the broker: run in a thread, so the event loop
+    (the dispatcher's, the fake agents' heartbeats) is never blocked by it."""
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(check):
         assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
         await asyncio.sleep(0.05)
 
@@ -148,8 +158,8 @@ class FakeAgent:
 async def answer(
     settings: Settings, item: Assignment, status: TaskStatus, error: str | None = None
 ) -> None:
-    """Write the TaskResult of ``item`` to its reply partition, as an agent would (in a
-    thread: a blocked event loop would starve the heartbeats)."""
+    """Write the result of ``item`` to its reply partition, as an agent would (in a thread: a
+    blocked event loop would starve the heartbeats)."""
     now_ms = time.time_ns() // 1_000_000
     result = TaskResult(
         task_id=item.task.task_id,
@@ -164,9 +174,9 @@ async def answer(
         produce,
         settings,
         settings.topics.results,
-        [result],
+        [ResultBatch(results=(result,))],
         partition=item.reply_partition,
-        key=item.task.task_id,
+        key=item.agent_id,
     )
 
 
@@ -189,21 +199,58 @@ def submit_now(settings: Settings, count: int, **options: Any) -> list[Task]:
 async def assignments(
     settings: Settings, partition: int, count: int
 ) -> list[tuple[int, Assignment]]:
-    """The first ``count`` assignments of one dispatch partition (fails past WAIT_S)."""
+    """The first ``count`` assignments of one dispatch partition, with the offset of the
+    record (batch) each came in (fails past WAIT_S)."""
+    return await asyncio.to_thread(assignments_now, settings, partition, count)
+
+
+def assignments_now(settings: Settings, partition: int, count: int) -> list[tuple[int, Assignment]]:
+    """``assignments``, blocking."""
     topic = settings.topics.dispatch
-    return await asyncio.to_thread(
-        read, settings, topic, Assignment, count=count, partitions=[partition]
-    )
+    found: list[tuple[int, Assignment]] = []
+    records = 0
+    deadline = time.monotonic() + WAIT_S
+    while len(found) < count:
+        assert time.monotonic() < deadline, f"{len(found)} of {count} assignments in {WAIT_S} s"
+        batches = read(settings, topic, AssignmentBatch, count=records + 1, partitions=[partition])
+        records = len(batches)
+        found = [(offset, item) for offset, batch in batches for item in batch.assignments]
+    return found[:count]
 
 
 def committed(settings: Settings, topic: str) -> dict[int, int]:
     """The dispatcher group's committed offset per partition of ``topic`` (-1001: none)."""
-    consumer = Consumer({**settings.kafka_config(), "group.id": app_id(settings)})
+    consumer = Consumer({**settings.kafka_config(), "group.id": group_id(settings)})
     try:
         parts = [TopicPartition(topic, p) for p in range(settings.shards)]
         return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=WAIT_S)}
     finally:
         consumer.close()
+
+
+def durable(settings: Settings) -> tuple[dict[str, TaskState], set[str]]:
+    """What a restarted dispatcher would recover from the state changelog: the open tasks by
+    id, and the dedupe keys of the ended ones."""
+    recovered = read_shards(settings, CODEC, range(settings.shards))
+    open_tasks = {state.task.task_id: state for shard in recovered for state in shard.open}
+    return open_tasks, {key for shard in recovered for key in shard.ended}
+
+
+def in_flight_durably(settings: Settings) -> dict[str, int]:
+    """Task id -> attempt of every task the changelog holds as running on an agent."""
+    open_tasks, _ = durable(settings)
+    return {task_id: s.task.attempt for task_id, s in open_tasks.items() if s.agent_id}
+
+
+def inputs_committed(settings: Settings) -> bool:
+    """Whether the dispatcher committed every input topic up to its end."""
+    topics = [*settings.topics.all_tasks(), *settings.topics.all_retries(), settings.topics.results]
+    for topic in topics:
+        ends = {p: end for p, end in end_offsets(settings, topic).items() if end > 0}
+        done = committed(settings, topic)
+        if any(done.get(p, -1) < end for p, end in ends.items()):
+            return False
+    return True
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:

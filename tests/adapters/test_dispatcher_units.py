@@ -1,50 +1,101 @@
-"""The dispatcher's pure pieces, without a broker: ordered acks, the registration view, the
-ended window and duplicate rules, the configuration and the credentials."""
+"""The dispatcher's pure pieces, without a broker: in-order commits, the registration view,
+the net changes a checkpoint writes, the configuration."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.adapters.dispatcher import DispatcherConfig
-from streams.adapters.dispatcher.acks import OrderedAcks
-from streams.adapters.dispatcher.app import build_app, credentials, state_dir
-from streams.adapters.dispatcher.book import EndedWindow
+from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.registrations import Registrations
+from streams.adapters.dispatcher.state import Record, ShardState
+from streams.adapters.offsets import OffsetTracker
+from streams.core.actions import Dispatch, Requeued
 from streams.errors import ConfigError
 from streams.settings import load_settings
-from streams.wire import AgentRegistration, RegistrationStatus
+from streams.wire import (
+    AgentRegistration,
+    Codec,
+    EndedTasks,
+    RegistrationStatus,
+    Task,
+    TaskState,
+    task_to_job,
+)
+
+CODEC = Codec()
 
 
-def test_acks_go_out_in_offset_order_only() -> None:
-    acked: list[int] = []
-    acks = OrderedAcks()
-    tokens = [acks.track("t", 0, offset, lambda o=offset: acked.append(o)) for offset in range(4)]
-    other = acks.track("t", 1, 0, lambda: acked.append(100))
-    acks.done(tokens[2])
-    acks.done(tokens[1])
-    assert acked == []  # offset 0 is not done: nothing may be acked
-    acks.done(other)
-    assert acked == [100]  # another partition is independent
-    acks.done(tokens[0])
-    assert acked == [100, 0, 1, 2]
-    assert acks.pending() == 1
-    acks.done(tokens[3])
-    assert acked == [100, 0, 1, 2, 3] and acks.pending() == 0
+def test_a_commit_waits_for_every_earlier_record_of_its_partition() -> None:
+    tracker = OffsetTracker(0)
+    for offset in range(4):
+        tracker.take(offset)
+    tracker.finish(2)
+    tracker.finish(1)
+    assert tracker.to_commit() is None  # offset 0 is not finished: nothing may be committed
+    tracker.finish(0)
+    assert tracker.to_commit() == 3
+    tracker.finish(3)
+    assert tracker.to_commit() == 4 and tracker.unfinished == 0
 
 
-def test_an_event_read_again_after_a_seek_keeps_the_order() -> None:
-    acked: list[int] = []
-    acks = OrderedAcks()
-    late = acks.track("t", 0, 5, lambda: acked.append(5))
-    early = acks.track("t", 0, 3, lambda: acked.append(3))
-    acks.done(late)
-    assert acked == []
-    acks.done(early)
-    assert acked == [3, 5]
+def _origin(task_id: str, tracker: OffsetTracker, offset: int) -> Origin:
+    task = Task(task_id=task_id, type="t", priority=0, payload=b"", submitted_at=1)
+    tracker.take(offset)
+    return Origin(task, 0, topic="tasks", offset=offset, tracker=tracker)
+
+
+def _dispatch(origin: Origin, attempt: int = 0) -> Dispatch:
+    job = task_to_job(origin.task_at(attempt), origin)
+    return Dispatch(job, "a1", 3, 1_000, 5)
+
+
+def test_a_checkpoint_writes_net_changes_of_tasks_open_for_a_whole_interval() -> None:
+    """Dispatched and ended between two checkpoints: nothing. Still open at the checkpoint after
+    its dispatch: one record, and its input finished then. Closed later: one deletion. Ended
+    keys: one record per checkpoint, the oldest deleted past the window."""
+    tracker = OffsetTracker(0)
+    state = ShardState(0)
+    quick, slow = _origin("quick", tracker, 0), _origin("slow", tracker, 1)
+    state.note("quick", _dispatch(quick))
+    state.note("slow", _dispatch(slow))
+    state.note("quick", None)
+    quick.finish_input()
+    state.ended.append("quick")
+    first = state.drain(CODEC, now_ms=10, window=2)
+    assert [record.key for record in first] == [b"e:000000000000"]  # slow is fresh: next time
+    assert CODEC.decode(first[0].value or b"", EndedTasks).keys == ("quick",)
+    assert tracker.committable() == 1  # slow's input still backs it
+    second = state.drain(CODEC, now_ms=20, window=2)
+    assert [record.key for record in second] == [b"t:slow"]
+    opened = CODEC.decode(second[0].value or b"", TaskState)
+    assert (opened.task.task_id, opened.agent_id, opened.epoch, opened.lease_ms) == (
+        "slow",
+        "a1",
+        3,
+        1_000,
+    )
+    assert tracker.committable() == 2  # its state backs it now
+    state.note("slow", Requeued(task_to_job(slow.task_at(1), slow), "a1", "lost"))
+    state.ended += ["x", "y"]
+    third = state.drain(CODEC, now_ms=30, window=2)
+    requeued = CODEC.decode(third[0].value or b"", TaskState)
+    assert (requeued.agent_id, requeued.task.attempt) == (None, 1)  # waits for a slot again
+    assert [record.key for record in third[1:]] == [b"e:000000000001", b"e:000000000000"]
+    assert third[2].value is None  # the oldest ended keys deleted: the window holds 2
+    state.note("slow", None)
+    assert state.drain(CODEC, now_ms=40, window=2) == [Record(b"t:slow", None)]
+    assert state.drain(CODEC, now_ms=50, window=2) == []
+
+
+def test_a_last_checkpoint_writes_every_open_task() -> None:
+    tracker = OffsetTracker(0)
+    state = ShardState(0)
+    state.note("t", _dispatch(_origin("t", tracker, 0)))
+    assert [record.key for record in state.drain(CODEC, now_ms=1, window=9, final=True)] == [b"t:t"]
+    assert tracker.committable() == 1
 
 
 def _claim(agent: str, partition: int, epoch: int, active: bool = True) -> AgentRegistration:
@@ -80,34 +131,11 @@ def test_registrations_say_whose_claim_ends(
     assert {agent: reg.epoch for agent, reg in found.items() if reg is not None} == active
 
 
-def test_the_ended_window_forgets_the_oldest_and_says_so() -> None:
-    evicted: list[tuple[str, int]] = []
-    window = EndedWindow(2, lambda task_id, shard: evicted.append((task_id, shard)))
-    for index in range(3):
-        window.add(f"t{index}", index)
-    assert "t0" not in window and "t2" in window and len(window) == 2
-    assert evicted == [("t0", 0)]
-
-
 def test_timings_out_of_order_are_refused() -> None:
     with pytest.raises(ConfigError, match="down_after_ms"):
         DispatcherConfig(suspect_after_ms=5_000, down_after_ms=4_000)
     with pytest.raises(ConfigError, match="lease_ms"):
         DispatcherConfig(lease_ms=0)
-
-
-def test_sasl_settings_become_faust_credentials() -> None:
-    assert credentials(load_settings(bootstrap_servers="127.0.0.1:9092")) is None
-    sasl = load_settings(
-        bootstrap_servers="127.0.0.1:9092",
-        security_protocol="SASL_SSL",
-        sasl_username="taskd",
-        sasl_password="secret",
-    )
-    found = credentials(sasl)
-    assert found is not None
-    assert (found.username, found.password) == ("taskd", "secret")
-    assert found.ssl_context is not None and found.mechanism.value == "SCRAM-SHA-512"
 
 
 def test_dispatcher_strategy_reaches_the_router_and_bad_names_are_refused() -> None:
@@ -134,13 +162,3 @@ def test_an_agent_counts_its_slots_plus_the_prefetch_rounded_down(
 def test_a_prefetch_share_outside_0_to_1_is_refused(share: float) -> None:
     with pytest.raises(ConfigError, match="prefetch_share"):
         DispatcherConfig(prefetch_share=share)
-
-
-def test_each_prefix_keeps_its_own_state_under_a_shared_data_dir(tmp_path: Path) -> None:
-    """Faust names its stores by table alone: two pipelines on one host must not share them."""
-    first = load_settings(topic_prefix="a.", data_dir=tmp_path)
-    second = load_settings(topic_prefix="b.", data_dir=tmp_path)
-    assert state_dir(first) != state_dir(second)
-    assert state_dir(first).parent == tmp_path == state_dir(second).parent
-    app = build_app(first, DispatcherConfig())
-    assert Path(app.conf.datadir) == state_dir(first)

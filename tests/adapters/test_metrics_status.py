@@ -39,6 +39,7 @@ from streams.adapters.status import (
 from streams.core.actions import Action, ResultStatus, Retry
 from streams.core.agents import HealthConfig, Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
+from streams.core.events import HeartbeatReceived, ResultReported, TaskArrived, TaskStarted
 from streams.core.model import DeadLetterReason, Job
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
@@ -80,8 +81,8 @@ def drive() -> Run:
         )
     )
     actions: list[Action] = []
-    actions += core.heartbeat(beat("a", 2, "gpu", zone="eu", weight=2.0), 0)
-    actions += core.heartbeat(beat("b", 1), 0)
+    actions += core.handle([HeartbeatReceived(beat("a", 2, "gpu", zone="eu", weight=2.0))], 0)
+    actions += core.handle([HeartbeatReceived(beat("b", 1))], 0)
     jobs = {
         job.task_id: job
         for job in (
@@ -94,12 +95,14 @@ def drive() -> Run:
         )
     }
     for job in jobs.values():
-        actions += core.task_arrived(job, 0)
+        actions += core.handle([TaskArrived(job)], 0)
     for task_id in ("t1", "t2", "t3"):
-        core.task_started(task_id, holder(core, task_id), 0, 100)
+        actions += core.handle([TaskStarted(task_id, holder(core, task_id), 0, 100)], 100)
     actions += core.tick(200)
-    actions += core.result("t1", holder(core, "t1"), 0, ResultStatus.SUCCEEDED, 300)
-    actions += core.result("t2", holder(core, "t2"), 0, ResultStatus.FAILED, 400, "boom")
+    succeeded = ResultReported("t1", holder(core, "t1"), 0, ResultStatus.SUCCEEDED)
+    actions += core.handle([succeeded], 300)
+    failed = ResultReported("t2", holder(core, "t2"), 0, ResultStatus.FAILED, "boom")
+    actions += core.handle([failed], 400)
     return Run(core, jobs, actions)
 
 
@@ -109,7 +112,7 @@ def beat(agent_id: str, capacity: int, *skills: str, zone: str | None = None, we
 
 
 def holder(core: Distributor, task_id: str) -> str:
-    lease = core.in_flight.get(task_id)
+    lease = core.lease_of(task_id)
     assert lease is not None, f"{task_id} is not in flight"
     return lease.agent_id
 
@@ -127,9 +130,14 @@ def test_the_scenario_does_what_its_docstring_says() -> None:
     run = drive()
     assert {(type(a).__name__, a.job.task_id) for a in run.actions if hasattr(a, "job")} == {
         ("Dispatch", "t1"), ("Dispatch", "t2"), ("Dispatch", "t3"), ("Dispatch", "t5"),
-        ("DeadLetter", "t4"), ("Completed", "t1"), ("DeadLetter", "t2"),
+        ("DeadLetter", "t4"), ("Finished", "t1"), ("Completed", "t1"), ("Finished", "t2"),
+        ("DeadLetter", "t2"),
     }  # fmt: skip
-    assert {lease.task_id: lease.agent_id for lease in run.core.in_flight} == {"t3": "a", "t5": "a"}
+    leases = {task_id: run.core.lease_of(task_id) for task_id in run.jobs}
+    assert {task_id: lease.agent_id for task_id, lease in leases.items() if lease} == {
+        "t3": "a",
+        "t5": "a",
+    }
     assert run.core.held == 1
 
 
@@ -455,7 +463,8 @@ def test_an_agent_gone_down_leaves_the_per_agent_series() -> None:
     run = drive()
     registry, metrics = fed_metrics(run)
     later_ms = 11_000  # b silent for more than down_after_ms; a still beating
-    run.core.heartbeat(beat("a", 2, "gpu", zone="eu", weight=2.0, sent_ms=later_ms), later_ms)
+    later = beat("a", 2, "gpu", zone="eu", weight=2.0, sent_ms=later_ms)
+    run.core.handle([HeartbeatReceived(later)], later_ms)
     run.core.tick(later_ms)
     metrics.refresh(run.core, later_ms, summary=SummaryCache(run.core.stats).at(later_ms))
     got = samples(registry)

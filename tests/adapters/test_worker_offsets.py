@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.adapters.worker.offsets import OffsetTracker, SeenAttempts
+from streams.adapters.offsets import OffsetTracker
 from streams.adapters.worker.registry_view import RegistryView, beats, holds, home_partition
+from streams.core.window import LruMap
 from streams.wire import AgentRegistration, RegistrationStatus
 
 NOW_MS = 1_790_000_000_000
@@ -40,13 +41,14 @@ def test_committable_is_the_lowest_unfinished_offset(order: list[int], finished:
     assert tracker.unfinished == 20 - finished
 
 
-def test_seen_attempts_drop_repeats_and_forget_the_oldest_past_the_limit() -> None:
-    seen = SeenAttempts(limit=2)
-    assert seen.first_time("a", 0)
-    assert not seen.first_time("a", 0)
-    assert seen.first_time("a", 1)  # a retry is another attempt
-    assert seen.first_time("b", 0)  # forgets ("a", 0), the least recently seen
-    assert seen.first_time("a", 0)
+def test_the_bounded_map_forgets_the_least_recently_used_past_its_size() -> None:
+    seen: LruMap[tuple[str, int], None] = LruMap(2)
+    assert seen.put(("a", 0), None) is None
+    assert ("a", 0) in seen
+    assert seen.put(("a", 1), None) is None  # a retry is another attempt
+    assert seen.get(("a", 0)) is None and ("a", 0) in seen  # get makes it the most recent
+    assert seen.put(("b", 0), None) == (("a", 1), None)  # evicts the least recently used
+    assert ("a", 0) in seen and ("a", 1) not in seen and len(seen) == 2
 
 
 def _claim(

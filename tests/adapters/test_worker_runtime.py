@@ -35,6 +35,7 @@ from tests.adapters.test_worker_support import (
     on_any_port,
     produce,
     read,
+    read_results,
     running,
     sample,
     until,
@@ -48,7 +49,7 @@ def _completed(agent: Agent) -> float:
 
 
 def _results(settings: Settings, count: int) -> dict[str, tuple[int, TaskResult]]:
-    found = read(settings, settings.topics.results, TaskResult, count=count)
+    found = read_results(settings, count)
     assert len(found) == count, f"{len(found)} results, {count} expected: {found}"
     return {result.task_id: (partition, result) for partition, result in found}
 

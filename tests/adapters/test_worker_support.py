@@ -13,7 +13,15 @@ from typing import Any, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams.settings import Settings
-from streams.wire import Assignment, Codec, Task, WireRecord
+from streams.wire import (
+    Assignment,
+    AssignmentBatch,
+    Codec,
+    ResultBatch,
+    Task,
+    TaskResult,
+    WireRecord,
+)
 from streams.worker import Agent, AgentConfig
 
 WAIT_S = 30.0
@@ -63,17 +71,36 @@ def produce(
     assert producer.flush(WAIT_S) == 0, f"could not write {len(records)} records to {topic}"
 
 
-def dispatch(settings: Settings, partition: int, assignments: list[Assignment]) -> None:
-    """Write assignments to an agent's dispatch partition, keyed by task id."""
+def dispatch(
+    settings: Settings, partition: int, assignments: list[Assignment], *, together: bool = False
+) -> None:
+    """Write assignments to an agent's dispatch partition as the dispatcher does: in
+    :class:`AssignmentBatch` records, one per assignment (``together``: all in one)."""
     producer = Producer({**settings.kafka_config(), "enable.idempotence": True, "acks": "all"})
-    for item in assignments:
+    groups = [assignments] if together else [[item] for item in assignments]
+    for group in groups:
         producer.produce(
             settings.topics.dispatch,
-            CODEC.encode(item),
-            key=item.task.task_id,
+            CODEC.encode(AssignmentBatch(assignments=tuple(group))),
+            key=group[0].agent_id,
             partition=partition,
         )
     assert producer.flush(WAIT_S) == 0, "could not write the assignments"
+
+
+def read_results(settings: Settings, count: int) -> list[tuple[int, TaskResult]]:
+    """(partition, result) of the first ``count`` results an agent wrote; fails past WAIT_S."""
+    found: list[tuple[int, TaskResult]] = []
+    records = 0
+    deadline = time.monotonic() + WAIT_S
+    while len(found) < count:
+        assert time.monotonic() < deadline, (
+            f"{len(found)} results within {WAIT_S} s, {count} wanted"
+        )
+        batches = read(settings, settings.topics.results, ResultBatch, count=records)
+        records = len(batches) + 1
+        found = [(partition, result) for partition, batch in batches for result in batch.results]
+    return found
 
 
 def read(

@@ -1,10 +1,12 @@
 """The distributor as a whole: random event orders, checked against a ledger of every task.
 
-A hypothesis state machine plays a driver: agents heartbeat (or fall silent), tasks arrive,
-agents report results of what they were dispatched, time passes, retries come back when due.
-Every decision is checked: a task ends exactly once, none is lost or duplicated, none is
-dispatched after its last start time, no agent is ever over capacity, and with strict priority
-no agent gets a lower-priority task while a higher one it could run waits.
+A hypothesis state machine plays a driver: agents heartbeat (or fall silent, or restart as a new
+incarnation), tasks arrive (also twice), agents report results of what they were dispatched,
+time passes, retries come back (sometimes before they are due), and the driver itself restarts
+from what a durable store would hold. Every decision is checked: a task ends exactly once, none
+is lost or duplicated, none is dispatched after its last start time, no agent is ever over
+capacity, and with strict priority no agent gets a lower-priority task while a higher one it
+could run waits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from streams.core.actions import (
     Completed,
     DeadLetter,
     Dispatch,
+    Dropped,
+    Finished,
     PauseIntake,
     Requeued,
     ResultStatus,
@@ -28,54 +32,71 @@ from streams.core.actions import (
 )
 from streams.core.agents import HealthConfig, Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
-from streams.core.model import REPLAY_HEADER, Job
+from streams.core.events import (
+    AgentLeft,
+    EndedRecovered,
+    Event,
+    HeartbeatReceived,
+    InFlightRecovered,
+    ResultReported,
+    TaskArrived,
+    TaskStarted,
+)
+from streams.core.lifecycle import TRANSITIONS, Lifecycle, Phase, Step
+from streams.core.model import REPLAY_HEADER, AgentState, Job
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
+from streams.errors import CoreError
 
 AGENTS = {"a": (2, frozenset({"gpu"})), "b": (1, frozenset()), "c": (3, frozenset({"gpu", "io"}))}
 SKILLS = st.sampled_from([frozenset(), frozenset({"gpu"}), frozenset({"io"}), frozenset({"x"})])
+LEASE_MS = 2_000
+CONFIG = DistributorConfig(
+    scheduler=SchedulerConfig(
+        aging_ms=None, escalation_ms=0, max_held=8, no_capable_agent_timeout_ms=5_000
+    ),
+    routing=RoutingConfig(strategy="least-connections"),
+    health=HealthConfig(heartbeat_interval_ms=100, suspect_after_ms=300, down_after_ms=1_000),
+    lease_ms=LEASE_MS,
+    retry_backoffs_ms=(50, 200),
+)
 
 
 @dataclass
 class Ledger:
     """Where the driver believes each task is."""
 
-    running: dict[str, tuple[str, int]] = field(default_factory=dict)  # task -> (agent, attempt)
+    running: dict[str, Dispatch] = field(default_factory=dict)
     retries: list[Retry] = field(default_factory=list)
     ended: dict[str, str] = field(default_factory=dict)
     arrived: set[str] = field(default_factory=set)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    """Each task as the driver last wrote it (arrival, dispatch, requeue, retry)."""
+    dispatched: dict[str, Dispatch] = field(default_factory=dict)
+    """The last dispatch of each task not ended: what a durable store keeps of it."""
+    early: dict[str, int] = field(default_factory=dict)
+    """Retries handed to the core before they were due, with their due time."""
+    finished_runs: set[tuple[str, str, int]] = field(default_factory=set)
+    """(task, agent, attempt) of every run that ended: a result of one of them is stale."""
 
 
 class DistributorMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        config = DistributorConfig(
-            scheduler=SchedulerConfig(
-                aging_ms=None, escalation_ms=0, max_held=8, no_capable_agent_timeout_ms=5_000
-            ),
-            routing=RoutingConfig(strategy="least-connections"),
-            health=HealthConfig(
-                heartbeat_interval_ms=100, suspect_after_ms=300, down_after_ms=1_000
-            ),
-            lease_ms=2_000,
-            retry_backoffs_ms=(50, 200),
-        )
-        self.core = Distributor(config)
+        self.core = Distributor(CONFIG)
         self.now_ms = 0
         self.ledger = Ledger()
         self.alive = set(AGENTS)
+        self.incarnation = dict.fromkeys(AGENTS, 1)
         self.count = 0
-        self.jobs: dict[str, Job] = {}
+        self.finished: set[str] = set()
 
     # --- the driver's moves ------------------------------------------------------------------
 
     @rule(agent=st.sampled_from(sorted(AGENTS)))
     def heartbeat(self, agent: str) -> None:
-        if agent not in self.alive:
-            return
-        capacity, skills = AGENTS[agent]
-        beat = Heartbeat(agent, capacity, skills, None, 1.0, 0.0, "READY", self.now_ms)
-        self._apply(self.core.heartbeat(beat, self.now_ms))
+        if agent in self.alive:
+            self._handle(HeartbeatReceived(self._beat(agent)))
 
     @rule(
         priority=st.integers(0, 3),
@@ -91,91 +112,186 @@ class DistributorMachine(RuleBasedStateMachine):
         deadline = None if deadline_in_ms is None else self.now_ms + deadline_in_ms
         job = Job(task_id, priority, self.now_ms, required_skills=skills, deadline_ms=deadline,
                   target_agent=manual, max_attempts=3)  # fmt: skip
-        self.jobs[task_id] = job
+        self.ledger.jobs[task_id] = job
         self.ledger.arrived.add(task_id)
-        self._apply(self.core.task_arrived(job, self.now_ms))
+        self._handle(TaskArrived(job))
 
     @rule(data=st.data())
     def duplicate_delivery(self, data: st.DataObject) -> None:
-        if self.jobs:
-            task_id = data.draw(st.sampled_from(sorted(self.jobs)))
-            job = self.jobs[task_id]
+        if self.ledger.arrived:
+            task_id = data.draw(st.sampled_from(sorted(self.ledger.arrived)))
+            job = replace(self.ledger.jobs[task_id], attempt=0)
+            if any(r.job.task_id == task_id for r in self.ledger.retries):
+                return  # an older delivery while its retry travels: checked in `retry_early`
             assert self.core.is_duplicate(job), "a second delivery must be recognised"
-            assert self.core.task_arrived(job, self.now_ms) == []
+            assert self.core.handle([TaskArrived(job)], self.now_ms) == [Dropped(job)]
 
     @precondition(lambda self: bool(self.ledger.running))
     @rule(data=st.data(), status=st.sampled_from(list(ResultStatus)))
     def finish(self, data: st.DataObject, status: ResultStatus) -> None:
         task_id = data.draw(st.sampled_from(sorted(self.ledger.running)))
-        agent, attempt = self.ledger.running.pop(task_id)
-        self.core.task_started(task_id, agent, attempt, self.now_ms)
-        self._apply(self.core.result(task_id, agent, attempt, status, self.now_ms, "boom"))
+        run = self.ledger.running.pop(task_id)
+        job = run.job
+        started = TaskStarted(task_id, run.agent_id, job.attempt, self.now_ms)
+        result = ResultReported(task_id, run.agent_id, job.attempt, status, "boom")
+        actions = self._handle(started, result)
+        assert actions[:1] == [Finished(job, run.agent_id, status)]
+
+    @precondition(lambda self: bool(self.ledger.finished_runs))
+    @rule(data=st.data())
+    def stale_result(self, data: st.DataObject) -> None:
+        """A result of a run that was taken back (its task runs elsewhere): ignored."""
+        task_id, agent_id, attempt = data.draw(st.sampled_from(sorted(self.ledger.finished_runs)))
+        lease = self.core.lease_of(task_id)
+        if lease is not None and (lease.agent_id, lease.attempt) == (agent_id, attempt):
+            return
+        actions = self._handle(ResultReported(task_id, agent_id, attempt, ResultStatus.SUCCEEDED))
+        assert not any(isinstance(a, Finished) for a in actions)
 
     @rule(agent=st.sampled_from(sorted(AGENTS)))
     def crash(self, agent: str) -> None:
         self.alive.discard(agent)
-        for task_id, (holder, _) in list(self.ledger.running.items()):
-            if holder == agent:
-                del self.ledger.running[task_id]  # its results never come
+        self._lose_runs_of(agent)
 
     @rule(agent=st.sampled_from(sorted(AGENTS)))
     def recover(self, agent: str) -> None:
         self.alive.add(agent)
+
+    @rule(agent=st.sampled_from(sorted(AGENTS)))
+    def restart_agent(self, agent: str) -> None:
+        """The agent restarts at once as a new incarnation: what it ran is lost."""
+        self.incarnation[agent] += 1
+        self.alive.add(agent)
+        self._lose_runs_of(agent)
+        self._handle(HeartbeatReceived(self._beat(agent)))
+
+    @rule(agent=st.sampled_from(sorted(AGENTS)))
+    def leave(self, agent: str) -> None:
+        self.alive.discard(agent)
+        self._lose_runs_of(agent)
+        self._handle(AgentLeft(agent))
 
     @rule(step_ms=st.integers(1, 700))
     def advance(self, step_ms: int) -> None:
         self.now_ms += step_ms
         due = [r for r in self.ledger.retries if r.due_ms <= self.now_ms]
         self.ledger.retries = [r for r in self.ledger.retries if r.due_ms > self.now_ms]
-        for retry in due:
-            self._apply(self.core.task_arrived(retry.job, self.now_ms))
-        self._apply(self.core.tick(self.now_ms))
+        self._handle(*(TaskArrived(retry.job) for retry in due))
+
+    @precondition(lambda self: bool(self.ledger.retries))
+    @rule(data=st.data())
+    def retry_early(self, data: st.DataObject) -> None:
+        """A retry read before it is due waits in the core; an older delivery is dropped."""
+        retry = data.draw(st.sampled_from(self.ledger.retries))
+        self.ledger.retries.remove(retry)
+        older = replace(retry.job, attempt=retry.job.attempt - 1)
+        if self.core.phase_of(retry.job.task_id) is Phase.RETRYING:  # not since a restart
+            assert self.core.is_duplicate(older)
+        self.ledger.early[retry.job.task_id] = retry.due_ms
+        self._handle(TaskArrived(retry.job, due_ms=retry.due_ms))
+        assert self.core.phase_of(retry.job.task_id) in (Phase.WAITING, None)
+
+    @rule()
+    def restart(self) -> None:
+        """The driver restarts: a new core, fed what a durable store holds (the ended keys, the
+        last dispatch of each task in flight or requeued) and the inputs read again."""
+        self.core = Distributor(CONFIG)
+        events: list[Event] = [
+            EndedRecovered(self.ledger.jobs[task_id].dedupe_key) for task_id in self.ledger.ended
+        ]
+        waiting_retry = {r.job.task_id for r in self.ledger.retries}
+        for task_id in sorted(self.ledger.arrived - self.ledger.ended.keys() - waiting_retry):
+            job = self.ledger.jobs[task_id]
+            run = self.ledger.dispatched.get(task_id)
+            if run is not None and run.job.attempt == job.attempt:
+                recovered = InFlightRecovered(
+                    job, run.agent_id, run.epoch, run.dispatched_ms, run.lease_ms
+                )
+                events.append(recovered)
+            else:
+                events.append(TaskArrived(job, due_ms=self.ledger.early.get(task_id)))
+        self._handle(*events)
 
     # --- checking each decision --------------------------------------------------------------
 
-    def _apply(self, actions: list[Action]) -> None:
+    def _beat(self, agent: str) -> Heartbeat:
+        capacity, skills = AGENTS[agent]
+        incarnation = self.incarnation[agent]
+        return Heartbeat(agent, capacity, skills, None, 1.0, 0.0, "READY", self.now_ms, incarnation)
+
+    def _lose_runs_of(self, agent: str) -> None:
+        for task_id, run in list(self.ledger.running.items()):
+            if run.agent_id == agent:
+                del self.ledger.running[task_id]  # its results never come
+
+    def _handle(self, *events: Event) -> list[Action]:
+        actions = self.core.handle(list(events), self.now_ms)
         for action in actions:
-            if isinstance(action, Dispatch):
-                self._check_dispatch(action)
-            elif isinstance(action, Retry):
-                assert action.job.task_id not in self.ledger.ended
-                assert action.due_ms > self.now_ms
-                self.ledger.retries.append(action)
-            elif isinstance(action, DeadLetter | Completed):
-                task_id = action.job.task_id
-                assert task_id not in self.ledger.ended, f"{task_id} ended twice"
-                self.ledger.ended[task_id] = type(action).__name__
-                self.ledger.running.pop(task_id, None)
-            elif isinstance(action, Requeued):
-                self.ledger.running.pop(action.job.task_id, None)
-            else:
-                assert isinstance(action, PauseIntake | ResumeIntake)
+            self._check(action)
+        return actions
+
+    def _check(self, action: Action) -> None:
+        if isinstance(action, Dispatch):
+            self._check_dispatch(action)
+        elif isinstance(action, Retry):
+            assert action.job.task_id not in self.ledger.ended
+            assert action.due_ms > self.now_ms
+            self._note(action.job)
+            self.ledger.retries.append(action)
+        elif isinstance(action, DeadLetter | Completed):
+            task_id = action.job.task_id
+            assert task_id not in self.ledger.ended, f"{task_id} ended twice"
+            self.ledger.ended[task_id] = type(action).__name__
+            self.ledger.running.pop(task_id, None)
+            self.ledger.dispatched.pop(task_id, None)
+        elif isinstance(action, Requeued):
+            self._note(action.job)
+            run = self.ledger.running.pop(action.job.task_id, None)
+            if run is not None:
+                self.ledger.finished_runs.add((run.job.task_id, run.agent_id, run.job.attempt))
+        elif isinstance(action, Finished):
+            key = (action.job.task_id, action.agent_id, action.job.attempt)
+            self.ledger.finished_runs.add(key)
+        else:
+            assert isinstance(action, Dropped | PauseIntake | ResumeIntake)
+
+    def _note(self, job: Job) -> None:
+        assert job.attempt > self.ledger.jobs[job.task_id].attempt, "an attempt is counted"
+        self.ledger.jobs[job.task_id] = job
+        self.ledger.dispatched.pop(job.task_id, None)
 
     def _check_dispatch(self, action: Dispatch) -> None:
         job = action.job
         assert job.task_id not in self.ledger.ended, f"{job.task_id} dispatched after it ended"
         last_start = job.last_start_ms()
         assert last_start is None or self.now_ms <= last_start, "dispatched after its deadline"
-        agent = self.core.registry.get(action.agent_id)
-        assert agent is not None and agent.can_run(job)
+        agent = next(a for a in self.core.agents() if a.agent_id == action.agent_id)
+        assert agent.state is AgentState.READY and agent.can_run(job)
         assert agent.in_flight <= agent.capacity, "agent over capacity"
-        inversion = self.core.scheduler.has_waiting(job.priority, agent.can_run)
-        assert not inversion, "a better task this agent could run was waiting"
+        assert action.epoch == self.incarnation[action.agent_id]
+        self.ledger.jobs[job.task_id] = job
+        self.ledger.dispatched[job.task_id] = action
+        self.ledger.early.pop(job.task_id, None)
         if action.agent_id in self.alive:
-            self.ledger.running[job.task_id] = (action.agent_id, job.attempt)
+            self.ledger.running[job.task_id] = action
 
     @invariant()
     def every_task_is_somewhere_exactly_once(self) -> None:
-        held = self.core.held
-        in_flight = len(self.core.in_flight)
-        waiting_retry = {r.job.task_id for r in self.ledger.retries}
-        assert len(waiting_retry) == len(self.ledger.retries)
-        accounted = held + in_flight + len(waiting_retry) + len(self.ledger.ended)
-        assert accounted == len(self.ledger.arrived)
+        core, ledger = self.core, self.ledger
+        with_driver = {r.job.task_id for r in ledger.retries}
+        assert len(with_driver) == len(ledger.retries)
+        live = sum(core.count(phase) for phase in Phase if phase is not Phase.RETRYING)
+        assert live + len(with_driver) + len(ledger.ended) == len(ledger.arrived)
+        assert core.held == core.count(Phase.HELD)
+        assert core.in_flight == core.count(Phase.IN_FLIGHT)
+        for task_id in ledger.ended:
+            assert core.phase_of(task_id) is None
+        for task_id in with_driver:
+            assert core.phase_of(task_id) in (Phase.RETRYING, None)  # None: since a restart
 
     @invariant()
     def no_agent_over_capacity(self) -> None:
-        for agent in self.core.registry.agents:
+        for agent in self.core.agents():
             assert agent.in_flight <= agent.capacity
 
 
@@ -191,11 +307,13 @@ def test_same_events_same_decisions() -> None:
             DistributorConfig(routing=RoutingConfig(strategy="power-of-two-choices"))
         )
         out: list[str] = []
-        for index in range(6):
-            beat = Heartbeat(f"a{index}", 2, frozenset(), None, 1.0, 0.0, "READY", 0)
-            core.heartbeat(beat, 0)
+        beats = [
+            HeartbeatReceived(Heartbeat(f"a{index}", 2, frozenset(), None, 1.0, 0.0, "READY", 0))
+            for index in range(6)
+        ]
+        core.handle(beats, 0)
         for index in range(40):
-            actions = core.task_arrived(Job(f"t{index}", index % 4, index), index)
+            actions = core.handle([TaskArrived(Job(f"t{index}", index % 4, index))], index)
             out += [f"{a.job.task_id}->{a.agent_id}" for a in actions if isinstance(a, Dispatch)]
         return out
 
@@ -203,23 +321,119 @@ def test_same_events_same_decisions() -> None:
     assert len(run()) == 12  # six agents, two slots each: late binding holds the rest
 
 
+def test_a_batch_of_events_decides_as_one_at_a_time_does() -> None:
+    """Handing the events of one moment at once gives the same dispatches as one by one."""
+    jobs = [Job(f"t{index}", index % 4, 0, tenant=f"x{index % 3}") for index in range(30)]
+    beats = [
+        HeartbeatReceived(Heartbeat(f"a{index}", 3, frozenset(), None, 1.0, 0.0, "READY", 0))
+        for index in range(4)
+    ]
+
+    def dispatched(batched: bool) -> list[tuple[str, str]]:
+        core = Distributor(DistributorConfig(routing=RoutingConfig(strategy="least-connections")))
+        events: list[Event] = [*(TaskArrived(job) for job in jobs), *beats]
+        if batched:
+            actions = core.handle(events, 5)
+        else:
+            actions = [a for event in events for a in core.handle([event], 5)]
+        return sorted((a.job.task_id, a.agent_id) for a in actions if isinstance(a, Dispatch))
+
+    one_at_a_time = dispatched(batched=False)
+    assert len(one_at_a_time) == 12
+    assert {task_id for task_id, _ in dispatched(batched=True)} == {
+        task_id for task_id, _ in one_at_a_time
+    }
+
+
 def test_a_replayed_dead_letter_runs_again_once() -> None:
     core = Distributor(DistributorConfig())
-    core.heartbeat(Heartbeat("a", 1, frozenset(), None, 1.0, 0.0, "READY", 0), 0)
+    core.handle([HeartbeatReceived(Heartbeat("a", 1, frozenset(), None, 1.0, 0.0, "READY", 0))], 0)
     job = Job("t", 0, 0, max_attempts=1)
-    (dispatch,) = core.task_arrived(job, 1)
+    (dispatch,) = core.handle([TaskArrived(job)], 1)
     assert isinstance(dispatch, Dispatch)
-    (dead,) = core.result("t", "a", 0, ResultStatus.FAILED, 2)
-    assert isinstance(dead, DeadLetter)
-    assert core.is_duplicate(job) and core.task_arrived(job, 3) == []
+    finished, dead = core.handle([ResultReported("t", "a", 0, ResultStatus.FAILED)], 2)
+    assert isinstance(finished, Finished) and isinstance(dead, DeadLetter)
+    assert core.is_duplicate(job) and core.handle([TaskArrived(job)], 3) == [Dropped(job)]
     replayed = replace(job, headers=((REPLAY_HEADER, "1"),))
     assert not core.is_duplicate(replayed)
-    assert [type(a) for a in core.task_arrived(replayed, 4)] == [Dispatch]
+    assert [type(a) for a in core.handle([TaskArrived(replayed)], 4)] == [Dispatch]
     assert core.is_duplicate(replayed)  # a second delivery of the same replay is dropped
 
 
-def test_restored_ended_tasks_are_duplicates() -> None:
+def test_recovered_ended_tasks_are_duplicates() -> None:
     core = Distributor(DistributorConfig())
-    core.restore_ended(Job("t", 0, 0).dedupe_key)
-    assert core.is_duplicate(Job("t", 0, 0)) and core.task_arrived(Job("t", 0, 0), 0) == []
+    job = Job("t", 0, 0)
+    core.handle([EndedRecovered(job.dedupe_key)], 0)
+    assert core.is_duplicate(job) and core.handle([TaskArrived(job)], 0) == [Dropped(job)]
     assert not core.is_duplicate(Job("t", 0, 0, headers=((REPLAY_HEADER, "2"),)))
+
+
+def _beat(agent: str, capacity: int, sent_ms: int, incarnation: int = 1) -> HeartbeatReceived:
+    hb = Heartbeat(agent, capacity, frozenset(), None, 1.0, 0.0, "READY", sent_ms, incarnation)
+    return HeartbeatReceived(hb)
+
+
+def test_a_recovered_lease_holds_its_slot_once_its_agent_is_back() -> None:
+    core = Distributor(CONFIG)
+    job = Job("t", 0, 0)
+    core.handle([InFlightRecovered(job, "a", 7, 0, LEASE_MS)], 10)
+    assert core.phase_of("t") is Phase.RECOVERING
+    assert core.handle([TaskArrived(job)], 11) == [Dropped(job)]  # read again: known
+    other = Job("u", 0, 0)
+    actions = core.handle([_beat("a", 1, 20, incarnation=7), TaskArrived(other)], 20)
+    assert core.phase_of("t") is Phase.IN_FLIGHT
+    assert actions == [] and core.phase_of("u") is Phase.HELD  # the one slot is taken
+    finished, completed, dispatch = core.handle(
+        [ResultReported("t", "a", 0, ResultStatus.SUCCEEDED)], 30
+    )
+    assert isinstance(completed, Completed) and isinstance(dispatch, Dispatch)
+    assert (finished.status, dispatch.job.task_id, dispatch.epoch) == (
+        ResultStatus.SUCCEEDED,
+        "u",
+        7,
+    )
+
+
+def test_a_recovered_lease_goes_back_to_the_queue_when_its_agent_restarted_or_stays_silent() -> (
+    None
+):
+    core = Distributor(CONFIG)
+    first, second = Job("t1", 0, 0), Job("t2", 0, 0)
+    core.handle(
+        [InFlightRecovered(first, "a", 7, 0, LEASE_MS), InFlightRecovered(second, "b", 3, 0, 9)],
+        10,
+    )
+    requeued, dispatch = core.handle([_beat("a", 1, 20, incarnation=8)], 20)
+    assert isinstance(requeued, Requeued) and requeued.job.attempt == 1
+    assert isinstance(dispatch, Dispatch) and dispatch.epoch == 8  # again, to the new run
+    down_after_ms = CONFIG.health.down_after_ms
+    assert core.next_wakeup_ms(21) <= 10 + down_after_ms
+    (again,) = [a for a in core.handle([], 10 + down_after_ms) if isinstance(a, Requeued)]
+    assert again.job.task_id == "t2" and "did not come back" in again.cause
+
+
+def test_a_new_incarnation_of_a_live_agent_loses_what_the_old_one_held() -> None:
+    core = Distributor(CONFIG)
+    core.handle([_beat("a", 2, 0, incarnation=1)], 0)
+    (dispatch,) = core.handle([TaskArrived(Job("t", 0, 0))], 1)
+    assert isinstance(dispatch, Dispatch) and dispatch.epoch == 1
+    requeued, redispatch = core.handle([_beat("a", 2, 5, incarnation=2)], 5)
+    assert isinstance(requeued, Requeued) and isinstance(redispatch, Dispatch)
+    assert (redispatch.job.attempt, redispatch.epoch) == (1, 2)
+    late = core.handle([_beat("a", 2, 3, incarnation=1)], 6)  # an older heartbeat: ignored
+    assert late == [] and core.lease_of("t") is not None
+
+
+def test_the_lifecycle_table_refuses_steps_it_does_not_list() -> None:
+    table = Lifecycle()
+    job = Job("t", 0, 0)
+    assert table.move("t", job, Step.ARRIVE) is not None
+    for step in Step:
+        if (Phase.HELD, step) not in TRANSITIONS:
+            try:
+                table.move("t", job, step)
+            except CoreError as error:
+                assert "not allowed when HELD" in str(error)
+            else:
+                raise AssertionError(f"{step} from HELD was allowed")
+    assert table.move("t", job, Step.END) is None and len(table) == 0

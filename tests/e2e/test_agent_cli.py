@@ -24,10 +24,9 @@ from streams.wire import (
     AgentRegistration,
     AgentStatus,
     RegistrationStatus,
-    TaskResult,
     TaskStatus,
 )
-from tests.adapters.test_worker_support import WAIT_S, assignment, dispatch, read
+from tests.adapters.test_worker_support import WAIT_S, assignment, dispatch, read, read_results
 
 ROOT = Path(__file__).resolve().parents[2]
 # `taskd agent`: registered here when streams.cli.main does not register it (yet).
@@ -123,9 +122,7 @@ def test_sigterm_drains_finishes_the_running_task_and_rejects_the_waiting(
         out, err = agent.communicate(timeout=WAIT_S)
         assert agent.returncode == 0, err
         assert out.strip() == "agent cli-1 stopped"
-    results = {
-        r.task_id: (p, r) for p, r in read(topics, topics.topics.results, TaskResult, count=2)
-    }
+    results = {r.task_id: (p, r) for p, r in read_results(topics, 2)}
     assert results["running"][1].status is TaskStatus.SUCCEEDED
     assert json.loads(results["running"][1].output or b"") == {
         "task_id": "running",

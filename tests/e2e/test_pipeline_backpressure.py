@@ -17,15 +17,13 @@ def test_intake_pauses_at_the_bound_and_resumes(topics: Settings, tmp_path: Path
 
     async def scenario() -> None:
         async with pipeline(settings, [4], config, start_agents=False) as (dispatcher, agents, _):
-            loop = dispatcher.loop
-            assert loop is not None
             first = await asyncio.to_thread(submit_now, settings, 40, payload=work(1))
             await until(lambda: dispatcher.intake.paused, "reading paused")
             await asyncio.sleep(1.0)
-            assert loop.core.held == 20  # the bound: the rest waits in Kafka
+            assert dispatcher.core.held == 20  # the bound: the rest waits in Kafka
             later = await asyncio.to_thread(submit_now, settings, 100, payload=work(1))
             await asyncio.sleep(1.0)
-            assert loop.core.held == 20  # nothing read while paused
+            assert dispatcher.core.held == 20  # nothing read while paused
             await start(agents[0])
             await until_results(settings, {task.task_id for task in first + later})
             assert not dispatcher.intake.paused

@@ -19,6 +19,7 @@ from streams.wire import DeadLetter, TaskResult, TaskStatus
 from tests.adapters.test_dispatcher_support import submit_now, with_state
 from tests.e2e.test_pipeline_support import (
     DEMO,
+    all_results,
     pipeline,
     pipeline_config,
     read_all,
@@ -99,7 +100,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 async def _until_count(settings: Settings, least: int, agent_id: str | None = None) -> None:
     deadline = time.monotonic() + 120
     while True:
-        results = await asyncio.to_thread(read_all, settings, settings.topics.results, TaskResult)
+        results = await asyncio.to_thread(all_results, settings)
         if len([r for r in results if agent_id in (None, r.agent_id)]) >= least:
             return
         assert time.monotonic() < deadline, f"fewer than {least} results within 120 s"

@@ -15,9 +15,16 @@ from streams.adapters.client import TaskClient, replay_count
 from streams.adapters.dlq import plan_replay, read_dead_letters
 from streams.core.model import DeadLetterReason
 from streams.settings import Settings
-from streams.wire import DeadLetter, Task, TaskResult, TaskStatus
+from streams.wire import DeadLetter, Task, TaskStatus
 from tests.adapters.test_dispatcher_support import with_state
-from tests.e2e.test_pipeline_support import pipeline, read_all, until_dead, until_results, work
+from tests.e2e.test_pipeline_support import (
+    all_results,
+    pipeline,
+    read_all,
+    until_dead,
+    until_results,
+    work,
+)
 
 
 def _settings(topics: Settings, tmp_path: Path) -> Settings:
@@ -93,9 +100,7 @@ def test_a_replayed_dead_letter_runs_again_exactly_once(topics: Settings, tmp_pa
                     client.submit(task)
             letters = await until_dead(settings, 4)
             await asyncio.sleep(2)  # a wrongly accepted second copy would die by now
-            results = await asyncio.to_thread(
-                read_all, settings, settings.topics.results, TaskResult
-            )
+            results = await asyncio.to_thread(all_results, settings)
             letters = await asyncio.to_thread(read_all, settings, settings.topics.dlq, DeadLetter)
         return fatal, letters, results
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from streams.adapters.client import TaskClient
 from streams.settings import Settings
 from streams.wire import DeadLetter, Task, TaskStatus
-from tests.adapters.test_dispatcher_support import until, with_state
+from tests.adapters.test_dispatcher_support import inputs_committed, until_read, with_state
 from tests.e2e.test_pipeline_support import pipeline, read_all, until_results, work
 
 TASKS = 10_000
@@ -34,12 +34,12 @@ def test_every_task_succeeds_once_over_agents_of_different_speeds_and_capacities
     settings = with_state(topics, tmp_path / "state")
 
     async def scenario() -> None:
-        async with pipeline(settings, CAPACITIES, handlers=SPEEDS) as (dispatcher, _, watch):
+        async with pipeline(settings, CAPACITIES, handlers=SPEEDS) as (_, _, watch):
             sent = await asyncio.to_thread(_submit, settings, TASKS)
             ids = {task.task_id for task in sent}
             results = await until_results(settings, ids)
             assert watch.over() == {}
-            await until(lambda: dispatcher.acks.pending() == 0, "every input acked")
+            await until_read(lambda: inputs_committed(settings), "every input committed")
 
         succeeded = Counter(r.task_id for r in results if r.status is TaskStatus.SUCCEEDED)
         assert set(succeeded) == ids

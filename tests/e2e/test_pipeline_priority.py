@@ -7,9 +7,15 @@ from pathlib import Path
 
 from streams.adapters.client import TaskClient
 from streams.settings import Settings
-from streams.wire import Assignment, Task
+from streams.wire import Task
 from tests.adapters.test_dispatcher_support import until, with_state
-from tests.e2e.test_pipeline_support import pipeline, read_all, start, until_results, work
+from tests.e2e.test_pipeline_support import (
+    all_assignments,
+    pipeline,
+    start,
+    until_results,
+    work,
+)
 
 LOW, HIGH = 200, 50
 
@@ -26,17 +32,14 @@ def test_high_priority_tasks_overtake_a_backlog(topics: Settings, tmp_path: Path
 
     async def scenario() -> None:
         async with pipeline(settings, [2], start_agents=False) as (dispatcher, agents, _):
-            loop = dispatcher.loop
-            assert loop is not None
             low = await asyncio.to_thread(_submit, settings, LOW, 3)
-            await until(lambda: loop.core.held == LOW, "the backlog held")
+            await until(lambda: dispatcher.core.held == LOW, "the backlog held")
             high = await asyncio.to_thread(_submit, settings, HIGH, 0)
-            await until(lambda: loop.core.held == LOW + HIGH, "every task held")
+            await until(lambda: dispatcher.core.held == LOW + HIGH, "every task held")
             await start(agents[0])
             await until_results(settings, {task.task_id for task in low + high})
 
-        order = [item.task.priority for item in read_all(settings, topic, Assignment)]
+        order = [item.task.priority for item in all_assignments(settings)]
         assert order == [0] * HIGH + [3] * LOW
 
-    topic = settings.topics.dispatch
     asyncio.run(scenario())

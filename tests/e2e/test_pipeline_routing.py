@@ -68,14 +68,11 @@ async def fleet(settings: Settings) -> AsyncIterator[Dispatcher]:
 async def ended(dispatcher: Dispatcher, tasks: list[Task]) -> None:
     """Wait until the dispatcher has seen every one of ``tasks`` end: known to it (a duplicate
     if read again) and neither held nor in flight."""
-    loop = dispatcher.loop
-    assert loop is not None
-    core = loop.core
+    core = dispatcher.core
     jobs = [task_to_job(task) for task in tasks]
 
     def done(job: Job) -> bool:
-        busy = job.task_id in core.in_flight or core.scheduler.holds(job.task_id)
-        return core.is_duplicate(job) and not busy
+        return core.is_duplicate(job) and core.phase_of(job.task_id) is None
 
     await until(lambda: all(done(job) for job in jobs), "the tasks ended")
 

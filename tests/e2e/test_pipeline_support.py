@@ -18,7 +18,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.adapters.dispatcher import Dispatcher, DispatcherConfig
 from streams.settings import Settings
-from streams.wire import Codec, DeadLetter, TaskResult, WireRecord
+from streams.wire import (
+    Assignment,
+    AssignmentBatch,
+    Codec,
+    DeadLetter,
+    ResultBatch,
+    TaskResult,
+    WireRecord,
+)
 from streams.worker import Agent, AgentConfig
 from tests.adapters.test_dispatcher_support import dispatcher_config, running_dispatcher
 
@@ -52,11 +60,9 @@ class CapacityWatch:
 
     async def run(self) -> None:
         while True:
-            loop = self.dispatcher.loop
-            if loop is not None:
-                for info in loop.core.registry.agents:
-                    self.peak[info.agent_id] = max(self.peak[info.agent_id], info.in_flight)
-                    self.capacity[info.agent_id] = info.capacity
+            for info in self.dispatcher.core.agents():
+                self.peak[info.agent_id] = max(self.peak[info.agent_id], info.in_flight)
+                self.capacity[info.agent_id] = info.capacity
             await asyncio.sleep(0.002)
 
     def over(self) -> dict[str, tuple[int, int]]:
@@ -144,13 +150,25 @@ def read_all(settings: Settings, topic: str, record_type: type[WireRecord]) -> l
         consumer.close()
 
 
+def all_results(settings: Settings) -> list[TaskResult]:
+    """Every result the agents wrote so far (each record holds a batch of them)."""
+    batches = read_all(settings, settings.topics.results, ResultBatch)
+    return [result for batch in batches for result in batch.results]
+
+
+def all_assignments(settings: Settings) -> list[Assignment]:
+    """Every assignment the dispatcher wrote so far, in the order of each partition."""
+    batches = read_all(settings, settings.topics.dispatch, AssignmentBatch)
+    return [item for batch in batches for item in batch.assignments]
+
+
 async def until_results(
     settings: Settings, expected: set[str], *, statuses: set[str] | None = None
 ) -> list[TaskResult]:
     """Every result so far, once each task id in ``expected`` has a final one."""
     deadline = time.monotonic() + PIPELINE_WAIT_S
     while True:
-        results = await asyncio.to_thread(read_all, settings, settings.topics.results, TaskResult)
+        results = await asyncio.to_thread(all_results, settings)
         done = {r.task_id for r in results if statuses is None or r.status.value in statuses}
         if expected <= done:
             return results

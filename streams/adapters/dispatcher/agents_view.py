@@ -20,7 +20,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
-from streams.errors import DecodeError, KafkaError
+from streams.adapters.kafka import end_offset, retrying
+from streams.errors import DecodeError
 from streams.settings import Settings
 from streams.wire import AgentHeartbeat, AgentRegistration, Codec
 
@@ -58,13 +59,14 @@ class AgentsView:
         """Assign the partitions and start reading (KafkaError if the broker cannot tell the
         registry's end within 30 s). Blocking: call it in a thread."""
         registry = TopicPartition(self._topics.registry, 0)
-        try:
-            _, self._registry_end = self._consumer.get_watermark_offsets(
-                registry, timeout=_TIMEOUT_S
-            )
-            metadata = self._consumer.list_topics(self._topics.heartbeats, timeout=_TIMEOUT_S)
-        except KafkaException as error:
-            raise KafkaError(f"cannot read the agent registry: {error.args[0]}") from error
+        self._registry_end = end_offset(
+            self._consumer, registry.topic, registry.partition, timeout_s=_TIMEOUT_S
+        )
+        metadata = retrying(
+            lambda: self._consumer.list_topics(self._topics.heartbeats, timeout=_TIMEOUT_S),
+            what="read the heartbeats' partitions",
+            timeout_s=_TIMEOUT_S,
+        )
         partitions = metadata.topics[self._topics.heartbeats].partitions
         beats = [TopicPartition(self._topics.heartbeats, p, OFFSET_END) for p in partitions]
         self._consumer.assign([TopicPartition(registry.topic, 0, OFFSET_BEGINNING), *beats])

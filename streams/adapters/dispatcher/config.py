@@ -43,11 +43,14 @@ class DispatcherConfig:
     """Ended task ids remembered (in memory and in the ``ended`` table) to drop duplicates."""
     session_timeout_ms: int = 10_000
     """Kafka group session: a killed instance's shards are taken over after this long."""
+    commit_interval_ms: int = 100
+    """How often a checkpoint makes the work durable and commits the inputs: a crash may
+    dispatch again what was dispatched in about this long before it (``checkpoint.py``)."""
     web_enabled: bool = True
     """Serve the HTTP views (``/metrics``, ``/status``, ``/context``, the dashboard) on
     ``settings.http_host:http_port``. Faust's own web server is always off."""
-    events_enabled: bool = True
-    """Write each task's lifecycle steps to the ``events`` topic (best effort)."""
+    events_enabled: bool = False
+    """Write one lifecycle event per task to the ``events`` topic when it ends (best effort)."""
     prefetch_share: float = 0.15
     """Tasks sent to an agent beyond its slots, as a share of its capacity (rounded down: an
     agent of fewer than 1/share slots gets none): a slot that frees finds its next task already
@@ -65,6 +68,7 @@ class DispatcherConfig:
             "max_held",
             "dedupe_window",
             "session_timeout_ms",
+            "commit_interval_ms",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dispatcher {name} must be >= 1 (got {getattr(self, name)})")
@@ -74,6 +78,10 @@ class DispatcherConfig:
             )
         self.health()  # raises ConfigError for timings out of order
         check_strategy_name(self.strategy, field="dispatcher strategy")
+
+    @property
+    def commit_interval_s(self) -> float:
+        return self.commit_interval_ms / 1000
 
     def slots(self, capacity: int) -> int:
         """The slots the core counts for an agent of ``capacity``: its own plus the prefetch."""

@@ -1,12 +1,15 @@
-"""The dispatcher's writes (dispatch, retry tiers, dead letters, events): confluent-kafka.
+"""The dispatcher's writes: one producer for every record it writes, confirmations counted.
 
-One idempotent producer (acks=all). ``send`` calls its ``on_delivery(error)`` on the event loop
-once the broker has confirmed the record (``error`` None) or failed it (a DeliveryError).
-Delivery reports are served by a polling thread and hop back to the event loop in batches, one
-hop per poll rather than one per record: at hundreds of records a second, a hop each (a wake-up
-of the loop, a future, a task awaiting it) was a good part of the dispatcher's time. Nothing
-downstream (an ack, a table delete) happens before that confirmation. ``send_unconfirmed`` (the
-best-effort ``events``) has no report on the loop: a failed delivery is only counted and logged.
+Assignment batches, retry records, dead letters, lifecycle events and the state changelog all go
+through one idempotent producer (acks=all, ``streams.adapters.kafka``). A checkpoint must know
+that every record written before it is on the broker, so records are counted per *epoch*: the
+checkpoint closes the current epoch (:meth:`Outputs.close_epoch`) and waits until every record of
+it and of the epochs before is confirmed (:meth:`Outputs.when_confirmed`).
+
+A polling thread serves the delivery reports and hands them to the event loop in one batch per
+poll. A failed record is written again (the readers drop repeats): a record given up would leave
+its checkpoint waiting for ever. Records nothing waits for (lifecycle events) are not counted,
+and a failure of one is only counted and logged.
 """
 
 from __future__ import annotations
@@ -17,107 +20,136 @@ import threading
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError as ClientError
-from confluent_kafka import KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Message
 
 from streams.adapters.handoff import LoopHandoff
-from streams.errors import DeliveryError, KafkaError
+from streams.adapters.kafka import make_producer
+from streams.errors import KafkaError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PRODUCER_CONFIG: dict[str, str | int | bool] = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "message.timeout.ms": 60_000,
-}
-"""librdkafka settings: confirmed by every in-sync replica; batched as the settings say
-(``linger_ms``, ``batch_bytes``)."""
 _POLL_S = 0.05
 _FULL_WAIT_S = 0.01
 _LOG_EVERY = 1000
 """Unconfirmed failures logged: the first and then one in this many."""
+RETRY_WRITE_S = 1.0
+"""Pause before a failed record is written again."""
 Headers = Sequence[tuple[str, bytes]]
-WireHeaders = list[tuple[str, str | bytes | None]]
-DeliveryReport = Callable[[ClientError | None, Message], None]
-Delivered = Callable[[DeliveryError | None], None]
-"""What ``send`` calls on the event loop: with None once confirmed, else with the failure."""
+Then = Callable[[], object]
 
 
 class Outputs:
-    """Writes records and reports their delivery to the event loop that created it."""
+    """Writes records; tells the event loop that created it when epochs are confirmed."""
 
     def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        logger = logging.getLogger("streams.librdkafka")
-        self._producer = Producer(
-            {
-                **settings.kafka_config(),
-                **settings.batching_config(),
-                **PRODUCER_CONFIG,
-                "logger": logger,
-            }
-        )
+        self._producer = make_producer(settings)
+        self._epoch = 0
+        self._pending: dict[int, int] = {}
+        """Epoch -> its records not confirmed yet (epochs with none are dropped)."""
+        self._waiting: list[tuple[int, Then]] = []
+        self._closed = False
         self._stopping = threading.Event()
         self._reports = LoopHandoff()
-        """Follow-ups of confirmed or failed records, to run on the event loop."""
+        self.records = 0
+        """Records written (each once, however often it had to be tried)."""
         self.failed_unconfirmed = 0
-        """Records of ``send_unconfirmed`` whose delivery failed (counted on the poll thread)."""
         self._thread = threading.Thread(target=self._serve, name="taskd-outputs", daemon=True)
         self._thread.start()
+
+    # --- writing -------------------------------------------------------------------------------
 
     def send(
         self,
         topic: str,
-        value: bytes,
-        *,
-        key: str,
-        partition: int,
-        on_delivery: Delivered,
-        headers: Headers | None = None,
-    ) -> None:
-        """Queue one record for ``topic``/``partition``; ``on_delivery`` runs on the event loop
-        once the broker confirmed or failed it."""
-
-        def delivered(error: ClientError | None, message: Message) -> None:
-            failure = None if error is None else _failure(topic, error)
-            self._reports.put(self._loop, lambda: on_delivery(failure))
-
-        wire_headers: WireHeaders = list(headers or ())
-        self._produce(topic, value, key.encode(), partition, wire_headers, delivered)
-
-    def send_changelog(
-        self,
-        topic: str,
-        key: bytes,
         value: bytes | None,
         *,
+        key: bytes,
         partition: int,
-        on_written: Callable[[int], None],
+        headers: Headers | None = None,
+        then: Then | None = None,
     ) -> None:
-        """Queue one table changelog record (``value`` None: a deletion); ``on_written(offset)``
-        runs on the event loop once it is confirmed. A failed record is written again: the
-        inputs it backs stay unacknowledged until it is on the broker."""
+        """Write one record (``value`` None: a tombstone), counted in the current epoch;
+        ``then()`` runs on the loop once it is confirmed."""
+        epoch = self._epoch
+        self._pending[epoch] = self._pending.get(epoch, 0) + 1
+        self.records += 1
+        self._write(topic, value, key, partition, headers, epoch, then)
 
-        def delivered(error: ClientError | None, message: Message) -> None:
-            if error is not None:
-                log.warning("changelog record to %s failed, writing it again: %s", topic, error)
-                self._reports.put(
-                    self._loop,
-                    lambda: self.send_changelog(
-                        topic, key, value, partition=partition, on_written=on_written
-                    ),
-                )
+    def send_unconfirmed(self, topic: str, value: bytes, *, key: bytes, partition: int) -> None:
+        """Write one record nothing waits for (a failure is only counted and logged)."""
+        self.records += 1
+        self._produce(topic, value, key, partition, None, self._unconfirmed)
+
+    # --- epochs --------------------------------------------------------------------------------
+
+    def close_epoch(self) -> int:
+        """End the current epoch (later records count in the next one); the epoch ended."""
+        closed = self._epoch
+        self._epoch += 1
+        return closed
+
+    def when_confirmed(self, epoch: int, then: Then) -> None:
+        """``then()`` on the loop once every record of ``epoch`` and the epochs before it is
+        confirmed (at once if they are)."""
+        if self._confirmed_through(epoch):
+            then()
+        else:
+            self._waiting.append((epoch, then))
+
+    def unconfirmed(self) -> int:
+        """Records written and not confirmed yet."""
+        return sum(self._pending.values())
+
+    # --- closing -------------------------------------------------------------------------------
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for every record (blocking); how many are still unconfirmed.
+        Their confirmations run on the loop afterwards."""
+        return int(self._producer.flush(timeout_s))
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Deliver what is queued (up to ``timeout_s``), then stop; nothing runs on the loop
+        any more."""
+        left = self.flush(timeout_s)
+        if left:
+            log.warning("%d record(s) unconfirmed when the dispatcher stopped", left)
+        self._closed = True
+        self._stopping.set()
+        self._thread.join(timeout_s)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _write(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes,
+        partition: int,
+        headers: Headers | None,
+        epoch: int,
+        then: Then | None,
+    ) -> None:
+        def delivered(error: ClientError | None, _message: Message) -> None:
+            self._reports.put(self._loop, lambda: settle(error))
+
+        def settle(error: ClientError | None) -> None:
+            if self._closed:
                 return
-            offset = message.offset()
-            if offset is not None:  # always set once the broker confirmed it
-                self._reports.put(self._loop, lambda: on_written(offset))
+            if error is not None:
+                log.warning("write to %s failed, writing it again: %s", topic, error.str())
+                self._loop.call_later(RETRY_WRITE_S, again)
+                return
+            self._confirmed(epoch)
+            if then is not None:
+                then()
 
-        self._produce(topic, value, key, partition, [], delivered)
+        def again() -> None:
+            if not self._closed:
+                self._produce(topic, value, key, partition, headers, delivered)
 
-    def send_unconfirmed(self, topic: str, value: bytes, *, key: str, partition: int) -> None:
-        """Queue one record and forget it: its delivery is not awaited, a failure only counted
-        (``failed_unconfirmed``) and logged. For records nothing else waits for."""
-        self._produce(topic, value, key.encode(), partition, [], self._unconfirmed)
+        self._produce(topic, value, key, partition, headers, delivered)
 
     def _produce(
         self,
@@ -125,8 +157,8 @@ class Outputs:
         value: bytes | None,
         key: bytes,
         partition: int,
-        headers: WireHeaders,
-        delivered: DeliveryReport,
+        headers: Headers | None,
+        delivered: Callable[[ClientError | None, Message], None],
     ) -> None:
         while True:
             try:
@@ -135,7 +167,7 @@ class Outputs:
                     value,
                     key,
                     partition=partition,
-                    headers=headers,
+                    headers=list(headers) if headers else None,
                     on_delivery=delivered,
                 )
                 return
@@ -143,6 +175,22 @@ class Outputs:
                 self._producer.poll(_FULL_WAIT_S)
             except KafkaException as error:
                 raise KafkaError(f"cannot produce to {topic}: {error.args[0]}") from error
+
+    def _confirmed(self, epoch: int) -> None:
+        left = self._pending[epoch] - 1
+        if left:
+            self._pending[epoch] = left
+            return
+        del self._pending[epoch]
+        if self._waiting:
+            ready = [item for item in self._waiting if self._confirmed_through(item[0])]
+            if ready:
+                self._waiting = [item for item in self._waiting if item not in ready]
+                for _, then in ready:
+                    then()
+
+    def _confirmed_through(self, epoch: int) -> bool:
+        return all(pending_epoch > epoch for pending_epoch in self._pending)
 
     def _unconfirmed(self, error: ClientError | None, message: Message) -> None:
         if error is None:
@@ -156,20 +204,7 @@ class Outputs:
                 error.str(),
             )
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Wait up to ``timeout_s`` for the queued records, then stop the polling thread."""
-        left = self._producer.flush(timeout_s)
-        if left:
-            log.warning("%d record(s) unconfirmed when the dispatcher stopped", left)
-        self._stopping.set()
-        self._thread.join(timeout_s)
-
     def _serve(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(_POLL_S)
             self._reports.hand_over()
-
-
-def _failure(topic: str, error: ClientError) -> DeliveryError:
-    text = f"{topic}: {error.str()}"
-    return DeliveryError(text, failed=1, first_error=text)

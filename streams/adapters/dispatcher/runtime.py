@@ -1,43 +1,41 @@
-"""The dispatcher assembled: the Faust app, its tables and inputs, the loop and its writers,
-its metrics and HTTP views.
+"""The dispatcher assembled: inputs, the engine around the core, outputs, checkpoints, the
+agents' view, metrics and HTTP views, started and stopped in order.
 
-``Dispatcher(settings, config).app`` is a plain Faust app: run it with ``faust.Worker`` (the
-CLI does) or ``await app.start()`` in tests. Once Faust has recovered the tables, the main
-task serves the HTTP views (``/status`` says "starting" until the loop runs), reads the
-registry to its end, restores the in-flight entries and ticks the loop; input events read
-before that wait (unacked) in a buffer.
+``await Dispatcher(settings, config).start()`` returns once the instance is ready: the agent
+registry is read, the group has assigned it its shards and they are recovered from the state
+changelog. ``await dispatcher.stop()`` stops reading, takes a last checkpoint (everything done
+is durable and committed), leaves the group and closes. :func:`run_dispatcher` runs one until
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable
 
-import faust
+from confluent_kafka import Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from streams.adapters.client import codec_for
-from streams.adapters.dispatcher.acks import OrderedAcks, Token
 from streams.adapters.dispatcher.agents_view import AgentsView
-from streams.adapters.dispatcher.app import build_app
-from streams.adapters.dispatcher.book import Book, EndedWindow
+from streams.adapters.dispatcher.checkpoint import Checkpointer
 from streams.adapters.dispatcher.config import DispatcherConfig
-from streams.adapters.dispatcher.executor import Executor, Intake, Io
-from streams.adapters.dispatcher.inputs import Decoder, attach_inputs
-from streams.adapters.dispatcher.loop import DispatchLoop
+from streams.adapters.dispatcher.effects import Effects
+from streams.adapters.dispatcher.engine import Engine
+from streams.adapters.dispatcher.intake import Intake, TaskBudget
 from streams.adapters.dispatcher.outputs import Outputs
 from streams.adapters.dispatcher.registrations import Registrations
-from streams.adapters.dispatcher.tables import Tables
-from streams.adapters.dispatcher.writes import EventLog, Writes
+from streams.adapters.dispatcher.state import ShardState, create_changelog, group_id, read_shards
 from streams.adapters.http import StatusServer
+from streams.adapters.kafka import codec_for
 from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.status import SummaryCache, context_view, progress_view, run_state
 from streams.core.distributor import Distributor
-from streams.errors import ConfigError
+from streams.errors import ConfigError, TaskdError
 from streams.settings import Settings
-from streams.wire import Task, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +44,9 @@ GAUGE_REFRESH_S = 1.0
 SUMMARY_MAX_AGE_MS = 1_000
 """The statistics' summary is shared by the gauges and the views for this long: making one
 sorts every queue-time sample."""
+READY_TIMEOUT_S = 120.0
+"""Longest wait for the group to assign shards on start (a killed instance's session must run
+out first)."""
 
 
 def wall_ms() -> int:
@@ -53,34 +54,8 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class GateIntake(Intake):
-    """Back-pressure on the task topics: the tasks agent waits at this gate while it is shut.
-
-    Faust's own ``pause_partitions`` is not used: records of a partition paused while Faust
-    iterates a fetched batch are dropped (their position already past them) and never read
-    again until a restart. A stream that stops taking events fills its buffer, and Faust then
-    stops fetching by its own flow control, which keeps its positions right.
-    """
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self.gate.is_set()
-
-    def pause(self) -> None:
-        self.gate.clear()
-        log.info("task topics paused: the scheduler holds its maximum")
-
-    def resume(self) -> None:
-        self.gate.set()
-        log.info("task topics resumed")
-
-
 class Dispatcher:
-    """One dispatcher instance; its ``app`` owns the lifecycle."""
+    """One dispatcher instance (see the module docstring)."""
 
     def __init__(
         self,
@@ -91,38 +66,122 @@ class Dispatcher:
     ) -> None:
         self.settings = settings
         self.config = config or DispatcherConfig()
-        self.app = build_app(settings, self.config)
-        self.tables = Tables(self.app, settings)
-        self.acks = OrderedAcks()
-        self.codec = codec_for(settings)
         self.clock = clock
+        self.codec = codec_for(settings)
         self.core = Distributor(self.config.distributor(settings))
-        self.loop: DispatchLoop | None = None
-        """Set once the tables are recovered and the registry is read (see ``ready``)."""
         self.registry = CollectorRegistry()
         self.metrics = DispatcherMetrics(self.registry)
         self._summary = SummaryCache(self.core.stats, max_age_ms=SUMMARY_MAX_AGE_MS)
+        self._states: dict[int, ShardState] = {}
+        self._regs = Registrations()
         self._server: StatusServer | None = None
+        self._timers: list[asyncio.Task[None]] = []
+        self._assigned = asyncio.Event()
         self._stopping = False
-        self.intake = GateIntake()
-        self._early: list[Callable[[DispatchLoop], None]] = []
-        decoder = Decoder(settings, self.codec, self.acks, self)
-        attach_inputs(self.app, settings, decoder, self.intake.gate)
-        self.app.task(self._main)
+        self._stopped = asyncio.Event()
+        self.outputs: Outputs | None = None
+        self.engine: Engine | None = None
+        self.intake: Intake | None = None
+        self.checkpointer: Checkpointer | None = None
+        self._view: AgentsView | None = None
 
-    # --- the input sink: forwarded to the loop, buffered until it runs -------------------------
+    # --- lifecycle ------------------------------------------------------------------------------
 
-    def task_read(self, task: Task, token: Token) -> None:
-        self._to_loop(lambda loop: loop.task_read(task, token))
+    @property
+    def ready(self) -> bool:
+        """Started: registry read, shards assigned and recovered."""
+        return self._assigned.is_set() and not self._stopping
 
-    def retry_read(self, task: Task, due_ms: int, token: Token) -> None:
-        self._to_loop(lambda loop: loop.retry_read(task, due_ms, token))
+    async def start(self) -> None:
+        """Start every part in order; returns once ready (see the module docstring).
 
-    def result_read(self, result: TaskResult, token: Token) -> None:
-        self._to_loop(lambda loop: loop.result_read(result, token))
+        KafkaError when the broker cannot be reached, ConfigError for a busy HTTP port."""
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        await asyncio.to_thread(create_changelog, settings)
+        outputs = self.outputs = Outputs(settings, loop)
+        scheduler = self.core.config.scheduler
+        budget = TaskBudget(scheduler.max_held, scheduler.resume_threshold)
+        intake = self.intake = Intake(
+            settings,
+            group_id=group_id(settings),
+            session_timeout_ms=self.config.session_timeout_ms,
+            budget=budget,
+            loop=loop,
+            on_batch=self._on_batch,
+            on_assigned=self._on_assigned,
+            on_revoked=self._on_revoked,
+        )
+        effects = Effects(
+            outputs=outputs,
+            codec=self.codec,
+            topics=settings.topics,
+            regs=self._regs,
+            states=self._states,
+            metrics=self.metrics,
+            clock=self.clock,
+            events_enabled=self.config.events_enabled,
+        )
+        self.checkpointer = Checkpointer(
+            outputs,
+            codec=self.codec,
+            changelog=settings.topics.state,
+            dedupe_window=self.config.dedupe_window,
+            clock=self.clock,
+        )
+        self.engine = Engine(
+            settings=settings,
+            config=self.config,
+            core=self.core,
+            codec=self.codec,
+            effects=effects,
+            checkpointer=self.checkpointer,
+            regs=self._regs,
+            states=self._states,
+            budget=budget,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        await self._serve_http()
+        view = self._view = AgentsView(settings, loop, self.engine.on_view)
+        await asyncio.to_thread(view.start)
+        await view.caught_up.wait()
+        intake.start()
+        await asyncio.wait_for(self._assigned.wait(), READY_TIMEOUT_S)
+        self._timers = [
+            asyncio.ensure_future(self._every(self.config.commit_interval_s, self._checkpoint)),
+            asyncio.ensure_future(self._every(GAUGE_REFRESH_S, self._refresh_gauges)),
+        ]
+        log.info(
+            "dispatcher ready: shards %s, %d open task(s) recovered",
+            sorted(self._states),
+            self.core.in_flight + self.core.held,
+        )
 
-    def malformed(self, raw: bytes, error: str, token: Token) -> None:
-        self._to_loop(lambda loop: loop.malformed(raw, error, token))
+    async def stop(self) -> None:
+        """Stop reading, checkpoint what is owned, leave the group and close (idempotent)."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        try:
+            for timer in self._timers:
+                timer.cancel()
+            if self.intake is not None:
+                await self.intake.stop()  # its revoke callback takes the last checkpoint
+            if self.outputs is not None:
+                await asyncio.to_thread(self.outputs.close)
+            if self._view is not None:
+                self._view.stop()
+            await self._stop_http()
+        finally:
+            self._stopped.set()
+            log.info("dispatcher stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # --- views ---------------------------------------------------------------------------------
 
     @property
     def http_url(self) -> str | None:
@@ -130,10 +189,9 @@ class Dispatcher:
         return None if self._server is None else self._server.url
 
     def status_view(self) -> dict[str, object]:
-        """The progress JSON (``/status``): "starting" until the loop runs, recovery done."""
+        """The progress JSON (``/status``): "starting" until ready."""
         now_ms = self.clock()
-        starting = self.loop is None or self.loop.recovering
-        state = run_state(self.core, starting=starting, draining=self._stopping)
+        state = run_state(self.core, starting=not self._assigned.is_set(), draining=self._stopping)
         return progress_view(self.core, now_ms, state=state, summary=self._summary.at(now_ms))
 
     def context_view(self) -> dict[str, object]:
@@ -143,45 +201,53 @@ class Dispatcher:
             self.core, self.settings, now_ms=now_ms, summary=self._summary.at(now_ms)
         )
 
-    def _to_loop(self, call: Callable[[DispatchLoop], None]) -> None:
-        if self.loop is None:
-            self._early.append(call)
-        else:
-            call(self.loop)
+    # --- callbacks -----------------------------------------------------------------------------
 
-    # --- the main task --------------------------------------------------------------------------
-
-    async def _main(self) -> None:
-        outputs = Outputs(self.settings, asyncio.get_running_loop())
-        writes = Writes(outputs, asyncio.get_running_loop())
-        self.tables.attach(outputs)
-        events = EventLog(
-            outputs, self.codec, self.settings.topics.events, enabled=self.config.events_enabled
-        )
-        loop = self._assemble(writes, events)
-        view = AgentsView(self.settings, asyncio.get_running_loop(), loop.view_records)
-        gauges = asyncio.ensure_future(self._refresh_gauges())
+    def _on_batch(self, messages: list[Message]) -> None:
+        assert self.engine is not None
         try:
-            await self._serve_http()
-            await asyncio.to_thread(view.start)
-            await view.caught_up.wait()
-            count = loop.recover(
-                self.tables.inflight_items(), self.tables.ended_items(), self.codec
-            )
-            log.info("dispatcher ready: %d in-flight task(s) recovered", count)
-            self.loop = loop
-            early, self._early = self._early, []
-            for call in early:
-                call(loop)
-            await loop.run()
-        finally:
-            self._stopping = True
-            gauges.cancel()
-            view.stop()
-            writes.close()
-            await self._stop_http()
-            self.tables.detach()
-            outputs.close()
+            self.engine.on_batch(messages)
+        except Exception:  # a bug: stop rather than go on with half a batch carried out
+            log.exception("dispatcher: a batch failed; stopping (its inputs stay uncommitted)")
+            asyncio.get_running_loop().call_soon(self._fail)
+
+    async def _on_assigned(self, shards: list[int]) -> None:
+        assert self.engine is not None
+        recovered = await asyncio.to_thread(read_shards, self.settings, self.codec, shards)
+        count = self.engine.adopt(recovered)
+        log.info("shards %s assigned: %d open task(s) recovered from the changelog", shards, count)
+        self._assigned.set()
+
+    async def _on_revoked(self, shards: list[int], lost: bool) -> list[TopicPartition]:
+        assert self.engine is not None
+        if lost:
+            log.warning("shards %s lost (the group session ran out): now another's", shards)
+        offsets = await self.engine.hand_over(shards, lost=lost)
+        log.info("shards %s %s", shards, "dropped" if lost else "checkpointed and handed over")
+        return offsets
+
+    def _checkpoint(self) -> None:
+        if self.engine is not None and self.intake is not None:
+            self.engine.checkpoint(self.intake.commit)
+
+    def _refresh_gauges(self) -> None:
+        now_ms = self.clock()
+        self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
+
+    def _fail(self) -> None:
+        if not self._stopping:
+            self._timers.append(asyncio.ensure_future(self.stop()))
+
+    @staticmethod
+    async def _every(interval_s: float, call: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                call()
+            except Exception:
+                log.exception("dispatcher: a periodic step failed")
+
+    # --- HTTP ----------------------------------------------------------------------------------
 
     async def _serve_http(self) -> None:
         """Serve ``/metrics``, ``/status``, ``/context`` and the dashboard (if enabled);
@@ -195,11 +261,7 @@ class Dispatcher:
             context=self.context_view,
             registry=self.registry,
         )
-        try:
-            await server.start()
-        except ConfigError as error:
-            log.error("%s", error)  # Faust logs a crash of this task with a long traceback
-            raise
+        await server.start()
         self._server = server
         log.info("dispatcher HTTP views on %s", server.url)
 
@@ -208,43 +270,24 @@ class Dispatcher:
         if server is not None:
             await server.stop()
 
-    async def _refresh_gauges(self) -> None:
-        while True:
-            now_ms = self.clock()
-            self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
-            await asyncio.sleep(GAUGE_REFRESH_S)
 
-    def _assemble(self, writes: Writes, events: EventLog) -> DispatchLoop:
-        core = self.core
-        regs = Registrations()
-        ended = EndedWindow(
-            self.config.dedupe_window, lambda task_id, shard: self.tables.drop_ended(shard, task_id)
-        )
-        book = Book(ended=ended)
-        io = Io(
-            writes,
-            self.tables,
-            self.acks,
-            self.codec,
-            self.settings.topics,
-            self.intake,
-            events,
-            self.metrics,
-        )
-        executor = Executor(core, book, regs, io, self.clock)
-        return DispatchLoop(
-            core=core,
-            book=book,
-            regs=regs,
-            executor=executor,
-            acks=self.acks,
-            config=self.config,
-            clock=self.clock,
-        )
+def run_dispatcher(dispatcher: Dispatcher) -> int:
+    """Run ``dispatcher`` in this process until SIGTERM or SIGINT; the exit code (0: stopped
+    cleanly)."""
 
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(dispatcher.stop()))
+        try:
+            await dispatcher.start()
+        except (TaskdError, ConfigError) as error:
+            log.error("%s", error)
+            await dispatcher.stop()
+            return 1
+        await dispatcher.wait_stopped()
+        return 0
 
-def run_worker(dispatcher: Dispatcher, *, loglevel: str = "info") -> None:
-    """Run ``dispatcher`` in this process until SIGTERM or SIGINT (Faust's worker owns the
-    event loop and the signals); exits the process when done."""
-    worker = faust.Worker(dispatcher.app, loglevel=loglevel, override_logging=False)
-    worker.execute_from_commandline()
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(main())
+    return 130

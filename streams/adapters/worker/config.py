@@ -47,6 +47,9 @@ class AgentConfig:
     """Races for a partition the agent may lose before it gives up."""
     seen_attempts: int = 100_000
     """How many (task_id, attempt) pairs are remembered to drop repeats (bounded memory)."""
+    result_linger_ms: int = 0
+    """How long a result waits for others to leave in the same record (0: those ending in the
+    same turn of the event loop go together)."""
     metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
@@ -71,6 +74,7 @@ def _check(config: AgentConfig) -> None:
             ("connect_timeout_ms", config.connect_timeout_ms, 1),
             ("claim_attempts", config.claim_attempts, 1),
             ("seen_attempts", config.seen_attempts, 1),
+            ("result_linger_ms", config.result_linger_ms, 0),
         )
         if value < least
     ]

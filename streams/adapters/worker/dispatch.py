@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from confluent_kafka import KafkaException, Message, TopicPartition
 
-from streams.adapters.worker.kafka import plain_consumer, retrying
+from streams.adapters.kafka import make_consumer, retrying
 from streams.errors import KafkaError
 from streams.settings import Settings
 
@@ -35,7 +35,7 @@ class DispatchReader:
         """``queue_size``: assignments librdkafka keeps fetched ahead (the prefetch bound)."""
         self._partition = TopicPartition(settings.topics.dispatch, partition)
         self._group = commit_group(settings, partition)
-        self._consumer = plain_consumer(
+        self._consumer = make_consumer(
             settings,
             group_id=self._group,
             extra={"queued.min.messages": max(queue_size, 1), "enable.auto.offset.store": False},

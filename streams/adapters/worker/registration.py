@@ -17,16 +17,10 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
-from streams.adapters.client import codec_for
+from streams.adapters.kafka import check_broker, codec_for, end_offset, make_consumer, now_ms
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.errors import AgentError
-from streams.adapters.worker.kafka import (
-    Writer,
-    check_broker,
-    end_offset,
-    now_ms,
-    plain_consumer,
-)
+from streams.adapters.worker.kafka import Writer
 from streams.adapters.worker.registry_view import RegistryView, beats
 from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
@@ -61,7 +55,7 @@ class Registrar:
         KafkaError when no broker answers in time, ConfigError when the topics are missing,
         AgentError when every partition is held or too many races were lost.
         """
-        consumer = plain_consumer(
+        consumer = make_consumer(
             self._settings,
             group_id=f"{self._settings.topic_prefix}agent.registry-reader.{uuid.uuid4().hex}",
             extra={"enable.partition.eof": True},

@@ -1,10 +1,14 @@
 """Runs the assignments read from the agent's partition, never more than its capacity at once.
 
-Each assignment read is admitted or skipped (stale epoch, attempt already taken, undecodable),
-waits for a free slot (the most urgent first: priority, then deadline, then partition order;
-the dispatcher may send a few more than the slots so a freed slot need not wait for it), runs,
-and has its result written to its ``reply_partition``; only then is its offset finished, so
-commits never pass an assignment whose result is not on the broker.
+Each record of the partition is an :class:`AssignmentBatch`. Each assignment in it is admitted
+or skipped (stale epoch, attempt already taken), waits for a free slot (the most urgent first:
+priority, then deadline, then the order read; the dispatcher may send a few more than the slots
+so a freed slot need not wait for it), runs, and has its result queued for its reply partition.
+
+Results go out in batches: the results that end within one turn of the event loop (or within
+``result_linger_ms``) leave as one :class:`ResultBatch` record per reply partition. A record's
+offset is finished once every result of its batch is on the broker, so commits never pass an
+assignment whose result is not written.
 """
 
 from __future__ import annotations
@@ -21,15 +25,23 @@ from typing import Any
 from confluent_kafka import Message
 
 from streams.adapters.metrics import AgentMetrics
+from streams.adapters.offsets import OffsetTracker
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.handlers import Invoker, Invokers
 from streams.adapters.worker.kafka import Writer, now_ms
-from streams.adapters.worker.offsets import OffsetTracker, SeenAttempts
 from streams.adapters.worker.results import Outcome, rejected, run_handler
 from streams.core.model import dedupe_key
+from streams.core.window import LruMap
 from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
-from streams.wire import AgentRegistration, Assignment, RecordCodec
+from streams.wire import (
+    AgentRegistration,
+    Assignment,
+    AssignmentBatch,
+    RecordCodec,
+    ResultBatch,
+    TaskResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,7 @@ class Fetched:
     """An admitted assignment waiting for a slot."""
 
     offset: int
+    """Of the record (batch) it came in."""
     assignment: Assignment
     invoke: Invoker
     admitted_s: float
@@ -68,11 +81,17 @@ class TaskRunner:
         self._results_topic = settings.topics.results
         self._invokers, self._writer, self._metrics, self._wake = invokers, writer, metrics, wake
         self._codec = codec
-        self._seen = SeenAttempts(config.seen_attempts)
+        self._seen: LruMap[tuple[str, int], None] = LruMap(config.seen_attempts)
         self.offsets = OffsetTracker(claim.start_offset)
-        self._waiting: list[tuple[int, float, int, Fetched]] = []
-        """Heap of (priority, deadline, offset, assignment): the most urgent first."""
+        self._open: dict[int, int] = {}
+        """Record offset -> its assignments whose result is not written yet."""
+        self._waiting: list[tuple[int, float, int, int, Fetched]] = []
+        """Heap of (priority, deadline, offset, index, assignment): the most urgent first."""
+        self._read = 0
         self._running: set[asyncio.Task[None]] = set()
+        self._outbox: dict[int, list[tuple[int, TaskResult]]] = {}
+        """Reply partition -> (record offset, result) not written yet."""
+        self._flush: asyncio.Handle | None = None
         self._writing: set[asyncio.Task[None]] = set()
         self.completed = 0
         """Attempts run to an end with their result written (rejections not counted)."""
@@ -89,56 +108,73 @@ class TaskRunner:
         return len(self._running), self.completed
 
     def take(self, message: Message) -> bool:
-        """Admit or skip the assignment in ``message``; False if it shows the agent is fenced."""
+        """Admit or skip the assignments in ``message``; False if they show the agent fenced."""
         offset = int(message.offset() or 0)
-        try:
-            assignment = self._codec.decode(message.value() or b"", Assignment)
-        except DecodeError as error:
-            log.warning("skipping an undecodable assignment at offset %d: %s", offset, error)
-            return self._skip(offset, "undecodable")
-        if assignment.epoch > self._epoch:
-            self.fenced_by = assignment.epoch
-            return False
-        if assignment.epoch < self._epoch:
-            return self._skip(offset, "stale_epoch")
-        task = assignment.task
-        if not self._seen.first_time(dedupe_key(task.task_id, task.headers), task.attempt):
-            return self._skip(offset, "repeated_attempt")
         self.offsets.take(offset)
-        invoke = self._invokers.for_type(assignment.task.type)
-        if invoke is None:
-            self._refuse(offset, assignment, f"no handler for type {assignment.task.type}")
-        else:
-            deadline = assignment.task.deadline
-            urgency = (assignment.task.priority, math.inf if deadline is None else deadline, offset)
-            fetched = Fetched(offset, assignment, invoke, time.monotonic())
-            heapq.heappush(self._waiting, (*urgency, fetched))
-            self._start_waiting()
+        try:
+            batch = self._codec.decode(message.value() or b"", AssignmentBatch)
+        except DecodeError as error:
+            log.warning("skipping an undecodable assignment batch at offset %d: %s", offset, error)
+            return self._skip(offset, "undecodable")
+        fenced = [item.epoch for item in batch.assignments if item.epoch > self._epoch]
+        if fenced:
+            self.fenced_by = max(fenced)
+            return False
+        admitted = [item for item in batch.assignments if self._admit(item)]
+        if not admitted:
+            self.offsets.finish(offset)
+            return True
+        self._open[offset] = len(admitted)
+        for assignment in admitted:
+            self._queue(offset, assignment)
+        self._start_waiting()
         return True
 
     def reject_waiting(self, reason: str) -> None:
         """Refuse every assignment not started yet (a drain): REJECTED, so it is re-queued."""
         while self._waiting:
             fetched = heapq.heappop(self._waiting)[-1]
-            self._refuse(fetched.offset, fetched.assignment, reason)
+            self._report(fetched.offset, fetched.assignment, rejected(reason), now_ms())
         self._metrics.prefetched.set(0)
 
     async def wait_idle(self) -> None:
         """Until every running task has ended and every result is written."""
-        while self._running or self._writing:
+        while self._running or self._writing or self._outbox:
+            self._send_outbox()
             await asyncio.gather(*self._running, *self._writing, return_exceptions=True)
 
+    # --- admitting -----------------------------------------------------------------------------
+
+    def _admit(self, assignment: Assignment) -> bool:
+        """Whether to run it: of this epoch, and an attempt not taken before."""
+        if assignment.epoch < self._epoch:
+            self._metrics.skipped.labels("stale_epoch").inc()
+            return False
+        task = assignment.task
+        run = (dedupe_key(task.task_id, task.headers), task.attempt)
+        if run in self._seen:
+            self._metrics.skipped.labels("repeated_attempt").inc()
+            return False
+        self._seen.put(run, None)
+        return True
+
+    def _queue(self, offset: int, assignment: Assignment) -> None:
+        task = assignment.task
+        invoke = self._invokers.for_type(task.type)
+        if invoke is None:
+            self._report(offset, assignment, rejected(f"no handler for type {task.type}"), now_ms())
+            return
+        deadline = math.inf if task.deadline is None else task.deadline
+        self._read += 1
+        fetched = Fetched(offset, assignment, invoke, time.monotonic())
+        heapq.heappush(self._waiting, (task.priority, deadline, offset, self._read, fetched))
+
     def _skip(self, offset: int, reason: str) -> bool:
-        self.offsets.take(offset)
         self.offsets.finish(offset)
         self._metrics.skipped.labels(reason).inc()
         return True
 
-    def _refuse(self, offset: int, assignment: Assignment, reason: str) -> None:
-        async def write() -> None:
-            await self._write(offset, assignment, rejected(reason), now_ms())
-
-        self._spawn(self._writing, write())
+    # --- running -------------------------------------------------------------------------------
 
     def _start_waiting(self) -> None:
         while self._waiting and len(self._running) < self._config.capacity:
@@ -149,13 +185,14 @@ class TaskRunner:
     def _next_waiting(self) -> Fetched:
         """The most urgent waiting assignment, unless the oldest one has been overtaken for
         ``OVERTAKEN_S``: then that one (more urgent work must not starve it for ever)."""
-        oldest = min(range(len(self._waiting)), key=lambda index: self._waiting[index][2])
-        if time.monotonic() - self._waiting[oldest][-1].admitted_s < OVERTAKEN_S:
-            return heapq.heappop(self._waiting)[-1]
-        entry = self._waiting[oldest]
-        self._waiting[oldest] = self._waiting[-1]
-        self._waiting.pop()
-        heapq.heapify(self._waiting)
+        waiting = self._waiting
+        oldest = min(range(len(waiting)), key=lambda index: waiting[index][3])
+        if time.monotonic() - waiting[oldest][-1].admitted_s < OVERTAKEN_S:
+            return heapq.heappop(waiting)[-1]
+        entry = waiting[oldest]
+        waiting[oldest] = waiting[-1]
+        waiting.pop()
+        heapq.heapify(waiting)
         return entry[-1]
 
     async def _run(self, fetched: Fetched) -> None:
@@ -163,35 +200,60 @@ class TaskRunner:
         started_at, clock = now_ms(), time.perf_counter()
         outcome = await run_handler(fetched.invoke, fetched.assignment.task)
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
-        if await self._write(fetched.offset, fetched.assignment, outcome, started_at):
-            self.completed += 1  # run handlers never give REJECTED
+        self._report(fetched.offset, fetched.assignment, outcome, started_at)
 
-    async def _write(
+    # --- results -------------------------------------------------------------------------------
+
+    def _report(
         self, offset: int, assignment: Assignment, outcome: Outcome, started_at: int
-    ) -> bool:
-        """Write the result, then finish its offset; False if the broker refused it.
-
-        A result not written holds its offset back from every later commit, and the dispatcher
-        re-queues the task when its lease runs out.
-        """
+    ) -> None:
+        """Queue the result for its reply partition; sent with the others of this turn."""
         result = outcome.result(
             assignment, agent_id=self._config.agent_id, started_at=started_at, finished_at=now_ms()
         )
+        self._outbox.setdefault(assignment.reply_partition, []).append((offset, result))
+        if self._flush is None:
+            loop = asyncio.get_running_loop()
+            linger_s = self._config.result_linger_ms / 1000
+            self._flush = (
+                loop.call_later(linger_s, self._send_outbox)
+                if linger_s > 0
+                else loop.call_soon(self._send_outbox)
+            )
+
+    def _send_outbox(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        outbox, self._outbox = self._outbox, {}
+        for partition, items in outbox.items():
+            self._spawn(self._writing, self._write(partition, items))
+
+    async def _write(self, partition: int, items: list[tuple[int, TaskResult]]) -> None:
+        """Write one batch of results, then finish what it holds back; a batch the broker
+        refused holds its offsets back from every later commit, and the dispatcher re-queues
+        its tasks when their leases run out."""
+        batch = ResultBatch(results=tuple(result for _, result in items))
         try:
             await self._writer.send(
                 self._results_topic,
-                self._codec.encode(result),
-                key=result.task_id,
-                partition=assignment.reply_partition,
+                self._codec.encode(batch),
+                key=self._config.agent_id,
+                partition=partition,
             )
         except KafkaError as error:
-            log.error(
-                "result of %s not written, offset %d held back: %s", result.task_id, offset, error
-            )
-            return False
-        self.offsets.finish(offset)
-        self._metrics.completed.labels(outcome.status.value).inc()
-        return True
+            log.error("%d result(s) not written, their offsets held back: %s", len(items), error)
+            return
+        for offset, result in items:
+            self._metrics.completed.labels(result.status.value).inc()
+            if result.status.value != "REJECTED":
+                self.completed += 1
+            left = self._open[offset] - 1
+            if left:
+                self._open[offset] = left
+            else:
+                del self._open[offset]
+                self.offsets.finish(offset)
 
     def _spawn(self, into: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

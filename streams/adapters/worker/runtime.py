@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from streams.adapters.client import codec_for
+from streams.adapters.kafka import codec_for
 from streams.adapters.metrics import AgentMetrics, serve_metrics
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.dispatch import DispatchReader

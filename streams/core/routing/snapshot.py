@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from streams.core.model import AgentInfo, Job
 from streams.core.routing.filters import ClassKey, Tier, class_tiers, target_tiers
-from streams.core.routing.lru import LruCache
+from streams.core.window import LruMap
 
 MAX_CLASSES = 256
 """Constraint classes cached per version (each holds up to a few references per agent); beyond
@@ -29,7 +29,7 @@ class Snapshot:
         self.version = version
         self._zone_strict = zone_strict
         self._by_id = {agent.agent_id: agent for agent in self.agents}
-        self._classes: LruCache[ClassKey, tuple[Tier, ...]] = LruCache(MAX_CLASSES)
+        self._classes: LruMap[ClassKey, tuple[Tier, ...]] = LruMap(MAX_CLASSES)
 
     def is_current(self, agents: Sequence[AgentInfo], version: int) -> bool:
         """Same version; a changed agent count also counts as new, in case a bump was missed."""

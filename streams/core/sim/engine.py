@@ -9,7 +9,7 @@ on, the engine asks the distributor for its next wake-up and plans one ``tick`` 
 plans win; a superseded tick is skipped).
 
 The engine carries out the distributor's actions: a ``Dispatch`` is delivered to the agent (it
-starts the task or queues it locally), a ``Retry`` comes back through ``task_arrived`` at its
+starts the task or queues it locally), a ``Retry`` comes back as a ``TaskArrived`` at its
 due time, ``PauseIntake`` holds new arrivals in per-priority backlogs (Kafka's role) that are
 read again, one level after another, on ``ResumeIntake``. Agents heartbeat every
 ``heartbeat_interval_ms`` while up; a crash stops the heartbeats, the distributor notices.
@@ -38,6 +38,7 @@ from streams.core.actions import (
     Retry,
 )
 from streams.core.distributor import Distributor, DistributorConfig
+from streams.core.events import HeartbeatReceived, ResultReported, TaskArrived, TaskStarted
 from streams.core.model import Job
 from streams.core.sim.agents_model import SimAgent, Start, failure_draw
 from streams.core.sim.result import RunResult, agent_figures
@@ -182,19 +183,19 @@ class Engine:
             self._backlog[job.priority].append(job)
             self._backlog_size += 1
             return
-        self._apply(self.distributor.task_arrived(job, self._now_ms))
+        self._apply(self.distributor.handle([TaskArrived(job)], self._now_ms))
 
     def _on_retry(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert job is not None
         self._retry_wait -= 1
-        self._apply(self.distributor.task_arrived(job, self._now_ms))
+        self._apply(self.distributor.handle([TaskArrived(job)], self._now_ms))
 
     def _on_heartbeat(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert agent is not None
         if not agent.up or token != agent.incarnation:
             return  # the chain of a crashed incarnation ends here
         now_ms = self._now_ms
-        self._apply(self.distributor.heartbeat(agent.heartbeat(now_ms), now_ms))
+        self._apply(self.distributor.handle([HeartbeatReceived(agent.heartbeat(now_ms))], now_ms))
         interval_ms = self.scenario.health.heartbeat_interval_ms
         self._push(now_ms + interval_ms, _HEARTBEAT, agent, None, token)
 
@@ -206,11 +207,8 @@ class Engine:
         if following is not None:
             self._started(agent, following)
         status, error = self._outcome(agent, job)
-        self._apply(
-            self.distributor.result(
-                job.task_id, agent.agent_id, job.attempt, status, self._now_ms, error
-            )
-        )
+        reported = ResultReported(job.task_id, agent.agent_id, job.attempt, status, error)
+        self._apply(self.distributor.handle([reported], self._now_ms))
 
     def _outcome(self, agent: SimAgent, job: Job) -> tuple[ResultStatus, str | None]:
         probability = agent.group.failure_probability
@@ -280,7 +278,8 @@ class Engine:
         if job.task_id not in self._first_started:
             self._first_started.add(job.task_id)
             self._queue_ms.append(start.started_ms - job.submitted_ms)
-        self.distributor.task_started(job.task_id, agent.agent_id, job.attempt, start.started_ms)
+        started = TaskStarted(job.task_id, agent.agent_id, job.attempt, start.started_ms)
+        self._apply(self.distributor.handle([started], self._now_ms))
 
     def _completed(self, completed: Completed) -> None:
         if not self.tally.end(completed.job.task_id, self._now_ms):
@@ -298,7 +297,8 @@ class Engine:
             self._turn = (self._turn + 1) % levels
             if queue:
                 self._backlog_size -= 1
-                self._apply(self.distributor.task_arrived(queue.popleft(), self._now_ms))
+                arrived = TaskArrived(queue.popleft())
+                self._apply(self.distributor.handle([arrived], self._now_ms))
 
     # --- the end -------------------------------------------------------------------------
 
@@ -317,7 +317,7 @@ class Engine:
             tally=self.tally,
             unfinished={
                 "queued": distributor.held,
-                "in_flight": len(distributor.in_flight),
+                "in_flight": distributor.in_flight,
                 "retry_wait": self._retry_wait,
                 "backlog": self._backlog_size,
                 "not_arrived": len(self._arrivals) - self._next,

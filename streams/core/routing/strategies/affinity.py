@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from streams.core.model import Job
 from streams.core.routing.filters import Tier
-from streams.core.routing.lru import LruCache
 from streams.core.routing.strategies.base import Pick, Strategy
 from streams.core.routing.strategies.hashing import BoundedLoads
 from streams.core.routing.strategies.scoring import least_loaded
+from streams.core.window import LruMap
 
 
 class Affinity(Strategy):
@@ -27,7 +27,7 @@ class Affinity(Strategy):
 
     def __init__(self, loads: BoundedLoads, *, keys_max: int) -> None:
         self._loads = loads
-        self._keys: LruCache[str, str] = LruCache(keys_max)
+        self._keys: LruMap[str, str] = LruMap(keys_max)
 
     def pick(self, job: Job, tier: Tier) -> Pick | None:
         key = job.affinity_key

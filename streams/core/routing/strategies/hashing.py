@@ -30,8 +30,8 @@ from fractions import Fraction
 from streams.core.model import AgentInfo, Job
 from streams.core.routing.filters import Tier
 from streams.core.routing.hashring import HashRing, stable_hash
-from streams.core.routing.lru import LruCache
 from streams.core.routing.strategies.base import Pick, Strategy
+from streams.core.window import LruMap
 
 MAX_RINGS = 32
 """Hash rings kept (LRU), one per tier that hashes. A ring of 1,000 agents with 100 virtual
@@ -53,7 +53,7 @@ class BoundedLoads:
         self._numerator = ratio.numerator
         self._denominator = ratio.denominator
         self._virtual_nodes = virtual_nodes
-        self._rings: LruCache[Hashable, HashRing] = LruCache(MAX_RINGS)
+        self._rings: LruMap[Hashable, HashRing] = LruMap(MAX_RINGS)
 
     def ring(self, tier: Tier) -> HashRing:
         """The tier's ring, derived from its previous version's ring when there is one."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from streams.core.model import AgentInfo, Job
 from streams.core.routing.filters import Tier
-from streams.core.routing.lru import LruCache
 from streams.core.routing.strategies.base import MAX_TIER_STATES, Pick, Strategy
+from streams.core.window import LruMap
 
 
 class RoundRobin(Strategy):
@@ -26,7 +26,7 @@ class RoundRobin(Strategy):
 
     def __init__(self, *, free_only: bool) -> None:
         self._free_only = free_only
-        self._cursors: LruCache[Hashable, int] = LruCache(MAX_TIER_STATES)
+        self._cursors: LruMap[Hashable, int] = LruMap(MAX_TIER_STATES)
 
     def pick(self, job: Job, tier: Tier) -> Pick | None:
         agents = tier.agents
@@ -53,7 +53,7 @@ class SmoothWeighted(Strategy):
     __slots__ = ("_cycles",)
 
     def __init__(self) -> None:
-        self._cycles: LruCache[Hashable, _Cycle] = LruCache(MAX_TIER_STATES)
+        self._cycles: LruMap[Hashable, _Cycle] = LruMap(MAX_TIER_STATES)
 
     def pick(self, job: Job, tier: Tier) -> Pick | None:
         cycle = self._cycle(tier)

@@ -1,0 +1,280 @@
+"""Carries out the core's actions: the records to write and the state changes to note.
+
+- Dispatch: the assignment joins its agent's batch (one record per agent per pass, written to
+  the agent's partition with its claim's epoch); the task's state is noted open (the
+  checkpoint writes it, and finishes its input record, if it is still open a checkpoint later).
+- Retry: the task, its attempt counted, to its retry tier with the due time in a header.
+- DeadLetter: the dead letter; Completed: nothing to write. Both end the task: its state is
+  noted closed and its dedupe key ended.
+- Requeued: the task's state is noted open again, waiting for a slot.
+- PauseIntake, ResumeIntake: nothing; the intake keeps the held tasks within ``max_held`` by
+  itself (``intake.py``, exactly, where the core learns it one batch late).
+
+Every record goes through :class:`Outputs`; the checkpoint waits for them before it writes the
+state and commits. Metrics are counted here, as the actions are carried out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from streams.adapters.dispatcher.origin import Origin
+from streams.adapters.dispatcher.outputs import Outputs
+from streams.adapters.dispatcher.registrations import Registrations
+from streams.adapters.dispatcher.state import ShardState
+from streams.adapters.metrics import DispatcherMetrics
+from streams.core import actions as act
+from streams.core.events import AgentLeft, Event
+from streams.core.model import DeadLetterReason, Job
+from streams.errors import EncodeError
+from streams.wire import (
+    Assignment,
+    AssignmentBatch,
+    DeadLetter,
+    TaskEvent,
+    TaskEventKind,
+    TaskResult,
+    TaskStatus,
+)
+from streams.wire.codec import RecordCodec
+from streams.wire.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+DUE_HEADER = "taskd-due-ms"
+"""Record header of a retry record: when it is due, ms since the epoch (ASCII digits)."""
+
+ResultsByRun = Mapping[tuple[str, int], TaskResult]
+"""The results of one batch by (task id, attempt), for the figures of the ones taken."""
+
+
+class Effects:
+    """Turns actions into records and state changes (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        outputs: Outputs,
+        codec: RecordCodec,
+        topics: TopicNames,
+        regs: Registrations,
+        states: dict[int, ShardState],
+        metrics: DispatcherMetrics,
+        clock: Callable[[], int],
+        events_enabled: bool = False,
+    ) -> None:
+        self._outputs = outputs
+        self._codec = codec
+        self._topics = topics
+        self._regs = regs
+        self._states = states
+        self._metrics = metrics
+        self._clock = clock
+        self.events_enabled = events_enabled
+        self._results: ResultsByRun = {}
+
+    def carry_out(self, actions: Sequence[act.Action], results: ResultsByRun) -> list[Event]:
+        """Carry out ``actions`` in order; the events the core must be told next (an agent
+        whose claim ended before its batch could be written)."""
+        batches: dict[str, list[Assignment]] = {}
+        self._results = results
+        for action in actions:
+            if isinstance(action, act.Dispatch):
+                self._dispatch(action, batches)
+            elif isinstance(action, act.Dropped):
+                _origin(action.job).finish_input()
+            elif isinstance(action, act.Finished):
+                self._finished(action, results)
+            else:
+                self._settle(action)
+        return self._write_batches(batches)
+
+    def dead_letter_raw(
+        self, raw: bytes, error: str, topic: str, partition: int, offset: int
+    ) -> None:
+        """Bytes that are no valid task or result: a MALFORMED dead letter keeping them."""
+        self._metrics.on_dead_letter(DeadLetterReason.MALFORMED)
+        record = DeadLetter(
+            raw=raw,
+            reason=DeadLetterReason.MALFORMED,
+            error=error,
+            attempts=0,
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            dead_at=self._clock(),
+        )
+        key = f"{topic}:{partition}:{offset}".encode()
+        self._outputs.send(
+            self._topics.dlq, self._codec.encode(record), key=key, partition=partition
+        )
+
+    # --- one action each -----------------------------------------------------------------------
+
+    def _dispatch(self, action: act.Dispatch, batches: dict[str, list[Assignment]]) -> None:
+        job = action.job
+        origin = _origin(job)
+        assignment = Assignment(
+            task=origin.task_at(job.attempt),
+            agent_id=action.agent_id,
+            epoch=action.epoch,
+            dispatched_at=action.dispatched_ms,
+            lease_ms=action.lease_ms,
+            dispatcher_shard=origin.shard,
+            reply_partition=origin.shard,
+        )
+        batches.setdefault(action.agent_id, []).append(assignment)
+        self._note(origin, job.task_id, action)
+        self._metrics.on_dispatched(job, action.dispatched_ms)
+
+    def _finished(self, action: act.Finished, results: ResultsByRun) -> None:
+        result = results.get((action.job.task_id, action.job.attempt))
+        if result is not None:
+            self._metrics.on_result(
+                action.job,
+                action.status,
+                started_ms=result.started_at,
+                finished_ms=result.finished_at,
+            )
+
+    def _settle(self, action: act.Action) -> None:
+        if isinstance(action, act.Completed):
+            self._end(action.job, agent_id=action.agent_id, status=action.status)
+        elif isinstance(action, act.DeadLetter):
+            self._dead_letter(action)
+        elif isinstance(action, act.Retry):
+            self._retry(action)
+        elif isinstance(action, act.Requeued):
+            self._note(_origin(action.job), action.job.task_id, action)
+
+    def _retry(self, action: act.Retry) -> None:
+        job = action.job
+        origin = _origin(job)
+        self._outputs.send(
+            self._topics.retry(action.tier),
+            self._codec.encode(origin.task_at(job.attempt)),
+            key=job.task_id.encode(),
+            partition=origin.shard,
+            headers=[(DUE_HEADER, str(action.due_ms).encode())],
+        )
+        self._note(origin, job.task_id, None)
+        origin.finish_input()
+        self._metrics.on_retry(action.tier)
+
+    def _dead_letter(self, action: act.DeadLetter) -> None:
+        job = action.job
+        origin = _origin(job)
+        record = DeadLetter(
+            task=origin.task_at(job.attempt),
+            reason=action.reason,
+            error=action.error,
+            attempts=action.attempts,
+            source_topic=origin.topic,
+            source_partition=None if origin.topic is None else origin.shard,
+            source_offset=None if origin.topic is None else origin.offset,
+            dead_at=self._clock(),
+        )
+        self._outputs.send(
+            self._topics.dlq,
+            self._codec.encode(record),
+            key=job.task_id.encode(),
+            partition=origin.shard,
+        )
+        self._metrics.on_dead_letter(action.reason)
+        self._end(job, reason=action.reason.value, error=action.error)
+
+    def _end(
+        self,
+        job: Job,
+        *,
+        agent_id: str | None = None,
+        status: act.ResultStatus | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The task ended: its state closed, its dedupe key ended, its input finished, and (if
+        enabled) its one lifecycle event written."""
+        origin = _origin(job)
+        self._note(origin, job.task_id, None)
+        state = self._states.get(origin.shard)
+        if state is not None:
+            state.ended.append(job.dedupe_key)
+        origin.finish_input()
+        if self.events_enabled:
+            kind = TaskEventKind.COMPLETED if reason is None else TaskEventKind.DEAD_LETTERED
+            wire_status = None if status is None else TaskStatus(status.value)
+            self._event(
+                job, origin, kind, agent_id=agent_id, status=wire_status, reason=reason, error=error
+            )
+
+    def _note(
+        self, origin: Origin, task_id: str, change: act.Dispatch | act.Requeued | None
+    ) -> None:
+        state = self._states.get(origin.shard)
+        if state is not None:  # None: the shard moved to another instance meanwhile
+            state.note(task_id, change)
+
+    def _event(
+        self,
+        job: Job,
+        origin: Origin,
+        kind: TaskEventKind,
+        *,
+        agent_id: str | None,
+        status: TaskStatus | None,
+        reason: str | None,
+        error: str | None,
+    ) -> None:
+        result = self._results.get((job.task_id, job.attempt))
+        event = TaskEvent(
+            task_id=job.task_id,
+            type=job.task_type,
+            kind=kind,
+            at=self._clock(),
+            attempt=job.attempt,
+            priority=job.priority,
+            tenant=job.tenant,
+            agent_id=agent_id,
+            status=status,
+            reason=reason,
+            error=error,
+            submitted_at=job.submitted_ms,
+            started_at=None if result is None or _never_ran(result) else result.started_at,
+        )
+        try:
+            value = self._codec.encode(event)
+        except EncodeError as problem:
+            log.warning("event of %s not written: %s", job.task_id, problem)
+            return
+        self._outputs.send_unconfirmed(
+            self._topics.events, value, key=job.task_id.encode(), partition=origin.shard
+        )
+
+    # --- the assignment batches ----------------------------------------------------------------
+
+    def _write_batches(self, batches: dict[str, list[Assignment]]) -> list[Event]:
+        follow_ups: list[Event] = []
+        for agent_id, assignments in batches.items():
+            claim = self._regs.active(agent_id)
+            epoch = assignments[0].epoch
+            if claim is None or claim.epoch != epoch:
+                # its claim changed after its last heartbeat: the core takes the tasks back
+                log.warning("agent %s lost its claim before its assignments were written", agent_id)
+                follow_ups.append(AgentLeft(agent_id))
+                continue
+            value = self._codec.encode(AssignmentBatch(assignments=tuple(assignments)))
+            self._outputs.send(
+                self._topics.dispatch, value, key=agent_id.encode(), partition=claim.partition
+            )
+        return follow_ups
+
+
+def _origin(job: Job) -> Origin:
+    origin = job.ref
+    assert isinstance(origin, Origin), f"task {job.task_id} has no origin"
+    return origin
+
+
+def _never_ran(result: TaskResult) -> bool:
+    return result.status is TaskStatus.REJECTED

@@ -1,0 +1,345 @@
+"""The dispatcher's hot path: batches of input records in, the core once per batch, records out.
+
+Everything here runs on the event loop, so the core is never entered twice. For each batch the
+intake hands over (``intake.py``):
+
+1. every record is decoded into core events: a task (MALFORMED dead letter if it is none), a
+   retry with its due time, a batch of results;
+2. the core handles them all at once (one release pass for the whole batch);
+3. the actions are carried out (``effects.py``): one assignment record per agent, the retries
+   and dead letters, the state changes noted for the next checkpoint.
+
+Heartbeats and registrations (``agents_view.py``) are handled the same way. The core is ticked at
+its next wake-up, and a checkpoint (``checkpoint.py``) is taken every ``commit_interval_ms``.
+A shard assigned to this instance is recovered from the state changelog before its first record
+is read; a shard revoked is checkpointed, then its tasks are withdrawn from the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from streams.adapters.dispatcher.agents_view import ViewRecord
+from streams.adapters.dispatcher.checkpoint import Checkpointer
+from streams.adapters.dispatcher.config import DispatcherConfig
+from streams.adapters.dispatcher.effects import DUE_HEADER, Effects
+from streams.adapters.dispatcher.intake import TaskBudget
+from streams.adapters.dispatcher.origin import Origin
+from streams.adapters.dispatcher.registrations import Registrations
+from streams.adapters.dispatcher.state import Recovered, ShardState
+from streams.adapters.metrics import DispatcherMetrics
+from streams.adapters.offsets import OffsetTracker
+from streams.core.actions import Dropped, ResultStatus
+from streams.core.agents import Heartbeat
+from streams.core.distributor import Distributor
+from streams.core.events import (
+    AgentLeft,
+    EndedRecovered,
+    Event,
+    HeartbeatReceived,
+    InFlightRecovered,
+    ResultReported,
+    TaskArrived,
+    TaskStarted,
+    Withdrawn,
+)
+from streams.errors import DecodeError
+from streams.settings import Settings
+from streams.wire import (
+    AgentHeartbeat,
+    AgentRegistration,
+    ResultBatch,
+    Task,
+    TaskResult,
+    TaskStatus,
+    decode_task,
+    task_to_job,
+    validate_task,
+)
+from streams.wire.codec import RecordCodec
+
+log = logging.getLogger(__name__)
+
+_TASK, _RETRY, _RESULT = range(3)
+_RESULT_STATUS = {status: ResultStatus[status.name] for status in TaskStatus}
+"""The core's result status of each wire status (the same names)."""
+_MIN_SLEEP_S = 0.001
+
+
+class Engine:
+    """Feeds the core and carries out its answers; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        config: DispatcherConfig,
+        core: Distributor,
+        codec: RecordCodec,
+        effects: Effects,
+        checkpointer: Checkpointer,
+        regs: Registrations,
+        states: dict[int, ShardState],
+        budget: TaskBudget,
+        metrics: DispatcherMetrics,
+        clock: Callable[[], int],
+    ) -> None:
+        self._settings = settings
+        self._config = config
+        self._core = core
+        self._codec = codec
+        self._effects = effects
+        self._checkpointer = checkpointer
+        self._regs = regs
+        self._states = states
+        self._budget = budget
+        self._metrics = metrics
+        self._clock = clock
+        self._levels = settings.priority_levels
+        topics = settings.topics
+        self._kinds: dict[str, tuple[int, int | None]] = {
+            topics.tasks(level): (_TASK, level) for level in range(self._levels)
+        }
+        self._kinds.update({name: (_RETRY, None) for name in topics.all_retries()})
+        self._kinds[topics.results] = (_RESULT, None)
+        self._trackers: dict[tuple[str, int], OffsetTracker] = {}
+        self._follow_ups: list[Event] = []
+        self._tick: asyncio.TimerHandle | None = None
+        self._tick_at = 0.0
+        self.batches = 0
+        """Input batches handled (a progress figure)."""
+
+    # --- inputs ----------------------------------------------------------------------------------
+
+    def on_batch(self, messages: list[Message]) -> None:
+        """One batch of input records (any mix of topics and shards)."""
+        now_ms = self._clock()
+        events: list[Event] = self._take_follow_ups()
+        results: dict[tuple[str, int], TaskResult] = {}
+        fresh = 0
+        fresh_records = 0
+        for message in messages:
+            fresh += self._decode(message, now_ms, events, results)
+            fresh_records += self._kinds[message.topic() or ""][0] == _TASK
+        actions = self._core.handle(events, now_ms)
+        self._budget.handled(fresh_records, self._core.held)
+        dropped = sum(1 for a in actions if isinstance(a, Dropped) and a.job.attempt == 0)
+        self._metrics.received.inc(fresh - dropped)
+        self._follow_ups += self._effects.carry_out(actions, results)
+        self.batches += 1
+        self._plan_tick(now_ms)
+
+    def on_view(self, records: list[ViewRecord]) -> None:
+        """Registrations and heartbeats, in the order the view read them."""
+        events: list[Event] = self._take_follow_ups()
+        for record in records:
+            if isinstance(record, AgentRegistration):
+                events += [AgentLeft(agent_id) for agent_id in self._regs.apply(record)]
+                continue
+            claim = self._regs.active(record.agent_id)
+            if claim is not None:  # an agent without a partition can be sent nothing
+                slots = self._config.slots(record.capacity)
+                beat = heartbeat_of(record, slots=slots, incarnation=claim.epoch)
+                events.append(HeartbeatReceived(beat))
+        self._handle(events)
+
+    # --- shards ----------------------------------------------------------------------------------
+
+    def adopt(self, recovered: Iterable[Recovered]) -> int:
+        """Take over shards read back from the changelog; how many open tasks they had."""
+        events: list[Event] = []
+        count = 0
+        for shard in recovered:
+            assert shard.state is not None
+            self._states[shard.shard] = shard.state
+            events += [EndedRecovered(key) for key in shard.ended]
+            for entry in shard.open:
+                job = task_to_job(entry.task, Origin(entry.task, shard.shard))
+                if entry.agent_id is None:
+                    events.append(TaskArrived(job))
+                else:
+                    events.append(
+                        InFlightRecovered(
+                            job, entry.agent_id, entry.epoch, entry.dispatched_at, entry.lease_ms
+                        )
+                    )
+                count += 1
+        self._handle(events)
+        return count
+
+    async def hand_over(self, shards: Iterable[int], *, lost: bool) -> list[TopicPartition]:
+        """Shards go to another instance: checkpoint them (unless ``lost``: then they are
+        another's already and nothing may be written for them), then forget them; the offsets
+        to commit before they go."""
+        gone = sorted(set(shards))
+        offsets: list[TopicPartition] = []
+        if not lost:
+            owned = {shard: self._states[shard] for shard in gone if shard in self._states}
+            offsets = await self._checkpointer.complete(owned, lambda: self.committable(gone))
+        self.release(gone)
+        return offsets
+
+    def release(self, shards: Iterable[int]) -> None:
+        """Forget shards now owned by another instance: their tasks, state and offsets."""
+        gone = set(shards)
+        owned = [
+            job.task_id
+            for job in self._core.jobs()
+            if isinstance(job.ref, Origin) and job.ref.shard in gone
+        ]
+        self._handle([Withdrawn(tuple(owned))])
+        for shard in gone:
+            self._states.pop(shard, None)
+        for key in [key for key in self._trackers if key[1] in gone]:
+            del self._trackers[key]
+
+    def committable(self, shards: Iterable[int]) -> list[TopicPartition]:
+        """The input offsets of ``shards`` that moved since they were last committed."""
+        wanted = set(shards)
+        offsets = []
+        for (topic, partition), tracker in self._trackers.items():
+            if partition in wanted:
+                offset = tracker.to_commit()
+                if offset is not None:
+                    offsets.append(TopicPartition(topic, partition, offset))
+        return offsets
+
+    # --- time ------------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Let time pass in the core (expiries, silent agents, leases, due retries)."""
+        self._tick = None
+        self._handle(self._take_follow_ups())
+
+    def checkpoint(self, commit: Callable[[list[TopicPartition]], None]) -> None:
+        """Start a checkpoint of every owned shard (unless one is under way); ``commit`` gets
+        the offsets once it is done."""
+        owned = list(self._states)
+        done = self._checkpointer.take(dict(self._states), lambda: self.committable(owned))
+        if done is not None:
+            done.add_done_callback(lambda future: commit(future.result()))
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        now_ms = self._clock()
+        actions = self._core.handle(events, now_ms)
+        self._budget.handled(0, self._core.held)
+        self._follow_ups += self._effects.carry_out(actions, {})
+        self._plan_tick(now_ms)
+
+    def _take_follow_ups(self) -> list[Event]:
+        events, self._follow_ups = self._follow_ups, []
+        return events
+
+    def _plan_tick(self, now_ms: int) -> None:
+        """Wake up at the core's next wake-up (at least every ``tick_ms``, sooner when follow-up
+        events wait)."""
+        wake_ms = self._core.next_wakeup_ms(now_ms)
+        delay_ms = (
+            self._config.tick_ms if wake_ms is None else min(wake_ms - now_ms, self._config.tick_ms)
+        )
+        if self._follow_ups:
+            delay_ms = 0
+        delay_s = max(_MIN_SLEEP_S, delay_ms / 1000)
+        at = time.monotonic() + delay_s
+        if self._tick is not None:
+            if self._tick_at <= at:
+                return
+            self._tick.cancel()
+        self._tick = asyncio.get_running_loop().call_later(delay_s, self.tick)
+        self._tick_at = at
+
+    def _decode(
+        self,
+        message: Message,
+        now_ms: int,
+        events: list[Event],
+        results: dict[tuple[str, int], TaskResult],
+    ) -> int:
+        """Turn one record into events; 1 if it was a fresh task (for the received count)."""
+        topic = message.topic() or ""
+        partition = message.partition() or 0
+        offset = message.offset() or 0
+        tracker = self._tracker(topic, partition, offset)
+        tracker.take(offset)
+        raw = message.value() or b""
+        kind, level = self._kinds[topic]
+        try:
+            if kind == _RESULT:
+                self._results(raw, events, results)
+                tracker.finish(offset)
+                return 0
+            if kind == _TASK:
+                task = decode_task(
+                    raw, codec=self._codec, now_ms=now_ms, levels=self._levels, topic_priority=level
+                )
+                due_ms = None
+            else:
+                task = validate_task(self._codec.decode(raw, Task), levels=self._levels, raw=raw)
+                due_ms = _due_ms(message.headers())
+        except (DecodeError, ValueError) as error:
+            self._effects.dead_letter_raw(raw, str(error), topic, partition, offset)
+            tracker.finish(offset)
+            return 0
+        origin = Origin(task, partition, topic=topic, offset=offset, tracker=tracker)
+        events.append(TaskArrived(task_to_job(task, origin), due_ms))
+        return int(kind == _TASK and task.attempt == 0)
+
+    def _results(
+        self, raw: bytes, events: list[Event], results: dict[tuple[str, int], TaskResult]
+    ) -> None:
+        """Queue time and deadlines are judged at the agent's ``started_at``, not when the
+        result arrives; a REJECTED task never started."""
+        for result in self._codec.decode(raw, ResultBatch).results:
+            results[(result.task_id, result.attempt)] = result
+            if result.status is not TaskStatus.REJECTED:
+                events.append(
+                    TaskStarted(result.task_id, result.agent_id, result.attempt, result.started_at)
+                )
+            status = _RESULT_STATUS[result.status]
+            events.append(
+                ResultReported(
+                    result.task_id, result.agent_id, result.attempt, status, result.error
+                )
+            )
+
+    def _tracker(self, topic: str, partition: int, offset: int) -> OffsetTracker:
+        tracker = self._trackers.get((topic, partition))
+        if tracker is None:
+            tracker = self._trackers[(topic, partition)] = OffsetTracker(offset)
+        return tracker
+
+
+def heartbeat_of(
+    record: AgentHeartbeat, *, slots: int | None = None, incarnation: int = 0
+) -> Heartbeat:
+    """The core's view of a heartbeat (``sent_ms`` only orders an agent's own heartbeats);
+    ``slots``: the capacity the core counts (``DispatcherConfig.slots``), else the agent's;
+    ``incarnation``: the epoch of the agent's claim."""
+    return Heartbeat(
+        agent_id=record.agent_id,
+        capacity=record.capacity if slots is None else slots,
+        skills=frozenset(record.skills),
+        zone=record.zone,
+        weight=record.weight,
+        cost_per_task=record.cost_per_task,
+        status=record.status.value,
+        sent_ms=record.sent_at,
+        incarnation=incarnation,
+    )
+
+
+def _due_ms(headers: Any) -> int:
+    """The retry record's due time from its headers; ValueError if it has none."""
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for key, value in pairs:
+        if key == DUE_HEADER:
+            return int(bytes(value).decode("ascii"))
+    raise ValueError(f"retry record without a {DUE_HEADER} header")

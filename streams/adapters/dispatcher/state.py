@@ -1,0 +1,265 @@
+"""The dispatcher's durable state, per shard, and its changelog.
+
+A task needs durable state once it has left its input record: when it is dispatched, its input
+offset may be committed, so from then on only the state says it exists. Each shard keeps
+
+- its *open tasks*: task id -> :class:`TaskState` (the task, and the agent running it or None
+  when it waits again for a slot after a failover), keyed ``t:<task id>`` in the changelog;
+- its *ended tasks*: the dedupe keys of tasks completed or dead-lettered, one
+  :class:`EndedTasks` record per checkpoint, keyed ``e:<sequence>``, so a task read again after a
+  restart is dropped. The oldest records are deleted once the shard holds more than the
+  dedupe window.
+
+The changelog ``<prefix>dispatcher-state`` is compacted and has one partition per shard. Changes
+are only noted as they happen; a checkpoint (``checkpoint.py``) turns them into records, *net*.
+A dispatched task gets its record only once it has been in flight through a whole checkpoint
+interval: until then its input record backs it (it is not committed past), so the many tasks
+that run for less than that write no state at all; one that runs longer writes one record, and
+its deletion one more when it ends. A restart reads the shard's partition back
+(:func:`read_shards`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaError as ClientError
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from streams.adapters.dispatcher.origin import Origin
+from streams.adapters.kafka import client_config, make_consumer, watermarks
+from streams.core.actions import Dispatch, Requeued
+from streams.errors import DecodeError, KafkaError, TopicError
+from streams.settings import Settings
+from streams.wire import EndedTasks, TaskState
+from streams.wire.codec import RecordCodec
+
+log = logging.getLogger(__name__)
+
+OPEN_PREFIX = b"t:"
+ENDED_PREFIX = b"e:"
+_TIMEOUT_S = 30.0
+_POLL_S = 0.2
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The dispatcher's state changelog: ``<prefix>dispatcher-state``."""
+    return settings.topics.state
+
+
+def group_id(settings: Settings) -> str:
+    """The dispatcher's consumer group: ``<prefix>dispatcher``."""
+    return f"{settings.topic_prefix}dispatcher"
+
+
+Change = Dispatch | Requeued | None
+"""What happened to an open task since the last checkpoint: (re)dispatched, queued again after a
+failover, or ended (None)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One changelog record to write: key, value (None: a tombstone)."""
+
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class ShardState:
+    """One shard's changes since the last checkpoint, and what its changelog holds."""
+
+    shard: int
+    changes: dict[str, Change] = field(default_factory=dict)
+    fresh: set[str] = field(default_factory=set)
+    """Tasks dispatched since the last checkpoint, still backed by their input record."""
+    ended: list[str] = field(default_factory=list)
+    """Dedupe keys ended since the last checkpoint."""
+    written: set[str] = field(default_factory=set)
+    """Open tasks whose record is in the changelog."""
+    buckets: deque[tuple[int, int]] = field(default_factory=deque)
+    """(sequence, keys) of the ended-task records in the changelog, oldest first."""
+    next_bucket: int = 0
+
+    def note(self, task_id: str, change: Change) -> None:
+        """A task was dispatched, queued again, or ended (None)."""
+        self.changes[task_id] = change
+        if isinstance(change, Dispatch):
+            self.fresh.add(task_id)
+        else:
+            self.fresh.discard(task_id)
+
+    def drain(
+        self, codec: RecordCodec, *, now_ms: int, window: int, final: bool = False
+    ) -> list[Record]:
+        """The records that bring the changelog up to date, net; tasks dispatched since the last
+        checkpoint wait for the next one, unless ``final``. The input record of a task written
+        is finished (its state backs it now)."""
+        changes, self.changes = self.changes, {}
+        fresh, self.fresh = self.fresh, set()
+        out = []
+        for task_id, change in changes.items():
+            if isinstance(change, Dispatch) and task_id in fresh and not final:
+                self.changes[task_id] = change  # its input still backs it: next time
+                continue
+            record = self._open_record(task_id, change, codec)
+            if record is not None:
+                out.append(record)
+        if self.ended:
+            out.append(self._ended_record(codec, now_ms))
+        while len(self.buckets) > 1 and sum(count for _, count in self.buckets) > window:
+            sequence, _ = self.buckets.popleft()
+            out.append(Record(_bucket_key(sequence), None))
+        return out
+
+    def _open_record(self, task_id: str, change: Change, codec: RecordCodec) -> Record | None:
+        key = OPEN_PREFIX + task_id.encode()
+        if change is None:
+            if task_id not in self.written:
+                return None  # opened and ended between two checkpoints: nothing to write
+            self.written.discard(task_id)
+            return Record(key, None)
+        origin = change.job.ref
+        assert isinstance(origin, Origin)
+        if (
+            isinstance(change, Requeued)
+            and origin.tracker is not None
+            and task_id not in self.written
+        ):
+            return None  # queued again before it needed a record: its input still backs it
+        self.written.add(task_id)
+        origin.finish_input()
+        return Record(key, codec.encode(task_state(change, self.shard)))
+
+    def _ended_record(self, codec: RecordCodec, now_ms: int) -> Record:
+        keys, self.ended = self.ended, []
+        sequence = self.next_bucket
+        self.next_bucket += 1
+        self.buckets.append((sequence, len(keys)))
+        return Record(
+            _bucket_key(sequence), codec.encode(EndedTasks(keys=tuple(keys), ended_at=now_ms))
+        )
+
+
+def task_state(change: Dispatch | Requeued, shard: int) -> TaskState:
+    """The durable record of an open task after ``change``."""
+    job = change.job
+    origin = job.ref
+    assert isinstance(origin, Origin)
+    task = origin.task_at(job.attempt)
+    if isinstance(change, Requeued):
+        return TaskState(task=task, shard=shard)
+    return TaskState(
+        task=task,
+        shard=shard,
+        agent_id=change.agent_id,
+        epoch=change.epoch,
+        dispatched_at=change.dispatched_ms,
+        lease_ms=change.lease_ms,
+    )
+
+
+def _bucket_key(sequence: int) -> bytes:
+    return ENDED_PREFIX + f"{sequence:012d}".encode()
+
+
+# --- reading back ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Recovered:
+    """What one shard's changelog held."""
+
+    shard: int
+    open: list[TaskState] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
+    """Dedupe keys, oldest first."""
+    state: ShardState | None = None
+
+
+def read_shards(settings: Settings, codec: RecordCodec, shards: Iterable[int]) -> list[Recovered]:
+    """Read the changelog partitions of ``shards`` to their current end (blocking)."""
+    topic = changelog_topic(settings)
+    consumer = make_consumer(
+        settings,
+        group_id=f"{group_id(settings)}.recovery.{uuid.uuid4().hex}",
+        extra={"enable.partition.eof": True, "auto.offset.reset": "earliest"},
+    )
+    try:
+        return [_read_one(consumer, topic, shard, codec) for shard in shards]
+    finally:
+        consumer.close()
+
+
+def _read_one(consumer: Consumer, topic: str, shard: int, codec: RecordCodec) -> Recovered:
+    low, high = watermarks(consumer, topic, shard, timeout_s=_TIMEOUT_S)
+    latest: dict[bytes, bytes | None] = {}
+    if high > low:
+        consumer.assign([TopicPartition(topic, shard, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 10 * _TIMEOUT_S
+        position = low
+        while position < high:
+            if time.monotonic() > deadline:
+                raise KafkaError(f"the state changelog {topic}[{shard}] was not read in time")
+            for message in consumer.consume(10_000, timeout=_POLL_S):
+                error = message.error()
+                if error is None:
+                    latest[message.key() or b""] = message.value()
+                    position = max(position, (message.offset() or 0) + 1)
+                elif error.code() != ClientError._PARTITION_EOF:
+                    raise KafkaError(f"reading {topic}[{shard}]: {error.str()}")
+                else:
+                    position = max(position, message.offset() or 0)
+        consumer.unassign()
+    return _recovered(shard, latest, codec)
+
+
+def _recovered(shard: int, latest: dict[bytes, bytes | None], codec: RecordCodec) -> Recovered:
+    found = Recovered(shard)
+    state = found.state = ShardState(shard)
+    buckets: list[tuple[int, EndedTasks]] = []
+    for key, value in latest.items():
+        if value is None:
+            continue
+        try:
+            if key.startswith(OPEN_PREFIX):
+                found.open.append(codec.decode(value, TaskState))
+                state.written.add(key[len(OPEN_PREFIX) :].decode())
+            elif key.startswith(ENDED_PREFIX):
+                buckets.append((int(key[len(ENDED_PREFIX) :]), codec.decode(value, EndedTasks)))
+        except (DecodeError, ValueError) as error:
+            log.error(
+                "state changelog record %r of shard %d is unreadable, skipped: %s",
+                key,
+                shard,
+                error,
+            )
+    for sequence, record in sorted(buckets, key=lambda item: item[0]):
+        found.ended += record.keys
+        state.buckets.append((sequence, len(record.keys)))
+        state.next_bucket = sequence + 1
+    return found
+
+
+def create_changelog(settings: Settings) -> None:
+    """Create the compacted changelog (``settings.shards`` partitions) if it is missing."""
+    admin = AdminClient(client_config(settings))
+    topic = NewTopic(
+        changelog_topic(settings),
+        num_partitions=settings.shards,
+        replication_factor=settings.replication_factor,
+        config={"cleanup.policy": "compact"},
+    )
+    for name, future in admin.create_topics([topic], request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise TopicError(f"cannot create {name}: {error.args[0].str()}") from error

@@ -1,0 +1,187 @@
+"""One place that makes the Kafka clients and the codec, from the settings.
+
+Every producer is idempotent (acks=all), batches as the settings say (``linger_ms``,
+``batch_bytes``), compresses with lz4 and partitions keys with murmur2, the Java client's, so a
+key lands where a Java or console producer would put it. librdkafka's own log lines go to the
+``streams.librdkafka`` logger, not raw to stderr, so a broker that is down shows as one error of
+ours, not a stream of connection retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError as ClientError
+
+from streams.errors import ConfigError, KafkaError
+from streams.settings import Settings
+from streams.wire import Codec, ConfluentCodec, SchemaRegistryClient
+from streams.wire.codec import RecordCodec
+
+LIBRDKAFKA_LOG = logging.getLogger("streams.librdkafka")
+ConfigValue = str | int | float | bool
+
+PRODUCER_CONFIG: Mapping[str, ConfigValue] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "compression.type": "lz4",
+    "batch.num.messages": 10_000,
+    "message.timeout.ms": 120_000,
+    "partitioner": "murmur2_random",
+}
+"""librdkafka settings of every producer, besides the settings' batching: confirmed by every
+in-sync replica, a record unconfirmed after 120 s reported failed."""
+
+
+def client_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka configuration: the connection keys, our logger, then ``extra``."""
+    return {**settings.kafka_config(), "logger": LIBRDKAFKA_LOG, **(extra or {})}
+
+
+def producer_config(
+    settings: Settings, overrides: Mapping[str, ConfigValue] | None = None
+) -> dict[str, Any]:
+    """The configuration :func:`make_producer` uses: the settings' batching, PRODUCER_CONFIG,
+    then ``overrides``."""
+    config = client_config(settings, {**settings.batching_config(), **PRODUCER_CONFIG})
+    if overrides and "delivery.timeout.ms" in overrides:  # librdkafka's alias of the other
+        del config["message.timeout.ms"]
+    config.update(overrides or {})
+    return config
+
+
+def make_producer(
+    settings: Settings, overrides: Mapping[str, ConfigValue] | None = None
+) -> Producer:
+    """A producer as described in the module docstring."""
+    return Producer(producer_config(settings, overrides))
+
+
+def make_consumer(
+    settings: Settings, *, group_id: str, extra: Mapping[str, Any] | None = None
+) -> Consumer:
+    """A consumer of group ``group_id`` that never commits by itself and never stores offsets
+    behind the application's back (commits are explicit)."""
+    keys = {"group.id": group_id, "enable.auto.commit": False, **(extra or {})}
+    return Consumer(client_config(settings, keys))
+
+
+def codec_for(settings: Settings) -> RecordCodec:
+    """The codec every component uses: Avro single-object, or the Confluent framing when a
+    schema registry is configured."""
+    if settings.schema_registry_url:
+        return ConfluentCodec(SchemaRegistryClient(settings.schema_registry_url))
+    return Codec()
+
+
+_RETRY_S = 0.1
+MISSING_TOPIC_GRACE_S = 2.0
+"""How long a missing topic is waited for before it is reported missing."""
+_TRANSIENT = frozenset(
+    {
+        ClientError.NOT_LEADER_FOR_PARTITION,
+        ClientError.LEADER_NOT_AVAILABLE,
+        ClientError.UNKNOWN_TOPIC_OR_PART,
+        ClientError.COORDINATOR_LOAD_IN_PROGRESS,
+        ClientError.COORDINATOR_NOT_AVAILABLE,
+        ClientError.NOT_COORDINATOR,
+        ClientError._TIMED_OUT,
+    }
+)
+"""Errors a just-created topic or a starting broker gives for a moment (not all are flagged
+retriable by librdkafka)."""
+_UNKNOWN = ClientError.UNKNOWN_TOPIC_OR_PART
+T = TypeVar("T")
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the Unix epoch (records carry it)."""
+    return time.time_ns() // 1_000_000
+
+
+def check_broker(consumer: Consumer, settings: Settings, topic: str, timeout_s: float) -> int:
+    """The partition count of ``topic``; KafkaError if no broker answers within ``timeout_s``.
+
+    ConfigError if the topic does not exist (the topics are created by ``taskd topics create``)
+    once MISSING_TOPIC_GRACE_S have passed: a topic just created takes a moment to show.
+    """
+    deadline = time.monotonic() + min(timeout_s, MISSING_TOPIC_GRACE_S)
+    while True:
+        partitions = _partition_count(consumer, settings, topic, timeout_s)
+        if partitions:
+            return partitions
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"topic {topic} does not exist: create the topics with `taskd topics create`"
+            )
+        time.sleep(_RETRY_S)
+
+
+def _partition_count(consumer: Consumer, settings: Settings, topic: str, timeout_s: float) -> int:
+    """How many partitions the broker lists for ``topic`` (0: not known to it)."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as error:
+        raise KafkaError(
+            f"no Kafka broker reachable at {settings.bootstrap_servers} within {timeout_s:g} s "
+            f"({error.args[0].str()})"
+        ) from error
+    described = metadata.topics.get(topic)
+    if described is None or (described.error is not None and described.error.code() == _UNKNOWN):
+        return 0
+    return len(described.partitions)
+
+
+def retrying(
+    call: Callable[[], T],
+    *,
+    what: str,
+    timeout_s: float,
+    refresh: Callable[[], object] | None = None,
+) -> T:
+    """``call()``, retried while the broker answers with a transient error (a new topic whose
+    leader is not elected yet, a coordinator loading) for up to ``timeout_s``; else KafkaError.
+
+    ``refresh`` runs before each new try: a client caches where partitions lead and would ask
+    the wrong broker again (e.g. ``lambda: consumer.list_topics(topic)``).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except KafkaException as error:
+            cause = error.args[0]
+            if not _transient(cause) or time.monotonic() > deadline:
+                raise KafkaError(f"cannot {what}: {cause.str()}") from error
+        time.sleep(_RETRY_S)
+        if refresh is not None:
+            with contextlib.suppress(KafkaException):
+                refresh()
+
+
+def _transient(error: Any) -> bool:
+    return bool(error.retriable()) or error.code() in _TRANSIENT
+
+
+def end_offset(consumer: Consumer, topic: str, partition: int, *, timeout_s: float) -> int:
+    """The high watermark of one partition: the offset the next record will get."""
+    _, high = watermarks(consumer, topic, partition, timeout_s=timeout_s)
+    return high
+
+
+def watermarks(
+    consumer: Consumer, topic: str, partition: int, *, timeout_s: float
+) -> tuple[int, int]:
+    """(low, high) watermark of one partition, retried while its leader is being elected."""
+    low, high = retrying(
+        lambda: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s),
+        what=f"read the offsets of {topic}[{partition}]",
+        timeout_s=timeout_s,
+        refresh=lambda: consumer.list_topics(topic, timeout=timeout_s),
+    )
+    return int(low), int(high)
