@@ -16,6 +16,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from streams.adapters.kafka import client_config
 from streams.errors import TopicError
 from streams.settings import Settings
 from streams.wire.topics import TopicSpec
@@ -40,7 +41,8 @@ class TopicReport:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka_config())
+    """An admin client whose librdkafka lines go to our logger (``client_config``)."""
+    return AdminClient(client_config(settings))
 
 
 def wanted_topics(settings: Settings) -> list[TopicSpec]:

@@ -36,7 +36,7 @@ from streams.wire.records import TaskOptions
 
 DEFAULT_PRODUCER_CONFIG = PRODUCER_CONFIG
 """librdkafka settings of the producer, besides the settings' batching (``linger_ms``,
-``batch_bytes``): lz4-compressed; a task unconfirmed after 120 s is reported failed. Any key can be
+``batch_bytes``): uncompressed; a task unconfirmed after 120 s is reported failed. Any key can be
 overridden with ``producer_config``."""
 
 Encoding = Literal["avro", "json"]

@@ -68,6 +68,10 @@ class AgentMetrics:
             "taskd_agent_capacity", "Slots: tasks the agent runs at once.", registry=registry
         )
         self.capacity.set(capacity)
+        self.completed_by_status = {
+            status.value: self.completed.labels(status=status.value) for status in ResultStatus
+        }
+        """One child per status, made once (``labels()`` is a lookup under a lock)."""
 
 
 DISPATCH_SECONDS_BUCKETS = (

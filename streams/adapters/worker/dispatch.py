@@ -63,8 +63,14 @@ class DispatchReader:
         return self.start_offset
 
     async def poll(self, max_messages: int, *, timeout_s: float) -> list[Message]:
-        """Up to ``max_messages`` assignments, waiting at most ``timeout_s`` for the first."""
-        messages = await self._call(lambda: self._take(max_messages, timeout_s))
+        """Up to ``max_messages`` assignments, waiting at most ``timeout_s`` for the first.
+
+        What librdkafka has already fetched is taken at once on the caller's thread (a call
+        that does not wait); only an empty queue costs a hop to the reader's thread to wait.
+        """
+        messages = self._consumer.consume(num_messages=max_messages, timeout=0)
+        if not messages:
+            messages = await self._call(lambda: self._take(max_messages, timeout_s))
         good = []
         for message in messages:
             error = message.error()

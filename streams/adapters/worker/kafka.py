@@ -83,6 +83,31 @@ class Writer:
             on_delivery=delivered,
         )
 
+    def send_then(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: str,
+        partition: int | None = None,
+        then: Callable[[int | KafkaError], object],
+    ) -> None:
+        """Write ``value``; ``then(offset)`` (or ``then(KafkaError)``) runs on this event loop
+        once the broker answered. No future, no task: one call per write."""
+        loop = asyncio.get_running_loop()
+
+        def delivered(error: Any, message: Message) -> None:
+            if error is not None:
+                outcome: int | KafkaError = KafkaError(f"cannot write to {topic}: {error.str()}")
+            else:
+                outcome = int(message.offset() or 0)
+            self._reports.put(loop, lambda: then(outcome))
+
+        try:
+            self._produce(topic, value, key, partition, delivered)
+        except (KafkaException, BufferError) as error:
+            then(KafkaError(f"cannot write to {topic}: {error}"))
+
     async def send(
         self, topic: str, value: bytes, *, key: str, partition: int | None = None
     ) -> int:

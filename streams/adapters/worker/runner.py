@@ -14,10 +14,12 @@ assignment whose result is not written.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,7 @@ from streams.wire import (
     RecordCodec,
     ResultBatch,
     TaskResult,
+    TaskStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -87,12 +90,18 @@ class TaskRunner:
         """Record offset -> its assignments whose result is not written yet."""
         self._waiting: list[tuple[int, float, int, int, Fetched]] = []
         """Heap of (priority, deadline, offset, index, assignment): the most urgent first."""
+        self._arrival: deque[Fetched] = deque()
+        """Every admitted assignment in the order read; started ones are dropped lazily."""
+        self._started: set[int] = set()
+        """ids of the admitted assignments started, while still in ``_arrival``."""
         self._read = 0
         self._running: set[asyncio.Task[None]] = set()
         self._outbox: dict[int, list[tuple[int, TaskResult]]] = {}
         """Reply partition -> (record offset, result) not written yet."""
         self._flush: asyncio.Handle | None = None
-        self._writing: set[asyncio.Task[None]] = set()
+        self._writing = 0
+        """Result records written and not answered yet."""
+        self._written = asyncio.Event()
         self.completed = 0
         """Attempts run to an end with their result written (rejections not counted)."""
         self.fenced_by: int | None = None
@@ -127,7 +136,7 @@ class TaskRunner:
         self._open[offset] = len(admitted)
         for assignment in admitted:
             self._queue(offset, assignment)
-        self._start_waiting()
+        self._start_waiting(changed=True)
         return True
 
     def reject_waiting(self, reason: str) -> None:
@@ -135,13 +144,18 @@ class TaskRunner:
         while self._waiting:
             fetched = heapq.heappop(self._waiting)[-1]
             self._report(fetched.offset, fetched.assignment, rejected(reason), now_ms())
+        self._arrival.clear()
+        self._started.clear()
         self._metrics.prefetched.set(0)
 
     async def wait_idle(self) -> None:
         """Until every running task has ended and every result is written."""
         while self._running or self._writing or self._outbox:
             self._send_outbox()
-            await asyncio.gather(*self._running, *self._writing, return_exceptions=True)
+            await asyncio.gather(*self._running, return_exceptions=True)
+            if self._writing:
+                self._written.clear()
+                await self._written.wait()
 
     # --- admitting -----------------------------------------------------------------------------
 
@@ -168,6 +182,7 @@ class TaskRunner:
         self._read += 1
         fetched = Fetched(offset, assignment, invoke, time.monotonic())
         heapq.heappush(self._waiting, (task.priority, deadline, offset, self._read, fetched))
+        self._arrival.append(fetched)
 
     def _skip(self, offset: int, reason: str) -> bool:
         self.offsets.finish(offset)
@@ -176,24 +191,35 @@ class TaskRunner:
 
     # --- running -------------------------------------------------------------------------------
 
-    def _start_waiting(self) -> None:
+    def _start_waiting(self, *, changed: bool = False) -> None:
+        """Start what waits, while slots are free; the gauges are set when something changed
+        (``changed``: assignments were admitted or a run ended)."""
+        started = False
         while self._waiting and len(self._running) < self._config.capacity:
             self._spawn(self._running, self._run(self._next_waiting()))
-        self._metrics.prefetched.set(len(self._waiting))
-        self._metrics.in_flight.set(len(self._running))
+            started = True
+        if started or changed:
+            self._metrics.prefetched.set(len(self._waiting))
+            self._metrics.in_flight.set(len(self._running))
 
     def _next_waiting(self) -> Fetched:
         """The most urgent waiting assignment, unless the oldest one has been overtaken for
         ``OVERTAKEN_S``: then that one (more urgent work must not starve it for ever)."""
-        waiting = self._waiting
-        oldest = min(range(len(waiting)), key=lambda index: waiting[index][3])
-        if time.monotonic() - waiting[oldest][-1].admitted_s < OVERTAKEN_S:
-            return heapq.heappop(waiting)[-1]
-        entry = waiting[oldest]
-        waiting[oldest] = waiting[-1]
-        waiting.pop()
-        heapq.heapify(waiting)
-        return entry[-1]
+        arrival, started = self._arrival, self._started
+        while id(arrival[0]) in started:  # started already: forget it here too
+            started.discard(id(arrival.popleft()))
+        oldest = arrival[0]
+        if time.monotonic() - oldest.admitted_s < OVERTAKEN_S:
+            chosen = heapq.heappop(self._waiting)[-1]
+        else:
+            waiting = self._waiting
+            index = next(i for i, entry in enumerate(waiting) if entry[-1] is oldest)
+            waiting[index] = waiting[-1]
+            waiting.pop()
+            heapq.heapify(waiting)
+            chosen = oldest
+        started.add(id(chosen))
+        return chosen
 
     async def _run(self, fetched: Fetched) -> None:
         self._metrics.started.inc()
@@ -227,26 +253,32 @@ class TaskRunner:
             self._flush = None
         outbox, self._outbox = self._outbox, {}
         for partition, items in outbox.items():
-            self._spawn(self._writing, self._write(partition, items))
-
-    async def _write(self, partition: int, items: list[tuple[int, TaskResult]]) -> None:
-        """Write one batch of results, then finish what it holds back; a batch the broker
-        refused holds its offsets back from every later commit, and the dispatcher re-queues
-        its tasks when their leases run out."""
-        batch = ResultBatch(results=tuple(result for _, result in items))
-        try:
-            await self._writer.send(
+            batch = ResultBatch(results=tuple(result for _, result in items))
+            self._writing += 1
+            self._writer.send_then(
                 self._results_topic,
                 self._codec.encode(batch),
                 key=self._config.agent_id,
                 partition=partition,
+                then=functools.partial(self._results_written, items),
             )
-        except KafkaError as error:
-            log.error("%d result(s) not written, their offsets held back: %s", len(items), error)
+
+    def _results_written(
+        self, items: list[tuple[int, TaskResult]], outcome: int | KafkaError
+    ) -> None:
+        """Finish what a batch of results holds back; a batch the broker refused holds its
+        offsets back from every later commit, and the dispatcher re-queues its tasks when
+        their leases run out."""
+        self._writing -= 1
+        if not self._writing:
+            self._written.set()
+        if isinstance(outcome, KafkaError):
+            log.error("%d result(s) not written, their offsets held back: %s", len(items), outcome)
             return
+        completed = self._metrics.completed_by_status
         for offset, result in items:
-            self._metrics.completed.labels(result.status.value).inc()
-            if result.status.value != "REJECTED":
+            completed[result.status.value].inc()
+            if result.status is not TaskStatus.REJECTED:
                 self.completed += 1
             left = self._open[offset] - 1
             if left:
@@ -254,6 +286,7 @@ class TaskRunner:
             else:
                 del self._open[offset]
                 self.offsets.finish(offset)
+        self._wake.set()
 
     def _spawn(self, into: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -262,5 +295,5 @@ class TaskRunner:
 
     def _ended(self, into: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
         into.discard(task)
-        self._start_waiting()
+        self._start_waiting(changed=True)
         self._wake.set()
