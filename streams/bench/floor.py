@@ -9,10 +9,14 @@ count, the same paced rates, through:
 - ``faust-passthrough``: a Faust agent forwarding each event to an output topic;
 - ``kafka``: Kafka alone, producer -> consumer, no hop.
 
-Each hop is a child process, measured by the same observer as our pipeline. Throughput is
-the rate at which each works off a backlog of ``plan.tasks`` records written ahead, before the
-hop (or, for Kafka alone, the consumer) starts: one Python producer could not outpace them,
-so a blast would measure the producer.
+Each hop is a child process, measured by the same observer as our pipeline. A hop's
+throughput is the rate at which it works off a backlog of ``plan.tasks`` records written ahead,
+before it starts (one Python producer could not outpace it, so a blast would measure the
+producer): its records *delivered*, first to last, timed by the broker's append time of each
+(the floor's topics are created with ``LogAppendTime``), not when the hop called ``produce()``
+(a call only queues a record in the client; the broker stamps a whole batch at once, so the
+backlog must be large enough to span many batches). Kafka alone: records blasted by one
+producer and consumed at once, first sent to last seen, as for our pipeline.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from streams.settings import Settings, child_environment
 from streams.wire import Codec, Task
 
 FLOORS = ("confluent-loop", "faust-passthrough", "kafka")
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 READY_S = 90.0
 
 
@@ -96,11 +101,12 @@ def _produce_consume_rate(
     progress: Progress,
 ) -> Throughput:
     """Kafka alone: records produced as fast as one producer can while the observer consumes
-    them, timed on arrival."""
+    them, first sent to last seen."""
     progress(f"floor kafka: {plan.tasks:,} records produced and consumed at once")
     with Observer(settings, (topic,)) as seen:
-        blast(sender.send, sender.flush, ids)
-        return throughput(seen.wait_for(topic, set(ids), plan.timeout_s).values())
+        sent = blast(sender.send, sender.flush, ids)
+        arrived = seen.wait_for(topic, set(ids), plan.timeout_s)
+        return throughput(min(sent.values()), arrived.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +121,24 @@ class _Hop:
 
 
 def _backlog_rate(sender: _Sender, hop: _Hop, ids: list[str], plan: BenchPlan) -> Throughput:
-    """A hop: a backlog written ahead, then the hop started; the rate it wrote the backlog out,
-    from its records' timestamps (not when this process read them: one Python consumer would
-    cap the figure)."""
+    """A hop: a backlog written ahead, then the hop started; the rate its records were
+    delivered, first to last, by the broker's append times (not when this process read them:
+    one Python consumer would cap the figure)."""
     blast(sender.send, sender.flush, ids)
     with Observer(hop.settings, (hop.sink,)) as seen:
         _start_hop(hop.children, hop.kind, hop.settings, hop.source, hop.sink)
         seen.wait_for(hop.sink, set(ids), plan.timeout_s)
-        return throughput(seen.written(hop.sink, ids).values())
+        appended = seen.written(hop.sink, ids).values()
+        return throughput(min(appended), appended)
 
 
 def _create(settings: Settings, topics: set[str]) -> None:
+    """The floor's topics, each record stamped by the broker when it appends it."""
     admin = AdminClient(settings.kafka_config())
-    new = [NewTopic(name, num_partitions=settings.shards, replication_factor=1) for name in topics]
+    new = [
+        NewTopic(name, num_partitions=settings.shards, replication_factor=1, config=APPEND_TIME)
+        for name in topics
+    ]
     for name, future in admin.create_topics(new, request_timeout=30).items():
         try:
             future.result()

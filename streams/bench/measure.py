@@ -5,7 +5,9 @@ A run sends ``n`` records keyed by a unique id, either as fast as the producer a
 :class:`Observer` (a confluent-kafka consumer in a thread of this process) reads the output
 topics and notes when each key first arrived. Both clocks are this process's
 ``time.monotonic()``, so a latency is "seen by a consumer" minus "sent": it includes the last
-hop to a consumer, exactly as Kafka's own produce-to-consume floor does.
+hop to a consumer, exactly as Kafka's own produce-to-consume floor does. A throughput is the
+whole run, first record sent to the last one out, with no window cut out of it: the peers are
+counted the same way (:mod:`streams.bench.peers`).
 
 Paced runs are open loop: a record's latency counts from the time it was *due* to be sent,
 not when the producer got round to it, so a stalled sender cannot hide a stall
@@ -30,9 +32,6 @@ TIMESTAMP_S = 0.001
 Send = Callable[[str], None]
 """Sends one record keyed by the given id (asynchronously)."""
 Flush = Callable[[], None]
-THROUGHPUT_WINDOW = (0.1, 0.9)
-"""Throughput is measured between the 10th and the 90th percentile of arrivals: the ramp-up
-and the tail of a run are not steady state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +49,17 @@ class Latency:
 
 @dataclass(frozen=True, slots=True)
 class Throughput:
+    """Records over the whole run: from its start to the last record's end."""
+
     count: int
     tps: float
     seconds: float
 
 
 Keys = Callable[[Message], list[str]]
-"""The ids a record carries (a batch record carries several): by default its key."""
+"""The ids a record carries (a batch record carries several): by default its key. Called once
+per record in the observer's thread, under its lock: it may note whatever else its caller
+wants from the record, decoded once."""
 
 
 def record_key(message: Message) -> list[str]:
@@ -69,11 +72,13 @@ class Observer:
 
     settings: Settings
     topics: tuple[str, ...]
-    on_message: Callable[[Message], None] | None = None
     keys_of: Keys = record_key
     arrivals: dict[str, dict[str, float]] = field(default_factory=dict)
     stamps: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Each key's Kafka record timestamp (CreateTime: when its writer produced it), in s."""
+    """Each key's Kafka record timestamp (when its writer produced it, or when the broker
+    appended it on a topic with LogAppendTime), in s."""
+    order: dict[str, list[str]] = field(default_factory=dict)
+    """The keys of each topic in the order they first arrived (waits read only what is new)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -91,6 +96,7 @@ class Observer:
         consumer.assign(_all_partitions(consumer, self.topics))
         self.arrivals = {topic: {} for topic in self.topics}
         self.stamps = {topic: {} for topic in self.topics}
+        self.order = {topic: [] for topic in self.topics}
         self._thread = threading.Thread(
             target=self._run, args=(consumer,), name="bench-observer", daemon=True
         )
@@ -124,8 +130,7 @@ class Observer:
             if key not in seen:
                 seen[key] = now
                 self.stamps[topic][key] = stamp
-        if self.on_message is not None:
-            self.on_message(message)
+                self.order[topic].append(key)
 
     def arrived(self, topic: str, keys: Iterable[str]) -> dict[str, float]:
         """Arrival times of those of ``keys`` seen on ``topic`` so far."""
@@ -140,18 +145,25 @@ class Observer:
             return {key: stamps[key] for key in keys if key in stamps}
 
     def wait_for(self, topic: str, keys: set[str], timeout_s: float) -> dict[str, float]:
-        """Arrival times of every key in ``keys``; BenchError if some miss ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
+        """Arrival times of every key in ``keys``; BenchError once none of those missing has
+        come for ``timeout_s`` (a long run that progresses is waited for)."""
+        pending, read, progress_at = set(keys), 0, time.monotonic()
         while True:
-            found = self.arrived(topic, keys)
-            if len(found) == len(keys):
-                return found
+            with self._lock:
+                new = self.order[topic][read:]
+            read += len(new)
+            missing = len(pending)
+            pending.difference_update(new)
+            if not pending:
+                return self.arrived(topic, keys)
             if self._error is not None:
                 raise BenchError(f"observer on {topic}: {self._error}")
-            if time.monotonic() > deadline:
-                missing = len(keys) - len(found)
+            if len(pending) < missing:
+                progress_at = time.monotonic()
+            elif time.monotonic() - progress_at > timeout_s:
                 raise BenchError(
-                    f"{topic}: {missing} of {len(keys)} records missing after {timeout_s:g} s"
+                    f"{topic}: {len(pending)} of {len(keys)} records missing, none new "
+                    f"for {timeout_s:g} s"
                 )
             time.sleep(0.05)
 
@@ -206,15 +218,14 @@ def paced(send: Send, flush: Flush, ids: list[str], rate_tps: float) -> dict[str
     return due
 
 
-def throughput(arrivals: Iterable[float]) -> Throughput:
-    """Steady rate of ``arrivals`` (between the 10th and 90th percentile of them), any clock
-    in seconds."""
-    times = sorted(arrivals)
-    if len(times) < 10:
-        raise BenchError(f"too few records ({len(times)}) to measure a throughput")
-    low, high = (round(q * (len(times) - 1)) for q in THROUGHPUT_WINDOW)
-    span = max(times[high] - times[low], TIMESTAMP_S)
-    return Throughput(count=len(times), tps=(high - low) / span, seconds=times[-1] - times[0])
+def throughput(started: float, ended: Iterable[float]) -> Throughput:
+    """Every record from ``started`` to the last of ``ended`` (one clock, in seconds): the whole
+    run, ramp-up and tail included, counted alike for every system of the report."""
+    times = list(ended)
+    if not times:
+        raise BenchError("no record arrived: no throughput to measure")
+    span = max(max(times) - started, TIMESTAMP_S)
+    return Throughput(count=len(times), tps=len(times) / span, seconds=span)
 
 
 def latency(sent: Mapping[str, float], arrived: Mapping[str, float], rate_tps: float) -> Latency:

@@ -13,7 +13,7 @@ from typing import Any
 
 from streams.adapters.admin import create_topics, delete_topics
 from streams.adapters.client import TaskClient
-from streams.bench.pipeline import start_dispatcher
+from streams.bench.ours import start_dispatcher
 from streams.bench.plan import (
     PAYLOAD,
     PRIORITY,

@@ -1,11 +1,13 @@
-"""Our pipeline, end to end, as an operator runs it: ``taskd dispatcher`` and ``taskd agent``
-child processes, tasks from :class:`~streams.client.TaskClient` in this process.
+"""Our pipeline, end to end, as an operator runs it (:mod:`streams.bench.ours`).
 
-Throughput: ``plan.tasks`` no-op tasks submitted as fast as the client takes them, completions
-counted on ``results`` (steady rate over the middle of the run). Latency: paced runs at
-fractions of that maximum; *dispatch* is submitted -> the assignment seen on ``dispatch``,
-*end to end* is submitted -> the result seen on ``results`` (see :mod:`streams.bench.measure`).
-The dispatcher's and the agents' RSS are sampled throughout.
+Throughput: ``plan.tasks`` no-op tasks submitted as fast as the client takes them; the rate is
+the whole run, first send to the last task done (as for the peers), and to the last result
+seen; the CPU each process used over it and the Kafka records written to each topic, per task.
+Latency: paced runs at fractions of that maximum (and at the peers' rates), from when each
+task was due to each end point. The sustained rate: the highest paced rate our pipeline keeps
+up with at a low p99 (:mod:`streams.bench.sustained`). Then a second pipeline, the dispatcher
+with lifecycle events on, for one throughput run: what the events cost. The dispatcher's and
+the agents' RSS are sampled throughout.
 """
 
 from __future__ import annotations
@@ -15,35 +17,17 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from confluent_kafka import Message
-
-from streams.adapters.admin import create_topics, delete_topics
-from streams.adapters.client import TaskClient
-from streams.bench.measure import (
-    Observer,
-    blast,
-    latency,
-    paced,
-    paced_count,
-    run_ids,
-    throughput,
-)
-from streams.bench.plan import (
-    DEMO_HANDLER,
-    PAYLOAD,
-    PRIORITY,
-    TASK_TYPE,
-    BenchPlan,
-    Progress,
-    section_settings,
-)
+from streams.bench.cost import CostMeter, Usage, cpu_ms_per_task, records_per_task
+from streams.bench.measure import blast, latency, paced, paced_count, run_ids, throughput
+from streams.bench.ours import Pipeline, PipelineRun, running_pipeline
+from streams.bench.plan import BenchPlan, Progress
 from streams.bench.procs import RssSampler
-from streams.procs import Child, Children, taskd_command
-from streams.settings import Settings, child_environment
-from streams.wire import AssignmentBatch, Codec, ResultBatch, Task, TaskStatus
+from streams.bench.sustained import find_sustained
 
 WARMUP = 200
-READY_S = 90.0
+SETTLE_S = 0.5
+"""After the last result, before the topics' offsets are read: the dispatcher's checkpoint
+(every 100 ms) writes the state of the tasks that ended."""
 
 
 def run_pipeline(
@@ -51,157 +35,118 @@ def run_pipeline(
     progress: Progress,
     *,
     extra_rates: Sequence[float] = (),
-    strategy: str | None = None,
 ) -> dict[str, Any]:
-    """Throughput, latency at ``plan.fractions`` of it (and at ``extra_rates``), memory."""
-    settings = section_settings(plan, "pipeline")
-    create_topics(settings)
-    try:
-        with Children(settings.data_dir.parent / "logs", child_environment(settings)) as children:
-            dispatcher = start_dispatcher(children, strategy=strategy)
-            agents = start_agents(children, plan.agents, plan.capacity)
-            pids = {"dispatcher": dispatcher.pid} | {a.name: a.pid for a in agents}
-            with RssSampler(pids) as rss, _Run(settings, plan) as run:
-                figures = _measure(run, plan, progress, extra_rates)
-            children.check_alive()
-        figures["rss"] = _rss_figures(rss)
-        return figures
-    finally:
-        delete_topics(settings)
-
-
-def start_dispatcher(
-    children: Children, *, max_held: int | None = None, strategy: str | None = None
-) -> Child:
-    """``taskd dispatcher`` as a child; returns once it says it is ready."""
-    argv = [*taskd_command(), "dispatcher", "--loglevel", "info", "--lease-ms", "120000"]
-    if max_held is not None:
-        argv += ["--max-held", str(max_held)]
-    if strategy is not None:
-        argv += ["--strategy", strategy]
-    dispatcher = children.start("dispatcher", argv)
-    dispatcher.wait_for_log("dispatcher ready", READY_S)
-    return dispatcher
-
-
-def start_agents(children: Children, count: int, capacity: int) -> list[Child]:
-    """``count`` agents ``bench-a<i>`` running the demo handler; once each has its partition."""
-    agents = [
-        children.start(
-            f"agent-{i}",
-            [
-                *taskd_command(),
-                "agent",
-                *("--id", f"bench-a{i}", "--capacity", str(capacity)),
-                *("--handler", DEMO_HANDLER, "--heartbeat-ms", "500"),
-            ],
-        )
-        for i in range(count)
-    ]
-    for agent in agents:
-        agent.wait_for_log(" ready: partition", READY_S)
-    return agents
-
-
-class _Run:
-    """The client and the observer of one pipeline section, and the results' statuses."""
-
-    def __init__(self, settings: Settings, plan: BenchPlan) -> None:
-        self.settings = settings
-        self.plan = plan
-        self.codec = Codec()
-        self.failed = 0
-        self.topics = settings.topics
-        self.client = TaskClient(settings)
-        self.observer = Observer(
-            settings,
-            (self.topics.dispatch, self.topics.results),
-            on_message=self._status,
-            keys_of=self._task_ids,
-        )
-
-    def __enter__(self) -> _Run:
-        self.observer.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.client.close(10)
-        finally:
-            self.observer.__exit__(*exc)
-
-    def _status(self, message: Message) -> None:
-        if message.topic() == self.topics.results:
-            batch = self.codec.decode(message.value() or b"", ResultBatch)
-            self.failed += sum(1 for r in batch.results if r.status is not TaskStatus.SUCCEEDED)
-
-    def _task_ids(self, message: Message) -> list[str]:
-        value = message.value() or b""
-        if message.topic() == self.topics.results:
-            return [r.task_id for r in self.codec.decode(value, ResultBatch).results]
-        return [a.task.task_id for a in self.codec.decode(value, AssignmentBatch).assignments]
-
-    def send(self, task_id: str) -> None:
-        now_ms = time.time_ns() // 1_000_000
-        task = Task(
-            task_id=task_id,
-            type=TASK_TYPE,
-            priority=PRIORITY,
-            payload=PAYLOAD,
-            submitted_at=now_ms,
-        )
-        self.client.submit(task)
-
-    def flush(self) -> None:
-        self.client.flush(self.plan.timeout_s)
-
-    def done(self, ids: list[str]) -> tuple[dict[str, float], dict[str, float]]:
-        """(dispatch, results) arrival times once every id has a result."""
-        results = self.observer.wait_for(self.topics.results, set(ids), self.plan.timeout_s)
-        return self.observer.arrived(self.topics.dispatch, ids), results
+    """Throughput and its cost, latency at ``plan.fractions`` of it (and at ``extra_rates``),
+    the sustained rate, RSS; then throughput and cost again with lifecycle events on."""
+    with running_pipeline(plan, "pipeline") as pipeline:
+        figures = _measure(pipeline, plan, progress, extra_rates)
+    figures["rss"] = _rss_figures(pipeline.rss)
+    with running_pipeline(plan, "events", events=True) as pipeline:
+        progress("pipeline: the dispatcher again, with lifecycle events (--events)")
+        figures["with_events"] = throughput_run(pipeline, plan, progress)
+    return figures
 
 
 def _measure(
-    run: _Run, plan: BenchPlan, progress: Progress, extra_rates: Sequence[float]
+    pipeline: Pipeline, plan: BenchPlan, progress: Progress, extra_rates: Sequence[float]
 ) -> dict[str, Any]:
+    run = pipeline.run
+    best = throughput_run(pipeline, plan, progress)
+    maximum = best["throughput_tps"]
+    rates = [round(maximum * fraction, 1) for fraction in plan.fractions]
+    return {
+        "throughput": best,
+        "latency": [paced_run(run, plan, progress, rate) for rate in rates],
+        "at_rates": [_at_rate(run, plan, progress, rate, maximum) for rate in extra_rates],
+        "sustained": find_sustained(run, plan, progress, maximum),
+        "failed": run.failed(),
+    }
+
+
+def throughput_run(pipeline: Pipeline, plan: BenchPlan, progress: Progress) -> dict[str, Any]:
+    """A warm-up, then ``plan.tasks`` tasks as fast as the client takes them: rates to the last
+    task done and to the last result seen, CPU and records per task."""
+    run = pipeline.run
+    _warm_up(run, progress)
+    progress(f"pipeline: max throughput ({plan.tasks:,} tasks as fast as possible)")
+    ids = run_ids(plan.tasks, "max")
+    before = pipeline.cost.read()
+    sent = blast(run.send, run.flush, ids)
+    ends = run.done(ids)
+    after = _settled(pipeline.cost)
+    first = min(sent.values())
+    done = throughput(first, ends.done.values())
+    submit_s = max(sent.values()) - first
+    per_task = cpu_ms_per_task(before, after, plan.tasks)
+    return {
+        "tasks": done.count,
+        "throughput_tps": done.tps,
+        "seconds": done.seconds,
+        "seen_tps": throughput(first, ends.seen.values()).tps,
+        "submit_tps": (len(sent) - 1) / submit_s if submit_s > 0 else None,
+        "cpu_ms_per_task": _with_agents_sum(per_task, pipeline.agents),
+        "agents": _per_agent(per_task, run, ids, pipeline.agents),
+        "records_per_task": records_per_task(before, after, plan.tasks),
+    }
+
+
+def _warm_up(run: PipelineRun, progress: Progress) -> None:
     progress(f"pipeline: warm-up ({WARMUP} tasks)")
     warm = run_ids(WARMUP, "warm")
     blast(run.send, run.flush, warm)
     run.done(warm)
-    progress(f"pipeline: max throughput ({plan.tasks:,} tasks as fast as possible)")
-    ids = run_ids(plan.tasks, "max")
-    sent = blast(run.send, run.flush, ids)
-    run.done(ids)
-    best = throughput(run.observer.written(run.topics.results, ids).values())
-    submit_s = max(sent.values()) - min(sent.values())
-    rates = [round(best.tps * fraction, 1) for fraction in plan.fractions]
-    figures: dict[str, Any] = {
-        "throughput_tps": best.tps,
-        "throughput_tasks": best.count,
-        "submit_tps": (len(sent) - 1) / submit_s if submit_s > 0 else None,
-        "latency": [paced_run(run, plan, progress, rate) for rate in rates],
-        "at_rates": [_at_rate(run, plan, progress, rate, best.tps) for rate in extra_rates],
-    }
-    figures["failed"] = run.failed
-    return figures
 
 
-def paced_run(run: _Run, plan: BenchPlan, progress: Progress, rate: float) -> dict[str, Any]:
-    """Dispatch and end-to-end latency of one open-loop run at ``rate`` tasks/s."""
+def _settled(cost: CostMeter) -> Usage:
+    """The CPU used up to now (the last result), the records once the dispatcher's checkpoint
+    has written what the run ended."""
+    cpu = cost.cpu()
+    time.sleep(SETTLE_S)
+    return Usage(cpu_s=cpu, records=cost.records())
+
+
+def _with_agents_sum(cpu: dict[str, float], agents: list[str]) -> dict[str, float]:
+    """The processes' CPU per task, the agents' summed under ``agents`` (each one is listed
+    in ``agents`` of the run, with the tasks it ran)."""
+    shown = {name: value for name, value in cpu.items() if name not in agents}
+    return shown | {"agents": sum(cpu[name] for name in agents)}
+
+
+def _per_agent(
+    cpu: dict[str, float], run: PipelineRun, ids: list[str], agents: list[str]
+) -> list[dict[str, Any]]:
+    """Each agent's CPU per task of the run, and per task it ran itself."""
+    ran = run.ran_by(ids)
+    total = len(ids)
+    return [
+        {
+            "agent": name,
+            "ran": ran[name],
+            "cpu_ms_per_task": cpu[name],
+            "cpu_ms_per_task_ran": cpu[name] * total / ran[name] if ran[name] else None,
+        }
+        for name in agents
+    ]
+
+
+def paced_run(run: PipelineRun, plan: BenchPlan, progress: Progress, rate: float) -> dict[str, Any]:
+    """Latency of one open-loop run at ``rate`` tasks/s, from when each task was due to each
+    end point."""
     count = paced_count(rate, plan.paced_seconds, plan.tasks)
     progress(f"pipeline: {count:,} tasks paced at {rate:,.0f}/s")
     ids = run_ids(count, f"r{rate:g}")
     due = paced(run.send, run.flush, ids, rate)
-    dispatched, results = run.done(ids)
+    ends = run.done(ids)
     return {
         "rate_tps": rate,
-        "dispatch": asdict(latency(due, dispatched, rate)),
-        "e2e": asdict(latency(due, results, rate)),
+        "dispatch": asdict(latency(due, ends.dispatched, rate)),
+        "done": asdict(latency(due, ends.done, rate)),
+        "seen": asdict(latency(due, ends.seen, rate)),
     }
 
 
 def _at_rate(
-    run: _Run, plan: BenchPlan, progress: Progress, rate: float, best_tps: float
+    run: PipelineRun, plan: BenchPlan, progress: Progress, rate: float, best_tps: float
 ) -> dict[str, Any]:
     """A paced run at a peer's rate, unless that is beyond our maximum (a queue that only
     grows has no steady latency to report)."""
@@ -211,7 +156,7 @@ def _at_rate(
 
 
 def _rss_figures(rss: RssSampler) -> dict[str, int]:
-    agents = [peak for name, peak in rss.peak.items() if name.startswith("agent")]
+    agents = [peak for name, peak in rss.peak.items() if name != "dispatcher"]
     return {
         "dispatcher_peak_bytes": rss.peak.get("dispatcher", 0),
         "agent_peak_bytes": max(agents, default=0),

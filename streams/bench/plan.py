@@ -22,12 +22,16 @@ PAYLOAD = json.dumps({"work_ms": 0}).encode()
 TASK_TYPE = "bench"
 PRIORITY = 1
 DEMO_HANDLER = "streams.demo:work"
-DEFAULT_TASKS = 20_000
+DEFAULT_TASKS = 100_000
+"""Tasks per throughput run: tens of seconds of our pipeline, long enough that its start and
+its end weigh little."""
+QUICK_TASKS = 3_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BenchPlan:
-    """How big each run is. ``tasks``: records per throughput run (ours and each floor)."""
+    """How big each run is. ``tasks``: records per throughput run, the same for every system
+    (ours, each floor, each peer)."""
 
     tasks: int = DEFAULT_TASKS
     agents: int = 4
@@ -37,27 +41,32 @@ class BenchPlan:
     """Paced rates as fractions of our measured maximum."""
     paced_seconds: float = 12.0
     """Length of one paced run (bounded by ``tasks`` records)."""
+    sustain_seconds: float = 60.0
+    """Length of one probe for the sustained rate: long enough for a slowly growing backlog
+    to show."""
+    sustain_probes: int = 5
+    sustain_p99_ms: float = 50.0
+    """The highest end-to-end p99 (due -> result seen) at a sustained rate."""
     waiting: int = 100_000
     """Tasks submitted with no agent free, for the dispatcher's memory while holding them."""
     quality_tasks: int = 12_000
     """Tasks per quality run: at 200/s a minute of steady state, so the ramp-up at the start and
     the drain at the end weigh little on utilization and load CV."""
-    peer_tasks: int = 5_000
     timeout_s: float = 180.0
-    """Longest wait for one run's records; past it the section fails."""
+    """Longest wait for the next of one run's records; past it the section fails."""
     work_dir: Path
     base: Settings
     """The user's settings: the broker and partition counts; prefixes are made per section."""
 
     @classmethod
     def quick(cls, *, work_dir: Path, base: Settings, tasks: int | None = None) -> BenchPlan:
-        """A small plan for a first look (about a minute or two)."""
+        """A small plan for a first look (a few minutes)."""
         return cls(
-            tasks=tasks or 3_000,
+            tasks=tasks or QUICK_TASKS,
             paced_seconds=4.0,
+            sustain_seconds=8.0,
             waiting=20_000,
             quality_tasks=400,
-            peer_tasks=1_000,
             timeout_s=120.0,
             work_dir=work_dir,
             base=base,

@@ -36,7 +36,7 @@ def write_plots(doc: Doc, out_dir: Path) -> list[Path]:
 
 def _pipeline(doc: Doc) -> dict[str, Any] | None:
     ours = doc["sections"].get("pipeline")
-    return ours if isinstance(ours, dict) and "throughput_tps" in ours else None
+    return ours if isinstance(ours, dict) and "throughput" in ours else None
 
 
 def _list(doc: Doc, name: str) -> list[dict[str, Any]]:
@@ -47,12 +47,15 @@ def _list(doc: Doc, name: str) -> list[dict[str, Any]]:
 def _throughput(doc: Doc, axes: Any) -> bool:
     bars: list[tuple[str, float]] = []
     if (ours := _pipeline(doc)) is not None:
-        bars.append(("ours", ours["throughput_tps"]))
+        bars.append(("ours", ours["throughput"]["throughput_tps"]))
+        if "with_events" in ours:
+            bars.append(("ours --events", ours["with_events"]["throughput_tps"]))
     bars += [(e["system"], e["throughput_tps"]) for e in _list(doc, "floor")]
     bars += [(e["system"], float(e["throughput_tps"])) for e in _list(doc, "peers")]
     if not bars:
         return False
     axes.bar([name for name, _ in bars], [value for _, value in bars], color="tab:blue")
+    axes.tick_params(axis="x", labelrotation=20)
     axes.set_yscale("log")
     axes.set_ylabel("tasks / s (log)")
     axes.set_title("Throughput, no-op tasks")
@@ -62,8 +65,8 @@ def _throughput(doc: Doc, axes: Any) -> bool:
 def _latency(doc: Doc, axes: Any) -> bool:
     lines: list[tuple[str, list[dict[str, Any]]]] = []
     if (ours := _pipeline(doc)) is not None:
-        lines.append(("ours e2e", [p["e2e"] for p in ours["latency"]]))
-        lines.append(("ours dispatch", [p["dispatch"] for p in ours["latency"]]))
+        for end in ("seen", "done", "dispatch"):
+            lines.append((f"ours {end}", [p[end] for p in ours["latency"]]))
     lines += [(e["system"], e["latency"]) for e in _list(doc, "floor")]
     if not lines:
         return False

@@ -16,6 +16,8 @@ from typing import Any
 
 import psutil
 
+from streams.bench.report_cost import cpu_table, records_table, sustained_table
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "benchmarks.md"
 FLOOR_NAMES = {
@@ -95,10 +97,14 @@ def write_report(doc: Doc, out_dir: Path, docs_path: Path | None = DOCS) -> list
 
 def render_markdown(doc: Doc) -> str:
     """The whole ``docs/benchmarks.md`` page of a run."""
+    ours = _ours(doc)
     parts = [
         _header(doc),
         _throughput(doc),
         _latency(doc),
+        sustained_table(ours),
+        cpu_table(ours),
+        records_table(ours),
         _memory(doc),
         _peers(doc),
         _quality(doc),
@@ -128,15 +134,23 @@ def _header(doc: Doc) -> str:
 
 def _plan_line(plan: dict[str, Any]) -> str:
     return (
-        f"{plan['tasks']:,} tasks per throughput run; {plan['agents']} agents x "
+        f"{plan['tasks']:,} tasks per throughput run, the same for every system; "
+        f"{plan['agents']} agents x "
         f'{plan["capacity"]} slots, handler `streams.demo:work` with `{{"work_ms": 0}}`; paced '
         f"runs of {plan['paced_seconds']:g} s at {', '.join(f'{f:.0%}' for f in plan['fractions'])}"
-        f" of our maximum; {plan['waiting']:,} tasks held for the memory figure"
+        f" of our maximum; probes of {plan['sustain_seconds']:g} s for the sustained rate; "
+        f"{plan['waiting']:,} tasks held for the memory figure"
     )
 
 
 def _section(doc: Doc, name: str) -> Any:
     return doc["sections"].get(name)
+
+
+def _ours(doc: Doc) -> dict[str, Any] | None:
+    """Our pipeline's figures, None when it did not run or was skipped."""
+    ours = _section(doc, "pipeline")
+    return ours if isinstance(ours, dict) and "throughput" in ours else None
 
 
 def _skipped(title: str, value: Any) -> str | None:
@@ -148,22 +162,43 @@ def _skipped(title: str, value: Any) -> str | None:
 
 
 def _throughput(doc: Doc) -> str | None:
-    ours, floor = _section(doc, "pipeline"), _section(doc, "floor")
-    if (skip := _skipped("Throughput", ours)) is None and not isinstance(floor, list):
-        return None
+    ours, floor = _ours(doc), _section(doc, "floor")
+    if ours is None and not isinstance(floor, list):
+        return _skipped("Throughput", _section(doc, "pipeline"))
+    best = ours["throughput"]["throughput_tps"] if ours else None
     rows = ["| system | tasks/s | ours as a share of it |", "|---|---|---|"]
-    best = ours.get("throughput_tps") if isinstance(ours, dict) else None
-    if best:
-        rows.append(
-            f"| **our pipeline** (producer → dispatcher → agent → results) | {best:,.0f} | 100% |"
-        )
+    rows += _our_throughput_rows(ours) if ours else []
     for entry in floor if isinstance(floor, list) else []:
         rows.append(
             f"| {FLOOR_NAMES.get(entry['system'], entry['system'])} | "
             f"{entry['throughput_tps']:,.0f} | {_share(best, entry['throughput_tps'])} |"
         )
-    note = skip or ""
-    return "## Throughput (no-op tasks, as fast as possible)\n\n" + note + "\n".join(rows) + "\n"
+    return (
+        "## Throughput (no-op tasks, as fast as possible)\n\n"
+        "Every system gets the same number of tasks (see *plan*) and is timed over the whole "
+        "run: our pipeline and the peers from the first task sent to the last task done, "
+        "Kafka alone from the first record sent to the last seen, each hop from its first "
+        "record delivered to its last. The peers are in their own section below.\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
+def _our_throughput_rows(ours: dict[str, Any]) -> list[str]:
+    run, events = ours["throughput"], ours.get("with_events")
+    best = run["throughput_tps"]
+    rows = [
+        f"| **our pipeline** (producer → dispatcher → agent → results), to the last task done "
+        f"| {best:,.0f} | 100% |",
+        f"| our pipeline, to the last result seen by the benchmark | {run['seen_tps']:,.0f} | "
+        f"{_share(best, run['seen_tps'])} |",
+    ]
+    if events:
+        rows.append(
+            f"| our pipeline with lifecycle events (`--events`), to the last task done | "
+            f"{events['throughput_tps']:,.0f} | {_share(best, events['throughput_tps'])} |"
+        )
+    return rows
 
 
 def _share(ours: float | None, theirs: float | None) -> str:
@@ -180,25 +215,27 @@ def _ms(entry: dict[str, Any] | None) -> str:
 
 
 def _latency(doc: Doc) -> str | None:
-    ours, floor = _section(doc, "pipeline"), _section(doc, "floor")
-    if not isinstance(ours, dict) or "latency" not in ours:
+    ours, floor = _ours(doc), _section(doc, "floor")
+    if ours is None:
         return _floor_only_latency(floor)
     floors = floor if isinstance(floor, list) else []
-    head = "| rate/s | ours: dispatch | ours: end to end |"
-    head += "".join(f" {entry['system']} |" for entry in floors) + " ours e2e p50 vs kafka |"
-    rows = [head, "|---" * (4 + len(floors)) + "|"]
+    head = "| rate/s | ours: dispatch | ours: done | ours: seen |"
+    head += "".join(f" {entry['system']} |" for entry in floors) + " ours seen p50 vs kafka |"
+    rows = [head, "|---" * (5 + len(floors)) + "|"]
+    kafka = next((e for e in floors if e["system"] == "kafka"), None)
     for i, point in enumerate(ours["latency"]):
-        cells = [f"{point['rate_tps']:,.0f}", _ms(point["dispatch"]), _ms(point["e2e"])]
+        cells = [f"{point['rate_tps']:,.0f}", _ms(point["dispatch"])]
+        cells += [_ms(point["done"]), _ms(point["seen"])]
         cells += [_ms(_nth(entry["latency"], i)) for entry in floors]
-        kafka = next((e for e in floors if e["system"] == "kafka"), None)
         base = _nth(kafka["latency"], i) if kafka else None
-        cells.append(f"{point['e2e']['p50_ms'] / base['p50_ms']:.1f}x" if base else "-")
+        cells.append(f"{point['seen']['p50_ms'] / base['p50_ms']:.1f}x" if base else "-")
         rows.append("| " + " | ".join(cells) + " |")
     return (
         "## Latency p50 / p99 in ms, open-loop paced at fractions of our maximum\n\n"
-        "*dispatch*: submitted → assignment seen on `dispatch`; *end to end*: submitted → "
-        "result seen on `results`; the floor columns: sent → record seen on the output "
-        "topic.\n\n" + "\n".join(rows) + "\n"
+        "From when each task was due: *dispatch*: → its assignment seen on `dispatch`; "
+        "*done*: → the agent finished it (the result's `finished_at`: the peers' end point); "
+        "*seen*: → its result seen on `results` by the benchmark; the floor columns: → "
+        "record seen on the output topic.\n\n" + "\n".join(rows) + "\n"
     )
 
 
@@ -221,8 +258,8 @@ def _mib(value: float | None) -> str:
 
 
 def _memory(doc: Doc) -> str | None:
-    ours, memory = _section(doc, "pipeline"), _section(doc, "memory")
-    rss = ours.get("rss", {}) if isinstance(ours, dict) else {}
+    ours, memory = _ours(doc), _section(doc, "memory")
+    rss = ours.get("rss", {}) if ours else {}
     rows = ["| process | state | RSS |", "|---|---|---|"]
     if rss:
         rows.append(
@@ -250,38 +287,40 @@ def _peers(doc: Doc) -> str | None:
     peers = _section(doc, "peers")
     if not isinstance(peers, list):
         return _skipped("Peers (Celery, Dramatiq on Redis)", peers)
-    ours = _section(doc, "pipeline")
-    best = ours.get("throughput_tps") if isinstance(ours, dict) else None
+    ours = _ours(doc)
+    best = ours["throughput"]["throughput_tps"] if ours else None
     at_rates = {round(p["rate_tps"], 1): p for p in (ours or {}).get("at_rates", [])}
     rows = [
-        "| system | version | tasks/s | ours vs it | at rate/s | its e2e p50 / p99 ms | "
-        "ours e2e p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| system | version | tasks | tasks/s | ours vs it | at rate/s | its done p50 / p99 ms "
+        "| ours: done | ours: seen |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for peer in peers:
         for point in peer.get("latency") or [{}]:
             rate = point.get("rate_tps")
             mine = at_rates.get(round(rate, 1)) if rate else None
-            theirs = (
-                {"p50_ms": point["e2e_p50_ms"], "p99_ms": point["e2e_p99_ms"]} if rate else None
-            )
             rows.append(
-                f"| {peer['system']} | {peer['version']} | {peer['throughput_tps']:,.0f} | "
-                f"{_ratio(best, peer['throughput_tps'])} | "
-                f"{'-' if rate is None else f'{rate:,.0f}'} | {_ms(theirs)} | "
-                f"{_ours_at(mine)} |"
+                f"| {peer['system']} | {peer['version']} | {peer['tasks']:,} | "
+                f"{peer['throughput_tps']:,.0f} | {_ratio(best, peer['throughput_tps'])} | "
+                f"{'-' if rate is None else f'{rate:,.0f}'} | "
+                f"{_ms(_peer_ms(point) if rate else None)} | {_ours_at(mine)} |"
             )
     return (
-        "## Peers (Celery, Dramatiq on Redis; same no-op work)\n\nOur pipeline is run again "
-        "at the rate each peer was measured at half its maximum, for the same-rate "
-        "comparison.\n\n" + "\n".join(rows) + "\n"
+        "## Peers (Celery, Dramatiq on Redis; same no-op work)\n\n"
+        "The same number of tasks as ours, counted the same way: first sent to last done "
+        "(*ours vs it*: our tasks/s over theirs, from this run). A peer's latency ends when "
+        "its task finished (*done*); ours is shown to the same end point and to the result "
+        "seen by the benchmark. Our pipeline is run again at the rate each peer was measured "
+        "at nearest half its maximum, for the same-rate comparison.\n\n" + "\n".join(rows) + "\n"
     )
 
 
 def _ours_at(point: dict[str, Any] | None) -> str:
     if point is None:
-        return "-"
-    return f"({point['skipped']})" if "skipped" in point else _ms(point["e2e"])
+        return "- | -"
+    if "skipped" in point:
+        return f"({point['skipped']}) | -"
+    return f"{_ms(point['done'])} | {_ms(point['seen'])}"
 
 
 def _peer_ms(point: dict[str, Any]) -> dict[str, Any]:
@@ -324,13 +363,18 @@ def _method() -> str:
         "`taskd agent`, the passthrough programs of `streams/bench/passthrough.py`); the "
         "producer and one observing consumer run in the benchmark process. Each section "
         "has its own topic prefix and state directory; its topics are deleted afterwards.\n"
-        "- Throughput: the steady rate between the 10th and the 90th percentile of the output "
-        "records (ramp-up and tail excluded), timed by their Kafka timestamps (when the last "
-        "hop wrote them: the benchmark's one Python consumer would cap faster hops). Ours: "
-        "`tasks` tasks submitted as fast as the client takes them (far faster than the "
-        "pipeline). The two hops: a backlog of `tasks` records written ahead, then the hop "
-        "started and timed working it off. Kafka alone: `tasks` records produced as fast as "
-        "one Python producer (the same as ours) can, consumed at once, timed on arrival.\n"
+        "- Throughput: the same `tasks` for every system, over the whole run (no window cut "
+        "out of it). Ours: submitted as fast as the client takes them (far faster than the "
+        "pipeline), from the first sent to the last done (the latest `finished_at` of the "
+        "results), and to the last result seen. The peers: from the first sent to the last "
+        "done, as recorded by the tasks themselves. The two hops: a backlog of `tasks` records "
+        "written ahead, then the hop started; from its first record delivered to its last, by "
+        "the broker's append times (the floor's topics use `LogAppendTime`: a record counts "
+        "once the broker has it, not when `produce()` queued it; records are appended in "
+        "batches, so with a small `tasks` a fast hop delivers its whole backlog in a few of "
+        "them and its figure says little). Kafka alone: `tasks` records "
+        "produced as fast as one Python producer (the same as ours) can, consumed at once, "
+        "first sent to last seen.\n"
         "- Peers: `streams.bench.peers` finds their maximum and latency itself; our pipeline is "
         "paced again at the rate each peer reached nearest half its maximum (skipped when that "
         "is above our own maximum).\n"
@@ -338,7 +382,18 @@ def _method() -> str:
         "fractions of our pipeline's maximum); a record's latency counts from when it was "
         "due, to when the observer first saw it on the output topic (one clock, "
         "`time.monotonic()` of the benchmark process; the observer's own consume hop is "
-        "included everywhere, as in Kafka's produce→consume floor).\n"
+        "included everywhere, as in Kafka's produce→consume floor); ours also to *done*, the "
+        "agent's `finished_at` (whole milliseconds of the wall clock of the same machine).\n"
+        "- Sustained rate: paced probes bisecting between 0 and our maximum, the first at half "
+        "of it; a probe passes when, as its last task is sent, fewer than one second of its "
+        "arrivals wait for their result, and its p99 to the result seen is within the limit.\n"
+        "- CPU per task: psutil user + system time of each process over the throughput run "
+        "(warm-up excluded), divided by `tasks`. The broker's figure counts every client of "
+        "that broker, anyone else's too on a shared machine. The benchmark process is the "
+        "producer, the observer and the memory sampler at once.\n"
+        "- Records per task: the sum of the high watermarks of each of our topics, before the "
+        "throughput run and half a second after its last result, divided by `tasks` "
+        "(heartbeats and the registry are left out: they follow time, not tasks).\n"
         "- Same records everywhere: the Avro-encoded no-op `Task`, keyed by an id of the "
         "same length, from a producer configured as `TaskClient` (idempotent, acks=all, "
         "linger 10 ms, lz4).\n"

@@ -1,11 +1,13 @@
 """``taskd bench`` end to end: the chosen sections in order, each failing on its own.
 
 Order: peers first (our pipeline then also runs at the rate each peer reached at half its
-maximum, for a same-rate comparison), then our pipeline (its maximum sets the paced rates),
-the floor at those same rates, the dispatcher's memory with tasks waiting, and the
-distribution quality through the live pipeline. A section that cannot run (a TaskdError:
-Redis missing for the peers, a child that died) is reported as skipped with its message;
-the others still run.
+maximum, for a same-rate comparison), then our pipeline (its maximum sets the paced rates and
+bounds the search for the sustained rate; a second throughput run with lifecycle events on
+follows), the floor at those same paced rates, the dispatcher's memory with tasks waiting,
+and the distribution quality through the live pipeline. Every throughput run (ours, the
+peers', the floor's) has the same ``plan.tasks`` tasks. A section that cannot run (a
+TaskdError: Redis missing for the peers, a child that died) is reported as skipped with its
+message; the others still run.
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def _memory(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
 
 
 def _peers(plan: BenchPlan, progress: Progress) -> list[dict[str, object]]:
-    """Celery and Dramatiq on Redis (``streams.bench.peers``); ``concurrency`` is our number
-    of agents: one worker process per agent process."""
+    """Celery and Dramatiq on Redis (``streams.bench.peers``), as many tasks as ours;
+    ``concurrency`` is our number of agents: one worker process per agent process."""
     try:
         from streams.bench.peers import run_peers
     except ImportError as error:  # written separately: absent until it lands
@@ -106,7 +108,7 @@ def _peers(plan: BenchPlan, progress: Progress) -> list[dict[str, object]]:
     progress("peers: Celery and Dramatiq on Redis")
     work_dir = plan.work_dir / "peers"
     work_dir.mkdir(parents=True, exist_ok=True)
-    return run_peers(tasks=plan.peer_tasks, concurrency=plan.agents, rates=None, work_dir=work_dir)
+    return run_peers(tasks=plan.tasks, concurrency=plan.agents, rates=None, work_dir=work_dir)
 
 
 def _quality(plan: BenchPlan, progress: Progress) -> list[dict[str, object]]:

@@ -1,4 +1,6 @@
-"""``taskd bench``: the pipeline benchmark against the floor under it, peers and memory.
+"""``taskd bench``: the pipeline benchmark against the floor under it, peers and memory: what
+it carries (throughput, latency, the sustained rate) and what that costs (CPU and Kafka records
+per task).
 
 Runs real child processes (dispatcher, agents, passthrough programs) against the broker of
 the settings, which must be local (127.0.0.1): a benchmark floods the broker, never a shared
@@ -30,10 +32,14 @@ def bench(
     ctx: typer.Context,
     tasks: Annotated[
         int | None,
-        typer.Option("--tasks", min=100, help="tasks per throughput run (20,000; --quick: 3,000)"),
+        typer.Option(
+            "--tasks",
+            min=100,
+            help="tasks per throughput run, ours and each peer's (100,000; --quick: 3,000)",
+        ),
     ] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="a small run for a first look (1-2 minutes)")
+        bool, typer.Option("--quick", help="a small run for a first look (a few minutes)")
     ] = False,
     out: Annotated[Path, typer.Option("--out", help="directory of the report")] = Path("out/bench"),
     sections: Annotated[
@@ -43,7 +49,8 @@ def bench(
         bool, typer.Option("--docs/--no-docs", help="regenerate docs/benchmarks.md")
     ] = True,
 ) -> None:
-    """Benchmark our pipeline (throughput, latency, memory) against the stack's floor."""
+    """Benchmark our pipeline (throughput, latency, sustained rate, CPU and records per task,
+    memory) against the stack's floor and its peers."""
     # psutil and matplotlib (the `bench` extra) are imported only when a benchmark runs
     from streams.bench.report import DOCS, render_markdown, write_report
     from streams.bench.suite import run_suite

@@ -1,7 +1,7 @@
 """``taskd bench`` in miniature against the real broker: every section of ours produces sane
-figures (counts complete, p50 <= p99, throughput > 0), the report is written, and no child
-process outlives the run. Never a speed assertion: the figures are the benchmark's, not the
-test's."""
+figures (counts complete, p50 <= p99, throughput > 0, CPU > 0, at least one task record per
+task, probes for the sustained rate), the report is written, and no child process outlives the
+run. Never a speed assertion: the figures are the benchmark's, not the test's."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def _plan(settings: Settings, work_dir: Path) -> BenchPlan:
         agents=2,
         capacity=4,
         paced_seconds=1.0,
+        sustain_seconds=1.0,
+        sustain_probes=2,
         waiting=2_000,
         timeout_s=90.0,
         work_dir=work_dir,
@@ -42,18 +44,58 @@ def _check_latency(point: dict[str, Any], count: int) -> None:
 
 
 def _check_pipeline(ours: dict[str, Any], plan: BenchPlan) -> None:
-    assert 0 < ours["throughput_tps"] < math.inf
-    assert ours["throughput_tasks"] == plan.tasks
+    _check_throughput(ours["throughput"], plan)
+    _check_throughput(ours["with_events"], plan)
+    assert ours["throughput"]["records_per_task"]["events"] == 0  # off by default
+    assert ours["with_events"]["records_per_task"]["events"] > 0
     assert ours["failed"] == 0
     assert len(ours["latency"]) == len(plan.fractions)
     for point in ours["latency"]:
-        count = point["e2e"]["count"]
+        count = point["seen"]["count"]
         assert count >= 100
-        _check_latency(point["dispatch"], count)
-        _check_latency(point["e2e"], count)
-        assert point["dispatch"]["p50_ms"] <= point["e2e"]["p50_ms"]
+        for end in ("dispatch", "done", "seen"):
+            _check_latency(point[end], count)
+        # the agent may finish a no-op task before the observer sees its assignment
+        assert point["dispatch"]["p50_ms"] <= point["seen"]["p50_ms"]
+        assert point["done"]["p50_ms"] <= point["seen"]["p50_ms"]
+    _check_sustained(ours["sustained"], plan)
     assert ours["rss"]["dispatcher_peak_bytes"] > 0
     assert ours["rss"]["agent_peak_bytes"] > 0
+
+
+def _check_throughput(run: dict[str, Any], plan: BenchPlan) -> None:
+    assert run["tasks"] == plan.tasks
+    assert 0 < run["throughput_tps"] < math.inf
+    assert 0 < run["seen_tps"] < math.inf
+    cpu = run["cpu_ms_per_task"]
+    assert {"dispatcher", "broker", "agents", "bench"} <= set(cpu)
+    assert all(value > 0 for value in cpu.values())
+    agents = run["agents"]
+    assert [agent["agent"] for agent in agents] == [f"bench-a{i}" for i in range(plan.agents)]
+    assert sum(agent["ran"] for agent in agents) == plan.tasks
+    assert math.isclose(sum(agent["cpu_ms_per_task"] for agent in agents), cpu["agents"])
+    for agent in agents:  # one that ran nothing may not have used a clock tick
+        if agent["ran"]:
+            assert agent["cpu_ms_per_task_ran"] >= agent["cpu_ms_per_task"] > 0
+        else:
+            assert agent["cpu_ms_per_task_ran"] is None
+    records = run["records_per_task"]
+    assert records["tasks.p*"] >= 1
+    assert records["dispatch"] > 0 and records["results"] > 0
+
+
+def _check_sustained(sustained: dict[str, Any], plan: BenchPlan) -> None:
+    probes = sustained["probes"]
+    assert len(probes) == plan.sustain_probes
+    for probe in probes:
+        assert probe["count"] >= round(probe["rate_tps"] * plan.sustain_seconds)
+        assert 0 < probe["p50_ms"] <= probe["p99_ms"]
+        assert 0 <= probe["backlog"] <= probe["count"]
+        assert probe["passed"] == (
+            probe["backlog"] <= probe["bound"] and probe["p99_ms"] <= plan.sustain_p99_ms
+        )
+    passed = [probe["rate_tps"] for probe in probes if probe["passed"]]
+    assert sustained["rate_tps"] == max(passed, default=None)
 
 
 def _check_floor(floor: list[dict[str, Any]], rates: list[float], plan: BenchPlan) -> None:
@@ -90,6 +132,9 @@ def test_a_tiny_bench_reports_every_section_and_leaves_no_child(
     assert {path.name for path in written} >= {"throughput.png", "latency.png", "memory.png"}
     text = docs.read_text()
     assert "our pipeline" in text and "faust-passthrough" in text and "MiB" in text
+    for title in ("## Sustained rate", "## CPU per task", "## Kafka records per task"):
+        assert title in text
+    assert render_markdown(json.loads((tmp_path / "out" / "bench.json").read_text())) == text
 
 
 def test_a_section_that_cannot_run_is_reported_skipped() -> None:
@@ -105,13 +150,19 @@ def test_a_section_that_cannot_run_is_reported_skipped() -> None:
             "agents": 1,
             "capacity": 1,
             "paced_seconds": 1.0,
+            "sustain_seconds": 1.0,
             "fractions": [0.5],
             "waiting": 1,
         },
-        "sections": {"peers": {"skipped": "no redis-server"}, "quality": {"skipped": "absent"}},
+        "sections": {
+            "peers": {"skipped": "no redis-server"},
+            "pipeline": {"skipped": "a child died"},
+            "quality": {"skipped": "absent"},
+        },
     }
     text = render_markdown(doc)
     assert "Skipped: no redis-server" in text and "Skipped: absent" in text
+    assert "Skipped: a child died" in text
 
 
 def test_sections_and_broker_are_checked() -> None:
