@@ -70,7 +70,10 @@ class Settings(BaseSettings):
         description="RocksDB state of the dispatcher (under <prefix>dispatcher/ in it)",
     )
     linger_ms: int = Field(
-        5, ge=0, le=1_000, description="how long producers wait to fill a batch (ms)"
+        5,
+        ge=0,
+        le=1_000,
+        description="how long task producers (the client) wait to fill a batch (ms)",
     )
     batch_bytes: int = Field(
         1_048_576, ge=1_024, le=64 * 1_048_576, description="a producer batch's size (bytes)"

@@ -41,6 +41,13 @@ PRODUCER_CONFIG: Mapping[str, ConfigValue] = {
 in-sync replica, a record unconfirmed after 120 s reported failed."""
 
 
+BATCHED_BY_CALLER: Mapping[str, ConfigValue] = {"linger.ms": 0}
+"""For the dispatcher's and the agents' producers: each of their records already holds what one
+pass (or one turn of an agent's loop) decided, so waiting for more only lengthens every round
+trip between them. Side by side (20,000 no-op tasks, 4 agents x 16 slots): linger 5 ms 2,720
+tasks/s, 0 ms 3,940. The settings' ``linger_ms`` is for producers of single tasks (the client)."""
+
+
 def client_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """librdkafka configuration: the connection keys, our logger, then ``extra``."""
     return {**settings.kafka_config(), "logger": LIBRDKAFKA_LOG, **(extra or {})}

@@ -223,6 +223,8 @@ class TaskResult:
     started_at: int
     finished_at: int
     output: bytes | None = None
+    shard: int | None = None
+    """The dispatcher shard that owns the task (``Assignment.dispatcher_shard``)."""
 
     def to_avro(self) -> AvroDatum:
         datum = _shallow_dict(self)

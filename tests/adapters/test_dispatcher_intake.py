@@ -41,9 +41,13 @@ def test_tasks_go_to_the_agents_partition_with_its_epoch_and_shard(
 
     asyncio.run(scenario())
     shards = {task.task_id: part for part, task in _read_tasks(settings, 1, 6)}
-    for _, item in asyncio.run(assignments(settings, 3, 6)):
+    got = [item for _, item in asyncio.run(assignments(settings, 3, 6))]
+    for item in got:
         assert (item.agent_id, item.epoch, item.task.attempt) == ("a1", 7, 0)
-        assert item.reply_partition == item.dispatcher_shard == shards[item.task.task_id]
+        assert item.dispatcher_shard == shards[item.task.task_id]
+    # one reply partition for all of an agent's assignments: one result record per turn
+    assert len({item.reply_partition for item in got}) == 1
+    assert got[0].reply_partition in range(settings.shards)
 
 
 def test_garbage_and_bad_json_are_dead_lettered_and_the_rest_flows_on(

@@ -3,25 +3,38 @@ the net changes a checkpoint writes, the configuration."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from streams.adapters.dispatcher import DispatcherConfig
+from streams.adapters.dispatcher.checkpoint import Checkpointer
+from streams.adapters.dispatcher.effects import Effects
+from streams.adapters.dispatcher.engine import Engine
+from streams.adapters.dispatcher.intake import TaskBudget
 from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.state import Record, ShardState
+from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.offsets import OffsetTracker
 from streams.core.actions import Dispatch, Requeued
+from streams.core.distributor import Distributor
 from streams.errors import ConfigError
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings
 from streams.wire import (
     AgentRegistration,
+    AssignmentBatch,
     Codec,
     EndedTasks,
     RegistrationStatus,
+    ResultBatch,
     Task,
+    TaskResult,
     TaskState,
+    TaskStatus,
     task_to_job,
 )
 
@@ -162,3 +175,148 @@ def test_an_agent_counts_its_slots_plus_the_prefetch_rounded_down(
 def test_a_prefetch_share_outside_0_to_1_is_refused(share: float) -> None:
     with pytest.raises(ConfigError, match="prefetch_share"):
         DispatcherConfig(prefetch_share=share)
+
+
+class _Sent:
+    """Outputs that keep what is written (no broker: the routing decisions alone)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, int, bytes | None]] = []
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes,
+        partition: int,
+        headers: object = None,
+        then: object = None,
+    ) -> None:
+        self.records.append((topic, partition, value))
+
+
+def _effects(settings: Settings, owned: list[int], sent: _Sent) -> Effects:
+    regs = Registrations()
+    for agent in ("a1", "a2", "a3"):
+        regs.apply(_claim(agent, {"a1": 0, "a2": 1, "a3": 2}[agent], 1))
+    return Effects(
+        outputs=sent,  # type: ignore[arg-type]
+        codec=CODEC,
+        topics=settings.topics,
+        regs=regs,
+        states={shard: ShardState(shard) for shard in owned},
+        metrics=DispatcherMetrics(CollectorRegistry()),
+        clock=lambda: 1,
+    )
+
+
+def test_an_agents_assignments_name_one_owned_reply_partition_and_results_go_home() -> None:
+    settings = load_settings(topic_prefix="u.", shards=6)
+    sent = _Sent()
+    effects = _effects(settings, [1, 4], sent)
+    tracker = OffsetTracker(0)
+    dispatches = [
+        Dispatch(task_to_job(origin.task, origin), agent, 1, 1_000, 5)
+        for index, agent in enumerate(["a1", "a2", "a3"] * 4)
+        for origin in [_origin(f"t{index}", tracker, index)]
+    ]
+    for index, dispatch in enumerate(dispatches):
+        assert isinstance(dispatch.job.ref, Origin)
+        dispatch.job.ref.shard = index % 6  # tasks of every shard
+    assert effects.carry_out(dispatches, {}) == []
+    batches = [CODEC.decode(value or b"", AssignmentBatch) for _, _, value in sent.records]
+    assert len(batches) == 3  # one record per agent
+    for batch in batches:
+        replies = {item.reply_partition for item in batch.assignments}
+        assert len(replies) == 1 and replies <= {1, 4}
+        assert {item.dispatcher_shard for item in batch.assignments} == {
+            dispatch.job.ref.shard  # type: ignore[union-attr]
+            for dispatch in dispatches
+            if dispatch.agent_id == batch.assignments[0].agent_id
+        }
+    sent.records.clear()
+    result = TaskResult(
+        task_id="t0",
+        agent_id="a1",
+        attempt=0,
+        status=TaskStatus.SUCCEEDED,
+        started_at=1,
+        finished_at=2,
+        shard=3,
+    )
+    effects.forward_results(3, [result])
+    [(topic, partition, value)] = sent.records
+    assert (topic, partition) == (settings.topics.results, 3)
+    assert CODEC.decode(value or b"", ResultBatch).results == (result,)
+
+
+class _Record:
+    """What the engine reads of a consumed record."""
+
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+        self._where = (topic, partition, offset)
+        self._value = value
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return int(self._where[1])
+
+    def offset(self) -> int:
+        return int(self._where[2])
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+
+def test_results_of_a_shard_owned_elsewhere_are_handed_on_to_it() -> None:
+    settings = load_settings(topic_prefix="u.", shards=6)
+    sent = _Sent()
+    effects = _effects(settings, [1, 4], sent)
+    config = DispatcherConfig()
+    engine = Engine(
+        settings=settings,
+        config=config,
+        core=Distributor(config.distributor(settings)),
+        codec=CODEC,
+        effects=effects,
+        checkpointer=Checkpointer(
+            sent,  # type: ignore[arg-type]
+            codec=CODEC,
+            changelog=settings.topics.state,
+            dedupe_window=10,
+            clock=lambda: 1,
+        ),
+        regs=Registrations(),
+        states=effects._states,
+        budget=TaskBudget(10, 5),
+        metrics=DispatcherMetrics(CollectorRegistry()),
+        clock=lambda: 1,
+    )
+
+    def result(task_id: str, shard: int | None) -> TaskResult:
+        return TaskResult(
+            task_id=task_id,
+            agent_id="a1",
+            attempt=0,
+            status=TaskStatus.SUCCEEDED,
+            started_at=1,
+            finished_at=2,
+            shard=shard,
+        )
+
+    batch = ResultBatch(results=(result("mine", 4), result("theirs", 3), result("old", None)))
+    record = _Record(settings.topics.results, 1, 0, CODEC.encode(batch))
+
+    async def handle() -> None:
+        engine.on_batch([record])  # type: ignore[list-item]
+
+    asyncio.run(handle())
+    [(topic, partition, value)] = sent.records
+    assert (topic, partition) == (settings.topics.results, 3)
+    assert [r.task_id for r in CODEC.decode(value or b"", ResultBatch).results] == ["theirs"]

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError as ClientError
 from streams.adapters.kafka import end_offset, retrying
 from streams.errors import DecodeError
 from streams.settings import Settings
-from streams.wire import AgentHeartbeat, AgentRegistration, Codec
+from streams.wire import AgentHeartbeat, AgentRegistration, RecordCodec
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,18 @@ _TIMEOUT_S = 30.0
 class AgentsView:
     """Reads registrations and heartbeats in a thread and hands them to ``sink`` on ``loop``."""
 
-    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loop: asyncio.AbstractEventLoop,
+        sink: Sink,
+        codec: RecordCodec,
+    ) -> None:
+        """``codec``: the settings' (``codec_for``), the one agents encode with."""
         self._topics = settings.topics
         self._loop = loop
         self._sink = sink
-        self._codec = Codec()
+        self._codec = codec
         self.caught_up = asyncio.Event()
         self._stopping = threading.Event()
         config = {

@@ -3,6 +3,10 @@
 - Dispatch: the assignment joins its agent's batch (one record per agent per pass, written to
   the agent's partition with its claim's epoch); the task's state is noted open (the
   checkpoint writes it, and finishes its input record, if it is still open a checkpoint later).
+  Every assignment of an agent names one reply partition, a shard this instance owns chosen by
+  the agent's id, so the agent's results of one turn go out as one record; each result names
+  its task's own shard, and an instance that reads a result of a shard it does not own hands it
+  on to that shard (``forward_results``).
 - Retry: the task, its attempt counted, to its retry tier with the due time in a header.
 - DeadLetter: the dead letter; Completed: nothing to write. Both end the task: its state is
   noted closed and its dedupe key ended.
@@ -17,6 +21,7 @@ state and commits. Metrics are counted here, as the actions are carried out.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 
 from streams.adapters.dispatcher.origin import Origin
@@ -32,6 +37,7 @@ from streams.wire import (
     Assignment,
     AssignmentBatch,
     DeadLetter,
+    ResultBatch,
     TaskEvent,
     TaskEventKind,
     TaskResult,
@@ -73,12 +79,14 @@ class Effects:
         self._clock = clock
         self.events_enabled = events_enabled
         self._results: ResultsByRun = {}
+        self._owned: list[int] = []
 
     def carry_out(self, actions: Sequence[act.Action], results: ResultsByRun) -> list[Event]:
         """Carry out ``actions`` in order; the events the core must be told next (an agent
         whose claim ended before its batch could be written)."""
         batches: dict[str, list[Assignment]] = {}
         self._results = results
+        self._owned = sorted(self._states)
         for action in actions:
             if isinstance(action, act.Dispatch):
                 self._dispatch(action, batches)
@@ -89,6 +97,11 @@ class Effects:
             else:
                 self._settle(action)
         return self._write_batches(batches)
+
+    def forward_results(self, shard: int, results: list[TaskResult]) -> None:
+        """Results read here of a shard another instance owns: to that shard's partition."""
+        value = self._codec.encode(ResultBatch(results=tuple(results)))
+        self._outputs.send(self._topics.results, value, key=b"forwarded", partition=shard)
 
     def dead_letter_raw(
         self, raw: bytes, error: str, topic: str, partition: int, offset: int
@@ -122,11 +135,19 @@ class Effects:
             dispatched_at=action.dispatched_ms,
             lease_ms=action.lease_ms,
             dispatcher_shard=origin.shard,
-            reply_partition=origin.shard,
+            reply_partition=self._reply_partition(action.agent_id, origin.shard),
         )
         batches.setdefault(action.agent_id, []).append(assignment)
         self._note(origin, job.task_id, action)
         self._metrics.on_dispatched(job, action.dispatched_ms)
+
+    def _reply_partition(self, agent_id: str, shard: int) -> int:
+        """One shard this instance owns per agent (by a stable hash of its id): all its
+        results of a turn go out in one record."""
+        owned = self._owned
+        if not owned:
+            return shard
+        return owned[zlib.crc32(agent_id.encode()) % len(owned)]
 
     def _finished(self, action: act.Finished, results: ResultsByRun) -> None:
         result = results.get((action.job.task_id, action.job.attempt))

@@ -179,9 +179,11 @@ class Engine:
         to commit before they go."""
         gone = sorted(set(shards))
         offsets: list[TopicPartition] = []
-        if not lost:
-            owned = {shard: self._states[shard] for shard in gone if shard in self._states}
-            offsets = await self._checkpointer.complete(owned, lambda: self.committable(gone))
+        if not lost:  # every owned shard: a shard's results may sit in another's partition
+            owned = list(self._states)
+            offsets = await self._checkpointer.complete(
+                dict(self._states), lambda: self.committable(owned)
+            )
         self.release(gone)
         return offsets
 
@@ -273,7 +275,7 @@ class Engine:
         kind, level = self._kinds[topic]
         try:
             if kind == _RESULT:
-                self._results(raw, events, results)
+                self._results(raw, partition, events, results)
                 tracker.finish(offset)
                 return 0
             if kind == _TASK:
@@ -293,11 +295,21 @@ class Engine:
         return int(kind == _TASK and task.attempt == 0)
 
     def _results(
-        self, raw: bytes, events: list[Event], results: dict[tuple[str, int], TaskResult]
+        self,
+        raw: bytes,
+        partition: int,
+        events: list[Event],
+        results: dict[tuple[str, int], TaskResult],
     ) -> None:
         """Queue time and deadlines are judged at the agent's ``started_at``, not when the
-        result arrives; a REJECTED task never started."""
+        result arrives; a REJECTED task never started. Results of a shard another instance
+        owns are handed on to it."""
+        elsewhere: dict[int, list[TaskResult]] = {}
         for result in self._codec.decode(raw, ResultBatch).results:
+            shard = partition if result.shard is None else result.shard
+            if shard not in self._states:
+                elsewhere.setdefault(shard, []).append(result)
+                continue
             results[(result.task_id, result.attempt)] = result
             if result.status is not TaskStatus.REJECTED:
                 events.append(
@@ -309,6 +321,8 @@ class Engine:
                     result.task_id, result.agent_id, result.attempt, status, result.error
                 )
             )
+        for shard, handed_on in elsewhere.items():
+            self._effects.forward_results(shard, handed_on)
 
     def _tracker(self, topic: str, partition: int, offset: int) -> OffsetTracker:
         tracker = self._trackers.get((topic, partition))

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import KafkaException, Message
 
 from streams.adapters.handoff import LoopHandoff
-from streams.adapters.kafka import make_producer
+from streams.adapters.kafka import BATCHED_BY_CALLER, make_producer
 from streams.errors import KafkaError
 from streams.settings import Settings
 
@@ -44,7 +44,7 @@ class Outputs:
 
     def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, BATCHED_BY_CALLER)
         self._epoch = 0
         self._pending: dict[int, int] = {}
         """Epoch -> its records not confirmed yet (epochs with none are dropped)."""

@@ -143,7 +143,7 @@ class Dispatcher:
             clock=self.clock,
         )
         await self._serve_http()
-        view = self._view = AgentsView(settings, loop, self.engine.on_view)
+        view = self._view = AgentsView(settings, loop, self.engine.on_view, self.codec)
         await asyncio.to_thread(view.start)
         await view.caught_up.wait()
         intake.start()

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Message
 
 from streams.adapters.handoff import LoopHandoff
-from streams.adapters.kafka import make_producer, now_ms
+from streams.adapters.kafka import BATCHED_BY_CALLER, make_producer, now_ms
 from streams.errors import KafkaError
 from streams.settings import Settings
 
@@ -41,7 +41,7 @@ class Writer:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, BATCHED_BY_CALLER)
         self._closed = threading.Event()
         self._reports = LoopHandoff()
         """Outcomes of ``send``'s writes, to settle on their event loops."""

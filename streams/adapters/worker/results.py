@@ -37,6 +37,7 @@ class Outcome:
             started_at=started_at,
             finished_at=finished_at,
             output=self.output,
+            shard=assignment.dispatcher_shard,
         )
 
 
