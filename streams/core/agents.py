@@ -318,9 +318,9 @@ class AgentRegistry:
         if count < 0:
             raise CoreError(f"in_flight must be >= 0, got {count}")
         info = self._record(agent_id).info
-        before = _slots(info)
+        if info.state is AgentState.READY:  # only READY agents count (``_slots``)
+            self._free_slots += max(0, info.capacity - count) - info.free_slots
         info.in_flight = count
-        self._account(before, info)
 
     def next_wakeup_ms(self, now_ms: int) -> int | None:
         """The earliest time (>= ``now_ms``) at which ``tick`` would change a state."""

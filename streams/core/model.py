@@ -117,7 +117,8 @@ class AgentInfo:
 
     @property
     def free_slots(self) -> int:
-        return max(0, self.capacity - self.in_flight)
+        free = self.capacity - self.in_flight
+        return free if free > 0 else 0
 
     @property
     def load(self) -> float:

@@ -133,6 +133,8 @@ def _claim(agent: str, partition: int, epoch: int, active: bool = True) -> Agent
         ([_claim("a", 0, 1), _claim("a", 0, 1, False)], [[], ["a"]], {}),  # released
         ([_claim("a", 0, 1), _claim("b", 0, 2)], [[], ["a"]], {"b": 2}),  # taken over
         ([_claim("a", 0, 1), _claim("b", 1, 1)], [[], []], {"a": 1, "b": 1}),
+        # b lost the race for partition 0 (a's claim came first) and claims 1 instead
+        ([_claim("a", 0, 1), _claim("b", 0, 1), _claim("b", 1, 1)], [[], [], []], {"a": 1, "b": 1}),
     ],
 )
 def test_registrations_say_whose_claim_ends(
@@ -320,3 +322,18 @@ def test_results_of_a_shard_owned_elsewhere_are_handed_on_to_it() -> None:
     [(topic, partition, value)] = sent.records
     assert (topic, partition) == (settings.topics.results, 3)
     assert [r.task_id for r in CODEC.decode(value or b"", ResultBatch).results] == ["theirs"]
+
+
+def test_the_task_budget_grants_up_to_max_held_and_resumes_at_its_mark() -> None:
+    budget = TaskBudget(max_held=10, resume_at=4)
+    assert budget.take(6) == (6, False)
+    assert budget.take(6) == (4, True)  # 10 on their way or held: the budget is used up
+    assert budget.take(1) == (0, True)
+    assert not budget.may_resume()
+    budget.handled(10, held=10)  # the loop took them all in
+    assert budget.take(1) == (0, True) and not budget.may_resume()
+    budget.handled(0, held=5)
+    assert not budget.may_resume()
+    budget.handled(0, held=4)
+    assert budget.may_resume()
+    assert budget.take(9) == (6, True)

@@ -3,13 +3,16 @@
 The registry's single partition orders every claim (docs/protocol.md). An agent's current
 claim is its last record; its assignments go to that partition with that epoch. A claim stops
 counting when it is RELEASED, replaced by a claim of another epoch (the agent restarted: what
-was sent under the old epoch will be skipped), or its partition is claimed by someone else.
+was sent under the old epoch will be skipped), or its partition is claimed by someone else with
+a newer epoch. A claim that lost its race (an earlier claim of the same partition, of an epoch
+at least its own) takes nothing: its agent claims again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.adapters.worker.registry_view import beats
 from streams.wire import AgentRegistration, RegistrationStatus
 
 
@@ -31,12 +34,20 @@ class Registrations:
         if before is not None and self.owners.get(before.partition) == record.agent_id:
             del self.owners[before.partition]
         self.last[record.agent_id] = record
-        if record.status is RegistrationStatus.ACTIVE:
+        if record.status is RegistrationStatus.ACTIVE and not self._lost(record):
             ousted = self.owners.get(record.partition)
             if ousted is not None and ousted != record.agent_id:
                 ended.append(ousted)
             self.owners[record.partition] = record.agent_id
         return ended
+
+    def _lost(self, record: AgentRegistration) -> bool:
+        """Whether ``record`` lost its partition's race: another agent's ACTIVE claim of it,
+        recorded before and of an epoch at least its own, keeps it (the rule the agents apply,
+        ``streams.adapters.worker.registry_view.beats``); the loser claims again elsewhere."""
+        owner_id = self.owners.get(record.partition)
+        owner = None if owner_id is None else self.last.get(owner_id)
+        return owner is not None and beats(owner, record)
 
     def active(self, agent_id: str) -> AgentRegistration | None:
         """The agent's current claim, or None when it holds no partition."""
