@@ -15,11 +15,17 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from hypothesis import settings as hypothesis_settings
 
 from streams.adapters.admin import create_topics, delete_topics
 from streams.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests share 2 cores with the broker and the pipelines under test: a slow example is
+# the machine's, not the code's. No per-example deadline (hypothesis' default is 200 ms).
+hypothesis_settings.register_profile("taskd", deadline=None)
+hypothesis_settings.load_profile("taskd")
 
 
 @pytest.fixture(scope="session")

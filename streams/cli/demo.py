@@ -1,4 +1,5 @@
-"""``taskd demo``: the reference workload live through Kafka, against the round-robin baseline."""
+"""``taskd demo``: the reference workload live through Kafka, against the round-robin baseline
+and against the same fleet and workload simulated (the live-against-simulated gap)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def demo(
         float, typer.Option("--rate", min=1.0, help="tasks submitted per second")
     ] = RATE_PER_S,
 ) -> None:
-    """Run the reference workload through the dispatcher and real agents; print the summary."""
+    """Run the reference workload through the dispatcher and real agents; print the summary
+    and the gap to the same run simulated."""
     from streams.demo.session import DemoOptions, run_demo  # rich + matplotlib: only here
 
     console = Console()

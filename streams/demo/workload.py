@@ -60,6 +60,8 @@ class Workload:
     """The demo's clock runs this many times faster than the reference's."""
     load: float
     seed: int
+    scenario: Scenario
+    """The reference on the demo's fleet that generated ``arrivals`` (the reference's clock)."""
 
     @property
     def span_ms(self) -> int:
@@ -122,7 +124,9 @@ def reference_workload(
     scenario = dataclasses.replace(
         scenario, arrivals=Arrivals(process=POISSON, rate_per_s=sim_rate, tasks=tasks)
     )
-    return Workload(generate(scenario), speedup=rate_per_s / sim_rate, load=load, seed=seed)
+    return Workload(
+        generate(scenario), speedup=rate_per_s / sim_rate, load=load, seed=seed, scenario=scenario
+    )
 
 
 def _reference() -> Scenario:
@@ -135,16 +139,21 @@ def _reference() -> Scenario:
 
 def _on_fleet(scenario: Scenario, fleet: tuple[AgentSpec, ...], seed: int) -> Scenario:
     """The reference with the demo's fleet as its agents (one group per agent) and ``seed``."""
-    groups = tuple(
-        AgentGroup(
-            name=spec.agent_id,
-            count=1,
-            capacity=spec.capacity,
-            speed=spec.speed,
-            skills=frozenset(spec.skills),
-            zone=spec.zone,
-            failure_probability=spec.fail_rate,
-        )
-        for spec in fleet
-    )
+    groups = tuple(agent_group(spec) for spec in fleet)
     return dataclasses.replace(scenario, agents=groups, seed=seed)
+
+
+def agent_group(spec: AgentSpec) -> AgentGroup:
+    """One agent of the fleet as the simulator's group of one: its id, slots, speed, skills,
+    zone, failure rate, and the routing weight ``Fleet`` gives the live agent (its work rate)."""
+    return AgentGroup(
+        name=spec.agent_id,
+        count=1,
+        ids=(spec.agent_id,),
+        capacity=spec.capacity,
+        speed=spec.speed,
+        skills=frozenset(spec.skills),
+        zone=spec.zone,
+        weight=spec.work_rate,
+        failure_probability=spec.fail_rate,
+    )

@@ -1,6 +1,6 @@
 """The core is pure: standard library and the core only, no clock, no I/O, seeded randomness.
 
-One check over every module under ``streams/core`` (STYLE.md, rules 1 and 2), so a module added
+One check over every module under ``streams/core`` (docs/architecture.md, "Layers"), so a module added
 later is covered without anyone remembering to write its own check.
 """
 

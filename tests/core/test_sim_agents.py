@@ -91,6 +91,33 @@ def test_heartbeats_offer_the_group() -> None:
     )
 
 
+def test_an_agent_with_prefetch_offers_its_prefetch_as_slots_but_runs_only_its_own() -> None:
+    agent = SimAgent("g-001", replace(GROUP, prefetch=3))
+    assert agent.heartbeat(0).capacity == 2 + 3
+    starts = [agent.deliver(job(n), 1.0, 0) for n in range(1, 6)]
+    assert [start is not None for start in starts] == [True, True, False, False, False]
+    assert (agent.running, agent.waiting, agent.peak_running) == (2, 3, 2)
+
+
+def test_prefetched_tasks_start_most_urgent_first_then_by_deadline_then_in_order() -> None:
+    """As a real agent's runner orders what it fetched: no local inversions."""
+    agent = SimAgent("g-001", replace(GROUP, capacity=1, prefetch=4))
+    agent.deliver(job(1, priority=3), 1.0, 0)
+    agent.deliver(job(2, priority=2), 1.0, 0)
+    agent.deliver(replace(job(3, priority=1), deadline_ms=900), 1.0, 0)
+    agent.deliver(job(4, priority=1), 1.0, 0)
+    agent.deliver(replace(job(5, priority=1), deadline_ms=500), 1.0, 0)
+    order = []
+    running = job(1, priority=3)
+    for now_ms in range(10, 50, 10):
+        _, following = agent.finish(running, agent.incarnation, now_ms)
+        assert following is not None
+        running = following.job
+        order.append(running.task_id)
+    assert order == ["t5", "t3", "t4", "t2"]
+    assert agent.inversions == 0
+
+
 Op = tuple[str, int]
 
 
@@ -148,6 +175,36 @@ def test_never_more_runs_than_slots_and_fifo_against_a_model(capacity: int, ops:
         assert agent.up is up
         assert agent.inversions == inversions
     assert agent.peak_running <= capacity
+
+
+@given(
+    capacity=st.integers(1, 3),
+    prefetch=st.integers(1, 3),
+    ops=st.lists(st.tuples(st.booleans(), st.integers(0, 9)), max_size=60),
+)
+def test_with_prefetch_the_next_start_is_always_a_most_urgent_waiting_task(
+    capacity: int, prefetch: int, ops: list[tuple[bool, int]]
+) -> None:
+    group = AgentGroup(name="g", count=1, capacity=capacity, speed=1.0, prefetch=prefetch)
+    agent = SimAgent("g-001", group)
+    running: list[Job] = []
+    waiting: list[Job] = []
+    for now_ms, (deliver, n) in enumerate(ops):
+        if deliver:
+            task = job(now_ms, priority=n % 4)
+            start = agent.deliver(task, 1.0, now_ms)
+            (running if start is not None else waiting).append(task)
+        elif running:
+            finished = running.pop(n % len(running))
+            _, following = agent.finish(finished, agent.incarnation, now_ms)
+            if waiting:
+                assert following is not None
+                assert following.job.priority == min(task.priority for task in waiting)
+                waiting.remove(following.job)
+                running.append(following.job)
+        assert agent.running == len(running) <= capacity
+        assert agent.waiting == len(waiting)
+    assert agent.inversions == 0
 
 
 @given(seed=st.integers(0, 2**31), task=st.integers(0, 10**6), attempt=st.integers(0, 5))

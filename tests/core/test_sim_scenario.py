@@ -53,6 +53,14 @@ def test_a_minimal_scenario_takes_the_defaults() -> None:
     assert scenario.limit_ms(1_000) == 10_000 + 3_600_000
 
 
+def test_an_agent_group_may_have_prefetch() -> None:
+    assert parse_scenario(minimal()).agents[0].prefetch == 0
+    scenario = parse_scenario(with_change(("agents", 0, "prefetch"), 2))
+    assert scenario.agents[0].prefetch == 2
+    with pytest.raises(ConfigError, match=r"agents\[0\]\.prefetch"):
+        parse_scenario(with_change(("agents", 0, "prefetch"), -1))
+
+
 def test_load_sets_the_rate_from_capacity_and_mean_work() -> None:
     data = with_change(("arrivals", "rate_per_s"), ...)
     data["arrivals"]["load"] = 0.5

@@ -1,5 +1,6 @@
 """``taskd demo`` as a user runs it, on a small workload through the real broker: the figures,
-the report, and nothing left running afterwards."""
+the report, the same plan simulated and its gap to the live run, and nothing left running
+afterwards."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -73,10 +75,14 @@ def test_a_small_demo_writes_its_figures_and_report_and_leaves_nothing_running(
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Distributed 600 tasks: average queue time" in " ".join(done.stdout.split())
+    printed = " ".join(done.stdout.split())
+    assert "Distributed 600 tasks: average queue time" in printed
+    assert "Live against simulated: affinity" in printed
+    assert "goal: live mean queue time <= simulated + 25 ms (" in printed
+    assert "goal: inversions <= 0.1% of tasks (" in printed
 
     report = json.loads((out / "demo.json").read_text())
-    assert set(report) >= {"summary", "workload", "runs", "wait_cut", "wall_s"}
+    assert set(report) >= {"summary", "workload", "runs", "wait_cut", "simulated", "gap", "wall_s"}
     assert set(report["runs"]) == {"affinity", "round-robin-push"}
     for run in report["runs"].values():
         assert set(run) >= RUN_KEYS
@@ -86,5 +92,26 @@ def test_a_small_demo_writes_its_figures_and_report_and_leaves_nothing_running(
     settled = report["runs"]["affinity"]
     assert settled["unsettled"] == 0
     assert settled["completed"] + settled["dead_lettered"] == 600
+    _check_simulated(report)
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _ours(settings) == []
+
+
+def _check_simulated(report: dict[str, Any]) -> None:
+    """The simulated run of the default strategy is there, adds up, and the gap is live minus
+    simulated figure by figure (no figure's value is asserted: they depend on the machine)."""
+    simulated, live = report["simulated"]["figures"], report["runs"]["affinity"]
+    assert set(simulated) >= RUN_KEYS
+    assert simulated["tasks"] == 600
+    assert simulated["completed"] + simulated["dead_lettered"] + simulated["unsettled"] == 600
+    assert report["simulated"]["model"]["strategy"] == "affinity"
+    rows = report["gap"]["figures"]
+    assert rows["completed"] == {
+        "live": live["completed"],
+        "simulated": simulated["completed"],
+        "gap": live["completed"] - simulated["completed"],
+    }
+    assert rows["mean_queue_ms"]["live"] == live["queue_ms"]["mean"]
+    assert rows["mean_queue_ms"]["simulated"] == simulated["queue_ms"]["mean"]
+    for goal in report["gap"]["goals"].values():
+        assert goal["holds"] in (True, False)

@@ -3,7 +3,8 @@ drives a :class:`~streams.core.distributor.Distributor` with them.
 
 Pure like the rest of the core: standard library only, no clock, every random draw from a
 ``random.Random`` seeded by the scenario (or a hash of the seed), so a scenario and its seed
-always give the same run, and every strategy sees the same workload.
+always give the same run, and every strategy sees the same workload. A ``Trace`` given to the
+engine keeps every event of a run, for a driver that measures it like a live one.
 """
 
 from streams.core.sim.agents_model import SimAgent, failure_draw
@@ -14,6 +15,7 @@ from streams.core.sim.result import AgentFigures, RunResult
 from streams.core.sim.scenario import Scenario, parse_scenario, scenario_from_toml
 from streams.core.sim.spec import AgentGroup, Arrivals, TaskClass, WorkSpec
 from streams.core.sim.tally import Tally
+from streams.core.sim.trace import Trace, TracedDeadLetter, TracedDispatch, TracedRun
 from streams.core.sim.workload import Arrival, generate
 
 __all__ = [
@@ -29,6 +31,10 @@ __all__ = [
     "SimAgent",
     "Tally",
     "TaskClass",
+    "Trace",
+    "TracedDeadLetter",
+    "TracedDispatch",
+    "TracedRun",
     "WorkSpec",
     "compare",
     "distributor_config",

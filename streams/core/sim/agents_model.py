@@ -1,14 +1,19 @@
-"""A simulated agent: slots, speed, a local FIFO, crashes and recoveries.
+"""A simulated agent: slots, speed, a local queue (and prefetch), crashes and recoveries.
 
 Invariants (checked here, for every strategy):
 
 1. An agent never runs more tasks than it has slots: ``_start`` raises :class:`CoreError`
    before it would, and ``peak_running`` records the most it ever ran at once.
-2. A task delivered while every slot is busy waits in the agent's own FIFO (what a push
-   baseline relies on: unlimited prefetch) and starts when a slot frees, in arrival order.
-3. Tasks wait in the FIFO only while every slot is busy. Starting one from the FIFO while a
-   more urgent task (lower priority number) waits behind it is a *local priority inversion*
-   (counted in ``inversions``): the distributor cannot see it, it is what push costs.
+2. A task delivered while every slot is busy waits in the agent's own queue and starts when a
+   slot frees: in arrival order (a FIFO: what a push baseline relies on, unlimited prefetch),
+   or, for a group with ``prefetch`` (a real agent behind a dispatcher's prefetch share,
+   which announces ``capacity + prefetch`` slots), most urgent first: priority, then
+   deadline, then arrival, as a real agent's runner orders what it fetched (it also starts
+   one overtaken for 2 s; with a few prefetched tasks that hardly happens, so not modelled).
+3. Tasks wait only while every slot is busy. Starting one while a more urgent task (lower
+   priority number) waits behind it is a *local priority inversion* (counted in
+   ``inversions``): the distributor cannot see it, it is what push costs. Most urgent first,
+   there are none.
 4. A crash loses every run and every queued task, and bumps ``incarnation``: finish events of
    the old incarnation are then stale and ignored. A crashed agent accepts nothing (its
    assignments would be fenced by their epoch when it comes back).
@@ -19,6 +24,8 @@ Times are integer ms; a task of ``work`` units runs ``round(1000 * work / speed)
 from __future__ import annotations
 
 import hashlib
+import heapq
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -54,6 +61,7 @@ class SimAgent:
         "incarnation",
         "inversions",
         "peak_running",
+        "prefetch",
         "queued",
         "speed",
         "up",
@@ -64,20 +72,21 @@ class SimAgent:
         self.group = group
         self.capacity = group.capacity
         self.speed = group.speed
+        self.prefetch = group.prefetch
         self.up = True
         self.incarnation = 0
         self.peak_running = 0
         self.queued = 0
-        """Deliveries that found every slot busy and waited in the local FIFO."""
+        """Deliveries that found every slot busy and waited in the local queue."""
         self.inversions = 0
-        """Starts from the FIFO while a more urgent task waited in it (invariant 3)."""
+        """Starts from the local queue while a more urgent task waited in it (invariant 3)."""
         self.busy_ms = 0
         """Slot-ms spent running (runs cut short by a crash count up to the crash)."""
         self._running: dict[tuple[str, int], int] = {}
         """(task id, attempt) -> start time (ms) of the runs in progress."""
-        self._waiting: deque[tuple[Job, float]] = deque()
+        self._waiting = LocalQueue(urgent_first=group.prefetch > 0)
         self._waiting_levels: dict[int, int] = {}
-        """Priority level -> tasks of that level in the FIFO."""
+        """Priority level -> tasks of that level waiting."""
         self._available_ms = 0
         self._up_since_ms = 0
 
@@ -90,11 +99,12 @@ class SimAgent:
         return len(self._waiting)
 
     def heartbeat(self, now_ms: int) -> Heartbeat:
-        """The heartbeat it sends at ``now_ms`` (always READY while up)."""
+        """The heartbeat it sends at ``now_ms`` (always READY while up): its slots, and its
+        prefetch places as slots too (what a dispatcher counts for a real agent)."""
         group = self.group
         return Heartbeat(
             self.agent_id,
-            self.capacity,
+            self.capacity + self.prefetch,
             group.skills,
             group.zone,
             group.weight,
@@ -104,12 +114,12 @@ class SimAgent:
         )
 
     def deliver(self, job: Job, work: float, now_ms: int) -> Start | None:
-        """An assignment arrives: start it at once if a slot is free, else queue it (FIFO)."""
+        """An assignment arrives: start it at once if a slot is free, else queue it."""
         if not self.up:
             return None
         if len(self._running) < self.capacity:
             return self._start(job, work, now_ms)
-        self._waiting.append((job, work))
+        self._waiting.push(job, work)
         levels = self._waiting_levels
         levels[job.priority] = levels.get(job.priority, 0) + 1
         self.queued += 1
@@ -161,8 +171,8 @@ class SimAgent:
         return self.busy_ms + sum(now_ms - started_ms for started_ms in self._running.values())
 
     def _start_waiting(self, now_ms: int) -> Start:
-        """Start the head of the FIFO, noting an inversion if a more urgent task waits."""
-        job, work = self._waiting.popleft()
+        """Start the next waiting task, noting an inversion if a more urgent one waits."""
+        job, work = self._waiting.pop()
         levels = self._waiting_levels
         levels[job.priority] -= 1
         if any(count for level, count in levels.items() if level < job.priority):
@@ -179,6 +189,41 @@ class SimAgent:
         self.peak_running = max(self.peak_running, len(self._running))
         run_ms = round(1000.0 * work / self.speed)
         return Start(job, now_ms, now_ms + run_ms, self.incarnation)
+
+
+class LocalQueue:
+    """What waits at an agent for a slot: in arrival order, or most urgent first."""
+
+    __slots__ = ("_fifo", "_heap", "_seq", "_urgent_first")
+
+    def __init__(self, *, urgent_first: bool) -> None:
+        self._urgent_first = urgent_first
+        self._fifo: deque[tuple[Job, float]] = deque()
+        self._heap: list[tuple[int, float, int, Job, float]] = []
+        """(priority, deadline or inf, arrival number, job, work): a heap."""
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._heap) if self._urgent_first else len(self._fifo)
+
+    def push(self, job: Job, work: float) -> None:
+        if not self._urgent_first:
+            self._fifo.append((job, work))
+            return
+        self._seq += 1
+        deadline = math.inf if job.deadline_ms is None else job.deadline_ms
+        heapq.heappush(self._heap, (job.priority, deadline, self._seq, job, work))
+
+    def pop(self) -> tuple[Job, float]:
+        """The next task to start (the queue must not be empty)."""
+        if not self._urgent_first:
+            return self._fifo.popleft()
+        _, _, _, job, work = heapq.heappop(self._heap)
+        return (job, work)
+
+    def clear(self) -> None:
+        self._fifo.clear()
+        self._heap.clear()
 
 
 def failure_draw(seed: int, task_id: str, attempt: int) -> float:

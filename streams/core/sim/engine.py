@@ -13,6 +13,9 @@ starts the task or queues it locally), a ``Retry`` comes back as a ``TaskArrived
 due time, ``PauseIntake`` holds new arrivals in per-priority backlogs (Kafka's role) that are
 read again, one level after another, on ``ResumeIntake``. Agents heartbeat every
 ``heartbeat_interval_ms`` while up; a crash stops the heartbeats, the distributor notices.
+A run of a poison task (``Arrival.fatal``) ends FAILED; of an agent with a
+``failure_probability``, RETRYABLE by a draw fixed by the seed; else SUCCEEDED. Given a
+:class:`~streams.core.sim.trace.Trace`, the engine notes every event in it as well.
 
 The run ends when every task has ended (completed or dead-lettered) or at the time limit.
 """
@@ -43,8 +46,11 @@ from streams.core.model import Job
 from streams.core.sim.agents_model import SimAgent, Start, failure_draw
 from streams.core.sim.result import RunResult, agent_figures
 from streams.core.sim.scenario import Scenario
+from streams.core.sim.spec import AgentGroup
 from streams.core.sim.tally import Tally
+from streams.core.sim.trace import Trace
 from streams.core.sim.workload import Arrival
+from streams.errors import CoreError
 
 _RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK = range(6)
 
@@ -63,27 +69,47 @@ def distributor_config(scenario: Scenario, strategy: str) -> DistributorConfig:
     )
 
 
-def simulate(scenario: Scenario, strategy: str, arrivals: Sequence[Arrival]) -> RunResult:
-    """Run ``arrivals`` through a distributor using ``strategy``; deterministic."""
-    return Engine(scenario, strategy, arrivals).run()
+def simulate(
+    scenario: Scenario, strategy: str, arrivals: Sequence[Arrival], trace: Trace | None = None
+) -> RunResult:
+    """Run ``arrivals`` through a distributor using ``strategy``; deterministic. ``trace``:
+    also note every event of the run in it."""
+    return Engine(scenario, strategy, arrivals, trace).run()
+
+
+def _agents(groups: Sequence[AgentGroup]) -> list[SimAgent]:
+    """One simulated agent per id of each group; ids must be unique, ``count`` per group."""
+    agents = []
+    for group in groups:
+        ids = group.agent_ids()
+        if len(ids) != group.count:
+            raise CoreError(f"agent group {group.name}: {len(ids)} ids for {group.count} agents")
+        agents += [SimAgent(agent_id, group) for agent_id in ids]
+    if len({agent.agent_id for agent in agents}) != len(agents):
+        raise CoreError(f"agent ids must be unique: {[agent.agent_id for agent in agents]}")
+    return agents
 
 
 class Engine:
     """One run: one distributor, the scenario's agents, one pass over the workload."""
 
-    def __init__(self, scenario: Scenario, strategy: str, arrivals: Sequence[Arrival]) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        strategy: str,
+        arrivals: Sequence[Arrival],
+        trace: Trace | None = None,
+    ) -> None:
         self.scenario = scenario
+        self.trace = trace
         self.strategy = strategy
         self.distributor = Distributor(distributor_config(scenario, strategy))
-        self.agents = [
-            SimAgent(f"{group.name}-{index:03d}", group)
-            for group in scenario.agents
-            for index in range(1, group.count + 1)
-        ]
+        self.agents = _agents(scenario.agents)
         self._by_id = {agent.agent_id: agent for agent in self.agents}
         self._arrivals = arrivals
         self._next = 0
         self._work = {arrival.job.task_id: arrival.work for arrival in arrivals}
+        self._fatal = {arrival.job.task_id for arrival in arrivals if arrival.fatal}
         self._heap: list[_Event] = []
         self._seq = itertools.count()
         self._now_ms = 0
@@ -204,13 +230,17 @@ class Engine:
         live, following = agent.finish(job, token, self._now_ms)
         if not live:
             return
+        status, error = self._outcome(agent, job)
+        if self.trace is not None:
+            self.trace.finished(self._now_ms, agent.agent_id, job, status)
         if following is not None:
             self._started(agent, following)
-        status, error = self._outcome(agent, job)
         reported = ResultReported(job.task_id, agent.agent_id, job.attempt, status, error)
         self._apply(self.distributor.handle([reported], self._now_ms))
 
     def _outcome(self, agent: SimAgent, job: Job) -> tuple[ResultStatus, str | None]:
+        if job.task_id in self._fatal:
+            return (ResultStatus.FAILED, "simulated poison task")
         probability = agent.group.failure_probability
         if probability and failure_draw(self.scenario.seed, job.task_id, job.attempt) < probability:
             self.tally.failures += 1
@@ -220,10 +250,14 @@ class Engine:
     def _on_crash(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert agent is not None
         agent.crash(self._now_ms)
+        if self.trace is not None:
+            self.trace.crashed(self._now_ms, agent.agent_id)
 
     def _on_recover(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert agent is not None
         agent.recover(self._now_ms)
+        if self.trace is not None:
+            self.trace.recovered(self._now_ms, agent.agent_id)
         self._on_heartbeat(agent, None, agent.incarnation)
 
     def _on_tick(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
@@ -243,8 +277,7 @@ class Engine:
                 case Completed():
                     self._completed(action)
                 case DeadLetter():
-                    if self.tally.end(action.job.task_id, self._now_ms):
-                        self.tally.dead_lettered[action.reason.value] += 1
+                    self._dead_lettered(action)
                 case Retry():
                     self.tally.retried += 1
                     self._retry_wait += 1
@@ -261,12 +294,14 @@ class Engine:
     def _deliver(self, dispatch: Dispatch) -> None:
         agent = self._by_id[dispatch.agent_id]
         job = dispatch.job
+        if self.trace is not None:
+            self.trace.dispatched(dispatch.dispatched_ms, agent.agent_id, job)
         if not agent.up:
             self.tally.lost_deliveries += 1
             return
         if agent.running >= agent.capacity:
             self.tally.locally_queued += 1
-            if self.distributor.late_binding(job):
+            if self.distributor.late_binding(job) and agent.waiting >= agent.prefetch:
                 self.tally.overbooked += 1
         start = agent.deliver(job, self._work[job.task_id], self._now_ms)
         if start is not None:
@@ -275,6 +310,8 @@ class Engine:
     def _started(self, agent: SimAgent, start: Start) -> None:
         job = start.job
         self._push(start.finish_ms, _FINISH, agent, job, start.incarnation)
+        if self.trace is not None:
+            self.trace.started(start.started_ms, agent.agent_id, job)
         if job.task_id not in self._first_started:
             self._first_started.add(job.task_id)
             self._queue_ms.append(start.started_ms - job.submitted_ms)
@@ -288,6 +325,13 @@ class Engine:
             self.tally.completed += 1
         else:
             self.tally.cancelled += 1
+
+    def _dead_lettered(self, letter: DeadLetter) -> None:
+        if not self.tally.end(letter.job.task_id, self._now_ms):
+            return
+        self.tally.dead_lettered[letter.reason.value] += 1
+        if self.trace is not None:
+            self.trace.dead_lettered(self._now_ms, letter)
 
     def _drain_backlog(self) -> None:
         """Read the held-back arrivals, one priority level after another, until paused again."""

@@ -45,6 +45,7 @@ def _agent_group(fields: Fields) -> AgentGroup:
         failure_probability=fields.float_("failure_probability", 0.0, high=0.99),
         crash_at_ms=fields.opt_int("crash_at_ms"),
         recover_at_ms=fields.opt_int("recover_at_ms"),
+        prefetch=fields.int_("prefetch", 0),
     )
     if group.recover_at_ms is not None and (
         group.crash_at_ms is None or group.recover_at_ms <= group.crash_at_ms

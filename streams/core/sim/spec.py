@@ -85,11 +85,23 @@ class AgentGroup:
     """Every agent of the group crashes then: it loses its runs and stops heartbeating."""
     recover_at_ms: int | None = None
     """It comes back (empty, heartbeating) then; ``None``: never."""
+    prefetch: int = 0
+    """Tasks an agent takes beyond its slots, as a live dispatcher's prefetch share gives a
+    real agent: it announces ``capacity + prefetch`` slots, the extra tasks wait at the agent
+    and start most urgent first. 0: the push model's plain FIFO (see ``agents_model``)."""
+    ids: tuple[str, ...] = ()
+    """The agents' ids, ``count`` of them; empty (as in scenario files): ``<name>-001``,
+    ``<name>-002``, ... A driver replaying a live fleet gives the live ids, because routing
+    places keys by id (consistent hashing), so other ids would send keys elsewhere."""
 
     @property
     def work_rate(self) -> float:
         """Work units per second the whole group can run."""
         return self.count * self.capacity * self.speed
+
+    def agent_ids(self) -> tuple[str, ...]:
+        """The ids of the group's agents: ``ids``, or ``<name>-<index>`` from 001."""
+        return self.ids or tuple(f"{self.name}-{index:03d}" for index in range(1, self.count + 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,10 @@ class Tally:
     requeued: int = 0
     """Failovers: tasks taken back from a lost agent or an expired lease."""
     overbooked: int = 0
-    """Late-binding dispatches that found every slot of the agent busy (must stay 0)."""
+    """Late-binding dispatches that found every slot of the agent busy and its prefetch places
+    (``AgentGroup.prefetch``) taken (must stay 0)."""
     locally_queued: int = 0
-    """Deliveries that waited in an agent's FIFO (push baselines)."""
+    """Deliveries that waited at an agent: in its FIFO (push baselines), or prefetched."""
     lost_deliveries: int = 0
     """Assignments sent to a crashed agent (fenced by epoch in production)."""
     intake_pauses: int = 0

@@ -25,6 +25,9 @@ class Arrival:
     at_ms: int
     job: Job
     work: float
+    fatal: bool = False
+    """A poison task: every run of it ends FAILED (after its work), so it is dead-lettered.
+    The generator makes none; a driver replaying its own workload may mark some."""
 
 
 def generate(scenario: Scenario) -> tuple[Arrival, ...]:
