@@ -144,7 +144,7 @@ def run_state(distributor: Distributor, *, starting: bool, draining: bool) -> Ru
 def progress_view(
     distributor: Distributor, now_ms: int, *, state: RunState, summary: Summary | None = None
 ) -> dict[str, object]:
-    """The progress JSON of ARCHITECTURE.md ("Interfaces"), plus exact figures in ``details``.
+    """The progress JSON (README, "Watching it"), plus exact figures in ``details``.
 
     ``summary`` (from a :class:`SummaryCache`) spares a new one; else it is made at ``now_ms``.
     """

@@ -396,6 +396,6 @@ def _method() -> str:
         "(heartbeats and the registry are left out: they follow time, not tasks).\n"
         "- Same records everywhere: the Avro-encoded no-op `Task`, keyed by an id of the "
         "same length, from a producer configured as `TaskClient` (idempotent, acks=all, "
-        "linger 10 ms, lz4).\n"
+        "linger 5 ms, uncompressed; the dispatcher and the agents send at once).\n"
         "- Memory: psutil RSS of each child (with its descendants) sampled every 200 ms.\n"
     )

@@ -1,7 +1,7 @@
 """Topic names of the architecture, derived from one prefix.
 
 The names are a public contract (producers write to ``<prefix>tasks.p0`` ...): change them only on
-purpose. Compaction and keys are described in ARCHITECTURE.md, "Topics".
+purpose. Compaction and keys are described in docs/architecture.md, "Topics".
 """
 
 from __future__ import annotations

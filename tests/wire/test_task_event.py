@@ -35,7 +35,7 @@ ARCHITECTURE_KINDS = {
     "EXPIRED",
     "DEAD_LETTERED",
 }
-"""The lifecycle steps ARCHITECTURE.md lists for the events topic."""
+"""The lifecycle steps a TaskEvent can name (the kinds of its schema)."""
 
 
 def _event(**fields: Any) -> TaskEvent:
