@@ -1,7 +1,7 @@
 """The core is pure: standard library and the core only, no clock, no I/O, seeded randomness.
 
-One check over every module under ``streams/core`` (docs/architecture.md, "Layers"), so a module added
-later is covered without anyone remembering to write its own check.
+One check over every module under ``streams/core`` (docs/architecture.md, "Layers"), so a
+module added later is covered without anyone remembering to write its own check.
 """
 
 from __future__ import annotations
