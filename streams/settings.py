@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path(".run/state"),
-        description="RocksDB state of the dispatcher (under <prefix>dispatcher/ in it)",
+        description="where local runs (taskd bench, taskd demo) keep their files; the "
+        "dispatcher keeps its state in Kafka (<prefix>dispatcher-state)",
     )
     linger_ms: int = Field(
         5,
