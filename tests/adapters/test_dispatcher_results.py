@@ -90,7 +90,7 @@ def test_each_status_is_settled_as_the_design_says(topics: Settings, tmp_path: P
         assert [(task.task_id, task.attempt) for _, task in retried] == [
             (tasks["retry"].task_id, 1)
         ]
-        shard = first[tasks["retry"].task_id].reply_partition
+        shard = first[tasks["retry"].task_id].dispatcher_shard
         assert retried[0][0] == shard
         letters = {
             letter.task.task_id: letter
