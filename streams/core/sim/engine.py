@@ -17,6 +17,15 @@ A run of a poison task (``Arrival.fatal``) ends FAILED; of an agent with a
 ``failure_probability``, RETRYABLE by a draw fixed by the seed; else SUCCEEDED. Given a
 :class:`~streams.core.sim.trace.Trace`, the engine notes every event in it as well.
 
+With ``dispatcher_shards = K > 1`` (``sharding.py``) the engine runs K distributors side by
+side, as K dispatcher instances would: each task's events go to the shard that owns it, each
+agent heartbeats to every shard with a share of its slots (announcing that share), and each
+shard has its own planned tick and its own intake (paused and resumed alone). One shared set of
+statistics counts the whole fleet (``fleet_stats.py``). A dispatch while another shard holds a
+task of a more urgent level is a *cross-shard inversion*: no shard can see it, so the engine
+counts it, from each shard's held tasks per level after each of its calls. With one shard every
+step is what it was before shards existed, byte for byte.
+
 The run ends when every task has ended (completed or dead-lettered) or at the time limit.
 """
 
@@ -27,7 +36,7 @@ import itertools
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from streams.core.actions import (
     Action,
@@ -41,21 +50,30 @@ from streams.core.actions import (
     Retry,
 )
 from streams.core.distributor import Distributor, DistributorConfig
-from streams.core.events import HeartbeatReceived, ResultReported, TaskArrived, TaskStarted
+from streams.core.events import (
+    Event,
+    HeartbeatReceived,
+    ResultReported,
+    TaskArrived,
+    TaskStarted,
+)
 from streams.core.model import Job
 from streams.core.sim.agents_model import SimAgent, Start, failure_draw
+from streams.core.sim.fleet_stats import FleetCapacity, ShardStatistics
 from streams.core.sim.result import RunResult, agent_figures
 from streams.core.sim.scenario import Scenario
+from streams.core.sim.sharding import ShardPlan, Share
 from streams.core.sim.spec import AgentGroup
 from streams.core.sim.tally import Tally
 from streams.core.sim.trace import Trace
 from streams.core.sim.workload import Arrival
+from streams.core.stats import Statistics
 from streams.errors import CoreError
 
 _RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK = range(6)
 
 _Event = tuple[int, int, int, SimAgent | None, Job | None, int]
-"""(time_ms, seq, kind, agent, job, token): token is an incarnation or unused."""
+"""(time_ms, seq, kind, agent, job, token): token is an incarnation, a shard or unused."""
 
 
 def distributor_config(scenario: Scenario, strategy: str) -> DistributorConfig:
@@ -90,8 +108,27 @@ def _agents(groups: Sequence[AgentGroup]) -> list[SimAgent]:
     return agents
 
 
+@dataclass(slots=True)
+class _Shard:
+    """One dispatcher shard of a run: its distributor, its planned tick, its intake."""
+
+    index: int
+    distributor: Distributor
+    backlog: list[deque[Job]]
+    """Arrivals held back while its intake is paused, per priority level (Kafka's role)."""
+    tick_at: int | None = None
+    last_tick_ms: int = -1
+    paused: bool = False
+    backlog_size: int = 0
+    turn: int = 0
+    dirty: bool = False
+    """Called in the current instant (it is in ``Engine._dirty``)."""
+    depth: list[int] = field(default_factory=list)
+    """Held tasks per level after its last call (sharded runs only: cross-shard inversions)."""
+
+
 class Engine:
-    """One run: one distributor, the scenario's agents, one pass over the workload."""
+    """One run: the scenario's distributors (one per shard), agents, one pass over the work."""
 
     def __init__(
         self,
@@ -103,9 +140,24 @@ class Engine:
         self.scenario = scenario
         self.trace = trace
         self.strategy = strategy
-        self.distributor = Distributor(distributor_config(scenario, strategy))
         self.agents = _agents(scenario.agents)
         self._by_id = {agent.agent_id: agent for agent in self.agents}
+        slots = [agent.capacity + agent.prefetch for agent in self.agents]
+        self.plan = ShardPlan.of(slots, scenario.dispatcher_shards, scenario.sharding)
+        shares = zip(self.agents, self.plan.shares, strict=True)
+        self._shares: dict[str, tuple[Share, ...]] = {a.agent_id: s for a, s in shares}
+        self.stats = Statistics(scenario.scheduler.levels)
+        self.shards = self._make_shards(distributor_config(scenario, strategy))
+        self._sharded = len(self.shards) > 1
+        self._owner = (
+            {arrival.job.task_id: self.plan.shard_of(arrival.job) for arrival in arrivals}
+            if self._sharded
+            else {}
+        )
+        self._depth = [0] * scenario.scheduler.levels
+        """Held tasks per level summed over the shards (sharded runs only)."""
+        self._dirty: list[_Shard] = []
+        """Shards called in the current instant: their tick is planned before time moves."""
         self._arrivals = arrivals
         self._next = 0
         self._work = {arrival.job.task_id: arrival.work for arrival in arrivals}
@@ -113,14 +165,9 @@ class Engine:
         self._heap: list[_Event] = []
         self._seq = itertools.count()
         self._now_ms = 0
-        self._tick_at: int | None = None
-        self._last_tick_ms = -1
         self._events = 0
         self._retry_wait = 0
-        self._paused = False
-        self._backlog: list[deque[Job]] = [deque() for _ in range(scenario.scheduler.levels)]
-        self._backlog_size = 0
-        self._turn = 0
+        self.cross_shard_inversions = 0
         self.tally = Tally()
         self._first_started: set[str] = set()
         self._queue_ms = array("q")
@@ -134,6 +181,22 @@ class Engine:
             self._on_tick,
         )
 
+    def _make_shards(self, config: DistributorConfig) -> list[_Shard]:
+        count = self.plan.shards
+        levels = self.scenario.scheduler.levels
+        if count == 1:
+            return [_Shard(0, Distributor(config, self.stats), _backlog(levels))]
+        capacity = FleetCapacity(count)
+        return [
+            _Shard(
+                index,
+                Distributor(config, ShardStatistics(self.stats, capacity, index)),
+                _backlog(levels),
+                depth=[0] * levels,
+            )
+            for index in range(count)
+        ]
+
     # --- the loop ------------------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -142,21 +205,18 @@ class Engine:
         last_ms = self._arrivals[-1].at_ms if self._arrivals else 0
         limit_ms = self.scenario.limit_ms(last_ms)
         total = len(self._arrivals)
-        changed = False
         while len(self.tally.ended) < total:
             at_ms = self._next_time()
-            if changed and (at_ms is None or at_ms > self._now_ms):
-                # Before time moves on: is a tick due first? (asked once per instant, not
-                # once per event: at high rates many events share a millisecond)
-                changed = False
-                self._plan_tick()
+            if self._dirty and (at_ms is None or at_ms > self._now_ms):
+                # Before time moves on: is a tick due first? (asked once per instant and
+                # shard, not once per event: at high rates many events share a millisecond)
+                self._plan_ticks()
                 at_ms = self._next_time()
             if at_ms is None or at_ms > limit_ms:
                 break
             self._now_ms = at_ms
             self._step()
             self._events += 1
-            changed = True
         return self._result()
 
     def _next_time(self) -> int | None:
@@ -183,15 +243,47 @@ class Engine:
     ) -> None:
         heapq.heappush(self._heap, (at_ms, next(self._seq), kind, agent, job, token))
 
-    def _plan_tick(self) -> None:
-        wake_ms = self.distributor.next_wakeup_ms(self._now_ms)
+    def _plan_ticks(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for shard in dirty:
+            shard.dirty = False
+            self._plan_tick(shard)
+
+    def _plan_tick(self, shard: _Shard) -> None:
+        wake_ms = shard.distributor.next_wakeup_ms(self._now_ms)
         if wake_ms is None:
             return
         if wake_ms <= self._now_ms:
-            wake_ms = self._now_ms if self._last_tick_ms != self._now_ms else self._now_ms + 1
-        if self._tick_at is None or wake_ms < self._tick_at:
-            self._tick_at = wake_ms
-            self._push(wake_ms, _TICK, None, None, 0)
+            wake_ms = self._now_ms if shard.last_tick_ms != self._now_ms else self._now_ms + 1
+        if shard.tick_at is None or wake_ms < shard.tick_at:
+            shard.tick_at = wake_ms
+            self._push(wake_ms, _TICK, None, None, shard.index)
+
+    # --- shards --------------------------------------------------------------------------
+
+    def _shard_of(self, job: Job) -> _Shard:
+        return self.shards[self._owner[job.task_id]] if self._sharded else self.shards[0]
+
+    def _handle(self, shard: _Shard, events: list[Event]) -> None:
+        """One call of a shard's distributor, and its actions carried out."""
+        if not shard.dirty:
+            shard.dirty = True
+            self._dirty.append(shard)
+        self._apply(shard, shard.distributor.handle(events, self._now_ms))
+        if self._sharded:
+            self._note_depth(shard)
+
+    def _note_depth(self, shard: _Shard) -> None:
+        """Keep ``_depth`` (held per level over all shards) current after a call of ``shard``."""
+        total = self._depth
+        for level, held in shard.distributor.depth_by_priority().items():
+            total[level] += held - shard.depth[level]
+            shard.depth[level] = held
+
+    def _cross_shard_inversion(self, shard: _Shard, priority: int) -> bool:
+        """Another shard holds a task of a more urgent level than this dispatch's."""
+        own = shard.depth
+        return any(self._depth[level] > own[level] for level in range(priority))
 
     # --- events --------------------------------------------------------------------------
 
@@ -205,23 +297,28 @@ class Engine:
                 self._push(group.recover_at_ms, _RECOVER, agent, None, 0)
 
     def _arrive(self, job: Job) -> None:
-        if self._paused:
-            self._backlog[job.priority].append(job)
-            self._backlog_size += 1
+        shard = self._shard_of(job)
+        if shard.paused:
+            shard.backlog[job.priority].append(job)
+            shard.backlog_size += 1
             return
-        self._apply(self.distributor.handle([TaskArrived(job)], self._now_ms))
+        self._handle(shard, [TaskArrived(job)])
 
     def _on_retry(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert job is not None
         self._retry_wait -= 1
-        self._apply(self.distributor.handle([TaskArrived(job)], self._now_ms))
+        self._handle(self._shard_of(job), [TaskArrived(job)])
 
     def _on_heartbeat(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert agent is not None
         if not agent.up or token != agent.incarnation:
             return  # the chain of a crashed incarnation ends here
         now_ms = self._now_ms
-        self._apply(self.distributor.handle([HeartbeatReceived(agent.heartbeat(now_ms))], now_ms))
+        heartbeat = agent.heartbeat(now_ms)
+        for index, slots in self._shares[agent.agent_id]:
+            # Each shard is told its share as the agent's capacity: it fills no more.
+            share = heartbeat if slots == heartbeat.capacity else replace(heartbeat, capacity=slots)
+            self._handle(self.shards[index], [HeartbeatReceived(share)])
         interval_ms = self.scenario.health.heartbeat_interval_ms
         self._push(now_ms + interval_ms, _HEARTBEAT, agent, None, token)
 
@@ -236,7 +333,7 @@ class Engine:
         if following is not None:
             self._started(agent, following)
         reported = ResultReported(job.task_id, agent.agent_id, job.attempt, status, error)
-        self._apply(self.distributor.handle([reported], self._now_ms))
+        self._handle(self._shard_of(job), [reported])
 
     def _outcome(self, agent: SimAgent, job: Job) -> tuple[ResultStatus, str | None]:
         if job.task_id in self._fatal:
@@ -261,19 +358,20 @@ class Engine:
         self._on_heartbeat(agent, None, agent.incarnation)
 
     def _on_tick(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
-        if self._tick_at != self._now_ms:
+        shard = self.shards[token]
+        if shard.tick_at != self._now_ms:
             return  # superseded by an earlier plan that already ran
-        self._tick_at = None
-        self._last_tick_ms = self._now_ms
-        self._apply(self.distributor.tick(self._now_ms))
+        shard.tick_at = None
+        shard.last_tick_ms = self._now_ms
+        self._handle(shard, [])
 
     # --- actions -------------------------------------------------------------------------
 
-    def _apply(self, actions: list[Action]) -> None:
+    def _apply(self, shard: _Shard, actions: list[Action]) -> None:
         for action in actions:
             match action:
                 case Dispatch():
-                    self._deliver(action)
+                    self._deliver(shard, action)
                 case Completed():
                     self._completed(action)
                 case DeadLetter():
@@ -285,23 +383,25 @@ class Engine:
                 case Requeued():
                     self.tally.requeued += 1
                 case PauseIntake():
-                    self._paused = True
+                    shard.paused = True
                     self.tally.intake_pauses += 1
                 case ResumeIntake():
-                    self._paused = False
-                    self._drain_backlog()
+                    shard.paused = False
+                    self._drain_backlog(shard)
 
-    def _deliver(self, dispatch: Dispatch) -> None:
+    def _deliver(self, shard: _Shard, dispatch: Dispatch) -> None:
         agent = self._by_id[dispatch.agent_id]
         job = dispatch.job
         if self.trace is not None:
             self.trace.dispatched(dispatch.dispatched_ms, agent.agent_id, job)
+        if self._sharded and self._cross_shard_inversion(shard, job.priority):
+            self.cross_shard_inversions += 1
         if not agent.up:
             self.tally.lost_deliveries += 1
             return
         if agent.running >= agent.capacity:
             self.tally.locally_queued += 1
-            if self.distributor.late_binding(job) and agent.waiting >= agent.prefetch:
+            if shard.distributor.late_binding(job) and agent.waiting >= agent.prefetch:
                 self.tally.overbooked += 1
         start = agent.deliver(job, self._work[job.task_id], self._now_ms)
         if start is not None:
@@ -316,7 +416,7 @@ class Engine:
             self._first_started.add(job.task_id)
             self._queue_ms.append(start.started_ms - job.submitted_ms)
         started = TaskStarted(job.task_id, agent.agent_id, job.attempt, start.started_ms)
-        self._apply(self.distributor.handle([started], self._now_ms))
+        self._handle(self._shard_of(job), [started])
 
     def _completed(self, completed: Completed) -> None:
         if not self.tally.end(completed.job.task_id, self._now_ms):
@@ -333,26 +433,26 @@ class Engine:
         if self.trace is not None:
             self.trace.dead_lettered(self._now_ms, letter)
 
-    def _drain_backlog(self) -> None:
+    def _drain_backlog(self, shard: _Shard) -> None:
         """Read the held-back arrivals, one priority level after another, until paused again."""
-        levels = len(self._backlog)
-        while self._backlog_size and not self._paused:
-            queue = self._backlog[self._turn]
-            self._turn = (self._turn + 1) % levels
+        backlog = shard.backlog
+        levels = len(backlog)
+        while shard.backlog_size and not shard.paused:
+            queue = backlog[shard.turn]
+            shard.turn = (shard.turn + 1) % levels
             if queue:
-                self._backlog_size -= 1
-                arrived = TaskArrived(queue.popleft())
-                self._apply(self.distributor.handle([arrived], self._now_ms))
+                shard.backlog_size -= 1
+                self._handle(shard, [TaskArrived(queue.popleft())])
 
     # --- the end -------------------------------------------------------------------------
 
     def _result(self) -> RunResult:
         now_ms = self._now_ms
-        distributor = self.distributor
+        cores = [shard.distributor for shard in self.shards]
         done = len(self.tally.ended) == len(self._arrivals)
         return RunResult(
             strategy=self.strategy,
-            summary=distributor.stats.summary(now_ms),
+            summary=self.stats.summary(now_ms),
             end_ms=now_ms,
             makespan_ms=self.tally.last_end_ms if done else now_ms,
             finished=done,
@@ -360,12 +460,19 @@ class Engine:
             tasks=len(self._arrivals),
             tally=self.tally,
             unfinished={
-                "queued": distributor.held,
-                "in_flight": distributor.in_flight,
+                "queued": sum(core.held for core in cores),
+                "in_flight": sum(core.in_flight for core in cores),
                 "retry_wait": self._retry_wait,
-                "backlog": self._backlog_size,
+                "backlog": sum(shard.backlog_size for shard in self.shards),
                 "not_arrived": len(self._arrivals) - self._next,
             },
             agents=agent_figures(self.agents, now_ms),
             queue_ms=self._queue_ms,
+            shards=self.plan.shards,
+            sharding=self.plan.sharding,
+            cross_shard_inversions=self.cross_shard_inversions,
         )
+
+
+def _backlog(levels: int) -> list[deque[Job]]:
+    return [deque() for _ in range(levels)]

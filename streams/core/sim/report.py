@@ -1,14 +1,16 @@
 """Every strategy of a scenario on the same workload, as a table and as JSON.
 
-``compare`` generates the workload once and replays it per strategy; ``report_json`` is the
-byte-stable output of ``taskd simulate --json``; ``table`` gives the rows the CLI renders.
+``compare`` generates the workload once and replays it per strategy, and per variant when the
+scenario has some (one global scheduler against 100 shards, say: every variant replays the
+same arrivals); ``report_json`` is the byte-stable output of ``taskd simulate --json``;
+``table`` gives the rows the CLI renders.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from streams.core.routing.names import check_strategy_name
 from streams.core.sim.engine import simulate
@@ -19,7 +21,7 @@ from streams.core.sim.workload import generate
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The runs of one scenario, one per strategy, in the order asked."""
+    """The runs of one scenario, one per strategy (and variant), in the order asked."""
 
     scenario: Scenario
     tasks: int
@@ -32,8 +34,15 @@ def compare(scenario: Scenario, strategies: Sequence[str] | None = None) -> Repo
     for index, name in enumerate(names):
         check_strategy_name(name, field=f"strategies[{index}]")
     arrivals = generate(scenario)
-    results = tuple(simulate(scenario, name, arrivals) for name in names)
-    return Report(scenario, len(arrivals), results)
+    if not scenario.variants:
+        results = tuple(simulate(scenario, name, arrivals) for name in names)
+        return Report(scenario, len(arrivals), results)
+    runs = [
+        replace(simulate(scenario.with_variant(variant), name, arrivals), variant=variant.name)
+        for variant in scenario.variants
+        for name in names
+    ]
+    return Report(scenario, len(arrivals), tuple(runs))
 
 
 def report_dict(report: Report) -> dict[str, object]:
@@ -44,7 +53,7 @@ def report_dict(report: Report) -> dict[str, object]:
         "seed": scenario.seed,
         "tasks": report.tasks,
         "offered_load": round(scenario.offered_load, 4),
-        "results": {result.strategy: result.to_dict() for result in report.results},
+        "results": {result.label: result.to_dict() for result in report.results},
     }
 
 
@@ -70,7 +79,7 @@ def _pct(value: float | None) -> str:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("strategy", lambda r: r.strategy),
+    Column("strategy", lambda r: r.label),
     Column("done", lambda r: f"{r.tally.completed:,}"),
     Column("dead", lambda r: f"{r.tally.dead_total:,}"),
     Column("mean q ms", lambda r: _ms(r.summary.mean_queue_ms)),

@@ -6,6 +6,11 @@ figures flat (``mean_queue_ms``, ``utilization``, ...), then the simulator's (``
 ``priority_inversions`` adds the inversions in the agents' local FIFOs (``local_inversions``,
 push baselines only) to the distributor's, which sees only its own queue. No wall-clock
 figure is in it, so the same scenario and seed print the same bytes.
+
+A sharded run (``dispatcher_shards`` > 1) adds its shape (``dispatcher_shards``,
+``sharding``) and ``cross_shard_inversions`` (dispatches while another shard held a task of a
+more urgent level; in ``priority_inversions`` too); a run of one shard has none of these keys,
+so its JSON is what it was before shards existed.
 """
 
 from __future__ import annotations
@@ -85,6 +90,19 @@ class RunResult:
     queue_ms: Sequence[int] = field(default=(), compare=False, repr=False)
     """Queue time (ms) of each task's first start, in order of start, measured by the
     simulator itself (for batch means; not in the JSON)."""
+    shards: int = 1
+    """Dispatcher shards (independent distributors) of the run."""
+    sharding: str = "split-slots"
+    """How the agents' slots were divided among them (``sharding.py``)."""
+    cross_shard_inversions: int = 0
+    """Dispatches while another shard held a task of a more urgent level (engine-counted)."""
+    variant: str | None = None
+    """The scenario variant the run belongs to (``None``: the scenario as written)."""
+
+    @property
+    def label(self) -> str:
+        """The run's name in a report: its strategy, and its variant when there are some."""
+        return self.strategy if self.variant is None else f"{self.variant} / {self.strategy}"
 
     @property
     def accounted(self) -> int:
@@ -106,8 +124,11 @@ class RunResult:
 
     @property
     def priority_inversions(self) -> int:
-        """The distributor's (at dispatch) and the agents' (in their FIFOs) together."""
-        return self.summary.priority_inversions + self.local_inversions
+        """The distributors' (at dispatch, each in its shard), those across shards and the
+        agents' (in their FIFOs) together."""
+        return (
+            self.summary.priority_inversions + self.cross_shard_inversions + self.local_inversions
+        )
 
     @property
     def peak_slot_ratio(self) -> float:
@@ -134,7 +155,15 @@ class RunResult:
         return {**head, **self._sim_figures(), **{key: stats[key] for key in _FROM_SUMMARY}}
 
     def _sim_figures(self) -> dict[str, object]:
+        shape: dict[str, object] = {}
+        if self.shards > 1:
+            shape = {
+                "dispatcher_shards": self.shards,
+                "sharding": self.sharding,
+                "cross_shard_inversions": self.cross_shard_inversions,
+            }
         return {
+            **shape,
             "makespan_ms": self.makespan_ms,
             "end_ms": self.end_ms,
             "all_ended": self.finished,

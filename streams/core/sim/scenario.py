@@ -12,6 +12,7 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     name = "reference"            seed = 42
     strategies = ["affinity", "round-robin-push"]
     time_limit_ms = 3_600_000     lease_ms = 300_000     retry_backoffs_ms = [1000, 10000]
+    dispatcher_shards = 1         sharding = "split-slots" | "own-agents"   (sharding.py)
     [health]     heartbeat_interval_ms, suspect_after_ms, down_after_ms
     [scheduler]  levels, aging_ms (0: strict), escalation_ms, max_held, reserved_top_share,
                  no_capable_agent_timeout_ms, tenant_weights = {tenant = weight}
@@ -23,21 +24,24 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     [[tasks]]    share, type, priority, work = {distribution, mean, sigma}, deadline_ms,
                  ttl_ms, required_skills, tenants, zone, max_attempts, affinity_keys,
                  affinity = uniform|zipf, zipf_exponent
+    [[variants]] name, dispatcher_shards, sharding: run every strategy once per variant
+                 (each defaults to the scenario's own shards and model)
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from streams.core.agents import HealthConfig
 from streams.core.routing.config import RoutingConfig
 from streams.core.routing.names import AFFINITY, check_strategy_name
 from streams.core.scheduling.config import SchedulerConfig
 from streams.core.sim.fields import Fields
-from streams.core.sim.sections import parse_agents, parse_arrivals, parse_tasks
-from streams.core.sim.spec import AgentGroup, Arrivals, TaskClass
+from streams.core.sim.sections import parse_agents, parse_arrivals, parse_tasks, parse_variants
+from streams.core.sim.sharding import SHARDINGS, SPLIT_SLOTS
+from streams.core.sim.spec import AgentGroup, Arrivals, TaskClass, Variant
 from streams.errors import ConfigError
 
 
@@ -59,6 +63,12 @@ class Scenario:
     retry_backoffs_ms: tuple[int, ...] = (1_000, 10_000, 60_000)
     time_limit_ms: int | None = None
     """Stop then even if tasks remain; ``None``: see :meth:`limit_ms`."""
+    dispatcher_shards: int = 1
+    """Independent distributors sharing the fleet (``sharding.py``); 1: one global one."""
+    sharding: str = SPLIT_SLOTS
+    """How the agents' slots are divided among the shards: split-slots or own-agents."""
+    variants: tuple[Variant, ...] = ()
+    """Ways to run it in one comparison; empty: just as written."""
 
     @property
     def work_rate(self) -> float:
@@ -74,6 +84,15 @@ class Scenario:
     def offered_load(self) -> float:
         """Arrival rate times mean work over capacity (1.0: the agents are just busy enough)."""
         return self.arrivals.rate_per_s * self.mean_work / self.work_rate
+
+    def with_variant(self, variant: Variant) -> Scenario:
+        """The scenario run as ``variant`` says (no variants of its own any more)."""
+        return replace(
+            self,
+            dispatcher_shards=variant.dispatcher_shards,
+            sharding=variant.sharding,
+            variants=(),
+        )
 
     def limit_ms(self, last_arrival_ms: int) -> int:
         """When a run stops: ``time_limit_ms``, else 10x the arrival span plus one hour."""
@@ -97,6 +116,8 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
     scheduler = _scheduler(top.sub("scheduler"))
     agents = parse_agents(top)
     tasks = parse_tasks(top, levels=scheduler.levels)
+    shards = top.int_("dispatcher_shards", 1, minimum=1)
+    sharding = top.choice("sharding", SHARDINGS, SPLIT_SLOTS)
     scenario = Scenario(
         name=top.str_("name", "scenario"),
         seed=top.int_("seed", 0),
@@ -110,6 +131,9 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         lease_ms=top.int_("lease_ms", 300_000, minimum=1),
         retry_backoffs_ms=top.int_list("retry_backoffs_ms", [1_000, 10_000, 60_000]),
         time_limit_ms=top.opt_int("time_limit_ms", minimum=1),
+        dispatcher_shards=shards,
+        sharding=sharding,
+        variants=parse_variants(top, shards, sharding),
     )
     top.done()
     return scenario

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from streams.core.sim.fields import Fields
+from streams.core.sim.sharding import SHARDINGS
 from streams.core.sim.spec import (
     ARRIVAL_PROCESSES,
     BURSTS,
@@ -13,6 +14,7 @@ from streams.core.sim.spec import (
     AgentGroup,
     Arrivals,
     TaskClass,
+    Variant,
     WorkSpec,
 )
 
@@ -130,3 +132,27 @@ def _rate(fields: Fields, agents: tuple[AgentGroup, ...], tasks: tuple[TaskClass
     work_rate = sum(group.work_rate for group in agents)
     mean_work = sum(task.share * task.work.mean for task in tasks)
     return load * work_rate / mean_work
+
+
+def parse_variants(top: Fields, shards: int, sharding: str) -> tuple[Variant, ...]:
+    """The ``[[variants]]`` (optional); each defaults to the scenario's shards and model."""
+    if not top.has("variants"):
+        return ()
+    variants = tuple(
+        _variant(Fields(table, f"variants[{index}]"), shards, sharding)
+        for index, table in enumerate(top.tables("variants"))
+    )
+    names = [variant.name for variant in variants]
+    if len(set(names)) != len(names):
+        raise top.error("variants", f"names must be unique, got {names}")
+    return variants
+
+
+def _variant(fields: Fields, shards: int, sharding: str) -> Variant:
+    variant = Variant(
+        name=fields.str_("name"),
+        dispatcher_shards=fields.int_("dispatcher_shards", shards, minimum=1),
+        sharding=fields.choice("sharding", SHARDINGS, sharding),
+    )
+    fields.done()
+    return variant

@@ -115,3 +115,16 @@ class Arrivals:
     duration_ms: int | None = None
     burst_size: int = 1
     """``bursts`` only: tasks arriving together; bursts come as a Poisson process."""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One way to run the scenario in a comparison: its dispatcher shards and their model.
+
+    A scenario with variants runs every strategy once per variant, on the same workload, so
+    that one report compares, say, one global scheduler with 100 shards.
+    """
+
+    name: str
+    dispatcher_shards: int
+    sharding: str
