@@ -39,7 +39,7 @@ def sentence(strategy: str, runs: Mapping[str, Figures]) -> str:
         if cut is not None:
             verb = "cut" if cut >= 0 else "raised"
             text += (
-                f"; intelligent routing ({strategy}) {verb} the mean wait by {abs(cut):.0%} "
+                f"; intelligent routing ({strategy}) {verb} the mean wait by {abs(cut):.1%} "
                 f"against round-robin"
             )
     return text + "."
