@@ -62,8 +62,15 @@ class Settings(BaseSettings):
     security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SASL_PLAINTEXT|SASL_SSL|SSL)$")
     http_host: str = Field("127.0.0.1", description="bind address of the dispatcher's HTTP views")
     http_port: int = Field(6066, ge=0, le=65535, description="dispatcher's /metrics, /status")
+    agent_metrics_host: str = Field(
+        "127.0.0.1", description="bind address of an agent's /metrics (0.0.0.0: every interface)"
+    )
     agent_metrics_port: int = Field(
-        9400, ge=0, le=65535, description="an agent's /metrics port (0: pick a free one)"
+        9400,
+        ge=0,
+        le=65535,
+        description="an agent's /metrics port; taken: the next free of the 64 from it "
+        "(0: any free one)",
     )
     data_dir: Path = Field(
         Path(".run/state"),

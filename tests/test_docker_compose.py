@@ -87,7 +87,9 @@ def test_prometheus_scrapes_the_ports_the_code_serves(compose: dict[str, Any]) -
     http_port = int(_taskd_env(dispatcher)["TASKD_HTTP_PORT"])
     assert _published(dispatcher)[http_port] == http_port
     assert _taskd_env(dispatcher)["TASKD_HTTP_HOST"] == "0.0.0.0"  # reachable from prometheus
-    agent_port = int(_taskd_env(compose["services"]["agent"])["TASKD_AGENT_METRICS_PORT"])
+    agent_env = _taskd_env(compose["services"]["agent"])
+    assert agent_env["TASKD_AGENT_METRICS_HOST"] == "0.0.0.0"  # reachable from prometheus
+    agent_port = int(agent_env["TASKD_AGENT_METRICS_PORT"])
     assert str(agent_port) in [str(p) for p in compose["services"]["agent"]["expose"]]
     volume = compose["services"]["prometheus"]["volumes"][0].split(":")[0]
     scrape = yaml.safe_load((ROOT / volume).read_text())["scrape_configs"]

@@ -10,6 +10,7 @@ its own port (:func:`serve_metrics`); the dispatcher through its HTTP views
 
 from __future__ import annotations
 
+import errno
 import math
 import statistics
 import threading
@@ -307,13 +308,34 @@ class MetricsServer:
         self.thread.join()
 
 
-def serve_metrics(registry: CollectorRegistry, *, port: int, host: str) -> MetricsServer:
-    """Serve ``registry`` on ``host:port`` (0: any free port); ConfigError if it can't bind."""
-    try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
-    except OSError as error:
-        raise ConfigError(
-            f"cannot serve agent metrics on {host}:{port}: {error.strerror or error} "
-            "(set TASKD_AGENT_METRICS_PORT, 0 for any free port)"
-        ) from error
-    return MetricsServer(server, thread)
+METRICS_PORT_TRIES = 64
+"""Ports an agent tries from its configured one up when that one is taken: agents started on
+one host with the same settings each find one (64 is the default number of dispatch partitions,
+the most agents a cluster has), and Prometheus can scrape the whole range."""
+
+
+def serve_metrics(
+    registry: CollectorRegistry, *, port: int, host: str, tries: int = 1
+) -> MetricsServer:
+    """Serve ``registry`` on ``host:port`` (0: any free port), or on the next free port of the
+    ``tries`` from ``port`` up when it is in use; ConfigError in one line if none can be bound."""
+    last = port if port == 0 else min(port + max(tries, 1), 65536) - 1
+    candidate = port
+    while True:
+        try:
+            server, thread = start_http_server(candidate, addr=host, registry=registry)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or candidate >= last:
+                raise _bind_error(host, port, last, error) from error
+            candidate += 1
+            continue
+        return MetricsServer(server, thread)
+
+
+def _bind_error(host: str, first: int, last: int, error: OSError) -> ConfigError:
+    tried = f"{first}" if last == first else f"{first}-{last}"
+    return ConfigError(
+        f"cannot serve agent metrics on {host}:{tried}: {error.strerror or error} "
+        "(set TASKD_AGENT_METRICS_PORT to a free port, 0 for any free one, "
+        "or TASKD_AGENT_METRICS_HOST)"
+    )

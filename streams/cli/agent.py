@@ -102,6 +102,7 @@ def _print_ready(ready: Ready) -> None:
     skills = ",".join(ready.skills) or "-"
     print(
         f"agent {ready.agent_id} ready: partition {ready.partition} epoch {ready.epoch} "
-        f"capacity {ready.capacity} skills {skills} metrics on :{ready.metrics_port}",
+        f"capacity {ready.capacity} skills {skills} "
+        f"metrics on {ready.metrics_host}:{ready.metrics_port}",
         flush=True,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,7 +41,7 @@ TASKD = (
 )
 READY = re.compile(
     r"^agent (?P<id>\S+) ready: partition (?P<partition>\d+) epoch (?P<epoch>\d+) "
-    r"capacity (?P<capacity>\d+) skills (?P<skills>\S+) metrics on :(?P<port>\d+)$"
+    r"capacity (?P<capacity>\d+) skills (?P<skills>\S+) metrics on (?P<host>\S+):(?P<port>\d+)$"
 )
 
 
@@ -187,3 +188,53 @@ def test_no_reachable_broker_is_one_error_line_and_exit_1(settings: Settings) ->
     assert (
         line.startswith("error: no Kafka broker reachable at 127.0.0.1:") and "within 1 s" in line
     )
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports of 127.0.0.1 that are free now."""
+    for _ in range(50):
+        first = _closed_port()
+        if first + count > 65535:
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + count):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+def test_a_second_agent_on_the_host_takes_the_next_metrics_port(topics: Settings) -> None:
+    port = _free_ports(4)
+    env = {**_env(topics), "TASKD_AGENT_METRICS_PORT": str(port)}
+    args = ["--capacity", "1", "--handler", "streams.demo:work"]
+    first = subprocess.Popen(
+        _command("--id", "port-1", *args), env=env, stdout=subprocess.PIPE, text=True
+    )
+    second: subprocess.Popen[str] | None = None
+    try:
+        ready_1 = READY.match(_first_line(first))
+        assert ready_1 and ready_1.group("host", "port") == ("127.0.0.1", str(port))
+        second = subprocess.Popen(
+            _command("--id", "port-2", *args),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ready_2 = READY.match(_first_line(second))
+        assert ready_2, "the second agent did not start"
+        moved = int(ready_2.group("port"))
+        assert port < moved < port + 4
+        assert _metric(moved, "taskd_agent_in_flight") == 0
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+        first.communicate(timeout=WAIT_S)
+        _, err = second.communicate(timeout=WAIT_S) if second else ("", "")
+    assert second is not None and first.returncode == second.returncode == 0
+    (warning,) = [line for line in err.splitlines() if "in use" in line]
+    assert f"metrics port {port} is in use, serving metrics on 127.0.0.1:{moved}" in warning

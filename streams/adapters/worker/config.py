@@ -50,7 +50,6 @@ class AgentConfig:
     result_linger_ms: int = 0
     """How long a result waits for others to leave in the same record (0: those ending in the
     same turn of the event loop go together)."""
-    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skills", tuple(self.skills))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,12 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from streams.adapters.kafka import codec_for
-from streams.adapters.metrics import AgentMetrics, serve_metrics
+from streams.adapters.metrics import (
+    METRICS_PORT_TRIES,
+    AgentMetrics,
+    MetricsServer,
+    serve_metrics,
+)
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.dispatch import DispatchReader
 from streams.adapters.worker.draining import finish_work, sign_off
@@ -29,6 +35,8 @@ from streams.adapters.worker.runner import TaskRunner
 from streams.settings import Settings
 from streams.wire import AgentRegistration, AgentStatus
 
+log = logging.getLogger(__name__)
+
 POLL_S = 0.1
 """Longest wait for assignments before the loop looks at stop requests and commits again."""
 COMMIT_EVERY_S = 0.2
@@ -38,13 +46,15 @@ again after a restart, and what is read again is skipped: a restarted agent clai
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """What a started agent owns: its partition, epoch and start offset, and its metrics port."""
+    """What a started agent owns: its partition, epoch and start offset, and its metrics
+    address."""
 
     agent_id: str
     partition: int
     epoch: int
     start_offset: int
     """The offset it reads from: max(the claim's start offset, the committed offset)."""
+    metrics_host: str
     metrics_port: int
     capacity: int
     skills: tuple[str, ...]
@@ -112,9 +122,7 @@ class Agent:
 
     async def _run(self, stack: contextlib.AsyncExitStack) -> None:
         config, settings = self.config, self.settings
-        server = serve_metrics(
-            self.metrics.registry, port=settings.agent_metrics_port, host=config.metrics_host
-        )
+        server = self._serve_metrics()
         stack.callback(server.close)
         writer = Writer(settings)
         stack.callback(writer.close)
@@ -127,6 +135,24 @@ class Agent:
         await session.heartbeats.announce(AgentStatus.READY)
         self._announce(claim, reader.start_offset, server.port)
         await self._serve_then_drain(session, stack)
+
+    def _serve_metrics(self) -> MetricsServer:
+        """The agent's /metrics: several agents on one host with the same settings each take
+        the next free port, so the second one does not fail; it says where it went."""
+        wanted = self.settings.agent_metrics_port
+        host = self.settings.agent_metrics_host
+        server = serve_metrics(
+            self.metrics.registry, port=wanted, host=host, tries=METRICS_PORT_TRIES
+        )
+        if wanted and server.port != wanted:
+            log.warning(
+                "agent %s: metrics port %d is in use, serving metrics on %s:%d instead",
+                self.config.agent_id,
+                wanted,
+                host,
+                server.port,
+            )
+        return server
 
     async def _reader(
         self, claim: AgentRegistration, stack: contextlib.AsyncExitStack
@@ -212,6 +238,7 @@ class Agent:
             partition=claim.partition,
             epoch=claim.epoch,
             start_offset=start_offset,
+            metrics_host=self.settings.agent_metrics_host,
             metrics_port=metrics_port,
             capacity=self.config.capacity,
             skills=self.config.skills,
