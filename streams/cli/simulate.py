@@ -2,11 +2,16 @@
 
 Reads the scenario file (the core parses the text), runs every strategy it lists (or those
 given with ``--strategy``) on the same generated workload, and prints a table, or the JSON
-report: the same scenario and seed print the same bytes.
+report: the same scenario and seed print the same bytes. A scenario with ``[[variants]]``
+(one global scheduler against 100 dispatcher shards, say) runs every strategy once per variant
+and prints a second table comparing the variants, each against the first. ``--jobs N`` runs
+N of those runs at once in worker processes (each regenerates the workload from the seed);
+the output is the same bytes whatever N.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +19,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.core.sim import Report, Scenario, compare, report_json, scenario_from_toml, table
+from streams.core.sim import (
+    Report,
+    Scenario,
+    against_first,
+    compare,
+    report_json,
+    run,
+    runs,
+    scenario_from_toml,
+    table,
+    variant_table,
+)
 from streams.errors import ConfigError
 
 _MIN_WIDTH = 180
@@ -37,9 +53,12 @@ def simulate(
             help="Run this strategy instead of the scenario's list (repeat for several)",
         ),
     ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Runs carried out at once (processes)")
+    ] = 1,
 ) -> None:
     """Simulate the scenario once per strategy on the same workload and compare them."""
-    report = compare(load_scenario(scenario), strategies or None)
+    report = _report(load_scenario(scenario), strategies or None, jobs)
     if json_out:
         typer.echo(report_json(report))
         return
@@ -47,6 +66,21 @@ def simulate(
     if console.width < _MIN_WIDTH:
         console = Console(width=_MIN_WIDTH)
     console.print(render(report))
+    variants = render_variants(report)
+    if variants is not None:
+        console.print(variants)
+        for line in against_first(report):
+            console.print(line)
+
+
+def _report(scenario: Scenario, strategies: list[str] | None, jobs: int) -> Report:
+    """All runs in this process, or ``jobs`` at a time in worker processes."""
+    planned = runs(scenario, strategies)
+    if jobs == 1 or len(planned) == 1:
+        return compare(scenario, strategies)
+    with ProcessPoolExecutor(min(jobs, len(planned))) as pool:
+        results = tuple(pool.map(run, planned))
+    return Report(scenario, results[0].tasks, results)
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -70,6 +104,20 @@ def render(report: Report) -> Table:
     )
     headers, rows = table(report)
     grid = Table(title=title)
+    for index, header in enumerate(headers):
+        grid.add_column(header, no_wrap=True, justify="left" if index == 0 else "right")
+    for row in rows:
+        grid.add_row(*row)
+    return grid
+
+
+def render_variants(report: Report) -> Table | None:
+    """The comparison of the scenario's variants, or ``None`` when it has none."""
+    shaped = variant_table(report)
+    if shaped is None:
+        return None
+    headers, rows = shaped
+    grid = Table(title=f"{report.scenario.name}: the variants against {report.results[0].label}")
     for index, header in enumerate(headers):
         grid.add_column(header, no_wrap=True, justify="left" if index == 0 else "right")
     for row in rows:

@@ -56,7 +56,9 @@ from streams.core.events import (
     ResultReported,
     TaskArrived,
     TaskStarted,
+    Withdrawn,
 )
+from streams.core.lifecycle import Phase
 from streams.core.model import Job
 from streams.core.sim.agents_model import SimAgent, Start, failure_draw
 from streams.core.sim.fleet_stats import FleetCapacity, ShardStatistics
@@ -64,13 +66,14 @@ from streams.core.sim.result import RunResult, agent_figures
 from streams.core.sim.scenario import Scenario
 from streams.core.sim.sharding import ShardPlan, Share
 from streams.core.sim.spec import AgentGroup
+from streams.core.sim.stealing import Steal, plan_steals
 from streams.core.sim.tally import Tally
 from streams.core.sim.trace import Trace
 from streams.core.sim.workload import Arrival
 from streams.core.stats import Statistics
 from streams.errors import CoreError
 
-_RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK = range(6)
+_RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK, _STEAL = range(7)
 
 _Event = tuple[int, int, int, SimAgent | None, Job | None, int]
 """(time_ms, seq, kind, agent, job, token): token is an incarnation, a shard or unused."""
@@ -121,6 +124,8 @@ class _Shard:
     paused: bool = False
     backlog_size: int = 0
     turn: int = 0
+    held: int = 0
+    """Tasks it held after its last call (sharded runs only)."""
     dirty: bool = False
     """Called in the current instant (it is in ``Engine._dirty``)."""
     depth: list[int] = field(default_factory=list)
@@ -154,6 +159,8 @@ class Engine:
             if self._sharded
             else {}
         )
+        self._slots = self.plan.totals()
+        """Slots each shard sees over the fleet (what it publishes, less its in flight)."""
         self._depth = [0] * scenario.scheduler.levels
         """Held tasks per level summed over the shards (sharded runs only)."""
         self._dirty: list[_Shard] = []
@@ -168,6 +175,9 @@ class Engine:
         self._events = 0
         self._retry_wait = 0
         self.cross_shard_inversions = 0
+        self._arrivals_end_ms = 0
+        self._arrivals_slot_ms = (0, 0)
+        """(busy, available) slot-ms of the fleet when the last task arrived."""
         self.tally = Tally()
         self._first_started: set[str] = set()
         self._queue_ms = array("q")
@@ -179,6 +189,7 @@ class Engine:
             self._on_crash,
             self._on_recover,
             self._on_tick,
+            self._on_steal,
         )
 
     def _make_shards(self, config: DistributorConfig) -> list[_Shard]:
@@ -237,6 +248,9 @@ class Engine:
         arrival = self._arrivals[self._next]
         self._next += 1
         self._arrive(arrival.job)
+        if self._next == len(self._arrivals):
+            self._arrivals_end_ms = self._now_ms
+            self._arrivals_slot_ms = self._slot_ms(self._now_ms)
 
     def _push(
         self, at_ms: int, kind: int, agent: SimAgent | None, job: Job | None, token: int
@@ -275,8 +289,12 @@ class Engine:
 
     def _note_depth(self, shard: _Shard) -> None:
         """Keep ``_depth`` (held per level over all shards) current after a call of ``shard``."""
+        core = shard.distributor
+        if core.held == shard.held == 0:
+            return  # nothing held before or after: most calls, skipped cheaply
+        shard.held = core.held
         total = self._depth
-        for level, held in shard.distributor.depth_by_priority().items():
+        for level, held in core.depth_by_priority().items():
             total[level] += held - shard.depth[level]
             shard.depth[level] = held
 
@@ -288,6 +306,8 @@ class Engine:
     # --- events --------------------------------------------------------------------------
 
     def _start_agents(self) -> None:
+        if self._sharded and self.scenario.steal_ms:
+            self._push(self.scenario.steal_ms, _STEAL, None, None, 0)
         for agent in self.agents:
             self._push(0, _HEARTBEAT, agent, None, agent.incarnation)
             group = agent.group
@@ -364,6 +384,31 @@ class Engine:
         shard.tick_at = None
         shard.last_tick_ms = self._now_ms
         self._handle(shard, [])
+
+    def _on_steal(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
+        """A round of work stealing between the shards (``stealing.py``)."""
+        self._push(self._now_ms + self.scenario.steal_ms, _STEAL, None, None, 0)
+        if not any(self._depth):
+            return  # nothing held anywhere: nothing to steal
+        cores = [shard.distributor for shard in self.shards]
+        pairs = zip(self._slots, cores, strict=True)
+        free = [max(0, slots - core.in_flight) for slots, core in pairs]
+        held = [core.held for core in cores]
+        victims: dict[int, list[Job]] = {}
+        for steal in plan_steals(free, held):
+            if steal.victim not in victims:
+                victims[steal.victim] = _held_most_urgent_first(cores[steal.victim])
+            self._hand_over(steal, victims[steal.victim])
+
+    def _hand_over(self, steal: Steal, held: list[Job]) -> None:
+        """The victim withdraws its ``count`` most urgent held tasks; the thief takes them."""
+        jobs, held[: steal.count] = held[: steal.count], []
+        for job in jobs:
+            self._owner[job.task_id] = steal.thief
+        self.tally.stolen += len(jobs)
+        victim, thief = self.shards[steal.victim], self.shards[steal.thief]
+        self._handle(victim, [Withdrawn(tuple(job.task_id for job in jobs))])
+        self._handle(thief, [TaskArrived(job) for job in jobs])
 
     # --- actions -------------------------------------------------------------------------
 
@@ -444,6 +489,10 @@ class Engine:
                 shard.backlog_size -= 1
                 self._handle(shard, [TaskArrived(queue.popleft())])
 
+    def _slot_ms(self, now_ms: int) -> tuple[int, int]:
+        busy = sum(agent.busy_at(now_ms) for agent in self.agents)
+        return (busy, sum(agent.available_ms(now_ms) for agent in self.agents))
+
     # --- the end -------------------------------------------------------------------------
 
     def _result(self) -> RunResult:
@@ -470,8 +519,17 @@ class Engine:
             queue_ms=self._queue_ms,
             shards=self.plan.shards,
             sharding=self.plan.sharding,
+            steal_ms=self.scenario.steal_ms if self._sharded else 0,
             cross_shard_inversions=self.cross_shard_inversions,
+            arrivals_end_ms=self._arrivals_end_ms,
+            arrivals_slot_ms=self._arrivals_slot_ms,
         )
+
+
+def _held_most_urgent_first(core: Distributor) -> list[Job]:
+    """The tasks ``core`` holds, by level, then submission, then id."""
+    held = [job for job in core.jobs() if core.phase_of(job.task_id) is Phase.HELD]
+    return sorted(held, key=lambda job: (job.priority, job.submitted_ms, job.task_id))
 
 
 def _backlog(levels: int) -> list[deque[Job]]:

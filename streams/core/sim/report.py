@@ -16,7 +16,8 @@ from streams.core.routing.names import check_strategy_name
 from streams.core.sim.engine import simulate
 from streams.core.sim.result import RunResult
 from streams.core.sim.scenario import Scenario
-from streams.core.sim.workload import generate
+from streams.core.sim.spec import Variant
+from streams.core.sim.workload import Arrival, generate
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,21 +29,42 @@ class Report:
     results: tuple[RunResult, ...]
 
 
-def compare(scenario: Scenario, strategies: Sequence[str] | None = None) -> Report:
-    """Run each strategy (default: the scenario's) on one workload generated from the seed."""
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run of a comparison: a strategy, in one variant (``None``: no variants)."""
+
+    scenario: Scenario
+    """The scenario as written (its variants included)."""
+    strategy: str
+    variant: Variant | None = None
+
+
+def runs(scenario: Scenario, strategies: Sequence[str] | None = None) -> list[Run]:
+    """The runs of a comparison, in report order: each variant's, strategy after strategy."""
     names = tuple(strategies) if strategies else scenario.strategies
     for index, name in enumerate(names):
         check_strategy_name(name, field=f"strategies[{index}]")
+    variants: Sequence[Variant | None] = scenario.variants or (None,)
+    return [Run(scenario, name, variant) for variant in variants for name in names]
+
+
+def run(planned: Run, arrivals: Sequence[Arrival] | None = None) -> RunResult:
+    """Carry out one run; ``arrivals``: the scenario's workload, generated when not given
+    (a run in another process generates its own, the same from the same seed)."""
+    scenario = planned.scenario
+    work = generate(scenario) if arrivals is None else arrivals
+    if planned.variant is None:
+        return simulate(scenario, planned.strategy, work)
+    result = simulate(scenario.with_variant(planned.variant), planned.strategy, work)
+    return replace(result, variant=planned.variant.name)
+
+
+def compare(scenario: Scenario, strategies: Sequence[str] | None = None) -> Report:
+    """Run each strategy (default: the scenario's), in each variant, on one workload
+    generated from the seed."""
+    planned = runs(scenario, strategies)
     arrivals = generate(scenario)
-    if not scenario.variants:
-        results = tuple(simulate(scenario, name, arrivals) for name in names)
-        return Report(scenario, len(arrivals), results)
-    runs = [
-        replace(simulate(scenario.with_variant(variant), name, arrivals), variant=variant.name)
-        for variant in scenario.variants
-        for name in names
-    ]
-    return Report(scenario, len(arrivals), tuple(runs))
+    return Report(scenario, len(arrivals), tuple(run(one, arrivals) for one in planned))
 
 
 def report_dict(report: Report) -> dict[str, object]:
@@ -105,4 +127,54 @@ def table(report: Report) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of text per strategy."""
     headers = [column.header for column in COLUMNS]
     rows = [[column.show(result) for column in COLUMNS] for result in report.results]
+    return headers, rows
+
+
+VARIANT_COLUMNS: tuple[Column, ...] = (
+    Column("variant", lambda r: r.label),
+    Column("shards", lambda r: f"{r.shards:,}"),
+    Column("sharding", lambda r: r.sharding if r.shards > 1 else "-"),
+    Column("steal ms", lambda r: f"{r.steal_ms:,}" if r.steal_ms else "-"),
+    Column("util", lambda r: _pct(r.arrivals_utilization)),
+    Column("mean q ms", lambda r: _ms2(r.summary.mean_queue_ms)),
+    Column("p99 q ms", lambda r: _ms(r.summary.p99_queue_ms)),
+    Column("p0 mean ms", lambda r: _ms2(_level_mean(r, 0))),
+    Column("p0 p99 ms", lambda r: _ms(_level_p99(r, 0))),
+    Column("inversions", lambda r: f"{r.priority_inversions:,}"),
+    Column("cross-shard", lambda r: f"{r.cross_shard_inversions:,}"),
+    Column("stolen", lambda r: f"{r.tally.stolen:,}"),
+)
+"""The comparison of variants: what sharding changes, with more precision on small waits."""
+
+
+def _ms2(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _level_p99(result: RunResult, level: int) -> int | None:
+    times = result.summary.queue_by_priority.get(level)
+    return None if times is None else times.p99_ms
+
+
+def against_first(report: Report) -> list[str]:
+    """Each variant's mean queue time against the first variant's (the baseline), one line
+    each: the difference in ms, and the ratio when the baseline's is not 0."""
+    results = report.results
+    base = results[0].summary.mean_queue_ms if results else None
+    lines = []
+    for result in results[1:]:
+        mean = result.summary.mean_queue_ms
+        if base is None or mean is None:
+            continue
+        ratio = f", {mean / base:.2f}x" if base > 0 else " (the baseline waits 0 ms)"
+        lines.append(f"{result.label}: mean wait {mean - base:+,.2f} ms{ratio}")
+    return lines
+
+
+def variant_table(report: Report) -> tuple[list[str], list[list[str]]] | None:
+    """Headers and one row per run when the scenario has variants; ``None`` otherwise."""
+    if not report.scenario.variants:
+        return None
+    headers = [column.header for column in VARIANT_COLUMNS]
+    rows = [[column.show(result) for column in VARIANT_COLUMNS] for result in report.results]
     return headers, rows

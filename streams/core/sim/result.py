@@ -8,9 +8,11 @@ push baselines only) to the distributor's, which sees only its own queue. No wal
 figure is in it, so the same scenario and seed print the same bytes.
 
 A sharded run (``dispatcher_shards`` > 1) adds its shape (``dispatcher_shards``,
-``sharding``) and ``cross_shard_inversions`` (dispatches while another shard held a task of a
-more urgent level; in ``priority_inversions`` too); a run of one shard has none of these keys,
-so its JSON is what it was before shards existed.
+``sharding``, ``steal_ms``), the tasks stolen between shards (``stolen``) and
+``cross_shard_inversions`` (dispatches while another shard held a task of a more urgent
+level; in ``priority_inversions`` too); ``arrivals_utilization`` (up to the last arrival);
+a run of one shard outside a comparison of variants has none of these keys, so its JSON is
+what it was before shards existed.
 """
 
 from __future__ import annotations
@@ -94,8 +96,14 @@ class RunResult:
     """Dispatcher shards (independent distributors) of the run."""
     sharding: str = "split-slots"
     """How the agents' slots were divided among them (``sharding.py``)."""
+    steal_ms: int = 0
+    """Work stealing between the shards every this many ms; 0: none."""
     cross_shard_inversions: int = 0
     """Dispatches while another shard held a task of a more urgent level (engine-counted)."""
+    arrivals_end_ms: int = 0
+    """When the last task arrived."""
+    arrivals_slot_ms: tuple[int, int] = (0, 0)
+    """(busy, available) slot-ms of the fleet up to the last arrival."""
     variant: str | None = None
     """The scenario variant the run belongs to (``None``: the scenario as written)."""
 
@@ -115,6 +123,13 @@ class RunResult:
         """Slot-time the agents spent running over slot-time they were up (agent-side view)."""
         available = sum(agent.available_ms for agent in self.agents)
         busy = sum(agent.busy_ms for agent in self.agents)
+        return busy / available if available else 0.0
+
+    @property
+    def arrivals_utilization(self) -> float:
+        """Utilization from the start to the last arrival: the offered load as the fleet ran
+        it, without the drain after the last arrival (``run_utilization`` has it)."""
+        busy, available = self.arrivals_slot_ms
         return busy / available if available else 0.0
 
     @property
@@ -156,10 +171,13 @@ class RunResult:
 
     def _sim_figures(self) -> dict[str, object]:
         shape: dict[str, object] = {}
-        if self.shards > 1:
+        if self.shards > 1 or self.variant is not None:
             shape = {
+                "arrivals_utilization": _ratio(self.arrivals_utilization),
                 "dispatcher_shards": self.shards,
                 "sharding": self.sharding,
+                "steal_ms": self.steal_ms,
+                "stolen": self.tally.stolen,
                 "cross_shard_inversions": self.cross_shard_inversions,
             }
         return {

@@ -13,6 +13,7 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     strategies = ["affinity", "round-robin-push"]
     time_limit_ms = 3_600_000     lease_ms = 300_000     retry_backoffs_ms = [1000, 10000]
     dispatcher_shards = 1         sharding = "split-slots" | "own-agents"   (sharding.py)
+    steal_ms = 0                  (work stealing between shards every steal_ms: stealing.py)
     [health]     heartbeat_interval_ms, suspect_after_ms, down_after_ms
     [scheduler]  levels, aging_ms (0: strict), escalation_ms, max_held, reserved_top_share,
                  no_capable_agent_timeout_ms, tenant_weights = {tenant = weight}
@@ -24,8 +25,8 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     [[tasks]]    share, type, priority, work = {distribution, mean, sigma}, deadline_ms,
                  ttl_ms, required_skills, tenants, zone, max_attempts, affinity_keys,
                  affinity = uniform|zipf, zipf_exponent
-    [[variants]] name, dispatcher_shards, sharding: run every strategy once per variant
-                 (each defaults to the scenario's own shards and model)
+    [[variants]] name, dispatcher_shards, sharding, steal_ms: run every strategy once per
+                 variant (each defaults to the scenario's own shards, model and stealing)
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Scenario:
     """Independent distributors sharing the fleet (``sharding.py``); 1: one global one."""
     sharding: str = SPLIT_SLOTS
     """How the agents' slots are divided among the shards: split-slots or own-agents."""
+    steal_ms: int = 0
+    """Work stealing between the shards every this many ms (``stealing.py``); 0: none."""
     variants: tuple[Variant, ...] = ()
     """Ways to run it in one comparison; empty: just as written."""
 
@@ -91,6 +94,7 @@ class Scenario:
             self,
             dispatcher_shards=variant.dispatcher_shards,
             sharding=variant.sharding,
+            steal_ms=variant.steal_ms,
             variants=(),
         )
 
@@ -116,8 +120,12 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
     scheduler = _scheduler(top.sub("scheduler"))
     agents = parse_agents(top)
     tasks = parse_tasks(top, levels=scheduler.levels)
-    shards = top.int_("dispatcher_shards", 1, minimum=1)
-    sharding = top.choice("sharding", SHARDINGS, SPLIT_SLOTS)
+    shape = Variant(
+        name="",
+        dispatcher_shards=top.int_("dispatcher_shards", 1, minimum=1),
+        sharding=top.choice("sharding", SHARDINGS, SPLIT_SLOTS),
+        steal_ms=top.int_("steal_ms", 0),
+    )
     scenario = Scenario(
         name=top.str_("name", "scenario"),
         seed=top.int_("seed", 0),
@@ -131,9 +139,10 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         lease_ms=top.int_("lease_ms", 300_000, minimum=1),
         retry_backoffs_ms=top.int_list("retry_backoffs_ms", [1_000, 10_000, 60_000]),
         time_limit_ms=top.opt_int("time_limit_ms", minimum=1),
-        dispatcher_shards=shards,
-        sharding=sharding,
-        variants=parse_variants(top, shards, sharding),
+        dispatcher_shards=shape.dispatcher_shards,
+        sharding=shape.sharding,
+        steal_ms=shape.steal_ms,
+        variants=parse_variants(top, shape),
     )
     top.done()
     return scenario

@@ -134,12 +134,13 @@ def _rate(fields: Fields, agents: tuple[AgentGroup, ...], tasks: tuple[TaskClass
     return load * work_rate / mean_work
 
 
-def parse_variants(top: Fields, shards: int, sharding: str) -> tuple[Variant, ...]:
-    """The ``[[variants]]`` (optional); each defaults to the scenario's shards and model."""
+def parse_variants(top: Fields, default: Variant) -> tuple[Variant, ...]:
+    """The ``[[variants]]`` (optional); each defaults to the scenario's shards, model and
+    stealing (``default``)."""
     if not top.has("variants"):
         return ()
     variants = tuple(
-        _variant(Fields(table, f"variants[{index}]"), shards, sharding)
+        _variant(Fields(table, f"variants[{index}]"), default)
         for index, table in enumerate(top.tables("variants"))
     )
     names = [variant.name for variant in variants]
@@ -148,11 +149,12 @@ def parse_variants(top: Fields, shards: int, sharding: str) -> tuple[Variant, ..
     return variants
 
 
-def _variant(fields: Fields, shards: int, sharding: str) -> Variant:
+def _variant(fields: Fields, default: Variant) -> Variant:
     variant = Variant(
         name=fields.str_("name"),
-        dispatcher_shards=fields.int_("dispatcher_shards", shards, minimum=1),
-        sharding=fields.choice("sharding", SHARDINGS, sharding),
+        dispatcher_shards=fields.int_("dispatcher_shards", default.dispatcher_shards, minimum=1),
+        sharding=fields.choice("sharding", SHARDINGS, default.sharding),
+        steal_ms=fields.int_("steal_ms", default.steal_ms),
     )
     fields.done()
     return variant

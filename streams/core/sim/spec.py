@@ -128,3 +128,5 @@ class Variant:
     name: str
     dispatcher_shards: int
     sharding: str
+    steal_ms: int = 0
+    """Work stealing between the shards every this many ms (``stealing.py``); 0: none."""

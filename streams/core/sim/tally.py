@@ -37,6 +37,8 @@ class Tally:
     lost_deliveries: int = 0
     """Assignments sent to a crashed agent (fenced by epoch in production)."""
     intake_pauses: int = 0
+    stolen: int = 0
+    """Held tasks one shard took from another (work stealing; sharded runs only)."""
     last_end_ms: int = 0
     ended: set[str] = field(default_factory=set)
 

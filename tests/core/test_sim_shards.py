@@ -1,0 +1,364 @@
+"""Dispatcher shards in the simulator: the plan (which shard owns a task, which slots each
+shard sees), work stealing, and the guarantees of a sharded run.
+
+A sharded run keeps every guarantee of one distributor: no agent runs more tasks than its
+slots summed over the shards, every task ends exactly once, and the same seed gives the same
+bytes. One shard is the unsharded run, figure for figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.core.model import Job
+from streams.core.sim import (
+    OWN_AGENTS,
+    SPLIT_SLOTS,
+    RunResult,
+    ShardPlan,
+    compare,
+    parse_scenario,
+    plan_steals,
+    report_dict,
+    report_json,
+    scenario_from_toml,
+    simulate,
+)
+from streams.core.sim.sharding import murmur2, own_agents, partition_of, split_slots
+from streams.core.sim.workload import generate
+from streams.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+LATE_BINDING = ["round-robin", "least-connections", "power-of-two-choices", "affinity"]
+
+
+def fleet(**overrides: Any) -> dict[str, Any]:
+    """A small fleet like fleet10k's (1-, 2- and 4-slot agents, three levels) at 90% load."""
+    data: dict[str, Any] = {
+        "name": "small-fleet",
+        "seed": 5,
+        "strategies": ["round-robin"],
+        "lease_ms": 3_600_000,
+        "health": {
+            "heartbeat_interval_ms": 10_000,
+            "suspect_after_ms": 30_000,
+            "down_after_ms": 60_000,
+        },
+        "arrivals": {"process": "poisson", "load": 0.9, "tasks": 3_000},
+        "agents": [
+            {"name": "std", "count": 24, "capacity": 1, "speed": 1.0},
+            {"name": "multi", "count": 12, "capacity": 2, "speed": 1.0},
+            {"name": "big", "count": 4, "capacity": 4, "speed": 1.0},
+        ],
+        "tasks": [
+            {"share": 0.1, "priority": 0, "work": {"distribution": "exponential", "mean": 0.3}},
+            {
+                "share": 0.6,
+                "priority": 1,
+                "work": {"distribution": "lognormal", "mean": 1.0, "sigma": 0.8},
+            },
+            {"share": 0.3, "priority": 2, "work": {"distribution": "exponential", "mean": 2.0}},
+        ],
+    }
+    data.update(overrides)
+    return data
+
+
+def run(data: dict[str, Any], strategy: str = "round-robin") -> RunResult:
+    scenario = parse_scenario(data)
+    return simulate(scenario, strategy, generate(scenario))
+
+
+def assert_sound(result: RunResult) -> None:
+    """Nothing lost or ended twice; no agent over its slots summed over the shards."""
+    tally = result.tally
+    assert tally.duplicates == 0, "a task ended twice"
+    assert result.accounted == result.tasks, (result.unfinished, tally.to_dict())
+    assert tally.completed == result.summary.completed
+    for agent in result.agents:
+        assert agent.peak_running <= agent.capacity, agent
+    # Late binding over shards: a dispatch never found every slot of its agent taken.
+    assert tally.overbooked == 0
+    assert tally.locally_queued == 0
+
+
+# --- the plan ----------------------------------------------------------------------------
+
+
+def test_murmur2_is_kafkas() -> None:
+    """Known values of the Java client's ``Utils.murmur2`` (as signed 32-bit integers)."""
+    expected = {
+        b"": 275646681,
+        b"21": -973932308,
+        b"abc": 479470107,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+    }
+    for data, signed in expected.items():
+        assert murmur2(data) == signed % 2**32, data
+
+
+def test_a_task_goes_to_its_keys_partition() -> None:
+    keyed = Job(task_id="t1", priority=0, submitted_ms=0, affinity_key="tenant/7")
+    plan = ShardPlan.of([1, 1], 6, SPLIT_SLOTS)
+    assert plan.shard_of(keyed) == partition_of("tenant/7", 6)
+    plain = Job(task_id="t1", priority=0, submitted_ms=0)
+    assert plan.shard_of(plain) == partition_of("t1", 6)
+    assert ShardPlan.of([1], 1, SPLIT_SLOTS).shard_of(plain) == 0
+
+
+@given(
+    slots=st.lists(st.integers(1, 40), min_size=1, max_size=60),
+    shards=st.integers(1, 50),
+)
+def test_split_slots_divides_every_agent_and_balances_the_shards(
+    slots: list[int], shards: int
+) -> None:
+    plan = split_slots(slots, shards)
+    totals = [0] * shards
+    for agent_slots, shares in zip(slots, plan, strict=True):
+        assert sum(count for _, count in shares) == agent_slots
+        assert all(count > 0 for _, count in shares)
+        assert len({shard for shard, _ in shares}) == len(shares)
+        # Every shard gets the floor; the remainder goes one slot each to distinct shards.
+        counts = dict(shares)
+        floor = agent_slots // shards
+        assert all(counts.get(shard, 0) in (floor, floor + 1) for shard in range(shards))
+        for shard, count in shares:
+            totals[shard] += count
+    assert max(totals) - min(totals) <= 1
+
+
+@given(
+    slots=st.lists(st.integers(1, 40), min_size=1, max_size=60),
+    shards=st.integers(1, 50),
+)
+def test_own_agents_gives_each_agent_whole_to_one_shard(slots: list[int], shards: int) -> None:
+    plan = own_agents(slots, shards)
+    totals = [0] * shards
+    for agent_slots, shares in zip(slots, plan, strict=True):
+        assert len(shares) == 1
+        shard, count = shares[0]
+        assert count == agent_slots
+        totals[shard] += count
+    # Greedy to the emptiest shard: the spread never exceeds the largest agent.
+    assert max(totals) - min(totals) <= max(slots)
+
+
+def test_one_shard_sees_every_agent_whole_under_both_models() -> None:
+    for sharding in (SPLIT_SLOTS, OWN_AGENTS):
+        plan = ShardPlan.of([1, 3, 8], 1, sharding)
+        assert plan.shares == (((0, 1),), ((0, 3),), ((0, 8),))
+
+
+def test_fragmentation_one_slot_agents_go_whole_to_one_shard() -> None:
+    """With fewer slots than shards, split-slots gives each slot to one shard, in turn."""
+    plan = ShardPlan.of([1] * 10, 4, SPLIT_SLOTS)
+    assert [shares[0][0] for shares in plan.shares] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert plan.totals() == [3, 3, 2, 2]
+
+
+def test_an_unknown_model_or_no_shard_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        ShardPlan.of([1], 2, "round-robin")
+    with pytest.raises(ConfigError):
+        ShardPlan.of([1], 0, SPLIT_SLOTS)
+
+
+# --- work stealing -----------------------------------------------------------------------
+
+
+@given(loads=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30))
+def test_steals_never_exceed_a_thiefs_room_or_a_victims_tasks(
+    loads: list[tuple[int, int]],
+) -> None:
+    free = [f for f, _ in loads]
+    held = [h for _, h in loads]
+    steals = plan_steals(free, held)
+    taken = [0] * len(loads)
+    given_ = [0] * len(loads)
+    for steal in steals:
+        assert steal.count > 0
+        assert held[steal.thief] == 0 and free[steal.thief] > 0
+        assert held[steal.victim] > 0
+        taken[steal.thief] += steal.count
+        given_[steal.victim] += steal.count
+    assert all(t <= f for t, f in zip(taken, free, strict=True))
+    assert all(g <= h for g, h in zip(given_, held, strict=True))
+    # Nothing left on the table: either every room is used or every victim emptied.
+    room = sum(f for f, h in loads if h == 0)
+    assert sum(taken) == min(room, sum(held))
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+def test_one_shard_is_the_unsharded_run_byte_for_byte() -> None:
+    plain = parse_scenario(fleet())
+    explicit = parse_scenario(fleet(dispatcher_shards=1, sharding=OWN_AGENTS, steal_ms=10))
+    assert report_json(compare(plain)) == report_json(compare(explicit))
+
+
+def test_a_variant_of_one_shard_has_the_figures_of_the_plain_run() -> None:
+    plain = compare(parse_scenario(fleet()))
+    varied = compare(parse_scenario(fleet(variants=[{"name": "one", "dispatcher_shards": 1}])))
+    assert varied.results[0].label == "one / round-robin"
+    plain_figures = report_dict(plain)["results"]["round-robin"]  # type: ignore[index]
+    varied_figures = report_dict(varied)["results"]["one / round-robin"]  # type: ignore[index]
+    for key, value in plain_figures.items():
+        assert varied_figures[key] == value, key
+
+
+@pytest.mark.parametrize("sharding", [SPLIT_SLOTS, OWN_AGENTS])
+@pytest.mark.parametrize("steal_ms", [0, 20])
+def test_a_sharded_run_keeps_the_guarantees(sharding: str, steal_ms: int) -> None:
+    result = run(fleet(dispatcher_shards=8, sharding=sharding, steal_ms=steal_ms))
+    assert_sound(result)
+    assert result.finished
+    assert result.shards == 8
+    if steal_ms:
+        assert result.tally.stolen > 0
+
+
+def test_sharding_costs_wait_and_stealing_wins_most_of_it_back() -> None:
+    """The pooling loss: at 90% load a shard waits where the whole fleet would not."""
+    data = fleet(
+        variants=[
+            {"name": "global", "dispatcher_shards": 1},
+            {"name": "8 shards", "dispatcher_shards": 8},
+            {"name": "8 shards, stealing", "dispatcher_shards": 8, "steal_ms": 10},
+        ]
+    )
+    glob, sharded, stealing = compare(parse_scenario(data)).results
+    for result in (glob, sharded, stealing):
+        assert_sound(result)
+    waits = [r.summary.mean_queue_ms or 0.0 for r in (glob, sharded, stealing)]
+    assert waits[1] > waits[0]
+    assert waits[2] < waits[1]
+    assert glob.cross_shard_inversions == 0
+    assert sharded.cross_shard_inversions > 0
+    assert stealing.cross_shard_inversions < sharded.cross_shard_inversions
+
+
+def test_the_same_seed_prints_the_same_json_for_a_sharded_run() -> None:
+    scenario = parse_scenario(fleet(dispatcher_shards=5, steal_ms=20))
+    first = report_json(compare(scenario))
+    assert first == report_json(compare(scenario))
+    assert first != report_json(compare(replace(scenario, seed=6)))
+    assert '"cross_shard_inversions"' in first
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31),
+    strategy=st.sampled_from(LATE_BINDING),
+    shards=st.integers(1, 6),
+    sharding=st.sampled_from([SPLIT_SLOTS, OWN_AGENTS]),
+    steal_ms=st.sampled_from([0, 5, 50]),
+    capacity=st.integers(1, 5),
+    count=st.integers(1, 6),
+    load=st.floats(0.3, 1.3),
+    failure=st.floats(0.0, 0.3),
+    crash_at_ms=st.one_of(st.none(), st.integers(0, 4_000)),
+)
+def test_any_small_sharded_scenario_keeps_the_guarantees(
+    seed: int,
+    strategy: str,
+    shards: int,
+    sharding: str,
+    steal_ms: int,
+    capacity: int,
+    count: int,
+    load: float,
+    failure: float,
+    crash_at_ms: int | None,
+) -> None:
+    crashing: dict[str, Any] = {"name": "c", "count": 1, "capacity": capacity, "speed": 1.0}
+    if crash_at_ms is not None:
+        crashing.update(crash_at_ms=crash_at_ms, recover_at_ms=crash_at_ms + 3_000)
+    data = fleet(
+        seed=seed,
+        dispatcher_shards=shards,
+        sharding=sharding,
+        steal_ms=steal_ms,
+        retry_backoffs_ms=[100, 500],
+        health={"heartbeat_interval_ms": 500, "suspect_after_ms": 1_000, "down_after_ms": 2_000},
+        arrivals={"process": "poisson", "load": load, "tasks": 150},
+        agents=[
+            {
+                "name": "a",
+                "count": count,
+                "capacity": capacity,
+                "speed": 1.0,
+                "failure_probability": failure,
+            },
+            crashing,
+        ],
+    )
+    result = run(data, strategy)
+    tally = result.tally
+    assert tally.duplicates == 0
+    assert result.accounted == result.tasks
+    assert result.finished
+    for agent in result.agents:
+        assert agent.peak_running <= agent.capacity, agent
+    assert tally.overbooked == 0
+
+
+# --- scenarios ---------------------------------------------------------------------------
+
+
+def test_variants_are_parsed_with_the_scenarios_defaults() -> None:
+    scenario = parse_scenario(
+        fleet(
+            dispatcher_shards=4,
+            sharding=OWN_AGENTS,
+            variants=[{"name": "a"}, {"name": "b", "dispatcher_shards": 2, "steal_ms": 5}],
+        )
+    )
+    first, second = scenario.variants
+    assert (first.dispatcher_shards, first.sharding, first.steal_ms) == (4, OWN_AGENTS, 0)
+    assert (second.dispatcher_shards, second.sharding, second.steal_ms) == (2, OWN_AGENTS, 5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"dispatcher_shards": 0}, "dispatcher_shards"),
+        ({"sharding": "by-zone"}, "sharding"),
+        ({"variants": [{"name": "a"}, {"name": "a"}]}, "variants"),
+        ({"variants": [{"name": "a", "shards": 2}]}, "variants[0].shards"),
+    ],
+)
+def test_bad_shard_settings_name_their_field(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse_scenario(fleet(**overrides))
+
+
+def test_the_fleet10k_scenario_parses_and_a_tenth_of_it_keeps_the_guarantees() -> None:
+    """The shipped scenario (10,000 agents) cut to 1,000 agents, 10 shards, 5,000 tasks."""
+    scenario = scenario_from_toml((ROOT / "scenarios" / "fleet10k.toml").read_text("utf-8"))
+    assert sum(group.count for group in scenario.agents) == 10_000
+    assert {v.dispatcher_shards for v in scenario.variants} == {1, 100}
+    small = replace(
+        scenario,
+        agents=tuple(replace(group, count=group.count // 10) for group in scenario.agents),
+        arrivals=replace(
+            scenario.arrivals, tasks=5_000, rate_per_s=scenario.arrivals.rate_per_s / 10
+        ),
+        variants=tuple(
+            replace(v, dispatcher_shards=min(v.dispatcher_shards, 10)) for v in scenario.variants
+        ),
+    )
+    report = compare(small)
+    assert len(report.results) == len(scenario.variants)
+    for result in report.results:
+        assert_sound(result)
+        assert result.finished
