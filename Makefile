@@ -5,16 +5,18 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml lab/pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: setup broker broker-stop lint test demo bench bench-core clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The runtime package (its wheel is what users install) and, beside it, the lab: the demo, the
+# benchmark and its peers, which run from this checkout only.
+$(STAMP): pyproject.toml lab/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./lab
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -25,9 +27,9 @@ broker-stop:
 	@scripts/kafka-stop
 
 lint: setup
-	$(BIN)/ruff check streams tests scripts
-	$(BIN)/ruff format --check streams tests scripts
-	$(BIN)/mypy streams
+	$(BIN)/ruff check streams lab tests scripts
+	$(BIN)/ruff format --check streams lab tests scripts
+	$(BIN)/mypy streams lab/taskd_lab
 
 test: setup broker lint
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -45,9 +47,9 @@ bench: setup broker
 
 # Micro-benchmarks of the pure core (routing, scheduler, simulator); figures, not tests.
 bench-core: setup
-	$(BIN)/python -m streams.bench.routing_bench
-	$(BIN)/python -m streams.bench.scheduler_bench
-	$(BIN)/python -m streams.bench.sim_bench
+	$(BIN)/python -m taskd_lab.bench.routing_bench
+	$(BIN)/python -m taskd_lab.bench.scheduler_bench
+	$(BIN)/python -m taskd_lab.bench.sim_bench
 
 clean:
 	rm -rf .run/state out .pytest_cache .mypy_cache .ruff_cache .hypothesis

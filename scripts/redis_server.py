@@ -8,7 +8,7 @@ server binary in redis-tools, as ``redis-check-rdb``, and redis-server holds onl
 ``redis-server`` symlink to it), unpacked with ``dpkg-deb -x`` into ``.cache/redis/root/`` and run
 with ``LD_LIBRARY_PATH`` pointing at the unpacked libraries. Both paths are ignored by git.
 
-``streams.bench.peers`` imports this file for :func:`start_server` and :class:`RedisServer`.
+``taskd_lab.bench.peers`` imports this file for :func:`start_server` and :class:`RedisServer`.
 The command line keeps one server in the background with a pid file in ``.run/redis/``:
 
   redis_server.py fetch    fetch if missing and print the binary

@@ -71,7 +71,7 @@ def _config(
     if capacity is None:
         raise ConfigError("--capacity is required: how many tasks the agent runs at once")
     if not handlers:
-        raise ConfigError("--handler is required, e.g. --handler streams.demo:work")
+        raise ConfigError("--handler is required, e.g. --handler streams.examples:work")
     default, by_type = parse_handler_options(handlers)
     return AgentConfig(
         agent_id=agent_id or default_agent_id(),

@@ -1,5 +1,7 @@
 """``taskd demo``: the reference workload live through Kafka, against the round-robin baseline
-and against the same fleet and workload simulated (the live-against-simulated gap)."""
+and against the same fleet and workload simulated (the live-against-simulated gap).
+
+The demo itself is in the lab (``taskd_lab.demo``), imported when the command runs."""
 
 from __future__ import annotations
 
@@ -7,18 +9,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from streams.cli.context import settings_of
-from streams.demo.workload import RATE_PER_S
-from streams.procs import interrupts_as_keyboard
+from streams.cli.lab import lab_imports
 
 
 def demo(
     ctx: typer.Context,
     tasks: Annotated[
-        int, typer.Option("--tasks", min=1, help="tasks of the reference workload to run")
-    ] = 45_000,
+        int | None,
+        typer.Option("--tasks", min=1, help="tasks of the reference workload to run (45,000)"),
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", help="where the JSON figures and the PNG report go")
     ] = Path("out/demo"),
@@ -28,18 +29,13 @@ def demo(
     ] = True,
     seed: Annotated[int, typer.Option("--seed", help="seed of the workload")] = 42,
     rate: Annotated[
-        float, typer.Option("--rate", min=1.0, help="tasks submitted per second")
-    ] = RATE_PER_S,
+        float | None,
+        typer.Option("--rate", min=1.0, help="tasks submitted per second (the workload's 300)"),
+    ] = None,
 ) -> None:
     """Run the reference workload through the dispatcher and real agents; print the summary
-    and the gap to the same run simulated."""
-    from streams.demo.session import DemoOptions, run_demo  # rich + matplotlib: only here
+    and the gap to the same run simulated (from a source checkout)."""
+    with lab_imports("demo"):
+        from taskd_lab.demo.command import run_command
 
-    console = Console()
-    options = DemoOptions(tasks=tasks, seed=seed, out_dir=out, baseline=baseline, rate_per_s=rate)
-    try:
-        with interrupts_as_keyboard():  # stopped like Ctrl-C: clean up first
-            run_demo(settings_of(ctx), options, console)
-    except KeyboardInterrupt:
-        console.print("\ndemo interrupted: every process it started is stopped")
-        raise typer.Exit(130) from None
+    run_command(settings_of(ctx), tasks=tasks, out=out, baseline=baseline, seed=seed, rate=rate)

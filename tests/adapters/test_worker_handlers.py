@@ -12,8 +12,8 @@ import pytest
 from streams.adapters.worker.batching import Batcher, BatchSpec, batch_spec
 from streams.adapters.worker.handlers import load_handler, parse_handler_options
 from streams.adapters.worker.results import encode_output, failure, success
-from streams.demo import work
 from streams.errors import ConfigError, TaskdError
+from streams.examples import work
 from streams.wire import Task, TaskStatus
 from streams.worker import AgentConfig, FatalError, RetryableError, batch
 
@@ -23,18 +23,18 @@ def _task(payload: bytes = b"", task_id: str = "t1") -> Task:
 
 
 def test_a_handler_loads_from_module_and_function() -> None:
-    assert load_handler("streams.demo:work") is work
+    assert load_handler("streams.examples:work") is work
     assert load_handler(work) is work
 
 
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        ("streams.demo", "expected module:function"),
+        ("streams.examples", "expected module:function"),
         (":work", "expected module:function"),
         ("streams.nowhere:work", "cannot import module 'streams.nowhere'"),
-        ("streams.demo:absent", "module 'streams.demo' has no function 'absent'"),
-        ("streams.demo:__doc__", "'__doc__' is not a function"),
+        ("streams.examples:absent", "module 'streams.examples' has no function 'absent'"),
+        ("streams.examples:__doc__", "'__doc__' is not a function"),
     ],
 )
 def test_a_bad_handler_is_a_config_error_saying_why(ref: str, message: str) -> None:
@@ -101,8 +101,8 @@ def test_the_demo_works_and_fails_as_its_payload_says() -> None:
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (b"{not json", "demo payload is not valid JSON"),
-        (b"\xff", "demo payload is not valid JSON"),
+        (b"{not json", "example payload is not valid JSON"),
+        (b"\xff", "example payload is not valid JSON"),
         (b"[1]", "must be a JSON object, not list"),
         (b'{"work_ms": -1}', "work_ms must be a number >= 0"),
         (b'{"work_ms": "5"}', "work_ms must be a number >= 0"),
@@ -169,6 +169,6 @@ def test_the_config_refuses_bad_values_naming_them() -> None:
         AgentConfig(agent_id="a", capacity=1)
     with pytest.raises(ConfigError, match="weight must be > 0"):
         AgentConfig(agent_id="a", capacity=1, handler=work, weight=0)
-    config = AgentConfig(capacity=2, handlers={"x": "streams.demo:work"})
+    config = AgentConfig(capacity=2, handlers={"x": "streams.examples:work"})
     assert config.agent_id and config.prefetch_slots == 2
-    assert json.dumps(dict(config.handlers)) == '{"x": "streams.demo:work"}'
+    assert json.dumps(dict(config.handlers)) == '{"x": "streams.examples:work"}'

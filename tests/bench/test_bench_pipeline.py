@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from streams.bench.plan import BenchPlan
-from streams.bench.procs import leftover_children
-from streams.bench.report import render_markdown, write_report
-from streams.bench.suite import run_suite
-from streams.cli.bench import _check_local, _sections
 from streams.errors import ConfigError
 from streams.settings import Settings, load_settings
+from taskd_lab.bench.command import _check_local, _sections
+from taskd_lab.bench.plan import BenchPlan
+from taskd_lab.bench.procs import leftover_children
+from taskd_lab.bench.report import render_markdown, write_report
+from taskd_lab.bench.suite import run_suite
 
 pytestmark = pytest.mark.broker
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.bench import peers
-from streams.bench.peers import BenchUnavailable, percentile, run_peers
 from streams.errors import ConfigError, TaskdError
+from taskd_lab.bench import peers
+from taskd_lab.bench.peers import BenchUnavailable, percentile, run_peers
 
 TASKS = 200
 

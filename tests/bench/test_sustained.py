@@ -3,8 +3,8 @@ bisection over probes (a fake pipeline that keeps up below a given rate)."""
 
 from __future__ import annotations
 
-from streams.bench.measure import Latency
-from streams.bench.sustained import Probe, bisect, judge
+from taskd_lab.bench.measure import Latency
+from taskd_lab.bench.sustained import Probe, bisect, judge
 
 
 def _latency(rate: float, p99_ms: float) -> Latency:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.bench.routing_bench import bench_routing
 from streams.core.routing import STRATEGY_NAMES
 from streams.errors import ConfigError
+from taskd_lab.bench.routing_bench import bench_routing
 
 
 @pytest.mark.parametrize("strategy", STRATEGY_NAMES)

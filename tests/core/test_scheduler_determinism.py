@@ -14,9 +14,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.bench.scheduler_bench import bench_scheduler
 from streams.core.model import Job
 from streams.core.scheduling import Scheduler, SchedulerConfig
+from taskd_lab.bench.scheduler_bench import bench_scheduler
 from tests.core.test_scheduler_fakes import Fleet, agent
 
 REPO = Path(__file__).resolve().parents[2]

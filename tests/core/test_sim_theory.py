@@ -15,7 +15,7 @@ simulator fails with probability ~1e-4. The standard error itself must be below 
 closed form, so the check is tight enough to catch real errors: a simulator off by 15% fails,
 and confusing the two models (a factor 6.5 apart) fails by far. 100,000 tasks per model keep
 the test near 15 s; the long runs that show agreement within 1-2% are in
-``streams/bench/sim_bench.py`` (``bench_theory``).
+``lab/taskd_lab/bench/sim_bench.py`` (``bench_theory``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import dataclasses
 import json
 
 from streams.core.model import DeadLetterReason
-from streams.demo.figures import RunRecords, compute, mean_wait_all, priority_inversions
 from streams.wire import Assignment, DeadLetter, Task, TaskResult, TaskStatus
+from taskd_lab.demo.figures import RunRecords, compute, mean_wait_all, priority_inversions
 
 T0 = 1_000_000
 

@@ -1,4 +1,4 @@
-"""The child-process manager of ``taskd demo`` and ``taskd bench`` (``streams.procs``) with
+"""The child-process manager of ``taskd demo`` and ``taskd bench`` (``taskd_lab.procs``) with
 real processes: per-child environments, logs, early deaths, and stops that end whole groups."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from streams.procs import ChildError, Children, interrupts_as_keyboard
+from taskd_lab.procs import ChildError, Children, interrupts_as_keyboard
 
 PY = sys.executable
 

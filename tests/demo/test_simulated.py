@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from streams.demo import gap
-from streams.demo.fleet import Timings
-from streams.demo.handler import parse_payload
-from streams.demo.run import Plan
-from streams.demo.simulated import dispatcher_config, simulate_plan, simulated_plan
-from streams.demo.workload import DEMO_FLEET, KILLED, reference_workload
+from streams.examples import parse_payload
 from streams.settings import Settings, load_settings
 from streams.wire import task_to_job
 from streams.worker import FatalError
+from taskd_lab.demo import gap
+from taskd_lab.demo.fleet import Timings
+from taskd_lab.demo.run import Plan
+from taskd_lab.demo.simulated import dispatcher_config, simulate_plan, simulated_plan
+from taskd_lab.demo.workload import DEMO_FLEET, KILLED, reference_workload
 
 TASKS = 400
 FIGURE_KEYS = {

@@ -104,7 +104,9 @@ def test_sigterm_drains_finishes_the_running_task_and_rejects_the_waiting(
     topics: Settings,
 ) -> None:
     args = ("--id", "cli-1", "--capacity", "1", "--skills", "gpu, ocr", "--zone", "eu")
-    with _agent(topics, *args, "--handler", "streams.demo:work", "--heartbeat-ms", "200") as agent:
+    with _agent(
+        topics, *args, "--handler", "streams.examples:work", "--heartbeat-ms", "200"
+    ) as agent:
         ready = READY.match(_first_line(agent))
         assert ready, "the first line is not the ready line"
         assert ready.group("id", "partition", "epoch", "capacity", "skills") == (
@@ -156,15 +158,21 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--capacity", "0", "--handler", "streams.demo:work"], "capacity must be >= 1 (got 0)"),
-        (["--handler", "streams.demo:work"], "--capacity is required"),
+        (
+            ["--capacity", "0", "--handler", "streams.examples:work"],
+            "capacity must be >= 1 (got 0)",
+        ),
+        (["--handler", "streams.examples:work"], "--capacity is required"),
         (["--capacity", "1"], "--handler is required"),
         (
             ["--capacity", "1", "--handler", "nowhere.mod:work"],
             "cannot import module 'nowhere.mod'",
         ),
-        (["--capacity", "1", "--handler", "streams.demo:nope"], "has no function 'nope'"),
-        (["--capacity", "1", "--handler", "x=streams.demo:work", "--handler", "x=m:f"], "twice"),
+        (["--capacity", "1", "--handler", "streams.examples:nope"], "has no function 'nope'"),
+        (
+            ["--capacity", "1", "--handler", "x=streams.examples:work", "--handler", "x=m:f"],
+            "twice",
+        ),
     ],
 )
 def test_bad_arguments_give_one_error_line_and_exit_1(
@@ -181,7 +189,7 @@ def test_bad_arguments_give_one_error_line_and_exit_1(
 
 def test_no_reachable_broker_is_one_error_line_and_exit_1(settings: Settings) -> None:
     env = {**_env(settings), "TASKD_BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}"}
-    args = ["--capacity", "1", "--handler", "streams.demo:work", "--connect-timeout-ms", "1000"]
+    args = ["--capacity", "1", "--handler", "streams.examples:work", "--connect-timeout-ms", "1000"]
     done = subprocess.run(_command(*args), env=env, capture_output=True, text=True, timeout=WAIT_S)
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
@@ -209,7 +217,7 @@ def _free_ports(count: int) -> int:
 def test_a_second_agent_on_the_host_takes_the_next_metrics_port(topics: Settings) -> None:
     port = _free_ports(4)
     env = {**_env(topics), "TASKD_AGENT_METRICS_PORT": str(port)}
-    args = ["--capacity", "1", "--handler", "streams.demo:work"]
+    args = ["--capacity", "1", "--handler", "streams.examples:work"]
     first = subprocess.Popen(
         _command("--id", "port-1", *args), env=env, stdout=subprocess.PIPE, text=True
     )

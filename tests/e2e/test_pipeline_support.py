@@ -1,5 +1,5 @@
 """Helpers shared by the pipeline tests (no tests here): a dispatcher and real agents (the
-worker runtime with the built-in ``streams.demo:work`` handler) in one process, and readers of
+worker runtime with the built-in ``streams.examples:work`` handler) in one process, and readers of
 what a user sees: results and dead letters."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from streams.worker import Agent, AgentConfig
 from tests.adapters.test_dispatcher_support import dispatcher_config, running_dispatcher
 
 CODEC = Codec()
-DEMO = "streams.demo:work"
+DEMO = "streams.examples:work"
 PIPELINE_WAIT_S = 180.0
 """Upper bound of a whole pipeline run: the test fails with a message past it."""
 

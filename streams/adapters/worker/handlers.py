@@ -30,7 +30,7 @@ def load_handler(ref: HandlerRef) -> Callable[..., Any]:
         return ref
     module_name, _, name = ref.partition(":")
     if not module_name or not name:
-        raise ConfigError(f"handler {ref!r}: expected module:function, e.g. streams.demo:work")
+        raise ConfigError(f"handler {ref!r}: expected module:function, e.g. streams.examples:work")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # any error of the user's module at import time
