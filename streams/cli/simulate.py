@@ -117,7 +117,11 @@ def render_variants(report: Report) -> Table | None:
     if shaped is None:
         return None
     headers, rows = shaped
-    grid = Table(title=f"{report.scenario.name}: the variants against {report.results[0].label}")
+    warmup_s = report.scenario.warmup_ms / 1000
+    grid = Table(
+        title=f"{report.scenario.name}: the variants, steady state (tasks submitted after "
+        f"{warmup_s:g} s; inversions and steals over the whole run)"
+    )
     for index, header in enumerate(headers):
         grid.add_column(header, no_wrap=True, justify="left" if index == 0 else "right")
     for row in rows:

@@ -13,15 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from streams.cli.simulate import simulate as cli_simulate
 from streams.core.model import Job
 from streams.core.sim import (
     OWN_AGENTS,
     SPLIT_SLOTS,
     RunResult,
     ShardPlan,
+    against_first,
     compare,
     parse_scenario,
     plan_steals,
@@ -29,6 +33,7 @@ from streams.core.sim import (
     report_json,
     scenario_from_toml,
     simulate,
+    variant_table,
 )
 from streams.core.sim.sharding import murmur2, own_agents, partition_of, split_slots
 from streams.core.sim.workload import generate
@@ -362,3 +367,69 @@ def test_the_fleet10k_scenario_parses_and_a_tenth_of_it_keeps_the_guarantees() -
     for result in report.results:
         assert_sound(result)
         assert result.finished
+
+
+# --- the steady state and the comparison of variants --------------------------------------
+
+
+def test_the_steady_state_counts_only_the_tasks_submitted_after_the_warmup() -> None:
+    arrivals_ms = 3_000 / parse_scenario(fleet()).arrivals.rate_per_s * 1000
+    whole = run(fleet())
+    steady = run(fleet(warmup_ms=int(arrivals_ms / 2)))
+    assert whole.steady is not None and steady.steady is not None
+    assert whole.steady.tasks == whole.tasks  # no warm-up: every task
+    assert 0 < steady.steady.tasks < whole.tasks
+    assert sum(level.count for level in steady.steady.by_level) == steady.steady.tasks
+    # The warm-up is what the fleet spends filling up: after it, it is busier.
+    assert steady.steady.utilization > whole.arrivals_utilization
+    assert 0.8 < steady.steady.utilization < 0.97
+
+
+def test_the_variants_table_has_a_row_per_variant_and_the_json_their_shape() -> None:
+    data = fleet(
+        warmup_ms=1_000,
+        variants=[
+            {"name": "global", "dispatcher_shards": 1},
+            {"name": "4 shards", "dispatcher_shards": 4, "steal_ms": 20},
+        ],
+    )
+    report = compare(parse_scenario(data))
+    shaped = variant_table(report)
+    assert shaped is not None
+    headers, rows = shaped
+    assert headers[:4] == ["variant", "shards", "sharding", "steal ms"]
+    assert [row[0] for row in rows] == ["global / round-robin", "4 shards / round-robin"]
+    assert rows[1][1:4] == ["4", SPLIT_SLOTS, "20"]
+    figures = report_dict(report)["results"]["4 shards / round-robin"]  # type: ignore[index]
+    assert figures["dispatcher_shards"] == 4
+    assert figures["steal_ms"] == 20
+    assert figures["steady"]["warmup_ms"] == 1_000
+    lines = against_first(report)
+    assert len(lines) == 1 and lines[0].startswith("4 shards / round-robin: mean wait")
+    assert variant_table(compare(parse_scenario(fleet()))) is None
+
+
+def test_runs_in_worker_processes_print_the_same_bytes(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios" / "fleet10k.toml").read_text("utf-8")
+    small = (
+        text.replace("count = 6_000", "count = 60")
+        .replace("count = 3_000", "count = 30")
+        .replace("count = 1_000", "count = 10")
+        .replace("tasks = 360_000", "tasks = 1_500")
+        .replace("dispatcher_shards = 100", "dispatcher_shards = 5")
+        .replace("warmup_ms = 10_000", "warmup_ms = 2_000")
+    )
+    path = tmp_path / "fleet.toml"
+    path.write_text(small, encoding="utf-8")
+    app = typer.Typer()
+    app.command("simulate")(cli_simulate)
+    app.callback()(lambda: None)
+    outputs = []
+    for jobs in ("1", "2"):
+        result = CliRunner().invoke(app, ["simulate", "-s", str(path), "--json", "-j", jobs])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert outputs[0] == outputs[1]
+    table = CliRunner().invoke(app, ["simulate", "-s", str(path)]).output
+    assert "the variants, steady state" in table
+    assert "100 split, steal 10ms / round-robin: mean wait" in table

@@ -66,6 +66,7 @@ from streams.core.sim.result import RunResult, agent_figures
 from streams.core.sim.scenario import Scenario
 from streams.core.sim.sharding import ShardPlan, Share
 from streams.core.sim.spec import AgentGroup
+from streams.core.sim.steady import SteadyWindow
 from streams.core.sim.stealing import Steal, plan_steals
 from streams.core.sim.tally import Tally
 from streams.core.sim.trace import Trace
@@ -180,6 +181,7 @@ class Engine:
         """(busy, available) slot-ms of the fleet when the last task arrived."""
         self.tally = Tally()
         self._first_started: set[str] = set()
+        self._steady = SteadyWindow(scenario.warmup_ms, scenario.scheduler.levels)
         self._queue_ms = array("q")
         """Queue time (ms) of each task's first start, in order of start."""
         self._handlers: tuple[Callable[[SimAgent | None, Job | None, int], None], ...] = (
@@ -225,6 +227,10 @@ class Engine:
                 at_ms = self._next_time()
             if at_ms is None or at_ms > limit_ms:
                 break
+            if self._steady.slot_ms_at_warmup is None and at_ms >= self._steady.warmup_ms:
+                # Nothing changes between two events: the fleet's slot-time at the warm-up's
+                # end is what it will be just before this one.
+                self._steady.slot_ms_at_warmup = self._slot_ms(self._steady.warmup_ms)
             self._now_ms = at_ms
             self._step()
             self._events += 1
@@ -459,7 +465,9 @@ class Engine:
             self.trace.started(start.started_ms, agent.agent_id, job)
         if job.task_id not in self._first_started:
             self._first_started.add(job.task_id)
-            self._queue_ms.append(start.started_ms - job.submitted_ms)
+            queue_ms = start.started_ms - job.submitted_ms
+            self._queue_ms.append(queue_ms)
+            self._steady.started(job.priority, job.submitted_ms, queue_ms)
         started = TaskStarted(job.task_id, agent.agent_id, job.attempt, start.started_ms)
         self._handle(self._shard_of(job), [started])
 
@@ -523,6 +531,7 @@ class Engine:
             cross_shard_inversions=self.cross_shard_inversions,
             arrivals_end_ms=self._arrivals_end_ms,
             arrivals_slot_ms=self._arrivals_slot_ms,
+            steady=self._steady.figures(self._arrivals_slot_ms),
         )
 
 

@@ -17,7 +17,9 @@ from streams.core.sim.engine import simulate
 from streams.core.sim.result import RunResult
 from streams.core.sim.scenario import Scenario
 from streams.core.sim.spec import Variant
+from streams.core.sim.steady import Steady
 from streams.core.sim.workload import Arrival, generate
+from streams.errors import CoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,35 +137,38 @@ VARIANT_COLUMNS: tuple[Column, ...] = (
     Column("shards", lambda r: f"{r.shards:,}"),
     Column("sharding", lambda r: r.sharding if r.shards > 1 else "-"),
     Column("steal ms", lambda r: f"{r.steal_ms:,}" if r.steal_ms else "-"),
-    Column("util", lambda r: _pct(r.arrivals_utilization)),
-    Column("mean q ms", lambda r: _ms2(r.summary.mean_queue_ms)),
-    Column("p99 q ms", lambda r: _ms(r.summary.p99_queue_ms)),
-    Column("p0 mean ms", lambda r: _ms2(_level_mean(r, 0))),
-    Column("p0 p99 ms", lambda r: _ms(_level_p99(r, 0))),
+    Column("util", lambda r: _pct(_steady(r).utilization)),
+    Column("mean q ms", lambda r: _ms2(_steady(r).mean_queue_ms)),
+    Column("p99 q ms", lambda r: _ms(_steady(r).p99_queue_ms)),
+    Column("p0 mean ms", lambda r: _ms2(_steady(r).by_level[0].mean_ms)),
+    Column("p0 p99 ms", lambda r: _ms(_steady(r).by_level[0].p99_ms)),
     Column("inversions", lambda r: f"{r.priority_inversions:,}"),
     Column("cross-shard", lambda r: f"{r.cross_shard_inversions:,}"),
     Column("stolen", lambda r: f"{r.tally.stolen:,}"),
 )
-"""The comparison of variants: what sharding changes, with more precision on small waits."""
+"""The comparison of variants: what sharding changes. Utilization and queue times are the
+steady state's (after the scenario's ``warmup_ms``, to the last arrival), with more precision
+on small waits; inversions and steals count the whole run."""
+
+
+def _steady(result: RunResult) -> Steady:
+    if result.steady is None:
+        raise CoreError(f"run {result.label} has no steady-state figures")
+    return result.steady
 
 
 def _ms2(value: float | None) -> str:
     return "-" if value is None else f"{value:,.2f}"
 
 
-def _level_p99(result: RunResult, level: int) -> int | None:
-    times = result.summary.queue_by_priority.get(level)
-    return None if times is None else times.p99_ms
-
-
 def against_first(report: Report) -> list[str]:
-    """Each variant's mean queue time against the first variant's (the baseline), one line
+    """Each run's steady mean queue time against the first run's (the baseline), one line
     each: the difference in ms, and the ratio when the baseline's is not 0."""
     results = report.results
-    base = results[0].summary.mean_queue_ms if results else None
+    base = _steady(results[0]).mean_queue_ms if results else None
     lines = []
     for result in results[1:]:
-        mean = result.summary.mean_queue_ms
+        mean = _steady(result).mean_queue_ms
         if base is None or mean is None:
             continue
         ratio = f", {mean / base:.2f}x" if base > 0 else " (the baseline waits 0 ms)"

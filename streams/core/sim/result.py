@@ -10,7 +10,8 @@ figure is in it, so the same scenario and seed print the same bytes.
 A sharded run (``dispatcher_shards`` > 1) adds its shape (``dispatcher_shards``,
 ``sharding``, ``steal_ms``), the tasks stolen between shards (``stolen``) and
 ``cross_shard_inversions`` (dispatches while another shard held a task of a more urgent
-level; in ``priority_inversions`` too); ``arrivals_utilization`` (up to the last arrival);
+level; in ``priority_inversions`` too); ``arrivals_utilization`` (up to the last arrival) and
+the ``steady`` figures (after the warm-up: ``steady.py``);
 a run of one shard outside a comparison of variants has none of these keys, so its JSON is
 what it was before shards existed.
 """
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streams.core.sim.agents_model import SimAgent
+from streams.core.sim.steady import Steady
 from streams.core.sim.tally import Tally
 from streams.core.stats import Summary
 
@@ -104,6 +106,8 @@ class RunResult:
     """When the last task arrived."""
     arrivals_slot_ms: tuple[int, int] = (0, 0)
     """(busy, available) slot-ms of the fleet up to the last arrival."""
+    steady: Steady | None = None
+    """Figures after the scenario's warm-up (``steady.py``)."""
     variant: str | None = None
     """The scenario variant the run belongs to (``None``: the scenario as written)."""
 
@@ -174,6 +178,7 @@ class RunResult:
         if self.shards > 1 or self.variant is not None:
             shape = {
                 "arrivals_utilization": _ratio(self.arrivals_utilization),
+                "steady": None if self.steady is None else self.steady.to_dict(),
                 "dispatcher_shards": self.shards,
                 "sharding": self.sharding,
                 "steal_ms": self.steal_ms,

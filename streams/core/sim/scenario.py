@@ -14,6 +14,7 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     time_limit_ms = 3_600_000     lease_ms = 300_000     retry_backoffs_ms = [1000, 10000]
     dispatcher_shards = 1         sharding = "split-slots" | "own-agents"   (sharding.py)
     steal_ms = 0                  (work stealing between shards every steal_ms: stealing.py)
+    warmup_ms = 0                 (steady-state figures count tasks submitted from then on)
     [health]     heartbeat_interval_ms, suspect_after_ms, down_after_ms
     [scheduler]  levels, aging_ms (0: strict), escalation_ms, max_held, reserved_top_share,
                  no_capable_agent_timeout_ms, tenant_weights = {tenant = weight}
@@ -70,6 +71,8 @@ class Scenario:
     """How the agents' slots are divided among the shards: split-slots or own-agents."""
     steal_ms: int = 0
     """Work stealing between the shards every this many ms (``stealing.py``); 0: none."""
+    warmup_ms: int = 0
+    """Steady-state figures count the tasks submitted from then on (``steady.py``)."""
     variants: tuple[Variant, ...] = ()
     """Ways to run it in one comparison; empty: just as written."""
 
@@ -142,6 +145,7 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         dispatcher_shards=shape.dispatcher_shards,
         sharding=shape.sharding,
         steal_ms=shape.steal_ms,
+        warmup_ms=top.int_("warmup_ms", 0),
         variants=parse_variants(top, shape),
     )
     top.done()
