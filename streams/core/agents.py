@@ -296,6 +296,22 @@ class AgentRegistry:
             self._schedule(record)
         return transitions
 
+    def resize(self, agent_id: str, capacity: int) -> bool:
+        """Change the capacity counted for a known agent, nothing else (its liveness is
+        untouched); False for an unknown agent, whose first heartbeat will carry it."""
+        if capacity < 0:
+            raise CoreError(f"capacity of {agent_id!r} must be >= 0, got {capacity}")
+        record = self._records.get(agent_id)
+        if record is None:
+            return False
+        info = record.info
+        if info.capacity != capacity:
+            before = _slots(info)
+            info.capacity = capacity
+            self._account(before, info)
+            self._version += 1
+        return True
+
     def leave(self, agent_id: str, now_ms: int) -> list[Transition]:
         """The agent left on purpose: DOWN. A leave of an unknown agent is a no-op."""
         record = self._records.get(agent_id)

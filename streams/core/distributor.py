@@ -46,6 +46,7 @@ from streams.core.events import (
     HeartbeatReceived,
     InFlightRecovered,
     ResultReported,
+    SlotsResized,
     TaskArrived,
     TaskStarted,
     Withdrawn,
@@ -201,10 +202,8 @@ class Distributor:
             self._result(event, now_ms, actions)
         elif isinstance(event, TaskStarted):
             self._started(event)
-        elif isinstance(event, HeartbeatReceived):
-            self._heartbeat(event.heartbeat, now_ms, actions)
-        elif isinstance(event, AgentLeft):
-            self._left(event.agent_id, now_ms, actions)
+        elif isinstance(event, HeartbeatReceived | SlotsResized | AgentLeft):
+            self._agent_event(event, now_ms, actions)
         elif isinstance(event, InFlightRecovered):
             self._recovered(event, now_ms, actions)
         elif isinstance(event, EndedRecovered):
@@ -212,6 +211,20 @@ class Distributor:
         elif isinstance(event, Withdrawn):
             for task_id in event.task_ids:
                 self._withdraw(task_id)
+
+    def _agent_event(
+        self,
+        event: HeartbeatReceived | SlotsResized | AgentLeft,
+        now_ms: int,
+        actions: list[Action],
+    ) -> None:
+        if isinstance(event, HeartbeatReceived):
+            self._heartbeat(event.heartbeat, now_ms, actions)
+        elif isinstance(event, SlotsResized):
+            if self._registry.resize(event.agent_id, event.capacity):
+                self._report_capacity(event.agent_id, now_ms)
+        else:
+            self._left(event.agent_id, now_ms, actions)
 
     def _arrived(self, job: Job, due_ms: int | None, now_ms: int, actions: list[Action]) -> None:
         if self.is_duplicate(job):

@@ -56,6 +56,16 @@ class HeartbeatReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotsResized:
+    """The slots the driver may fill at an agent changed without a heartbeat (its dispatcher
+    instance gained or lost shards: ``shares.py``). Tasks already there stay; an agent holding
+    more than its new slots is sent nothing until it is below them."""
+
+    agent_id: str
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
 class AgentLeft:
     """The agent left on purpose, or lost its claim: what it held goes back to the queue."""
 
@@ -98,6 +108,7 @@ Event = (
     | TaskStarted
     | ResultReported
     | HeartbeatReceived
+    | SlotsResized
     | AgentLeft
     | InFlightRecovered
     | EndedRecovered

@@ -32,6 +32,7 @@ from streams.adapters.dispatcher.effects import DUE_HEADER, Effects
 from streams.adapters.dispatcher.intake import TaskBudget
 from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.registrations import Registrations
+from streams.adapters.dispatcher.slots import AgentSlots
 from streams.adapters.dispatcher.state import Recovered, ShardState
 from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.offsets import OffsetTracker
@@ -109,6 +110,7 @@ class Engine:
         self._kinds.update({name: (_RETRY, None) for name in topics.all_retries()})
         self._kinds[topics.results] = (_RESULT, None)
         self._trackers: dict[tuple[str, int], OffsetTracker] = {}
+        self._slots = AgentSlots(settings.shards)
         self._follow_ups: list[Event] = []
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at = 0.0
@@ -140,24 +142,33 @@ class Engine:
         events: list[Event] = self._take_follow_ups()
         for record in records:
             if isinstance(record, AgentRegistration):
-                events += [AgentLeft(agent_id) for agent_id in self._regs.apply(record)]
+                for agent_id in self._regs.apply(record):
+                    self._slots.forget(agent_id)
+                    events.append(AgentLeft(agent_id))
                 continue
             claim = self._regs.active(record.agent_id)
             if claim is not None:  # an agent without a partition can be sent nothing
-                slots = self._config.slots(record.capacity)
+                slots = self._slots.announced(record.agent_id, self._config.slots(record.capacity))
                 beat = heartbeat_of(record, slots=slots, incarnation=claim.epoch)
                 events.append(HeartbeatReceived(beat))
         self._handle(events)
 
     # --- shards ----------------------------------------------------------------------------------
 
+    @property
+    def owned_shards(self) -> list[int]:
+        """The shards this instance owns now."""
+        return sorted(self._states)
+
     def adopt(self, recovered: Iterable[Recovered]) -> int:
         """Take over shards read back from the changelog; how many open tasks they had."""
-        events: list[Event] = []
-        count = 0
+        recovered = list(recovered)
         for shard in recovered:
             assert shard.state is not None
             self._states[shard.shard] = shard.state
+        events: list[Event] = list(self._slots.own(self._states))
+        count = 0
+        for shard in recovered:
             events += [EndedRecovered(key) for key in shard.ended]
             for entry in shard.open:
                 job = task_to_job(entry.task, Origin(entry.task, shard.shard))
@@ -195,9 +206,9 @@ class Engine:
             for job in self._core.jobs()
             if isinstance(job.ref, Origin) and job.ref.shard in gone
         ]
-        self._handle([Withdrawn(tuple(owned))])
         for shard in gone:
             self._states.pop(shard, None)
+        self._handle([Withdrawn(tuple(owned)), *self._slots.own(self._states)])
         for key in [key for key in self._trackers if key[1] in gone]:
             del self._trackers[key]
 

@@ -184,6 +184,11 @@ class Dispatcher:
     # --- views ---------------------------------------------------------------------------------
 
     @property
+    def owned_shards(self) -> list[int]:
+        """The shards the group gave this instance (none before it is ready)."""
+        return [] if self.engine is None else self.engine.owned_shards
+
+    @property
     def http_url(self) -> str | None:
         """Base URL of the HTTP views while they serve (with the port picked for port 0)."""
         return None if self._server is None else self._server.url

@@ -1,0 +1,56 @@
+"""An agent's slots divided among the dispatcher's shards, so that instances never over-commit it.
+
+The task topics are split into shards (their partitions); a consumer group gives each dispatcher
+instance some of them. Every instance may route to every agent, so each agent's slots (its
+capacity plus prefetch, as the dispatcher counts them) are divided among the shards, and an
+instance uses the slots of the shards it owns, pooled:
+
+- shard ``k`` of ``S`` holds ``slots // S`` of the agent's slots, and the ``slots mod S`` left
+  over go to the ``slots mod S`` shards that follow a start shard chosen by a stable hash of the
+  agent's id (so the remainders of a fleet spread over the shards instead of all landing on
+  shard 0);
+- an instance's share is the sum over the shards it owns.
+
+Shards are owned by one instance at a time, so the shares of all instances add up to at most
+the agent's slots, and to exactly its slots when every shard is owned: one instance owning
+every shard sees every agent whole. Each instance computes its share alone, from its own shards
+and the shard count: no coordination between instances is needed.
+
+The price is fragmentation: an agent with fewer slots than shards gives some shards nothing,
+and an instance whose shards hold none of an agent's slots never routes to it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Collection
+
+from streams.errors import CoreError
+
+
+def start_shard(agent_id: str, shards: int) -> int:
+    """The first shard to get one of ``agent_id``'s left-over slots (stable across processes)."""
+    return zlib.crc32(agent_id.encode()) % shards
+
+
+def shard_slots(agent_id: str, slots: int, shards: int) -> list[int]:
+    """How many of the agent's ``slots`` each of ``shards`` shards holds (summing to ``slots``)."""
+    if shards < 1:
+        raise CoreError(f"shards must be >= 1, got {shards}")
+    if slots < 0:
+        raise CoreError(f"slots must be >= 0, got {slots}")
+    base, extra = divmod(slots, shards)
+    counts = [base] * shards
+    start = start_shard(agent_id, shards)
+    for step in range(extra):
+        counts[(start + step) % shards] += 1
+    return counts
+
+
+def share(agent_id: str, slots: int, owned: Collection[int], shards: int) -> int:
+    """The slots of ``agent_id`` an instance owning the shards ``owned`` (of ``shards``) may
+    fill; all of them when it owns every shard."""
+    if len(owned) >= shards:
+        return slots
+    counts = shard_slots(agent_id, slots, shards)
+    return sum(counts[shard] for shard in owned if 0 <= shard < shards)
