@@ -59,6 +59,13 @@ def dispatcher(
             help="how often work is made durable and inputs committed (ms)",
         ),
     ] = _DEFAULTS.commit_interval_ms,
+    session_timeout_ms: Annotated[
+        int,
+        typer.Option(
+            "--session-timeout-ms",
+            help="silence after which a killed instance's shards go to the others (ms)",
+        ),
+    ] = _DEFAULTS.session_timeout_ms,
     prefetch_share: Annotated[
         float,
         typer.Option(
@@ -84,6 +91,7 @@ def dispatcher(
         web_enabled=web,
         events_enabled=events,
         commit_interval_ms=commit_interval_ms,
+        session_timeout_ms=session_timeout_ms,
         prefetch_share=prefetch_share,
         strategy=strategy,
     )

@@ -41,8 +41,10 @@ class DispatcherConfig:
     """Longest sleep of the loop between two ticks of the core."""
     dedupe_window: int = 100_000
     """Ended task ids remembered (in memory and in the ``ended`` table) to drop duplicates."""
-    session_timeout_ms: int = 10_000
-    """Kafka group session: a killed instance's shards are taken over after this long."""
+    session_timeout_ms: int = 6_000
+    """Kafka group session: a killed instance's shards are taken over after this long, plus a
+    rebalance and their recovery from the changelog (6 s is the broker's least by default:
+    ``group.min.session.timeout.ms``)."""
     commit_interval_ms: int = 100
     """How often a checkpoint makes the work durable and commits the inputs: a crash may
     dispatch again what was dispatched in about this long before it (``checkpoint.py``)."""
