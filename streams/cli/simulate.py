@@ -35,6 +35,8 @@ from streams.errors import ConfigError
 
 _MIN_WIDTH = 180
 """Columns the table is laid out for even when piped (rich would squeeze it to 80)."""
+_MIN_VARIANTS_WIDTH = 220
+"""The same with variants, whose names widen the first column."""
 
 
 def simulate(
@@ -62,9 +64,10 @@ def simulate(
     if json_out:
         typer.echo(report_json(report))
         return
+    width = _MIN_WIDTH if not report.scenario.variants else _MIN_VARIANTS_WIDTH
     console = Console()
-    if console.width < _MIN_WIDTH:
-        console = Console(width=_MIN_WIDTH)
+    if console.width < width:
+        console = Console(width=width)
     console.print(render(report))
     variants = render_variants(report)
     if variants is not None:

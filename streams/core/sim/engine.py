@@ -408,11 +408,17 @@ class Engine:
 
     def _hand_over(self, steal: Steal, held: list[Job]) -> None:
         """The victim withdraws its ``count`` most urgent held tasks; the thief takes them."""
-        jobs, held[: steal.count] = held[: steal.count], []
+        victim, thief = self.shards[steal.victim], self.shards[steal.thief]
+        taken = held[: steal.count]
+        del held[: steal.count]  # the victim's list, shared by the steals of this round
+        # Only what is still held: an earlier call of this round may have placed some.
+        core = victim.distributor
+        jobs = [job for job in taken if core.phase_of(job.task_id) is Phase.HELD]
+        if not jobs:
+            return
         for job in jobs:
             self._owner[job.task_id] = steal.thief
         self.tally.stolen += len(jobs)
-        victim, thief = self.shards[steal.victim], self.shards[steal.thief]
         self._handle(victim, [Withdrawn(tuple(job.task_id for job in jobs))])
         self._handle(thief, [TaskArrived(job) for job in jobs])
 
