@@ -8,6 +8,10 @@ bytes. One shard is the unsharded run, figure for figure.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -433,3 +437,30 @@ def test_runs_in_worker_processes_print_the_same_bytes(tmp_path: Path) -> None:
     table = CliRunner().invoke(app, ["simulate", "-s", str(path)]).output
     assert "the variants, steady state" in table
     assert "100 split, steal 10ms / round-robin: mean wait" in table
+
+
+def test_a_sharded_run_does_not_depend_on_the_hash_seed_of_the_process() -> None:
+    """Byte for byte across processes: no set or dict of str decides a shard, a steal or an
+    order of events."""
+    code = (
+        "import json, sys; from streams.core.sim import parse_scenario, compare, report_json;"
+        "print(report_json(compare(parse_scenario(json.loads(sys.argv[1])))))"
+    )
+    data = fleet(
+        arrivals={"process": "poisson", "load": 0.9, "tasks": 600},
+        dispatcher_shards=4,
+        steal_ms=20,
+        variants=[{"name": "split"}, {"name": "own", "sharding": OWN_AGENTS}],
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code, json.dumps(data)],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for hash_seed in ("1", "2")
+    }
+    assert len(outputs) == 1
+    assert '"stolen"' in outputs.pop()
