@@ -5,10 +5,12 @@ instance some of them. Every instance may route to every agent, so each agent's 
 capacity plus prefetch, as the dispatcher counts them) are divided among the shards, and an
 instance uses the slots of the shards it owns, pooled:
 
-- shard ``k`` of ``S`` holds ``slots // S`` of the agent's slots, and the ``slots mod S`` left
-  over go to the ``slots mod S`` shards that follow a start shard chosen by a stable hash of the
-  agent's id (so the remainders of a fleet spread over the shards instead of all landing on
-  shard 0);
+- shard ``k`` of ``S`` holds ``slots // S`` of the agent's slots, and the ``r = slots mod S``
+  left over go one each to ``r`` shards spaced ``S / r`` apart from a start shard chosen by a
+  stable hash of the agent's id: the remainders of a fleet spread over the shards instead of
+  all landing on shard 0, and since ``range`` assignment gives each instance a contiguous run
+  of shards, an agent with at least as many slots as there are instances gives every instance
+  a share when they own equal numbers of shards;
 - an instance's share is the sum over the shards it owns.
 
 Shards are owned by one instance at a time, so the shares of all instances add up to at most
@@ -42,8 +44,8 @@ def shard_slots(agent_id: str, slots: int, shards: int) -> list[int]:
     base, extra = divmod(slots, shards)
     counts = [base] * shards
     start = start_shard(agent_id, shards)
-    for step in range(extra):
-        counts[(start + step) % shards] += 1
+    for step in range(extra):  # spread evenly: instances own contiguous ranges of shards
+        counts[(start + step * shards // extra) % shards] += 1
     return counts
 
 

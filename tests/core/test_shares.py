@@ -65,6 +65,18 @@ def test_instances_with_disjoint_shards_share_no_more_than_the_agent_has(
     assert share(agent, slots, range(shards), shards) == slots
 
 
+@given(agent=AGENT_IDS, instances=st.integers(1, 6), per=st.integers(1, 4), data=st.data())
+def test_instances_owning_equal_runs_of_shards_each_get_a_share_of_an_agent_as_big_as_the_group(
+    agent: str, instances: int, per: int, data: st.DataObject
+) -> None:
+    """What ``range`` assignment gives (a contiguous run of shards each): an agent with at
+    least one slot per instance is routed to by every instance."""
+    shards = instances * per
+    slots = data.draw(st.integers(instances, 4 * shards))
+    runs = [range(index * per, (index + 1) * per) for index in range(instances)]
+    assert all(share(agent, slots, run, shards) > 0 for run in runs)
+
+
 def test_a_fleet_of_small_agents_spreads_its_left_over_slots_over_the_shards() -> None:
     totals = [0] * 6
     for index in range(60):
