@@ -309,9 +309,10 @@ class MetricsServer:
 
 
 METRICS_PORT_TRIES = 64
-"""Ports an agent tries from its configured one up when that one is taken: agents started on
-one host with the same settings each find one (64 is the default number of dispatch partitions,
-the most agents a cluster has), and Prometheus can scrape the whole range."""
+"""Ports an agent tries from its configured one up when that one is taken, so agents started on
+one host with the same settings each find one: 64, as many as a cluster of default settings has
+agents (one per dispatch partition). A fixed range, not any free port, so Prometheus can scrape
+it."""
 
 
 def serve_metrics(
