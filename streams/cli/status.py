@@ -115,7 +115,36 @@ def render(view: Mapping[str, object]) -> Table:
         grid.add_row(label, Text(str(progress.get(key, "n/a")), style="bold"))
     for label, text in _detail_rows(details):
         grid.add_row(Text(label, style="dim"), Text(text, style="dim"))
+    for label, text in group_rows(_mapping(view.get("group"))):
+        grid.add_row(Text(label, style="dim"), Text(text, style="dim"))
     return grid
+
+
+def group_rows(group: Mapping[str, object]) -> list[tuple[str, str]]:
+    """A row per dispatcher instance and one of sums, when more than one runs (``/status``
+    of any instance shows the whole group)."""
+    instances = group.get("instances")
+    if not isinstance(instances, list) or len(instances) < 2:
+        return []
+    rows = [
+        (
+            f"instance {entry.get('instance')}",
+            f"shards {entry.get('shards')}: {entry.get('held')} held, "
+            f"{entry.get('in_flight')} in flight, {entry.get('completed')} completed"
+            + (" (silent)" if entry.get("silent") else ""),
+        )
+        for entry in instances
+        if isinstance(entry, Mapping)
+    ]
+    totals = _mapping(group.get("totals"))
+    rows.append(
+        (
+            "group",
+            f"{totals.get('instances')} instances, {totals.get('held')} held, "
+            f"{totals.get('in_flight')} in flight, {totals.get('completed')} completed",
+        )
+    )
+    return rows
 
 
 def _detail_rows(details: Mapping[str, object]) -> list[tuple[str, str]]:

@@ -268,6 +268,36 @@ class AgentHeartbeat:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DispatcherStatus:
+    """A dispatcher instance's periodic report to the others of its group."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.DispatcherStatus"
+
+    instance: str
+    """host:pid of the instance."""
+    state: str
+    """starting, distributing, idle, draining or stopped (its last report)."""
+    shards: tuple[int, ...]
+    tasks: int
+    dispatched: int
+    completed: int
+    dead_lettered: int
+    held: int
+    in_flight: int
+    sent_at: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shards", tuple(self.shards))
+
+    def to_avro(self) -> AvroDatum:
+        return _shallow_dict(self)
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**datum)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetter:
     """A task that will not be run, and why; ``raw`` keeps the bytes that could not be decoded."""
 
@@ -465,6 +495,7 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     ResultBatch,
     TaskState,
     EndedTasks,
+    DispatcherStatus,
 )
 """Every wire record type, Task first (the others nest it)."""
 

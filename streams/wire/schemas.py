@@ -45,6 +45,7 @@ SCHEMA_FILES = (
     "ResultBatch",
     "TaskState",
     "EndedTasks",
+    "DispatcherStatus",
 )
 """The record schemas, in load order: Task first, since Assignment, DeadLetter and TaskState
 nest it; TaskEvent after TaskResult, whose TaskStatus enum it refers to; the batches after the

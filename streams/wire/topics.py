@@ -69,6 +69,11 @@ class TopicNames:
         """The dispatcher's state changelog (compacted, one partition per shard)."""
         return f"{self.prefix}dispatcher-state"
 
+    @property
+    def dispatchers(self) -> str:
+        """The dispatcher instances' reports to each other (compacted, one partition)."""
+        return f"{self.prefix}dispatchers"
+
     def specs(self, *, shards: int, dispatch_partitions: int) -> list[TopicSpec]:
         """Every topic of the architecture with its partition count."""
         sharded = [*self.all_tasks(), *self.all_retries(), self.results, self.heartbeats]
@@ -77,6 +82,7 @@ class TopicNames:
         specs.append(TopicSpec(self.dispatch, dispatch_partitions))
         specs.append(TopicSpec(self.registry, 1, compacted=True))
         specs.append(TopicSpec(self.state, shards, compacted=True))
+        specs.append(TopicSpec(self.dispatchers, 1, compacted=True))
         return specs
 
 

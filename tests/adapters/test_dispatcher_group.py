@@ -40,6 +40,14 @@ def _split(first: Dispatcher, second: Dispatcher, shards: int) -> bool:
     return all(owned) and sorted(owned[0] + owned[1]) == list(range(shards))
 
 
+def _group_done(dispatcher: Dispatcher, tasks: int) -> bool:
+    """Every instance's report says so: ``tasks`` completed in all, nothing held or in flight."""
+    group = dispatcher.status_view()["group"]
+    assert isinstance(group, dict)
+    totals = group["totals"]
+    return bool(totals["completed"] == tasks and totals["held"] == totals["in_flight"] == 0)
+
+
 def _dispatch_reader(settings: Settings) -> Consumer:
     consumer = Consumer({**settings.kafka_config(), "group.id": f"test-{uuid.uuid4().hex}"})
     consumer.assign([TopicPartition(settings.topics.dispatch, 0, OFFSET_BEGINNING)])
@@ -99,5 +107,11 @@ def test_two_instances_split_the_shards_and_never_overcommit_an_agent(
             assert sorted(sent) == sorted(task.task_id for task in tasks)
             assert set(sent.values()) == {1}, "a task was dispatched twice"
             assert shards == set(range(settings.shards)), "both instances dispatched"
+            await until(lambda: _group_done(first, TASKS), "the group sums in /status")
+            view = second.status_view()["group"]
+            assert isinstance(view, dict)
+            names = [entry["instance"] for entry in view["instances"]]
+            assert names == sorted([first.instance, second.instance])
+            assert view["totals"]["shards"] == list(range(settings.shards))
 
     asyncio.run(scenario())

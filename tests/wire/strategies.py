@@ -11,6 +11,7 @@ from streams.wire.records import (
     AgentStatus,
     Assignment,
     DeadLetter,
+    DispatcherStatus,
     RegistrationStatus,
     Task,
     TaskEvent,
@@ -165,6 +166,22 @@ def task_events() -> st.SearchStrategy[TaskEvent]:
     )
 
 
+def dispatcher_statuses() -> st.SearchStrategy[DispatcherStatus]:
+    return st.builds(
+        DispatcherStatus,
+        instance=NAMES,
+        state=NAMES,
+        shards=st.lists(INT32, max_size=8).map(tuple),
+        tasks=INT64,
+        dispatched=INT64,
+        completed=INT64,
+        dead_lettered=INT64,
+        held=INT32,
+        in_flight=INT32,
+        sent_at=INT64,
+    )
+
+
 RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     Task: tasks(),
     Assignment: assignments(),
@@ -173,6 +190,7 @@ RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     DeadLetter: dead_letters(),
     AgentRegistration: registrations(),
     TaskEvent: task_events(),
+    DispatcherStatus: dispatcher_statuses(),
 }
 """A strategy per record type, covering every record type of the wire format."""
 

@@ -36,6 +36,7 @@ FILES = (
     "ResultBatch",
     "TaskState",
     "EndedTasks",
+    "DispatcherStatus",
 )
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "schemas"
 """Where the schemas are written and reviewed; the package ships copies."""

@@ -1,8 +1,10 @@
 """The global view of the agents: the ``registry`` topic and the heartbeats, read outside the
-consumer group, so every dispatcher instance sees every agent.
+consumer group, so every dispatcher instance sees every agent; and the other instances' reports
+(``dispatchers``, ``group.py``).
 
 A thread reads with a plain consumer (``assign()``, no group membership, no commits): the
-registry from its beginning, the heartbeats from their end (only fresh ones matter). Decoded
+registry and the reports from their beginning, the heartbeats from their end (only fresh ones
+matter). Decoded
 records hop to the event loop in batches, in the order read; ``caught_up`` is set on the loop
 once the registry has been read to the end it had at start.
 """
@@ -23,11 +25,12 @@ from confluent_kafka import KafkaError as ClientError
 from streams.adapters.kafka import end_offset, retrying
 from streams.errors import DecodeError
 from streams.settings import Settings
-from streams.wire import AgentHeartbeat, AgentRegistration, RecordCodec
+from streams.wire import AgentHeartbeat, AgentRegistration, DispatcherStatus, RecordCodec
 
 log = logging.getLogger(__name__)
 
-ViewRecord = AgentRegistration | AgentHeartbeat
+AgentRecord = AgentRegistration | AgentHeartbeat
+ViewRecord = AgentRecord | DispatcherStatus
 Sink = Callable[[list[ViewRecord]], None]
 _EOF = ClientError._PARTITION_EOF
 _POLL_S = 0.1
@@ -76,7 +79,15 @@ class AgentsView:
         )
         partitions = metadata.topics[self._topics.heartbeats].partitions
         beats = [TopicPartition(self._topics.heartbeats, p, OFFSET_END) for p in partitions]
-        self._consumer.assign([TopicPartition(registry.topic, 0, OFFSET_BEGINNING), *beats])
+        reports = TopicPartition(self._topics.dispatchers, 0, OFFSET_BEGINNING)
+        self._consumer.assign(
+            [TopicPartition(registry.topic, 0, OFFSET_BEGINNING), reports, *beats]
+        )
+        self._kinds: dict[str, type[ViewRecord]] = {
+            self._topics.registry: AgentRegistration,
+            self._topics.heartbeats: AgentHeartbeat,
+            self._topics.dispatchers: DispatcherStatus,
+        }
         self._thread.start()
         if self._registry_end <= 0:
             self._hop(lambda _: self.caught_up.set(), [])
@@ -109,7 +120,9 @@ class AgentsView:
             if message.error() is not None:
                 reached = reached or (is_registry and message.error().code() == _EOF)
                 continue
-            kind: type[ViewRecord] = AgentRegistration if is_registry else AgentHeartbeat
+            kind = self._kinds[message.topic()]
+            if message.value() is None:  # a report's tombstone (compaction): nothing to say
+                continue
             if is_registry and message.offset() + 1 >= self._registry_end:
                 reached = True
             try:

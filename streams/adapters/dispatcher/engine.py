@@ -25,7 +25,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
-from streams.adapters.dispatcher.agents_view import ViewRecord
+from streams.adapters.dispatcher.agents_view import AgentRecord
 from streams.adapters.dispatcher.checkpoint import Checkpointer
 from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.adapters.dispatcher.effects import DUE_HEADER, Effects
@@ -137,7 +137,7 @@ class Engine:
         self.batches += 1
         self._plan_tick(now_ms)
 
-    def on_view(self, records: list[ViewRecord]) -> None:
+    def on_view(self, records: list[AgentRecord]) -> None:
         """Registrations and heartbeats, in the order the view read them."""
         events: list[Event] = self._take_follow_ups()
         for record in records:

@@ -20,22 +20,35 @@ from collections.abc import Callable
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from streams.adapters.dispatcher.agents_view import AgentsView
+from streams.adapters.dispatcher.agents_view import AgentRecord, AgentsView, ViewRecord
 from streams.adapters.dispatcher.checkpoint import Checkpointer
 from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.adapters.dispatcher.effects import Effects
 from streams.adapters.dispatcher.engine import Engine
+from streams.adapters.dispatcher.group import STOPPED, GroupView, instance_name, status_record
 from streams.adapters.dispatcher.intake import Intake, TaskBudget
 from streams.adapters.dispatcher.outputs import Outputs
 from streams.adapters.dispatcher.registrations import Registrations
-from streams.adapters.dispatcher.state import ShardState, create_changelog, group_id, read_shards
+from streams.adapters.dispatcher.state import (
+    ShardState,
+    create_dispatcher_topics,
+    group_id,
+    read_shards,
+)
 from streams.adapters.http import StatusServer
 from streams.adapters.kafka import codec_for
 from streams.adapters.metrics import DispatcherMetrics
-from streams.adapters.status import SummaryCache, context_view, progress_view, run_state
+from streams.adapters.status import (
+    RunState,
+    SummaryCache,
+    context_view,
+    progress_view,
+    run_state,
+)
 from streams.core.distributor import Distributor
 from streams.errors import ConfigError, TaskdError
 from streams.settings import Settings
+from streams.wire import DispatcherStatus
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +97,9 @@ class Dispatcher:
         self.intake: Intake | None = None
         self.checkpointer: Checkpointer | None = None
         self._view: AgentsView | None = None
+        self.instance = instance_name()
+        """This instance in the group's reports (``group.py``)."""
+        self.group = GroupView()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -98,7 +114,7 @@ class Dispatcher:
         KafkaError when the broker cannot be reached, ConfigError for a busy HTTP port."""
         loop = asyncio.get_running_loop()
         settings = self.settings
-        await asyncio.to_thread(create_changelog, settings)
+        await asyncio.to_thread(create_dispatcher_topics, settings)
         outputs = self.outputs = Outputs(settings, loop)
         scheduler = self.core.config.scheduler
         budget = TaskBudget(scheduler.max_held, scheduler.resume_threshold)
@@ -143,7 +159,7 @@ class Dispatcher:
             clock=self.clock,
         )
         await self._serve_http()
-        view = self._view = AgentsView(settings, loop, self.engine.on_view, self.codec)
+        view = self._view = AgentsView(settings, loop, self._on_view, self.codec)
         await asyncio.to_thread(view.start)
         await view.caught_up.wait()
         intake.start()
@@ -170,6 +186,8 @@ class Dispatcher:
             if self.intake is not None:
                 await self.intake.stop()  # its revoke callback takes the last checkpoint
             if self.outputs is not None:
+                self._report(STOPPED)
+                self._forget_report()
                 await asyncio.to_thread(self.outputs.close)
             if self._view is not None:
                 self._view.stop()
@@ -196,8 +214,16 @@ class Dispatcher:
     def status_view(self) -> dict[str, object]:
         """The progress JSON (``/status``): "starting" until ready."""
         now_ms = self.clock()
-        state = run_state(self.core, starting=not self._assigned.is_set(), draining=self._stopping)
-        return progress_view(self.core, now_ms, state=state, summary=self._summary.at(now_ms))
+        view = progress_view(
+            self.core, now_ms, state=self._run_state(), summary=self._summary.at(now_ms)
+        )
+        view["instance"] = self.instance
+        view["owned_shards"] = self.owned_shards
+        view["group"] = self.group.view(now_ms)
+        return view
+
+    def _run_state(self) -> RunState:
+        return run_state(self.core, starting=not self._assigned.is_set(), draining=self._stopping)
 
     def context_view(self) -> dict[str, object]:
         """The distribution context (``/context``)."""
@@ -235,9 +261,43 @@ class Dispatcher:
         if self.engine is not None and self.intake is not None:
             self.engine.checkpoint(self.intake.commit)
 
+    def _on_view(self, records: list[ViewRecord]) -> None:
+        reports = [record for record in records if isinstance(record, DispatcherStatus)]
+        if reports:
+            self.group.update(reports)
+        agents: list[AgentRecord] = [r for r in records if not isinstance(r, DispatcherStatus)]
+        if agents and self.engine is not None:
+            self.engine.on_view(agents)
+
     def _refresh_gauges(self) -> None:
         now_ms = self.clock()
         self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
+        self._report(self._run_state())
+
+    def _forget_report(self) -> None:
+        assert self.outputs is not None
+        key = self.instance.encode()
+        self.outputs.send(self.settings.topics.dispatchers, None, key=key, partition=0)
+
+    def _report(self, state: str) -> None:
+        """Tell the group this instance's shards and counts (``group.py``)."""
+        if self.outputs is None:
+            return
+        now_ms = self.clock()
+        record = status_record(
+            self.instance,
+            state,
+            self.owned_shards,
+            self._summary.at(now_ms),
+            held=self.core.held,
+            in_flight=self.core.in_flight,
+            now_ms=now_ms,
+        )
+        self.group.update([record])
+        key = self.instance.encode()
+        self.outputs.send(
+            self.settings.topics.dispatchers, self.codec.encode(record), key=key, partition=0
+        )
 
     def _fail(self) -> None:
         if not self._stopping:

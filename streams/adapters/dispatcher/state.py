@@ -248,16 +248,19 @@ def _recovered(shard: int, latest: dict[bytes, bytes | None], codec: RecordCodec
     return found
 
 
-def create_changelog(settings: Settings) -> None:
-    """Create the compacted changelog (``settings.shards`` partitions) if it is missing."""
+def create_dispatcher_topics(settings: Settings) -> None:
+    """Create the compacted topics the dispatcher writes, if they are missing (a deployment
+    whose topics were created by an older version): the state changelog (``settings.shards``
+    partitions) and the instances' reports (one)."""
     admin = AdminClient(client_config(settings))
-    topic = NewTopic(
-        changelog_topic(settings),
-        num_partitions=settings.shards,
-        replication_factor=settings.replication_factor,
-        config={"cleanup.policy": "compact"},
-    )
-    for name, future in admin.create_topics([topic], request_timeout=_TIMEOUT_S).items():
+    compacted = {"cleanup.policy": "compact"}
+    topics = [
+        NewTopic(changelog_topic(settings), num_partitions=settings.shards,
+                 replication_factor=settings.replication_factor, config=compacted),
+        NewTopic(settings.topics.dispatchers, num_partitions=1,
+                 replication_factor=settings.replication_factor, config=compacted),
+    ]  # fmt: skip
+    for name, future in admin.create_topics(topics, request_timeout=_TIMEOUT_S).items():
         try:
             future.result()
         except KafkaException as error:

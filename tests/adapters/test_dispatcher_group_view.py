@@ -1,0 +1,84 @@
+"""The group as one instance sees it, from the instances' reports: the latest of each, the
+stopped ones gone, the silent ones shown but not summed, the long-silent ones forgotten."""
+
+from __future__ import annotations
+
+from streams.adapters.dispatcher.group import (
+    FORGET_AFTER_MS,
+    SILENT_AFTER_MS,
+    STOPPED,
+    GroupView,
+)
+from streams.cli.status import group_rows
+from streams.wire import DispatcherStatus
+
+
+def _entries(view: dict[str, object]) -> dict[str, dict[str, object]]:
+    instances = view["instances"]
+    assert isinstance(instances, list)
+    return {entry["instance"]: entry for entry in instances}
+
+
+def _totals(view: dict[str, object]) -> dict[str, object]:
+    totals = view["totals"]
+    assert isinstance(totals, dict)
+    return totals
+
+
+def _report(
+    instance: str, sent_at: int, shards: tuple[int, ...], state: str = "idle"
+) -> DispatcherStatus:
+    return DispatcherStatus(
+        instance=instance,
+        state=state,
+        shards=shards,
+        tasks=10,
+        dispatched=9,
+        completed=8,
+        dead_lettered=1,
+        held=2,
+        in_flight=1,
+        sent_at=sent_at,
+    )
+
+
+def test_the_view_sums_the_latest_report_of_each_instance_heard_from() -> None:
+    group = GroupView()
+    group.update([_report("a:1", 100, (0, 1)), _report("b:2", 100, (2,)), _report("a:1", 50, (5,))])
+    view = group.view(1_000)
+    assert list(_entries(view)) == ["a:1", "b:2"]
+    assert _totals(view) == {
+        "tasks": 20,
+        "dispatched": 18,
+        "completed": 16,
+        "dead_lettered": 2,
+        "held": 4,
+        "in_flight": 2,
+        "instances": 2,
+        "shards": [0, 1, 2],
+    }
+
+
+def test_a_stopped_instance_leaves_and_a_silent_one_is_shown_but_not_summed() -> None:
+    group = GroupView()
+    group.update([_report("a:1", 100, (0,)), _report("b:2", 100, (1,)), _report("c:3", 100, (2,))])
+    group.update(
+        [_report("a:1", 200, (), state=STOPPED), _report("b:2", 100 + SILENT_AFTER_MS, (1,))]
+    )
+    view = group.view(200 + SILENT_AFTER_MS)
+    entries = _entries(view)
+    assert set(entries) == {"b:2", "c:3"}
+    assert entries["c:3"]["silent"] and not entries["b:2"]["silent"]
+    assert _totals(view)["instances"] == 1 and _totals(view)["shards"] == [1]
+    later = group.view(200 + FORGET_AFTER_MS)
+    assert list(_entries(later)) == ["b:2"]
+
+
+def test_taskd_status_shows_a_row_per_instance_and_the_sums_when_several_run() -> None:
+    group = GroupView()
+    group.update([_report("a:1", 100, (0,))])
+    assert group_rows(group.view(100)) == []
+    group.update([_report("b:2", 100, (1,))])
+    rows = group_rows(group.view(100))
+    assert [label for label, _ in rows] == ["instance a:1", "instance b:2", "group"]
+    assert rows[-1][1] == "2 instances, 4 held, 2 in flight, 16 completed"
