@@ -30,11 +30,18 @@ def _taskd_env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def _published(service: dict[str, Any]) -> dict[int, int]:
-    """Container port -> host port of every published port ("127.0.0.1:HOST:CONTAINER")."""
+    """Container port -> (first) host port of every published port ("127.0.0.1:HOST:CONTAINER",
+    HOST a port or a range of them)."""
+    return {container: hosts[0] for container, hosts in _published_ranges(service).items()}
+
+
+def _published_ranges(service: dict[str, Any]) -> dict[int, range]:
+    """Container port -> the host ports it may be published on (one per replica)."""
     ports = {}
     for entry in service.get("ports", []):
-        *_, host, container = str(entry).split(":")
-        ports[int(container)] = int(host)
+        *_, host, container = str(entry).split("#")[0].strip().split(":")
+        first, _, last = host.partition("-")
+        ports[int(container)] = range(int(first), int(last or first) + 1)
     return ports
 
 
@@ -94,7 +101,11 @@ def test_prometheus_scrapes_the_ports_the_code_serves(compose: dict[str, Any]) -
     volume = compose["services"]["prometheus"]["volumes"][0].split(":")[0]
     scrape = yaml.safe_load((ROOT / volume).read_text())["scrape_configs"]
     jobs = {job["job_name"]: job for job in scrape}
-    assert jobs["taskd-dispatcher"]["static_configs"][0]["targets"] == [f"dispatcher:{http_port}"]
+    assert jobs["taskd-dispatcher"]["dns_sd_configs"][0] == {
+        "names": ["dispatcher"],
+        "type": "A",
+        "port": http_port,
+    }
     assert jobs["taskd-agents"]["dns_sd_configs"][0]["port"] == agent_port
 
 
@@ -103,3 +114,13 @@ def test_images_are_built_from_this_repository(compose: dict[str, Any]) -> None:
     assert 'ENTRYPOINT ["taskd"]' in dockerfile
     for name in ("topics", "dispatcher", "agent"):
         assert compose["services"][name]["build"] == "."
+
+
+def test_dispatchers_scale_to_three_each_with_its_host_port(compose: dict[str, Any]) -> None:
+    """`--scale dispatcher=3`: three instances of one group, each reachable from the host."""
+    dispatcher = compose["services"]["dispatcher"]
+    http_port = int(_taskd_env(dispatcher)["TASKD_HTTP_PORT"])
+    assert len(_published_ranges(dispatcher)[http_port]) >= 3
+    assert "container_name" not in dispatcher  # a fixed name cannot scale
+    shards = int(_env(compose["services"]["dispatcher"]).get("TASKD_SHARDS", "6"))
+    assert shards % 3 == 0  # three instances own equal numbers of shards
