@@ -24,9 +24,12 @@ from typer.testing import CliRunner
 
 from streams.cli.simulate import simulate as cli_simulate
 from streams.core.model import Job
+from streams.core.shares import share
 from streams.core.sim import (
     OWN_AGENTS,
+    SHARDINGS,
     SPLIT_SLOTS,
+    SPLIT_SLOTS_EVEN,
     RunResult,
     ShardPlan,
     against_first,
@@ -39,7 +42,7 @@ from streams.core.sim import (
     simulate,
     variant_table,
 )
-from streams.core.sim.sharding import murmur2, own_agents, partition_of, split_slots
+from streams.core.sim.sharding import murmur2, partition_of, range_owner, split_even
 from streams.core.sim.workload import generate
 from streams.errors import ConfigError
 
@@ -116,69 +119,105 @@ def test_murmur2_is_kafkas() -> None:
 
 def test_a_task_goes_to_its_keys_partition() -> None:
     keyed = Job(task_id="t1", priority=0, submitted_ms=0, affinity_key="tenant/7")
-    plan = ShardPlan.of([1, 1], 6, SPLIT_SLOTS)
-    assert plan.shard_of(keyed) == partition_of("tenant/7", 6)
+    plan = ShardPlan.of([("a", 1), ("b", 1)], 6, SPLIT_SLOTS)
+    assert plan.instance_of(keyed) == partition_of("tenant/7", 6)
     plain = Job(task_id="t1", priority=0, submitted_ms=0)
-    assert plan.shard_of(plain) == partition_of("t1", 6)
-    assert ShardPlan.of([1], 1, SPLIT_SLOTS).shard_of(plain) == 0
+    assert plan.instance_of(plain) == partition_of("t1", 6)
+    assert ShardPlan.of([("a", 1)], 1, SPLIT_SLOTS).instance_of(plain) == 0
+    # Two instances over six shards: the first owns shards 0-2, the second 3-5.
+    pair = ShardPlan.of([("a", 1)], 6, SPLIT_SLOTS, instances=2)
+    assert pair.instance_of(plain) == partition_of("t1", 6) // 3
+
+
+@given(shards=st.integers(1, 200), instances=st.integers(1, 200))
+def test_instances_own_contiguous_runs_of_shards_as_the_range_assignor_gives(
+    shards: int, instances: int
+) -> None:
+    count = min(shards, instances)
+    owners = [range_owner(shard, shards, count) for shard in range(shards)]
+    assert owners == sorted(owners)
+    assert set(owners) == set(range(count))
+    sizes = [owners.count(instance) for instance in range(count)]
+    assert max(sizes) - min(sizes) <= 1
+    assert sizes == sorted(sizes, reverse=True)  # the first ones hold the extra shards
 
 
 @given(
     slots=st.lists(st.integers(1, 40), min_size=1, max_size=60),
     shards=st.integers(1, 50),
 )
-def test_split_slots_divides_every_agent_and_balances_the_shards(
+def test_split_even_divides_every_agent_and_balances_the_shards(
     slots: list[int], shards: int
 ) -> None:
-    plan = split_slots(slots, shards)
     totals = [0] * shards
-    for agent_slots, shares in zip(slots, plan, strict=True):
-        assert sum(count for _, count in shares) == agent_slots
-        assert all(count > 0 for _, count in shares)
-        assert len({shard for shard, _ in shares}) == len(shares)
-        # Every shard gets the floor; the remainder goes one slot each to distinct shards.
-        counts = dict(shares)
+    for agent_slots, counts in zip(slots, split_even(slots, shards), strict=True):
+        assert sum(counts) == agent_slots
         floor = agent_slots // shards
-        assert all(counts.get(shard, 0) in (floor, floor + 1) for shard in range(shards))
-        for shard, count in shares:
+        assert all(count in (floor, floor + 1) for count in counts)
+        for shard, count in enumerate(counts):
             totals[shard] += count
     assert max(totals) - min(totals) <= 1
 
 
 @given(
-    slots=st.lists(st.integers(1, 40), min_size=1, max_size=60),
-    shards=st.integers(1, 50),
+    slots=st.lists(st.integers(1, 40), min_size=1, max_size=40),
+    shards=st.integers(1, 30),
+    instances=st.integers(1, 30),
+    sharding=st.sampled_from(SHARDINGS),
 )
-def test_own_agents_gives_each_agent_whole_to_one_shard(slots: list[int], shards: int) -> None:
-    plan = own_agents(slots, shards)
-    totals = [0] * shards
-    for agent_slots, shares in zip(slots, plan, strict=True):
-        assert len(shares) == 1
-        shard, count = shares[0]
-        assert count == agent_slots
-        totals[shard] += count
-    # Greedy to the emptiest shard: the spread never exceeds the largest agent.
-    assert max(totals) - min(totals) <= max(slots)
+def test_every_model_gives_each_agent_its_slots_exactly_once(
+    slots: list[int], shards: int, instances: int, sharding: str
+) -> None:
+    agents = [(f"agent-{index}", count) for index, count in enumerate(slots)]
+    count = min(shards, instances)
+    plan = ShardPlan.of(agents, shards, sharding, count)
+    assert plan.instances == count
+    for agent_slots, shares in zip(slots, plan.shares, strict=True):
+        assert sum(share for _, share in shares) == agent_slots
+        assert all(share > 0 and 0 <= instance < count for instance, share in shares)
+        assert len({instance for instance, _ in shares}) == len(shares)
+        if sharding == OWN_AGENTS:
+            assert len(shares) == 1
+    assert sum(plan.totals()) == sum(slots)
 
 
-def test_one_shard_sees_every_agent_whole_under_both_models() -> None:
-    for sharding in (SPLIT_SLOTS, OWN_AGENTS):
-        plan = ShardPlan.of([1, 3, 8], 1, sharding)
-        assert plan.shares == (((0, 1),), ((0, 3),), ((0, 8),))
+def test_split_slots_is_the_live_rule() -> None:
+    """Per shard as ``streams/core/shares.py`` divides it; per instance, the sum over the
+    shards the instance owns."""
+    agents = [(f"w-{index}", slots) for index, slots in enumerate([1, 2, 3, 4, 7, 9])]
+    plan = ShardPlan.of(agents, 6, SPLIT_SLOTS, instances=2)
+    for (agent_id, slots), shares in zip(agents, plan.shares, strict=True):
+        owned = dict(shares)
+        assert owned.get(0, 0) == share(agent_id, slots, {0, 1, 2}, 6)
+        assert owned.get(1, 0) == share(agent_id, slots, {3, 4, 5}, 6)
+
+
+def test_one_instance_sees_every_agent_whole_under_every_model() -> None:
+    for sharding in SHARDINGS:
+        for shards in (1, 8):
+            plan = ShardPlan.of([("a", 1), ("b", 3), ("c", 8)], shards, sharding, instances=1)
+            assert plan.shares == (((0, 1),), ((0, 3),), ((0, 8),))
 
 
 def test_fragmentation_one_slot_agents_go_whole_to_one_shard() -> None:
-    """With fewer slots than shards, split-slots gives each slot to one shard, in turn."""
-    plan = ShardPlan.of([1] * 10, 4, SPLIT_SLOTS)
-    assert [shares[0][0] for shares in plan.shares] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
-    assert plan.totals() == [3, 3, 2, 2]
+    """With fewer slots than shards, split-slots-even gives each slot to one shard, in turn;
+    the live rule by a hash of the agent's id, so the totals spread."""
+    agents = [(f"w-{index}", 1) for index in range(10)]
+    even = ShardPlan.of(agents, 4, SPLIT_SLOTS_EVEN)
+    assert [shares[0][0] for shares in even.shares] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert even.totals() == [3, 3, 2, 2]
+    live = ShardPlan.of(agents, 4, SPLIT_SLOTS)
+    assert all(len(shares) == 1 for shares in live.shares)
+    assert sum(live.totals()) == 10
 
 
-def test_an_unknown_model_or_no_shard_is_refused() -> None:
+def test_an_unknown_model_or_a_bad_count_is_refused() -> None:
     with pytest.raises(ConfigError):
-        ShardPlan.of([1], 2, "round-robin")
+        ShardPlan.of([("a", 1)], 2, "round-robin")
     with pytest.raises(ConfigError):
-        ShardPlan.of([1], 0, SPLIT_SLOTS)
+        ShardPlan.of([("a", 1)], 0, SPLIT_SLOTS)
+    with pytest.raises(ConfigError, match="dispatcher_instances"):
+        ShardPlan.of([("a", 1)], 4, SPLIT_SLOTS, instances=5)
 
 
 # --- work stealing -----------------------------------------------------------------------
@@ -225,13 +264,16 @@ def test_a_variant_of_one_shard_has_the_figures_of_the_plain_run() -> None:
         assert varied_figures[key] == value, key
 
 
-@pytest.mark.parametrize("sharding", [SPLIT_SLOTS, OWN_AGENTS])
-@pytest.mark.parametrize("steal_ms", [0, 20])
-def test_a_sharded_run_keeps_the_guarantees(sharding: str, steal_ms: int) -> None:
-    result = run(fleet(dispatcher_shards=8, sharding=sharding, steal_ms=steal_ms))
+@pytest.mark.parametrize("sharding", SHARDINGS)
+@pytest.mark.parametrize(("instances", "steal_ms"), [(0, 0), (0, 20), (3, 0), (3, 20)])
+def test_a_sharded_run_keeps_the_guarantees(sharding: str, instances: int, steal_ms: int) -> None:
+    data = fleet(
+        dispatcher_shards=8, dispatcher_instances=instances, sharding=sharding, steal_ms=steal_ms
+    )
+    result = run(data)
     assert_sound(result)
     assert result.finished
-    assert result.shards == 8
+    assert (result.shards, result.instances) == (8, instances or 8)
     if steal_ms:
         assert result.tally.stolen > 0
 
@@ -269,7 +311,8 @@ def test_the_same_seed_prints_the_same_json_for_a_sharded_run() -> None:
     seed=st.integers(0, 2**31),
     strategy=st.sampled_from(LATE_BINDING),
     shards=st.integers(1, 6),
-    sharding=st.sampled_from([SPLIT_SLOTS, OWN_AGENTS]),
+    instances=st.integers(0, 6),
+    sharding=st.sampled_from(SHARDINGS),
     steal_ms=st.sampled_from([0, 5, 50]),
     capacity=st.integers(1, 5),
     count=st.integers(1, 6),
@@ -281,6 +324,7 @@ def test_any_small_sharded_scenario_keeps_the_guarantees(
     seed: int,
     strategy: str,
     shards: int,
+    instances: int,
     sharding: str,
     steal_ms: int,
     capacity: int,
@@ -295,6 +339,7 @@ def test_any_small_sharded_scenario_keeps_the_guarantees(
     data = fleet(
         seed=seed,
         dispatcher_shards=shards,
+        dispatcher_instances=min(instances, shards),
         sharding=sharding,
         steal_ms=steal_ms,
         retry_backoffs_ms=[100, 500],
@@ -355,7 +400,7 @@ def test_the_fleet10k_scenario_parses_and_a_tenth_of_it_keeps_the_guarantees() -
     """The shipped scenario (10,000 agents) cut to 1,000 agents, 10 shards, 5,000 tasks."""
     scenario = scenario_from_toml((ROOT / "scenarios" / "fleet10k.toml").read_text("utf-8"))
     assert sum(group.count for group in scenario.agents) == 10_000
-    assert {v.dispatcher_shards for v in scenario.variants} == {1, 10, 100}
+    assert {v.dispatcher_shards for v in scenario.variants} == {1, 100}
     small = replace(
         scenario,
         agents=tuple(replace(group, count=group.count // 10) for group in scenario.agents),
@@ -401,11 +446,12 @@ def test_the_variants_table_has_a_row_per_variant_and_the_json_their_shape() -> 
     shaped = variant_table(report)
     assert shaped is not None
     headers, rows = shaped
-    assert headers[:4] == ["variant", "shards", "sharding", "steal ms"]
+    assert headers[:5] == ["variant", "shards", "instances", "sharding", "steal ms"]
     assert [row[0] for row in rows] == ["global / round-robin", "4 shards / round-robin"]
-    assert rows[1][1:4] == ["4", SPLIT_SLOTS, "20"]
+    assert rows[1][1:5] == ["4", "4", SPLIT_SLOTS, "20"]
     figures = report_dict(report)["results"]["4 shards / round-robin"]  # type: ignore[index]
     assert figures["dispatcher_shards"] == 4
+    assert figures["dispatcher_instances"] == 4
     assert figures["steal_ms"] == 20
     assert figures["steady"]["warmup_ms"] == 1_000
     lines = against_first(report)
@@ -421,6 +467,7 @@ def test_runs_in_worker_processes_print_the_same_bytes(tmp_path: Path) -> None:
         .replace("count = 1_000", "count = 10")
         .replace("tasks = 360_000", "tasks = 1_500")
         .replace("dispatcher_shards = 100", "dispatcher_shards = 5")
+        .replace("dispatcher_instances = 10", "dispatcher_instances = 2")
         .replace("warmup_ms = 10_000", "warmup_ms = 2_000")
     )
     path = tmp_path / "fleet.toml"
@@ -436,7 +483,7 @@ def test_runs_in_worker_processes_print_the_same_bytes(tmp_path: Path) -> None:
     assert outputs[0] == outputs[1]
     table = CliRunner().invoke(app, ["simulate", "-s", str(path)]).output
     assert "the variants, steady state" in table
-    assert "100 split, steal 10ms / round-robin: mean wait" in table
+    assert "100 inst, split, steal 10ms / round-robin: mean wait" in table
 
 
 def test_a_sharded_run_does_not_depend_on_the_hash_seed_of_the_process() -> None:

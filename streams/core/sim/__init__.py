@@ -27,7 +27,13 @@ from streams.core.sim.report import (
 )
 from streams.core.sim.result import AgentFigures, RunResult
 from streams.core.sim.scenario import Scenario, parse_scenario, scenario_from_toml
-from streams.core.sim.sharding import OWN_AGENTS, SHARDINGS, SPLIT_SLOTS, ShardPlan
+from streams.core.sim.sharding import (
+    OWN_AGENTS,
+    SHARDINGS,
+    SPLIT_SLOTS,
+    SPLIT_SLOTS_EVEN,
+    ShardPlan,
+)
 from streams.core.sim.spec import AgentGroup, Arrivals, TaskClass, Variant, WorkSpec
 from streams.core.sim.stealing import Steal, plan_steals
 from streams.core.sim.tally import Tally
@@ -39,6 +45,7 @@ __all__ = [
     "OWN_AGENTS",
     "SHARDINGS",
     "SPLIT_SLOTS",
+    "SPLIT_SLOTS_EVEN",
     "VARIANT_COLUMNS",
     "AgentFigures",
     "AgentGroup",

@@ -17,14 +17,15 @@ A run of a poison task (``Arrival.fatal``) ends FAILED; of an agent with a
 ``failure_probability``, RETRYABLE by a draw fixed by the seed; else SUCCEEDED. Given a
 :class:`~streams.core.sim.trace.Trace`, the engine notes every event in it as well.
 
-With ``dispatcher_shards = K > 1`` (``sharding.py``) the engine runs K distributors side by
-side, as K dispatcher instances would: each task's events go to the shard that owns it, each
-agent heartbeats to every shard with a share of its slots (announcing that share), and each
-shard has its own planned tick and its own intake (paused and resumed alone). One shared set of
-statistics counts the whole fleet (``fleet_stats.py``). A dispatch while another shard holds a
-task of a more urgent level is a *cross-shard inversion*: no shard can see it, so the engine
-counts it, from each shard's held tasks per level after each of its calls. With one shard every
-step is what it was before shards existed, byte for byte.
+With more than one dispatcher instance (``dispatcher_shards`` and ``dispatcher_instances``:
+``sharding.py``) the engine runs one distributor per instance side by side: each task's events
+go to the instance owning its shard, each agent heartbeats to every instance with a share of its
+slots (announcing that share as its capacity), and each instance has its own planned tick and
+its own intake (paused and resumed alone). One shared set of statistics counts the whole fleet
+(``fleet_stats.py``). A dispatch while another instance holds a task of a more urgent level is
+a *cross-shard inversion* (between shards of different instances): no instance can see it, so
+the engine counts it, from each instance's held tasks per level after each of its calls. With
+one instance every step is what it was before shards existed, byte for byte.
 
 The run ends when every task has ended (completed or dead-lettered) or at the time limit.
 """
@@ -77,7 +78,7 @@ from streams.errors import CoreError
 _RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK, _STEAL = range(7)
 
 _Event = tuple[int, int, int, SimAgent | None, Job | None, int]
-"""(time_ms, seq, kind, agent, job, token): token is an incarnation, a shard or unused."""
+"""(time_ms, seq, kind, agent, job, token): token is an incarnation, an instance or unused."""
 
 
 def distributor_config(scenario: Scenario, strategy: str) -> DistributorConfig:
@@ -113,8 +114,8 @@ def _agents(groups: Sequence[AgentGroup]) -> list[SimAgent]:
 
 
 @dataclass(slots=True)
-class _Shard:
-    """One dispatcher shard of a run: its distributor, its planned tick, its intake."""
+class _Instance:
+    """One dispatcher instance of a run: its distributor, its planned tick, its intake."""
 
     index: int
     distributor: Distributor
@@ -130,11 +131,11 @@ class _Shard:
     dirty: bool = False
     """Called in the current instant (it is in ``Engine._dirty``)."""
     depth: list[int] = field(default_factory=list)
-    """Held tasks per level after its last call (sharded runs only: cross-shard inversions)."""
+    """Held tasks per level after its last call (sharded runs only: cross-instance inversions)."""
 
 
 class Engine:
-    """One run: the scenario's distributors (one per shard), agents, one pass over the work."""
+    """One run: the scenario's distributors (one per instance), agents, one pass over the work."""
 
     def __init__(
         self,
@@ -148,23 +149,25 @@ class Engine:
         self.strategy = strategy
         self.agents = _agents(scenario.agents)
         self._by_id = {agent.agent_id: agent for agent in self.agents}
-        slots = [agent.capacity + agent.prefetch for agent in self.agents]
-        self.plan = ShardPlan.of(slots, scenario.dispatcher_shards, scenario.sharding)
+        announced = [(agent.agent_id, agent.capacity + agent.prefetch) for agent in self.agents]
+        self.plan = ShardPlan.of(
+            announced, scenario.dispatcher_shards, scenario.sharding, scenario.dispatcher_instances
+        )
         shares = zip(self.agents, self.plan.shares, strict=True)
         self._shares: dict[str, tuple[Share, ...]] = {a.agent_id: s for a, s in shares}
         self.stats = Statistics(scenario.scheduler.levels)
-        self.shards = self._make_shards(distributor_config(scenario, strategy))
-        self._sharded = len(self.shards) > 1
+        self.instances = self._make_instances(distributor_config(scenario, strategy))
+        self._sharded = len(self.instances) > 1
         self._owner = (
-            {arrival.job.task_id: self.plan.shard_of(arrival.job) for arrival in arrivals}
+            {arrival.job.task_id: self.plan.instance_of(arrival.job) for arrival in arrivals}
             if self._sharded
             else {}
         )
         self._slots = self.plan.totals()
-        """Slots each shard sees over the fleet (what it publishes, less its in flight)."""
+        """Slots each instance sees over the fleet (what it publishes, less its in flight)."""
         self._depth = [0] * scenario.scheduler.levels
-        """Held tasks per level summed over the shards (sharded runs only)."""
-        self._dirty: list[_Shard] = []
+        """Held tasks per level summed over the instances (sharded runs only)."""
+        self._dirty: list[_Instance] = []
         """Shards called in the current instant: their tick is planned before time moves."""
         self._arrivals = arrivals
         self._next = 0
@@ -194,14 +197,14 @@ class Engine:
             self._on_steal,
         )
 
-    def _make_shards(self, config: DistributorConfig) -> list[_Shard]:
-        count = self.plan.shards
+    def _make_instances(self, config: DistributorConfig) -> list[_Instance]:
+        count = self.plan.instances
         levels = self.scenario.scheduler.levels
         if count == 1:
-            return [_Shard(0, Distributor(config, self.stats), _backlog(levels))]
+            return [_Instance(0, Distributor(config, self.stats), _backlog(levels))]
         capacity = FleetCapacity(count)
         return [
-            _Shard(
+            _Instance(
                 index,
                 Distributor(config, ShardStatistics(self.stats, capacity, index)),
                 _backlog(levels),
@@ -222,7 +225,7 @@ class Engine:
             at_ms = self._next_time()
             if self._dirty and (at_ms is None or at_ms > self._now_ms):
                 # Before time moves on: is a tick due first? (asked once per instant and
-                # shard, not once per event: at high rates many events share a millisecond)
+                # instance, not once per event: at high rates many events share a millisecond)
                 self._plan_ticks()
                 at_ms = self._next_time()
             if at_ms is None or at_ms > limit_ms:
@@ -265,48 +268,48 @@ class Engine:
 
     def _plan_ticks(self) -> None:
         dirty, self._dirty = self._dirty, []
-        for shard in dirty:
-            shard.dirty = False
-            self._plan_tick(shard)
+        for instance in dirty:
+            instance.dirty = False
+            self._plan_tick(instance)
 
-    def _plan_tick(self, shard: _Shard) -> None:
-        wake_ms = shard.distributor.next_wakeup_ms(self._now_ms)
+    def _plan_tick(self, instance: _Instance) -> None:
+        wake_ms = instance.distributor.next_wakeup_ms(self._now_ms)
         if wake_ms is None:
             return
         if wake_ms <= self._now_ms:
-            wake_ms = self._now_ms if shard.last_tick_ms != self._now_ms else self._now_ms + 1
-        if shard.tick_at is None or wake_ms < shard.tick_at:
-            shard.tick_at = wake_ms
-            self._push(wake_ms, _TICK, None, None, shard.index)
+            wake_ms = self._now_ms if instance.last_tick_ms != self._now_ms else self._now_ms + 1
+        if instance.tick_at is None or wake_ms < instance.tick_at:
+            instance.tick_at = wake_ms
+            self._push(wake_ms, _TICK, None, None, instance.index)
 
-    # --- shards --------------------------------------------------------------------------
+    # --- instances -----------------------------------------------------------------------
 
-    def _shard_of(self, job: Job) -> _Shard:
-        return self.shards[self._owner[job.task_id]] if self._sharded else self.shards[0]
+    def _instance_of(self, job: Job) -> _Instance:
+        return self.instances[self._owner[job.task_id]] if self._sharded else self.instances[0]
 
-    def _handle(self, shard: _Shard, events: list[Event]) -> None:
-        """One call of a shard's distributor, and its actions carried out."""
-        if not shard.dirty:
-            shard.dirty = True
-            self._dirty.append(shard)
-        self._apply(shard, shard.distributor.handle(events, self._now_ms))
+    def _handle(self, instance: _Instance, events: list[Event]) -> None:
+        """One call of an instance's distributor, and its actions carried out."""
+        if not instance.dirty:
+            instance.dirty = True
+            self._dirty.append(instance)
+        self._apply(instance, instance.distributor.handle(events, self._now_ms))
         if self._sharded:
-            self._note_depth(shard)
+            self._note_depth(instance)
 
-    def _note_depth(self, shard: _Shard) -> None:
-        """Keep ``_depth`` (held per level over all shards) current after a call of ``shard``."""
-        core = shard.distributor
-        if core.held == shard.held == 0:
+    def _note_depth(self, instance: _Instance) -> None:
+        """Keep ``_depth`` (held per level over all instances) current after a call of it."""
+        core = instance.distributor
+        if core.held == instance.held == 0:
             return  # nothing held before or after: most calls, skipped cheaply
-        shard.held = core.held
+        instance.held = core.held
         total = self._depth
         for level, held in core.depth_by_priority().items():
-            total[level] += held - shard.depth[level]
-            shard.depth[level] = held
+            total[level] += held - instance.depth[level]
+            instance.depth[level] = held
 
-    def _cross_shard_inversion(self, shard: _Shard, priority: int) -> bool:
-        """Another shard holds a task of a more urgent level than this dispatch's."""
-        own = shard.depth
+    def _cross_shard_inversion(self, instance: _Instance, priority: int) -> bool:
+        """Another instance holds a task of a more urgent level than this dispatch's."""
+        own = instance.depth
         return any(self._depth[level] > own[level] for level in range(priority))
 
     # --- events --------------------------------------------------------------------------
@@ -323,17 +326,17 @@ class Engine:
                 self._push(group.recover_at_ms, _RECOVER, agent, None, 0)
 
     def _arrive(self, job: Job) -> None:
-        shard = self._shard_of(job)
-        if shard.paused:
-            shard.backlog[job.priority].append(job)
-            shard.backlog_size += 1
+        instance = self._instance_of(job)
+        if instance.paused:
+            instance.backlog[job.priority].append(job)
+            instance.backlog_size += 1
             return
-        self._handle(shard, [TaskArrived(job)])
+        self._handle(instance, [TaskArrived(job)])
 
     def _on_retry(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert job is not None
         self._retry_wait -= 1
-        self._handle(self._shard_of(job), [TaskArrived(job)])
+        self._handle(self._instance_of(job), [TaskArrived(job)])
 
     def _on_heartbeat(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert agent is not None
@@ -342,9 +345,9 @@ class Engine:
         now_ms = self._now_ms
         heartbeat = agent.heartbeat(now_ms)
         for index, slots in self._shares[agent.agent_id]:
-            # Each shard is told its share as the agent's capacity: it fills no more.
+            # Each instance is told its share as the agent's capacity: it fills no more.
             share = heartbeat if slots == heartbeat.capacity else replace(heartbeat, capacity=slots)
-            self._handle(self.shards[index], [HeartbeatReceived(share)])
+            self._handle(self.instances[index], [HeartbeatReceived(share)])
         interval_ms = self.scenario.health.heartbeat_interval_ms
         self._push(now_ms + interval_ms, _HEARTBEAT, agent, None, token)
 
@@ -359,7 +362,7 @@ class Engine:
         if following is not None:
             self._started(agent, following)
         reported = ResultReported(job.task_id, agent.agent_id, job.attempt, status, error)
-        self._handle(self._shard_of(job), [reported])
+        self._handle(self._instance_of(job), [reported])
 
     def _outcome(self, agent: SimAgent, job: Job) -> tuple[ResultStatus, str | None]:
         if job.task_id in self._fatal:
@@ -384,19 +387,19 @@ class Engine:
         self._on_heartbeat(agent, None, agent.incarnation)
 
     def _on_tick(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
-        shard = self.shards[token]
-        if shard.tick_at != self._now_ms:
+        instance = self.instances[token]
+        if instance.tick_at != self._now_ms:
             return  # superseded by an earlier plan that already ran
-        shard.tick_at = None
-        shard.last_tick_ms = self._now_ms
-        self._handle(shard, [])
+        instance.tick_at = None
+        instance.last_tick_ms = self._now_ms
+        self._handle(instance, [])
 
     def _on_steal(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
-        """A round of work stealing between the shards (``stealing.py``)."""
+        """A round of work stealing between the instances (``stealing.py``)."""
         self._push(self._now_ms + self.scenario.steal_ms, _STEAL, None, None, 0)
         if not any(self._depth):
             return  # nothing held anywhere: nothing to steal
-        cores = [shard.distributor for shard in self.shards]
+        cores = [instance.distributor for instance in self.instances]
         pairs = zip(self._slots, cores, strict=True)
         free = [max(0, slots - core.in_flight) for slots, core in pairs]
         held = [core.held for core in cores]
@@ -408,7 +411,7 @@ class Engine:
 
     def _hand_over(self, steal: Steal, held: list[Job]) -> None:
         """The victim withdraws its ``count`` most urgent held tasks; the thief takes them."""
-        victim, thief = self.shards[steal.victim], self.shards[steal.thief]
+        victim, thief = self.instances[steal.victim], self.instances[steal.thief]
         taken = held[: steal.count]
         del held[: steal.count]  # the victim's list, shared by the steals of this round
         # Only what is still held: an earlier call of this round may have placed some.
@@ -424,11 +427,11 @@ class Engine:
 
     # --- actions -------------------------------------------------------------------------
 
-    def _apply(self, shard: _Shard, actions: list[Action]) -> None:
+    def _apply(self, instance: _Instance, actions: list[Action]) -> None:
         for action in actions:
             match action:
                 case Dispatch():
-                    self._deliver(shard, action)
+                    self._deliver(instance, action)
                 case Completed():
                     self._completed(action)
                 case DeadLetter():
@@ -440,25 +443,25 @@ class Engine:
                 case Requeued():
                     self.tally.requeued += 1
                 case PauseIntake():
-                    shard.paused = True
+                    instance.paused = True
                     self.tally.intake_pauses += 1
                 case ResumeIntake():
-                    shard.paused = False
-                    self._drain_backlog(shard)
+                    instance.paused = False
+                    self._drain_backlog(instance)
 
-    def _deliver(self, shard: _Shard, dispatch: Dispatch) -> None:
+    def _deliver(self, instance: _Instance, dispatch: Dispatch) -> None:
         agent = self._by_id[dispatch.agent_id]
         job = dispatch.job
         if self.trace is not None:
             self.trace.dispatched(dispatch.dispatched_ms, agent.agent_id, job)
-        if self._sharded and self._cross_shard_inversion(shard, job.priority):
+        if self._sharded and self._cross_shard_inversion(instance, job.priority):
             self.cross_shard_inversions += 1
         if not agent.up:
             self.tally.lost_deliveries += 1
             return
         if agent.running >= agent.capacity:
             self.tally.locally_queued += 1
-            if shard.distributor.late_binding(job) and agent.waiting >= agent.prefetch:
+            if instance.distributor.late_binding(job) and agent.waiting >= agent.prefetch:
                 self.tally.overbooked += 1
         start = agent.deliver(job, self._work[job.task_id], self._now_ms)
         if start is not None:
@@ -475,7 +478,7 @@ class Engine:
             self._queue_ms.append(queue_ms)
             self._steady.started(job.priority, job.submitted_ms, queue_ms)
         started = TaskStarted(job.task_id, agent.agent_id, job.attempt, start.started_ms)
-        self._handle(self._shard_of(job), [started])
+        self._handle(self._instance_of(job), [started])
 
     def _completed(self, completed: Completed) -> None:
         if not self.tally.end(completed.job.task_id, self._now_ms):
@@ -492,16 +495,16 @@ class Engine:
         if self.trace is not None:
             self.trace.dead_lettered(self._now_ms, letter)
 
-    def _drain_backlog(self, shard: _Shard) -> None:
+    def _drain_backlog(self, instance: _Instance) -> None:
         """Read the held-back arrivals, one priority level after another, until paused again."""
-        backlog = shard.backlog
+        backlog = instance.backlog
         levels = len(backlog)
-        while shard.backlog_size and not shard.paused:
-            queue = backlog[shard.turn]
-            shard.turn = (shard.turn + 1) % levels
+        while instance.backlog_size and not instance.paused:
+            queue = backlog[instance.turn]
+            instance.turn = (instance.turn + 1) % levels
             if queue:
-                shard.backlog_size -= 1
-                self._handle(shard, [TaskArrived(queue.popleft())])
+                instance.backlog_size -= 1
+                self._handle(instance, [TaskArrived(queue.popleft())])
 
     def _slot_ms(self, now_ms: int) -> tuple[int, int]:
         busy = sum(agent.busy_at(now_ms) for agent in self.agents)
@@ -511,7 +514,7 @@ class Engine:
 
     def _result(self) -> RunResult:
         now_ms = self._now_ms
-        cores = [shard.distributor for shard in self.shards]
+        cores = [instance.distributor for instance in self.instances]
         done = len(self.tally.ended) == len(self._arrivals)
         return RunResult(
             strategy=self.strategy,
@@ -526,12 +529,13 @@ class Engine:
                 "queued": sum(core.held for core in cores),
                 "in_flight": sum(core.in_flight for core in cores),
                 "retry_wait": self._retry_wait,
-                "backlog": sum(shard.backlog_size for shard in self.shards),
+                "backlog": sum(instance.backlog_size for instance in self.instances),
                 "not_arrived": len(self._arrivals) - self._next,
             },
             agents=agent_figures(self.agents, now_ms),
             queue_ms=self._queue_ms,
             shards=self.plan.shards,
+            instances=self.plan.instances,
             sharding=self.plan.sharding,
             steal_ms=self.scenario.steal_ms if self._sharded else 0,
             cross_shard_inversions=self.cross_shard_inversions,

@@ -135,7 +135,8 @@ def table(report: Report) -> tuple[list[str], list[list[str]]]:
 VARIANT_COLUMNS: tuple[Column, ...] = (
     Column("variant", lambda r: r.label),
     Column("shards", lambda r: f"{r.shards:,}"),
-    Column("sharding", lambda r: r.sharding if r.shards > 1 else "-"),
+    Column("instances", lambda r: f"{r.instances:,}"),
+    Column("sharding", lambda r: r.sharding if r.instances > 1 else "-"),
     Column("steal ms", lambda r: f"{r.steal_ms:,}" if r.steal_ms else "-"),
     Column("util", lambda r: _pct(_steady(r).utilization)),
     Column("mean q ms", lambda r: _ms2(_steady(r).mean_queue_ms)),

@@ -8,7 +8,7 @@ push baselines only) to the distributor's, which sees only its own queue. No wal
 figure is in it, so the same scenario and seed print the same bytes.
 
 A sharded run (``dispatcher_shards`` > 1) adds its shape (``dispatcher_shards``,
-``sharding``, ``steal_ms``), the tasks stolen between shards (``stolen``) and
+``dispatcher_instances``, ``sharding``, ``steal_ms``), the tasks stolen (``stolen``) and
 ``cross_shard_inversions`` (dispatches while another shard held a task of a more urgent
 level; in ``priority_inversions`` too); ``arrivals_utilization`` (up to the last arrival) and
 the ``steady`` figures (after the warm-up: ``steady.py``);
@@ -95,7 +95,9 @@ class RunResult:
     """Queue time (ms) of each task's first start, in order of start, measured by the
     simulator itself (for batch means; not in the JSON)."""
     shards: int = 1
-    """Dispatcher shards (independent distributors) of the run."""
+    """Dispatcher shards (partitions of the task topics) of the run."""
+    instances: int = 1
+    """Dispatcher instances (one distributor each) sharing them."""
     sharding: str = "split-slots"
     """How the agents' slots were divided among them (``sharding.py``)."""
     steal_ms: int = 0
@@ -180,6 +182,7 @@ class RunResult:
                 "arrivals_utilization": _ratio(self.arrivals_utilization),
                 "steady": None if self.steady is None else self.steady.to_dict(),
                 "dispatcher_shards": self.shards,
+                "dispatcher_instances": self.instances,
                 "sharding": self.sharding,
                 "steal_ms": self.steal_ms,
                 "stolen": self.tally.stolen,

@@ -12,8 +12,9 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     name = "reference"            seed = 42
     strategies = ["affinity", "round-robin-push"]
     time_limit_ms = 3_600_000     lease_ms = 300_000     retry_backoffs_ms = [1000, 10000]
-    dispatcher_shards = 1         sharding = "split-slots" | "own-agents"   (sharding.py)
-    steal_ms = 0                  (work stealing between shards every steal_ms: stealing.py)
+    dispatcher_shards = 1         dispatcher_instances = 0 (0: one per shard)
+    sharding = "split-slots" | "split-slots-even" | "own-agents"             (sharding.py)
+    steal_ms = 0                  (work stealing between instances every steal_ms: stealing.py)
     warmup_ms = 0                 (steady-state figures count tasks submitted from then on)
     [health]     heartbeat_interval_ms, suspect_after_ms, down_after_ms
     [scheduler]  levels, aging_ms (0: strict), escalation_ms, max_held, reserved_top_share,
@@ -26,8 +27,8 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     [[tasks]]    share, type, priority, work = {distribution, mean, sigma}, deadline_ms,
                  ttl_ms, required_skills, tenants, zone, max_attempts, affinity_keys,
                  affinity = uniform|zipf, zipf_exponent
-    [[variants]] name, dispatcher_shards, sharding, steal_ms: run every strategy once per
-                 variant (each defaults to the scenario's own shards, model and stealing)
+    [[variants]] name, dispatcher_shards, dispatcher_instances, sharding, steal_ms: run every
+                 strategy once per variant (each defaults to the scenario's own)
 """
 
 from __future__ import annotations
@@ -66,11 +67,13 @@ class Scenario:
     time_limit_ms: int | None = None
     """Stop then even if tasks remain; ``None``: see :meth:`limit_ms`."""
     dispatcher_shards: int = 1
-    """Independent distributors sharing the fleet (``sharding.py``); 1: one global one."""
+    """Partitions of the task topics (``sharding.py``); 1: one global scheduler."""
+    dispatcher_instances: int = 0
+    """Instances sharing the shards, one distributor each; 0: one per shard."""
     sharding: str = SPLIT_SLOTS
-    """How the agents' slots are divided among the shards: split-slots or own-agents."""
+    """How the agents' slots are divided: split-slots, split-slots-even or own-agents."""
     steal_ms: int = 0
-    """Work stealing between the shards every this many ms (``stealing.py``); 0: none."""
+    """Work stealing between the instances every this many ms (``stealing.py``); 0: none."""
     warmup_ms: int = 0
     """Steady-state figures count the tasks submitted from then on (``steady.py``)."""
     variants: tuple[Variant, ...] = ()
@@ -96,6 +99,7 @@ class Scenario:
         return replace(
             self,
             dispatcher_shards=variant.dispatcher_shards,
+            dispatcher_instances=variant.dispatcher_instances,
             sharding=variant.sharding,
             steal_ms=variant.steal_ms,
             variants=(),
@@ -128,6 +132,7 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         dispatcher_shards=top.int_("dispatcher_shards", 1, minimum=1),
         sharding=top.choice("sharding", SHARDINGS, SPLIT_SLOTS),
         steal_ms=top.int_("steal_ms", 0),
+        dispatcher_instances=top.int_("dispatcher_instances", 0),
     )
     scenario = Scenario(
         name=top.str_("name", "scenario"),
@@ -143,6 +148,7 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         retry_backoffs_ms=top.int_list("retry_backoffs_ms", [1_000, 10_000, 60_000]),
         time_limit_ms=top.opt_int("time_limit_ms", minimum=1),
         dispatcher_shards=shape.dispatcher_shards,
+        dispatcher_instances=shape.dispatcher_instances,
         sharding=shape.sharding,
         steal_ms=shape.steal_ms,
         warmup_ms=top.int_("warmup_ms", 0),

@@ -135,8 +135,8 @@ def _rate(fields: Fields, agents: tuple[AgentGroup, ...], tasks: tuple[TaskClass
 
 
 def parse_variants(top: Fields, default: Variant) -> tuple[Variant, ...]:
-    """The ``[[variants]]`` (optional); each defaults to the scenario's shards, model and
-    stealing (``default``)."""
+    """The ``[[variants]]`` (optional); each defaults to the scenario's shards, instances,
+    model and stealing (``default``)."""
     if not top.has("variants"):
         return ()
     variants = tuple(
@@ -155,6 +155,7 @@ def _variant(fields: Fields, default: Variant) -> Variant:
         dispatcher_shards=fields.int_("dispatcher_shards", default.dispatcher_shards, minimum=1),
         sharding=fields.choice("sharding", SHARDINGS, default.sharding),
         steal_ms=fields.int_("steal_ms", default.steal_ms),
+        dispatcher_instances=fields.int_("dispatcher_instances", default.dispatcher_instances),
     )
     fields.done()
     return variant

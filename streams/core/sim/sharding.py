@@ -1,32 +1,37 @@
-"""Dispatcher shards in the simulator: which shard owns a task, which slots each shard sees.
+"""Dispatcher shards and instances in the simulator: who owns a task, whose slots are whose.
 
-A scenario with ``dispatcher_shards = K`` runs K independent distributors (K dispatcher
-instances, each with its own scheduler and router, each the only owner of its tasks). This
-module is the plan of such a run, fixed before it starts:
+The task topics have ``dispatcher_shards = K`` partitions (shards); ``dispatcher_instances =
+N`` instances (default: one per shard) share them as a consumer group, Kafka's range assignor
+giving each a contiguous run of shards (``K // N`` each, the first ``K mod N`` one more). Each
+instance runs one distributor (one scheduler, one router) for all its shards, as the live
+dispatcher does, so the simulator runs N distributors side by side. This module is the plan of
+such a run, fixed before it starts:
 
 - **Tasks.** A task belongs to shard ``murmur2(key) & 0x7fffffff mod K``, ``key`` being its
   affinity key, else its task id: exactly the partition the producer writes it to (Kafka's
-  default partitioner, which ``streams/adapters/client.py`` uses), so with ``K`` equal to the
-  task topics' partitions a simulated shard holds what one live partition holds. Retries and
-  results stay with the task's shard, as live.
-- **Slots.** No agent may run more than its slots summed over the shards, so each shard is
-  given a fixed share of each agent, by one of two models (``sharding``):
+  default partitioner, which ``streams/adapters/client.py`` uses), and so to that shard's
+  instance. Its retries and results stay with it, as live.
+- **Slots.** No agent may run more than its slots summed over the instances, so each instance
+  is given a fixed share of each agent, by one of three models (``sharding``):
 
-  ``split-slots``: every agent's slots (``capacity + prefetch``, what it announces) are divided
-  among all K shards: ``slots // K`` each, and the ``slots mod K`` left over go to the next
-  shards in turn, a cursor running on through the fleet (agent after agent), so the shards'
-  totals differ by at most one slot. An agent with fewer slots than shards gives some shards
-  0 slots: they never see it (fragmentation: each slot is a pool of one).
+  ``split-slots``: the live rule (``streams/core/shares.py``): every agent's slots (what it
+  announces: ``capacity + prefetch``) are divided among the K shards, ``slots // K`` each, and
+  the ``slots mod K`` left over go to the shards that follow a start shard chosen by a hash of
+  the agent's id (crc32); an instance's share is the sum over its shards. The hash spreads the
+  remainders, but only statistically: with agents of fewer slots than shards, the shards'
+  totals vary (fleet10k: 119 to 189 slots, 160 on average).
 
-  ``own-agents``: each agent is served by exactly one shard, all its slots with it, the agents
-  dealt in fleet order to the shard with the fewest slots so far (ties: the lower shard), so
-  the totals are as even as the agents' sizes allow. An agent's runs then stay with one
-  instance, which is the live model when one instance at a time owns an agent's
-  assignments.
+  ``split-slots-even``: the same division, but the remainders dealt in turn, a cursor running on
+  through the fleet (agent after agent), so the shards' totals differ by at most one slot.
 
-  Either way a shard's share of an agent is a hard budget: the shard counts in flight against
-  it, so the sum over shards never exceeds the agent's slots (tested). With one shard both
-  models give the whole agent to it: today's behaviour.
+  ``own-agents``: each agent is served by exactly one instance, all its slots with it, the
+  agents dealt in fleet order to the instance with the fewest slots so far (ties: the lower
+  one), so the totals are as even as the agents' sizes allow.
+
+  Either way an instance's share of an agent is a hard budget: it counts its tasks in flight
+  against it, so the sum over instances never exceeds the agent's slots (tested). An agent
+  whose share in an instance is 0 slots is not seen there at all (fragmentation). With one
+  instance every model gives it every agent whole: today's behaviour.
 """
 
 from __future__ import annotations
@@ -36,14 +41,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streams.core.model import Job
+from streams.core.shares import shard_slots
 from streams.errors import ConfigError
 
 SPLIT_SLOTS = "split-slots"
+SPLIT_SLOTS_EVEN = "split-slots-even"
 OWN_AGENTS = "own-agents"
-SHARDINGS: tuple[str, ...] = (SPLIT_SLOTS, OWN_AGENTS)
+SHARDINGS: tuple[str, ...] = (SPLIT_SLOTS, SPLIT_SLOTS_EVEN, OWN_AGENTS)
 
 Share = tuple[int, int]
-"""(shard, slots): the slots of one agent one shard may fill (always > 0)."""
+"""(instance, slots): the slots of one agent one instance may fill (always > 0)."""
 
 _MASK = 0xFFFFFFFF
 _M = 0x5BD1E995
@@ -83,58 +90,96 @@ def task_key(job: Job) -> str:
     return job.affinity_key if job.affinity_key is not None else job.task_id
 
 
-def split_slots(slots: Sequence[int], shards: int) -> list[tuple[Share, ...]]:
-    """Each agent's slots over every shard; remainders dealt in turn across the fleet."""
+def range_owner(shard: int, shards: int, instances: int) -> int:
+    """The instance Kafka's range assignor gives ``shard``: contiguous runs, the first
+    ``shards mod instances`` instances one shard more."""
+    per, extra = divmod(shards, instances)
+    wide = extra * (per + 1)  # shards held by the instances with one more
+    return shard // (per + 1) if shard < wide else extra + (shard - wide) // per
+
+
+def split_even(slots: Sequence[int], shards: int) -> list[list[int]]:
+    """Each agent's slots per shard, remainders dealt in turn across the fleet."""
     cursor = 0
-    plan: list[tuple[Share, ...]] = []
+    plan = []
     for total in slots:
         base, extra = divmod(total, shards)
         counts = [base] * shards
         for step in range(extra):
             counts[(cursor + step) % shards] += 1
         cursor = (cursor + extra) % shards
-        plan.append(tuple((shard, count) for shard, count in enumerate(counts) if count))
+        plan.append(counts)
     return plan
 
 
-def own_agents(slots: Sequence[int], shards: int) -> list[tuple[Share, ...]]:
-    """Each agent whole to one shard: the one with the fewest slots so far."""
-    totals = [(0, shard) for shard in range(shards)]
+def split_live(agents: Sequence[tuple[str, int]], shards: int) -> list[list[int]]:
+    """Each agent's slots per shard by the live rule (``streams/core/shares.py``)."""
+    return [shard_slots(agent_id, slots, shards) for agent_id, slots in agents]
+
+
+def own_agents(slots: Sequence[int], instances: int) -> list[tuple[Share, ...]]:
+    """Each agent whole to one instance: the one with the fewest slots so far."""
+    totals = [(0, instance) for instance in range(instances)]
     plan: list[tuple[Share, ...]] = []
     for total in slots:
-        held, shard = heapq.heappop(totals)
-        plan.append(((shard, total),))
-        heapq.heappush(totals, (held + total, shard))
+        held, instance = heapq.heappop(totals)
+        plan.append(((instance, total),))
+        heapq.heappush(totals, (held + total, instance))
     return plan
+
+
+def _by_instance(counts: list[int], owners: Sequence[int], instances: int) -> tuple[Share, ...]:
+    """Per-shard counts summed per owning instance; instances with none left out."""
+    pooled = [0] * instances
+    for shard, count in enumerate(counts):
+        pooled[owners[shard]] += count
+    return tuple((instance, count) for instance, count in enumerate(pooled) if count)
 
 
 @dataclass(frozen=True, slots=True)
 class ShardPlan:
-    """The shards of one run: how many, and each agent's shares (in fleet order)."""
+    """The shards and instances of one run, and each agent's shares (in fleet order)."""
 
     shards: int
+    instances: int
     sharding: str
     shares: tuple[tuple[Share, ...], ...]
 
     @classmethod
-    def of(cls, slots: Sequence[int], shards: int, sharding: str) -> ShardPlan:
-        """The plan for agents announcing ``slots`` each (fleet order)."""
+    def of(
+        cls, agents: Sequence[tuple[str, int]], shards: int, sharding: str, instances: int = 0
+    ) -> ShardPlan:
+        """The plan for ``agents`` (id, slots announced; fleet order); ``instances`` 0: one
+        per shard."""
         if shards < 1:
             raise ConfigError(f"dispatcher_shards must be >= 1, got {shards}")
-        if sharding == SPLIT_SLOTS:
-            return cls(shards, sharding, tuple(split_slots(slots, shards)))
+        count = instances or shards
+        if not 1 <= count <= shards:
+            raise ConfigError(f"dispatcher_instances must be in 1..{shards}, got {instances}")
+        slots = [total for _, total in agents]
+        owners = [range_owner(shard, shards, count) for shard in range(shards)]
         if sharding == OWN_AGENTS:
-            return cls(shards, sharding, tuple(own_agents(slots, shards)))
-        raise ConfigError(f"sharding: unknown value {sharding!r}; valid: {', '.join(SHARDINGS)}")
+            return cls(shards, count, sharding, tuple(own_agents(slots, count)))
+        if sharding == SPLIT_SLOTS:
+            per_shard = split_live(agents, shards)
+        elif sharding == SPLIT_SLOTS_EVEN:
+            per_shard = split_even(slots, shards)
+        else:
+            valid = ", ".join(SHARDINGS)
+            raise ConfigError(f"sharding: unknown value {sharding!r}; valid: {valid}")
+        shares = tuple(_by_instance(counts, owners, count) for counts in per_shard)
+        return cls(shards, count, sharding, shares)
 
-    def shard_of(self, job: Job) -> int:
-        """The shard that owns ``job`` (0 when there is one)."""
-        return partition_of(task_key(job), self.shards) if self.shards > 1 else 0
+    def instance_of(self, job: Job) -> int:
+        """The instance that owns ``job``: its shard's owner (0 when there is one)."""
+        if self.instances == 1:
+            return 0
+        return range_owner(partition_of(task_key(job), self.shards), self.shards, self.instances)
 
     def totals(self) -> list[int]:
-        """Slots each shard sees, summed over the fleet."""
-        totals = [0] * self.shards
+        """Slots each instance sees, summed over the fleet."""
+        totals = [0] * self.instances
         for shares in self.shares:
-            for shard, slots in shares:
-                totals[shard] += slots
+            for instance, slots in shares:
+                totals[instance] += slots
         return totals

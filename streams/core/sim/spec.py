@@ -129,4 +129,6 @@ class Variant:
     dispatcher_shards: int
     sharding: str
     steal_ms: int = 0
-    """Work stealing between the shards every this many ms (``stealing.py``); 0: none."""
+    """Work stealing between the instances every this many ms (``stealing.py``); 0: none."""
+    dispatcher_instances: int = 0
+    """Instances sharing the shards (range assignment); 0: one per shard."""

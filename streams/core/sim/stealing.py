@@ -1,18 +1,18 @@
-"""Work stealing between dispatcher shards: the remedy the simulator measures for sharding.
+"""Work stealing between dispatcher instances: the remedy the simulator measures for sharding.
 
-Static shards waste capacity: one shard may hold tasks while another has free slots, and
-neither can use the other's (a global scheduler would). With ``steal_ms`` set, every
-``steal_ms`` the shards compare notes (each publishes its free slots and its held tasks, as
-an instance would on a compacted topic), and each shard with free slots and nothing held
-(a *thief*) takes up to its free slots' worth of held tasks from the shards holding the most
-(its *victims*), most urgent first. The victim withdraws them (the core's ``Withdrawn``, the
-same hand-over as a revoked shard) and the thief takes them as arrivals: live, a hand-off
-through the thief's partition. The task belongs to the thief from then on.
+Static sharding wastes capacity: one instance may hold tasks while another has free slots,
+and neither can use the other's (a global scheduler would). With ``steal_ms`` set, every
+``steal_ms`` the instances compare notes (each publishes its free slots and its held tasks, as
+it would on a compacted topic), and each instance with free slots and nothing held (a *thief*)
+takes up to its free slots' worth of held tasks from the instances holding the most (its
+*victims*), most urgent first. The victim withdraws them (the core's ``Withdrawn``, the same
+hand-over as a revoked shard) and the thief takes them as arrivals: live, a hand-off through a
+partition of the thief's. The task belongs to the thief from then on.
 
 Thieves ask in turn, most free slots first, so two thieves never take the same task and a
 victim never gives more than it holds: no central decision is needed, only the published
-counts. Information is as old as one interval: what the interval buys is the price in
-wait. Slots are never moved, so no agent can be over-committed by a steal.
+counts. Information is as old as one interval: what the interval buys is the price in wait.
+Slots are never moved, so no agent can be over-committed by a steal.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ class Steal:
 
 
 def plan_steals(free: Sequence[int], held: Sequence[int]) -> list[Steal]:
-    """The steals of one round, given each shard's free slots and held tasks.
+    """The steals of one round, given each instance's free slots and held tasks.
 
-    Thieves (free > 0, nothing held) in order of most free slots (ties: lower shard); each
-    takes from the victims (held > 0) with the most held (ties: lower shard) until its free
+    Thieves (free > 0, nothing held) in order of most free slots (ties: lower one); each
+    takes from the victims (held > 0) with the most held (ties: lower one) until its free
     slots are spoken for or nothing is left to take.
     """
     thieves = sorted(
