@@ -16,7 +16,7 @@ such a run, fixed before it starts:
 
   ``split-slots``: the live rule (``streams/core/shares.py``): every agent's slots (what it
   announces: ``capacity + prefetch``) are divided among the K shards, ``slots // K`` each, and
-  the ``slots mod K`` left over go to the shards that follow a start shard chosen by a hash of
+  the ``slots mod K`` left over spread over the shards from a start shard chosen by a hash of
   the agent's id (crc32); an instance's share is the sum over its shards. The hash spreads the
   remainders, but only statistically: with agents of fewer slots than shards, the shards'
   totals vary (fleet10k: 119 to 189 slots, 160 on average).
