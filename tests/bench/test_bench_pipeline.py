@@ -172,3 +172,20 @@ def test_sections_and_broker_are_checked() -> None:
     with pytest.raises(ConfigError, match="local"):
         _check_local(load_settings(bootstrap_servers="kafka.example.com:9092"))
     _check_local(load_settings(bootstrap_servers="127.0.0.1:9092"))
+
+
+def test_the_group_section_runs_one_dispatcher_then_two_and_reports_them_side_by_side(
+    settings: Settings, tmp_path: Path
+) -> None:
+    plan = _plan(settings, tmp_path / "work")
+    doc = run_suite(plan, ["group"], lambda _line: None, command="test")
+    assert leftover_children() == []
+    group = doc["sections"]["group"]
+    for count in ("1", "2"):
+        _check_throughput(group[count], plan)
+    assert "dispatchers" not in group["1"]["cpu_ms_per_task"]
+    two = group["2"]["cpu_ms_per_task"]
+    assert two["dispatchers"] == pytest.approx(two["dispatcher"] + two["dispatcher-2"])
+    doc["out_dir"] = str(tmp_path / "out")
+    text = render_markdown(doc)
+    assert "## Two dispatcher instances" in text and "two against one" in text

@@ -48,17 +48,21 @@ def start_dispatcher(
     max_held: int | None = None,
     strategy: str | None = None,
     events: bool = False,
+    name: str = "dispatcher",
 ) -> Child:
     """``taskd dispatcher`` as a child (lifecycle events only with ``events``); returns once
-    it says it is ready."""
+    it says it is ready. Only the one named ``dispatcher`` serves the HTTP views (the
+    section's port); others of the same group (``name``) serve none."""
     argv = [*taskd_command(), "dispatcher", "--loglevel", "info", "--lease-ms", "120000"]
+    if name != "dispatcher":
+        argv.append("--no-web")
     if max_held is not None:
         argv += ["--max-held", str(max_held)]
     if strategy is not None:
         argv += ["--strategy", strategy]
     if events:
         argv.append("--events")
-    dispatcher = children.start("dispatcher", argv)
+    dispatcher = children.start(name, argv)
     dispatcher.wait_for_log("dispatcher ready", READY_S)
     return dispatcher
 
@@ -182,19 +186,30 @@ class Pipeline:
     cost: CostMeter
     rss: RssSampler
     agents: list[str]
+    dispatchers: list[str]
+
+
+def dispatcher_names(count: int) -> list[str]:
+    """The names of ``count`` dispatcher instances of one group, in the CPU figures."""
+    return ["dispatcher", *(f"dispatcher-{index}" for index in range(2, count + 1))]
 
 
 @contextmanager
-def running_pipeline(plan: BenchPlan, section: str, *, events: bool = False) -> Iterator[Pipeline]:
-    """Topics of its own, a dispatcher, ``plan.agents`` agents and the measuring around them;
-    everything stopped and the topics deleted on the way out."""
+def running_pipeline(
+    plan: BenchPlan, section: str, *, events: bool = False, dispatchers: int = 1
+) -> Iterator[Pipeline]:
+    """Topics of its own, ``dispatchers`` dispatcher instances of one group, ``plan.agents``
+    agents and the measuring around them; everything stopped and the topics deleted on the
+    way out."""
     settings = section_settings(plan, section)
     create_topics(settings)
     try:
         with Children(settings.data_dir.parent / "logs", child_environment(settings)) as children:
-            dispatcher = start_dispatcher(children, events=events)
+            pids = {
+                name: start_dispatcher(children, events=events, name=name).pid
+                for name in dispatcher_names(dispatchers)
+            }
             agents = start_agents(children, plan.agents, plan.capacity)
-            pids = {"dispatcher": dispatcher.pid}
             pids |= {agent_id(i): agent.pid for i, agent in enumerate(agents)}
             ids = [agent_id(i) for i in range(len(agents))]
             with (
@@ -202,7 +217,8 @@ def running_pipeline(plan: BenchPlan, section: str, *, events: bool = False) -> 
                 CostMeter(settings, pids) as cost,
                 PipelineRun(settings, plan) as run,
             ):
-                yield Pipeline(run=run, cost=cost, rss=rss, agents=ids)
+                names = dispatcher_names(dispatchers)
+                yield Pipeline(run=run, cost=cost, rss=rss, agents=ids, dispatchers=names)
             children.check_alive()
     finally:
         delete_topics(settings)

@@ -105,6 +105,7 @@ def render_markdown(doc: Doc) -> str:
         sustained_table(ours),
         cpu_table(ours),
         records_table(ours),
+        _group(doc),
         _memory(doc),
         _peers(doc),
         _quality(doc),
@@ -251,6 +252,39 @@ def _floor_only_latency(floor: Any) -> str | None:
         for point in entry["latency"]:
             rows.append(f"| {entry['system']} | {point['rate_tps']:,.0f} | {_ms(point)} |")
     return "## Floor latency\n\n" + "\n".join(rows) + "\n"
+
+
+def _group(doc: Doc) -> str | None:
+    from taskd_lab.bench.group import dispatchers_cpu
+
+    group = _section(doc, "group")
+    if not isinstance(group, dict) or "skipped" in group:
+        return _skipped("Two dispatcher instances", group)
+    one, two = group["1"], group["2"]
+    rows = [
+        "| | one dispatcher | two instances of one group | two against one |",
+        "|---|---|---|---|",
+        f"| throughput, tasks/s | {one['throughput_tps']:,.0f} | {two['throughput_tps']:,.0f} | "
+        f"{_ratio(two['throughput_tps'], one['throughput_tps'])} |",
+    ]
+    cpu = [
+        ("dispatchers, CPU ms per task (summed)", dispatchers_cpu),
+        ("broker", lambda run: run["cpu_ms_per_task"].get("broker")),
+        ("agents, all of them", lambda run: run["cpu_ms_per_task"].get("agents")),
+    ]
+    for label, of in cpu:
+        rows.append(f"| {label} | {_cpu(of(one))} | {_cpu(of(two))} | {_ratio(of(two), of(one))} |")
+    head = (
+        "## Two dispatcher instances\n\n"
+        "The same pipeline with one dispatcher, then with two instances of one group sharing "
+        "the shards, one throughput run each, side by side in this run. Every process shares "
+        "the machine's cores, so two instances cannot double the throughput here.\n\n"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _mib(value: float | None) -> str:

@@ -3,7 +3,8 @@
 Order: peers first (our pipeline then also runs at the rate each peer reached at half its
 maximum, for a same-rate comparison), then our pipeline (its maximum sets the paced rates and
 bounds the search for the sustained rate; a second throughput run with lifecycle events on
-follows), the floor at those same paced rates, the dispatcher's memory with tasks waiting,
+follows), one dispatcher against two instances of one group, the floor at those same paced
+rates, the dispatcher's memory with tasks waiting,
 and the distribution quality through the live pipeline. Every throughput run (ours, the
 peers', the floor's) has the same ``plan.tasks`` tasks. A section that cannot run (a
 TaskdError: Redis missing for the peers, a child that died) is reported as skipped with its
@@ -53,6 +54,8 @@ def run_suite(
         results["pipeline"] = _guarded(
             progress, "pipeline", lambda: _pipeline(plan, progress, extra)
         )
+    if "group" in sections:
+        results["group"] = _guarded(progress, "group", lambda: _group(plan, progress))
     if "floor" in sections:
         rates = _our_rates(results.get("pipeline"))
         results["floor"] = _guarded(progress, "floor", lambda: _floor(plan, progress, rates))
@@ -83,6 +86,12 @@ def _pipeline(plan: BenchPlan, progress: Progress, extra: list[float]) -> dict[s
     from taskd_lab.bench.pipeline import run_pipeline
 
     return run_pipeline(plan, progress, extra_rates=extra)
+
+
+def _group(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
+    from taskd_lab.bench.group import run_group
+
+    return run_group(plan, progress)
 
 
 def _floor(plan: BenchPlan, progress: Progress, rates: list[float] | None) -> Any:
