@@ -186,10 +186,10 @@ def test_split_slots_is_the_live_rule() -> None:
     shards the instance owns."""
     agents = [(f"w-{index}", slots) for index, slots in enumerate([1, 2, 3, 4, 7, 9])]
     plan = ShardPlan.of(agents, 6, SPLIT_SLOTS, instances=2)
-    for (agent_id, slots), shares in zip(agents, plan.shares, strict=True):
+    for partition, ((_, slots), shares) in enumerate(zip(agents, plan.shares, strict=True)):
         owned = dict(shares)
-        assert owned.get(0, 0) == share(agent_id, slots, {0, 1, 2}, 6)
-        assert owned.get(1, 0) == share(agent_id, slots, {3, 4, 5}, 6)
+        assert owned.get(0, 0) == share(partition, slots, {0, 1, 2}, 6)
+        assert owned.get(1, 0) == share(partition, slots, {3, 4, 5}, 6)
 
 
 def test_one_instance_sees_every_agent_whole_under_every_model() -> None:

@@ -148,7 +148,8 @@ class Engine:
                 continue
             claim = self._regs.active(record.agent_id)
             if claim is not None:  # an agent without a partition can be sent nothing
-                slots = self._slots.announced(record.agent_id, self._config.slots(record.capacity))
+                offered = self._config.slots(record.capacity)
+                slots = self._slots.announced(record.agent_id, claim.partition, offered)
                 beat = heartbeat_of(record, slots=slots, incarnation=claim.epoch)
                 events.append(HeartbeatReceived(beat))
         self._handle(events)

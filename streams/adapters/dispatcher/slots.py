@@ -21,17 +21,19 @@ class AgentSlots:
     def __init__(self, shards: int) -> None:
         self._shards = shards
         self._owned: frozenset[int] = frozenset()
-        self._announced: dict[str, int] = {}
-        """Agent id -> the slots the dispatcher counts for it (capacity plus prefetch)."""
+        self._announced: dict[str, tuple[int, int]] = {}
+        """Agent id -> (its dispatch partition, the slots the dispatcher counts for it:
+        capacity plus prefetch)."""
 
     @property
     def owned(self) -> frozenset[int]:
         return self._owned
 
-    def announced(self, agent_id: str, slots: int) -> int:
-        """Note what an agent's heartbeat offers; this instance's share of it."""
-        self._announced[agent_id] = slots
-        return share(agent_id, slots, self._owned, self._shards)
+    def announced(self, agent_id: str, partition: int, slots: int) -> int:
+        """Note what the heartbeat of the agent on ``dispatch`` partition ``partition`` offers;
+        this instance's share of it."""
+        self._announced[agent_id] = (partition, slots)
+        return share(partition, slots, self._owned, self._shards)
 
     def forget(self, agent_id: str) -> None:
         self._announced.pop(agent_id, None)
@@ -43,6 +45,6 @@ class AgentSlots:
             return []
         self._owned = owned
         return [
-            SlotsResized(agent_id, share(agent_id, slots, owned, self._shards))
-            for agent_id, slots in self._announced.items()
+            SlotsResized(agent_id, share(partition, slots, owned, self._shards))
+            for agent_id, (partition, slots) in self._announced.items()
         ]

@@ -113,8 +113,9 @@ def split_even(slots: Sequence[int], shards: int) -> list[list[int]]:
 
 
 def split_live(agents: Sequence[tuple[str, int]], shards: int) -> list[list[int]]:
-    """Each agent's slots per shard by the live rule (``streams/core/shares.py``)."""
-    return [shard_slots(agent_id, slots, shards) for agent_id, slots in agents]
+    """Each agent's slots per shard by the live rule (``streams/core/shares.py``), the agents
+    holding ``dispatch`` partitions 0, 1, ... in fleet order."""
+    return [shard_slots(partition, slots, shards) for partition, (_, slots) in enumerate(agents)]
 
 
 def own_agents(slots: Sequence[int], instances: int) -> list[tuple[Share, ...]]:
