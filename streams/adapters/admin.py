@@ -115,7 +115,8 @@ def _create(admin: AdminClient, specs: Sequence[TopicSpec], settings: Settings) 
 
 def _topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
     if spec.compacted:
-        return {"cleanup.policy": "compact"}
+        roll = {} if spec.segment_ms is None else {"segment.ms": str(spec.segment_ms)}
+        return {"cleanup.policy": "compact", **roll}
     return {"retention.ms": str(settings.retention_ms)}
 
 

@@ -49,7 +49,8 @@ def shard_slots(partition: int, slots: int, shards: int) -> list[int]:
 def share(partition: int, slots: int, owned: Collection[int], shards: int) -> int:
     """The slots of the agent on ``dispatch`` partition ``partition`` an instance owning the
     shards ``owned`` (of ``shards``) may fill; all of them when it owns every shard."""
-    if len(owned) >= shards:
+    mine = {shard for shard in owned if 0 <= shard < shards}
+    if len(mine) == shards:
         return slots
     counts = shard_slots(partition, slots, shards)
-    return sum(counts[shard] for shard in owned if 0 <= shard < shards)
+    return sum(counts[shard] for shard in mine)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+REPORTS_SEGMENT_MS = 3_600_000
+"""The ``dispatchers`` topic rolls a segment an hour, so that compaction keeps it to about one
+record per instance (each writes one a second)."""
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -16,6 +20,9 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
+    segment_ms: int | None = None
+    """A compacted topic's segment roll (None: the broker's): compaction never touches the
+    segment being written, so a topic of frequent small records needs short segments."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ class TopicNames:
         specs.append(TopicSpec(self.dispatch, dispatch_partitions))
         specs.append(TopicSpec(self.registry, 1, compacted=True))
         specs.append(TopicSpec(self.state, shards, compacted=True))
-        specs.append(TopicSpec(self.dispatchers, 1, compacted=True))
+        specs.append(TopicSpec(self.dispatchers, 1, compacted=True, segment_ms=REPORTS_SEGMENT_MS))
         return specs
 
 

@@ -44,7 +44,8 @@ def _report(
 
 def test_the_view_sums_the_latest_report_of_each_instance_heard_from() -> None:
     group = GroupView()
-    group.update([_report("a:1", 100, (0, 1)), _report("b:2", 100, (2,)), _report("a:1", 50, (5,))])
+    reports = [_report("a:1", 100, (0, 1)), _report("b:2", 100, (2,)), _report("a:1", 50, (5,))]
+    group.update(reports, 100)
     view = group.view(1_000)
     assert list(_entries(view)) == ["a:1", "b:2"]
     assert _totals(view) == {
@@ -61,24 +62,33 @@ def test_the_view_sums_the_latest_report_of_each_instance_heard_from() -> None:
 
 def test_a_stopped_instance_leaves_and_a_silent_one_is_shown_but_not_summed() -> None:
     group = GroupView()
-    group.update([_report("a:1", 100, (0,)), _report("b:2", 100, (1,)), _report("c:3", 100, (2,))])
     group.update(
-        [_report("a:1", 200, (), state=STOPPED), _report("b:2", 100 + SILENT_AFTER_MS, (1,))]
+        [_report("a:1", 100, (0,)), _report("b:2", 100, (1,)), _report("c:3", 100, (2,))], 100
     )
-    view = group.view(200 + SILENT_AFTER_MS)
+    later_ms = 200 + SILENT_AFTER_MS
+    group.update([_report("a:1", 200, (), state=STOPPED), _report("b:2", 300, (1,))], later_ms)
+    view = group.view(later_ms)
     entries = _entries(view)
     assert set(entries) == {"b:2", "c:3"}
     assert entries["c:3"]["silent"] and not entries["b:2"]["silent"]
     assert _totals(view)["instances"] == 1 and _totals(view)["shards"] == [1]
-    later = group.view(200 + FORGET_AFTER_MS)
-    assert list(_entries(later)) == ["b:2"]
+    group.update([], later_ms + FORGET_AFTER_MS)
+    assert list(_entries(group.view(later_ms + FORGET_AFTER_MS))) == ["b:2"]
+
+
+def test_ages_count_on_this_hosts_clock_whatever_the_senders_clock_says() -> None:
+    group = GroupView()
+    behind = 10 * SILENT_AFTER_MS  # the other host's clock is that far behind
+    group.update([_report("far:1", 1_000, (0,))], 1_000 + behind)
+    (entry,) = _entries(group.view(1_500 + behind)).values()
+    assert entry["age_ms"] == 500 and not entry["silent"]
 
 
 def test_taskd_status_shows_a_row_per_instance_and_the_sums_when_several_run() -> None:
     group = GroupView()
-    group.update([_report("a:1", 100, (0,))])
+    group.update([_report("a:1", 100, (0,))], 100)
     assert group_rows(group.view(100)) == []
-    group.update([_report("b:2", 100, (1,))])
+    group.update([_report("b:2", 100, (1,))], 100)
     rows = group_rows(group.view(100))
     assert [label for label, _ in rows] == ["instance a:1", "instance b:2", "group"]
     assert rows[-1][1] == "2 instances, 4 held, 2 in flight, 16 completed"

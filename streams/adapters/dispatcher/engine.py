@@ -147,7 +147,9 @@ class Engine:
                     events.append(AgentLeft(agent_id))
                 continue
             claim = self._regs.active(record.agent_id)
-            if claim is not None:  # an agent without a partition can be sent nothing
+            if claim is None:  # an agent without a partition can be sent nothing
+                self._slots.forget(record.agent_id)
+            else:
                 offered = self._config.slots(record.capacity)
                 slots = self._slots.announced(record.agent_id, claim.partition, offered)
                 beat = heartbeat_of(record, slots=slots, incarnation=claim.epoch)

@@ -1,7 +1,7 @@
 """The dispatcher group as one instance sees it: every instance's shards and counts, and sums.
 
 Each instance writes a :class:`DispatcherStatus` to the compacted ``dispatchers`` topic every
-second, keyed by its name (``host:pid``), and when it stops a last one saying ``stopped``, then
+second, keyed by its name (``host:pid-tag``), and when it stops a last one saying ``stopped``, then
 a tombstone (so compaction forgets it); the agents view (``agents_view.py``) reads the topic
 from its beginning, so every instance knows the others. An instance not heard from for
 ``SILENT_AFTER_MS`` (killed: it wrote no last report) is shown as silent and left out of the
@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import uuid
 from collections.abc import Iterable
 
 from streams.core.stats import Summary
@@ -30,11 +31,12 @@ _made = itertools.count(1)
 
 
 def instance_name() -> str:
-    """A dispatcher as the group knows it: ``host:pid``, and ``host:pid.N`` for the N-th one
-    made in the same process (tests run several)."""
+    """A dispatcher as the group knows it: ``host:pid``, a short random tag (containers often
+    share a host name and run as pid 1), and ``.N`` for the N-th one made in the same process
+    (tests run several)."""
     made = next(_made)
     suffix = "" if made == 1 else f".{made}"
-    return f"{socket.gethostname()}:{os.getpid()}{suffix}"
+    return f"{socket.gethostname()}:{os.getpid()}-{uuid.uuid4().hex[:4]}{suffix}"
 
 
 def status_record(
@@ -63,28 +65,33 @@ def status_record(
 
 
 class GroupView:
-    """The latest report of every instance of the group."""
+    """The latest report of every instance of the group, with when it arrived here (ages are
+    counted on this host's clock: another host's may be off)."""
 
     def __init__(self) -> None:
-        self._latest: dict[str, DispatcherStatus] = {}
+        self._latest: dict[str, tuple[DispatcherStatus, int]] = {}
 
-    def update(self, reports: Iterable[DispatcherStatus]) -> None:
+    def update(self, reports: Iterable[DispatcherStatus], now_ms: int) -> None:
+        """Take ``reports`` received at ``now_ms``; forget instances silent for too long."""
         for report in reports:
             known = self._latest.get(report.instance)
-            if known is not None and known.sent_at > report.sent_at:
-                continue
+            if known is not None and known[0].sent_at > report.sent_at:
+                continue  # an instance's own reports are ordered by its own clock
             if report.state == STOPPED:
                 self._latest.pop(report.instance, None)
             else:
-                self._latest[report.instance] = report
+                self._latest[report.instance] = (report, now_ms)
+        for instance, (_, seen_ms) in list(self._latest.items()):
+            if now_ms - seen_ms > FORGET_AFTER_MS:
+                del self._latest[instance]
 
     def view(self, now_ms: int) -> dict[str, object]:
         """``instances`` (each report, its age and whether it is silent) and ``totals`` (the
         sums over the instances heard from, and the shards they own)."""
         instances = [
-            _entry(report, now_ms)
-            for _, report in sorted(self._latest.items())
-            if now_ms - report.sent_at <= FORGET_AFTER_MS
+            _entry(report, now_ms - seen_ms)
+            for _, (report, seen_ms) in sorted(self._latest.items())
+            if now_ms - seen_ms <= FORGET_AFTER_MS
         ]
         live = [entry for entry in instances if not entry["silent"]]
         totals: dict[str, object] = {name: sum(_int(e[name]) for e in live) for name in _COUNTS}
@@ -93,8 +100,8 @@ class GroupView:
         return {"instances": instances, "totals": totals}
 
 
-def _entry(report: DispatcherStatus, now_ms: int) -> dict[str, object]:
-    age_ms = max(0, now_ms - report.sent_at)
+def _entry(report: DispatcherStatus, age_ms: int) -> dict[str, object]:
+    age_ms = max(0, age_ms)
     entry: dict[str, object] = {"instance": report.instance, "state": report.state}
     entry["shards"] = list(report.shards)
     entry.update({name: getattr(report, name) for name in _COUNTS})

@@ -77,8 +77,11 @@ class Outputs:
         self.records += 1
         self._write(topic, value, key, partition, headers, epoch, then)
 
-    def send_unconfirmed(self, topic: str, value: bytes, *, key: bytes, partition: int) -> None:
-        """Write one record nothing waits for (a failure is only counted and logged)."""
+    def send_unconfirmed(
+        self, topic: str, value: bytes | None, *, key: bytes, partition: int
+    ) -> None:
+        """Write one record nothing waits for (a failure is only counted and logged; ``value``
+        None: a tombstone)."""
         self.records += 1
         self._produce(topic, value, key, partition, None, self._unconfirmed)
 

@@ -164,6 +164,8 @@ class Dispatcher:
         await view.caught_up.wait()
         intake.start()
         await asyncio.wait_for(self._assigned.wait(), READY_TIMEOUT_S)
+        if self._stopping:  # stopped while starting: its timers must not outlive it
+            return
         self._timers = [
             asyncio.ensure_future(self._every(self.config.commit_interval_s, self._checkpoint)),
             asyncio.ensure_future(self._every(GAUGE_REFRESH_S, self._refresh_gauges)),
@@ -264,7 +266,7 @@ class Dispatcher:
     def _on_view(self, records: list[ViewRecord]) -> None:
         reports = [record for record in records if isinstance(record, DispatcherStatus)]
         if reports:
-            self.group.update(reports)
+            self.group.update(reports, self.clock())
         agents: list[AgentRecord] = [r for r in records if not isinstance(r, DispatcherStatus)]
         if agents and self.engine is not None:
             self.engine.on_view(agents)
@@ -277,11 +279,13 @@ class Dispatcher:
     def _forget_report(self) -> None:
         assert self.outputs is not None
         key = self.instance.encode()
-        self.outputs.send(self.settings.topics.dispatchers, None, key=key, partition=0)
+        topic = self.settings.topics.dispatchers
+        self.outputs.send_unconfirmed(topic, None, key=key, partition=0)
 
     def _report(self, state: str) -> None:
-        """Tell the group this instance's shards and counts (``group.py``)."""
-        if self.outputs is None:
+        """Tell the group this instance's shards and counts (``group.py``): unconfirmed, so no
+        checkpoint waits for it, and never after the last one (``stopped``)."""
+        if self.outputs is None or (self._stopping and state != STOPPED):
             return
         now_ms = self.clock()
         record = status_record(
@@ -293,9 +297,9 @@ class Dispatcher:
             in_flight=self.core.in_flight,
             now_ms=now_ms,
         )
-        self.group.update([record])
+        self.group.update([record], now_ms)
         key = self.instance.encode()
-        self.outputs.send(
+        self.outputs.send_unconfirmed(
             self.settings.topics.dispatchers, self.codec.encode(record), key=key, partition=0
         )
 

@@ -40,6 +40,7 @@ from streams.errors import DecodeError, KafkaError, TopicError
 from streams.settings import Settings
 from streams.wire import EndedTasks, TaskState
 from streams.wire.codec import RecordCodec
+from streams.wire.topics import REPORTS_SEGMENT_MS
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,8 @@ def create_dispatcher_topics(settings: Settings) -> None:
         NewTopic(changelog_topic(settings), num_partitions=settings.shards,
                  replication_factor=settings.replication_factor, config=compacted),
         NewTopic(settings.topics.dispatchers, num_partitions=1,
-                 replication_factor=settings.replication_factor, config=compacted),
+                 replication_factor=settings.replication_factor,
+                 config={**compacted, "segment.ms": str(REPORTS_SEGMENT_MS)}),
     ]  # fmt: skip
     for name, future in admin.create_topics(topics, request_timeout=_TIMEOUT_S).items():
         try:

@@ -16,10 +16,10 @@ such a run, fixed before it starts:
 
   ``split-slots``: the live rule (``streams/core/shares.py``): every agent's slots (what it
   announces: ``capacity + prefetch``) are divided among the K shards, ``slots // K`` each, and
-  the ``slots mod K`` left over spread over the shards from a start shard chosen by a hash of
-  the agent's id (crc32); an instance's share is the sum over its shards. The hash spreads the
-  remainders, but only statistically: with agents of fewer slots than shards, the shards'
-  totals vary (fleet10k: 119 to 189 slots, 160 on average).
+  the ``slots mod K`` left over spread over the shards from the shard numbered like the agent's
+  ``dispatch`` partition (here its place in the fleet, as agents claim partitions 0, 1, ...);
+  an instance's share is the sum over its shards. Agents of one size deal their remainders
+  exactly evenly; a mixed fleet nearly so.
 
   ``split-slots-even``: the same division, but the remainders dealt in turn, a cursor running on
   through the fleet (agent after agent), so the shards' totals differ by at most one slot.
