@@ -1,6 +1,7 @@
 """Several ``taskd dispatcher`` processes with one topic prefix, under load, on the real broker:
-one killed with SIGKILL has its shards taken over by the others, an instance added joins, and
-in both cases every task completes, none runs twice where the test says so, and no agent ever
+one killed with SIGKILL has its shards taken over by the others, an instance added joins, the
+whole group killed at once starts again from the changelogs, and in each case every task
+completes, none runs twice where the test says so, and no agent ever
 runs more tasks at once than its capacity (counted from the results' start and end times)."""
 
 from __future__ import annotations
@@ -257,6 +258,39 @@ def test_an_instance_added_under_load_joins_and_dispatches_nothing_twice(
             assert {a.dispatcher_shard for a in assignments} >= set(joined)
             assert {r.task_id for r in results if r.status is TaskStatus.SUCCEEDED} == ids
             _check_capacity(results)
+        finally:
+            for each in agents:
+                each.stop()
+            await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
+
+    asyncio.run(scenario())
+
+
+def test_the_whole_group_killed_under_load_recovers_everything_from_the_changelogs(
+    group_settings: Settings, tmp_path: Path
+) -> None:
+    """All three instances SIGKILLed at once with work held and in flight, then started again:
+    every task completes, from what the changelogs and the committed inputs hold."""
+    settings = group_settings
+    agents = [make_agent(settings, f"g{i}", capacity) for i, capacity in enumerate(CAPACITIES)]
+
+    async def scenario() -> None:
+        runs = [await start(each) for each in agents]
+        try:
+            with ExitStack() as stack:
+                group = Group(settings, tmp_path, stack)
+                await _settled(group)
+                sent = await asyncio.to_thread(submit_now, settings, 900, payload=work(50))
+                await _until_done(settings, 100)
+                for index in range(3):
+                    group.kill(index)
+                for index in range(3):
+                    group.restart(index)
+                ids = {task.task_id for task in sent}
+                results = await until_results(settings, ids, statuses={"SUCCEEDED"})
+            assert ids <= {r.task_id for r in results if r.status is TaskStatus.SUCCEEDED}
+            _check_capacity(results)
+            _check_assigned(await asyncio.to_thread(all_assignments, settings), results)
         finally:
             for each in agents:
                 each.stop()
