@@ -66,6 +66,14 @@ def dispatcher(
             help="silence after which a killed instance's shards go to the others (ms)",
         ),
     ] = _DEFAULTS.session_timeout_ms,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-id",
+            help="static group membership: a restart under this id within the session "
+            "timeout gets its shards back without a rebalance (unique per instance)",
+        ),
+    ] = None,
     prefetch_share: Annotated[
         float,
         typer.Option(
@@ -92,6 +100,7 @@ def dispatcher(
         events_enabled=events,
         commit_interval_ms=commit_interval_ms,
         session_timeout_ms=session_timeout_ms,
+        instance_id=instance_id,
         prefetch_share=prefetch_share,
         strategy=strategy,
     )

@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -19,6 +20,7 @@ from tests.adapters.test_dispatcher_support import (
     CODEC,
     FakeAgent,
     answer,
+    dispatcher_config,
     register,
     running_dispatcher,
     submit,
@@ -60,7 +62,7 @@ def _read_for(consumer: Consumer, seconds: float) -> list[Assignment]:
     while time.monotonic() < deadline:
         for message in consumer.consume(100, timeout=0.1):
             assert message.error() is None, message.error()
-            found += CODEC.decode(message.value(), AssignmentBatch).assignments
+            found += CODEC.decode(message.value() or b"", AssignmentBatch).assignments
     return found
 
 
@@ -113,5 +115,40 @@ def test_two_instances_split_the_shards_and_never_overcommit_an_agent(
             names = [entry["instance"] for entry in view["instances"]]
             assert names == sorted([first.instance, second.instance])
             assert view["totals"]["shards"] == list(range(settings.shards))
+
+    asyncio.run(scenario())
+
+
+def test_an_instance_restarted_under_its_id_gets_its_shards_back_and_the_other_goes_on(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """Static membership (``instance_id``): a stop and a start under the same id within the
+    session give the shards back with no rebalance: the other instance hands nothing over."""
+    settings = with_state(topics, tmp_path)
+    handed_over: list[list[int]] = []
+
+    async def scenario() -> None:
+        async with running_dispatcher(settings, dispatcher_config(instance_id="i1")) as first:
+            second = Dispatcher(settings, dispatcher_config(instance_id="i2"))
+            await second.start()
+            await until(lambda: _split(first, second, settings.shards), "the shards split")
+            kept, lent = first.owned_shards, second.owned_shards
+            assert first.engine is not None
+            hand_over = first.engine.hand_over
+
+            async def counted(shards: Iterable[int], *, lost: bool) -> list[TopicPartition]:
+                handed_over.append(sorted(shards))
+                return await hand_over(shards, lost=lost)
+
+            first.engine.hand_over = counted  # type: ignore[method-assign]
+            await second.stop()
+            again = Dispatcher(settings, dispatcher_config(instance_id="i2"))
+            await again.start()
+            try:
+                assert again.owned_shards == lent
+                assert first.owned_shards == kept
+                assert handed_over == []
+            finally:
+                await again.stop()
 
     asyncio.run(scenario())

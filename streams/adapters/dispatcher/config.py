@@ -45,6 +45,12 @@ class DispatcherConfig:
     """Kafka group session: a killed instance's shards are taken over after this long, plus a
     rebalance and their recovery from the changelog (6 s is the broker's least by default:
     ``group.min.session.timeout.ms``)."""
+    instance_id: str | None = None
+    """Static membership of the group (``group.instance.id``): an instance restarted under the
+    same id within ``session_timeout_ms`` gets its shards back and the others go on without a
+    rebalance. The price: an instance that stops, even cleanly, keeps its shards until the
+    session runs out. Unique per instance; None: dynamic membership (a stop hands the shards
+    over at once)."""
     commit_interval_ms: int = 100
     """How often a checkpoint makes the work durable and commits the inputs: a crash may
     dispatch again what was dispatched in about this long before it (``checkpoint.py``)."""

@@ -55,9 +55,13 @@ Shards = list[int]
 T = TypeVar("T")
 
 
-def consumer_config(session_timeout_ms: int) -> dict[str, Any]:
-    """The input consumer's keys (besides connection and group)."""
+def consumer_config(session_timeout_ms: int, instance_id: str | None = None) -> dict[str, Any]:
+    """The input consumer's keys (besides connection and group); ``instance_id``: static
+    membership (``group.instance.id``), so that an instance restarted within the session gets
+    its shards back without a rebalance of the others."""
+    static = {} if instance_id is None else {"group.instance.id": instance_id}
     return {
+        **static,
         "partition.assignment.strategy": "range",
         "auto.offset.reset": "earliest",
         "enable.auto.offset.store": False,
@@ -116,6 +120,7 @@ class Intake:
         *,
         group_id: str,
         session_timeout_ms: int,
+        instance_id: str | None = None,
         budget: TaskBudget,
         loop: asyncio.AbstractEventLoop,
         on_batch: Callable[[Batch], None],
@@ -131,7 +136,7 @@ class Intake:
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
         self.consumer: Consumer = make_consumer(
-            settings, group_id=group_id, extra=consumer_config(session_timeout_ms)
+            settings, group_id=group_id, extra=consumer_config(session_timeout_ms, instance_id)
         )
         self._stopping = threading.Event()
         self._asked: deque[Callable[[], None]] = deque()

@@ -97,7 +97,7 @@ class Dispatcher:
         self.intake: Intake | None = None
         self.checkpointer: Checkpointer | None = None
         self._view: AgentsView | None = None
-        self.instance = instance_name()
+        self.instance = self.config.instance_id or instance_name()
         """This instance in the group's reports (``group.py``)."""
         self.group = GroupView()
 
@@ -122,6 +122,7 @@ class Dispatcher:
             settings,
             group_id=group_id(settings),
             session_timeout_ms=self.config.session_timeout_ms,
+            instance_id=self.config.instance_id,
             budget=budget,
             loop=loop,
             on_batch=self._on_batch,
