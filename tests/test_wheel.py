@@ -142,11 +142,12 @@ def test_the_wheel_holds_the_runtime_and_its_schemas_and_nothing_of_the_lab(whee
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         shipped = {
-            Path(name).name: archive.read(name)
+            name.removeprefix("streams/wire/avsc/"): archive.read(name)
             for name in names
             if name.startswith("streams/wire/avsc/")
         }
-    written = {path.name: path.read_bytes() for path in (ROOT / "schemas").glob("*.avsc")}
+    source = ROOT / "schemas"
+    written = {str(path.relative_to(source)): path.read_bytes() for path in source.rglob("*.avsc")}
     assert shipped == written
     assert "streams/examples.py" in names and "streams/py.typed" in names
     assert not [n for n in names if re.match(r"(taskd_lab|streams/(bench|demo|procs))\b", n)]

@@ -158,6 +158,8 @@ class Heartbeat:
     incarnation: int = 0
     """Which run of the agent beats: the epoch of its claim on its dispatch partition. A new
     incarnation means the agent restarted: what the old one held is lost. 0: not told."""
+    task_types: frozenset[str] | None = None
+    """The task types it has a handler for; None: every type."""
 
     def __post_init__(self) -> None:
         if self.status not in HEARTBEAT_EVENTS:
@@ -196,12 +198,23 @@ def _slots(info: AgentInfo) -> tuple[int, int]:
     return (info.capacity, info.free_slots)
 
 
-def _offer(hb: Heartbeat) -> tuple[int, frozenset[str], str | None, float, float]:
-    return (hb.capacity, hb.skills, hb.zone, hb.weight, hb.cost_per_task)
+Offer = tuple[int, frozenset[str], str | None, float, float, frozenset[str] | None]
+"""What an agent offers: capacity, skills, zone, weight, cost per task, task types."""
 
 
-def _offer_of(info: AgentInfo) -> tuple[int, frozenset[str], str | None, float, float]:
-    return (info.capacity, info.skills, info.zone, info.weight, info.cost_per_task)
+def _offer(hb: Heartbeat) -> Offer:
+    return (hb.capacity, hb.skills, hb.zone, hb.weight, hb.cost_per_task, hb.task_types)
+
+
+def _offer_of(info: AgentInfo) -> Offer:
+    return (
+        info.capacity,
+        info.skills,
+        info.zone,
+        info.weight,
+        info.cost_per_task,
+        info.task_types,
+    )
 
 
 class AgentRegistry:
@@ -357,7 +370,7 @@ class AgentRegistry:
         self, hb: Heartbeat, event: HealthEvent, now_ms: int, transitions: list[Transition]
     ) -> _Record:
         state = TRANSITIONS[(None, event)]
-        capacity, skills, zone, weight, cost = _offer(hb)
+        capacity, skills, zone, weight, cost, task_types = _offer(hb)
         info = AgentInfo(
             agent_id=hb.agent_id,
             capacity=capacity,
@@ -366,6 +379,7 @@ class AgentRegistry:
             weight=weight,
             state=state,
             cost_per_task=cost,
+            task_types=task_types,
         )
         epoch = 1 if state is AgentState.JOINING else 0
         record = _Record(info, seen_ms=now_ms, sent_ms=hb.sent_ms, epoch=epoch)
@@ -380,7 +394,9 @@ class AgentRegistry:
         if _offer_of(info) == _offer(hb):
             return
         before = _slots(info)
-        info.capacity, info.skills, info.zone, info.weight, info.cost_per_task = _offer(hb)
+        offer = _offer(hb)
+        info.capacity, info.skills, info.zone, info.weight, info.cost_per_task = offer[:5]
+        info.task_types = offer[5]
         self._account(before, info)
         self._version += 1
 

@@ -114,6 +114,9 @@ class AgentInfo:
     """Exponentially weighted share of its recent tasks that succeeded (0..1)."""
     cost_per_task: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)
+    task_types: frozenset[str] | None = None
+    """The task types it has a handler for; None: every type (a catch-all handler, or an agent
+    that does not say)."""
 
     @property
     def free_slots(self) -> int:

@@ -21,7 +21,13 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from streams.errors import ConfigError, DecodeError, EncodeError
 from streams.wire.records import WireRecord
-from streams.wire.schemas import WireSchema, build_wire_schema, current_schemas, named_types
+from streams.wire.schemas import (
+    WireSchema,
+    build_wire_schema,
+    current_schemas,
+    named_types,
+    previous_schemas,
+)
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 FINGERPRINT_BYTES = 8
@@ -56,6 +62,9 @@ class Codec:
             name: SINGLE_OBJECT_MAGIC + schema.fingerprint for name, schema in self._current.items()
         }
         self._writers = {schema.fingerprint: schema for schema in self._current.values()}
+        if schemas is None:
+            for previous in previous_schemas():
+                self._accept_writer(previous)
 
     def register_writer_schema(
         self, record_type: type[WireRecord], schema: Mapping[str, Any]
@@ -71,6 +80,12 @@ class Codec:
             raise ConfigError(f"writer schema is for {writer.name}, not {reader.name}")
         self._writers[writer.fingerprint] = writer
         return writer.fingerprint
+
+    def _accept_writer(self, schema: Mapping[str, Any]) -> None:
+        writer = build_wire_schema(schema, named_types(self._current.values()))
+        if writer.name not in self._current:
+            raise ConfigError(f"an earlier schema of {writer.name}, which is no record now")
+        self._writers.setdefault(writer.fingerprint, writer)
 
     def frames(self, data: bytes) -> bool:
         """Whether ``data`` starts with the single-object magic ``C3 01``."""

@@ -253,13 +253,19 @@ class AgentHeartbeat:
     in_flight: int
     completed: int
     sent_at: int
+    task_types: tuple[str, ...] | None = None
+    """The task types it has a handler for; None: every type."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skills", tuple(self.skills))
+        if self.task_types is not None:
+            object.__setattr__(self, "task_types", tuple(self.task_types))
 
     def to_avro(self) -> AvroDatum:
         datum = _shallow_dict(self)
         datum["status"] = self.status.value
+        if self.task_types is not None:  # fastavro reads a tuple in a union as (branch, value)
+            datum["task_types"] = list(self.task_types)
         return datum
 
     @classmethod

@@ -89,6 +89,22 @@ def current_schemas(directory: Traversable | Path = SCHEMA_DIR) -> Mapping[str, 
     return MappingProxyType(loaded)
 
 
+PREVIOUS_DIR = "previous"
+"""Under the schema directory: earlier versions of records (``<Record>.<n>.avsc``), which the
+codecs still read, so that a component of the last release (an agent not yet upgraded) is
+understood by one of this release."""
+
+
+def previous_schemas(directory: Traversable | Path = SCHEMA_DIR) -> list[dict[str, Any]]:
+    """The earlier versions of the records' schemas, as written."""
+    folder = directory / PREVIOUS_DIR
+    if not folder.is_dir():
+        return []
+    files = sorted((entry for entry in folder.iterdir() if entry.name.endswith(".avsc")),
+                   key=lambda entry: entry.name)  # fmt: skip
+    return [_read_schema_file(entry) for entry in files]
+
+
 def build_wire_schema(definition: Mapping[str, Any], named: Mapping[str, Any]) -> WireSchema:
     """A WireSchema from a record definition whose named references resolve in ``named``.
 

@@ -114,6 +114,7 @@ def heartbeats() -> st.SearchStrategy[AgentHeartbeat]:
         in_flight=INT32,
         completed=INT64,
         sent_at=INT64,
+        task_types=st.none() | st.lists(NAMES, max_size=4).map(tuple),
     )
 
 

@@ -15,6 +15,7 @@ from streams.errors import ConfigError
 from streams.wire import (
     RECORD_TYPES,
     SCHEMA_DIR,
+    AgentHeartbeat,
     AgentStatus,
     Codec,
     RegistrationStatus,
@@ -22,7 +23,7 @@ from streams.wire import (
     TaskStatus,
 )
 from streams.wire.records import TaskOptions
-from streams.wire.schemas import current_schemas
+from streams.wire.schemas import build_wire_schema, current_schemas, named_types
 
 FILES = (
     "Task",
@@ -64,9 +65,13 @@ def _crc64_avro(data: bytes) -> int:
 
 def test_the_package_ships_exactly_the_schemas_of_the_repository_top() -> None:
     assert sorted(path.stem for path in SOURCE_DIR.glob("*.avsc")) == sorted(FILES)
-    shipped = {item.name: item.read_bytes() for item in SCHEMA_DIR.iterdir()}
-    written = {path.name: path.read_bytes() for path in SOURCE_DIR.glob("*.avsc")}
-    assert shipped == written, "copy schemas/*.avsc to streams/wire/avsc/ (they must be equal)"
+    for shipped_dir, source in (
+        (SCHEMA_DIR, SOURCE_DIR),
+        (SCHEMA_DIR / "previous", SOURCE_DIR / "previous"),
+    ):
+        shipped = {item.name: item.read_bytes() for item in shipped_dir.iterdir() if item.is_file()}
+        written = {path.name: path.read_bytes() for path in source.glob("*.avsc")}
+        assert shipped == written, f"copy {source}/*.avsc to {shipped_dir} (they must be equal)"
 
 
 @pytest.mark.parametrize("stem", FILES)
@@ -177,3 +182,24 @@ def test_a_broken_schema_file_is_a_config_error(tmp_path: Path, content: str, me
     (tmp_path / "Task.avsc").write_text(content)
     with pytest.raises(ConfigError, match=message):
         current_schemas(tmp_path)
+
+
+def test_a_heartbeat_of_an_agent_of_the_last_release_is_read_with_every_type_handled() -> None:
+    """``streams/wire/avsc/previous/``: what an agent not yet upgraded writes (its heartbeat
+    has no ``task_types``) still decodes, as an agent that handles every type."""
+    old = json.loads((SCHEMA_DIR / "previous" / "AgentHeartbeat.1.avsc").read_text())
+    assert "task_types" not in {field["name"] for field in old["fields"]}
+    current = dict(current_schemas())
+    current["taskd.AgentHeartbeat"] = build_wire_schema(old, named_types(current.values()))
+    beat = AgentHeartbeat(
+        agent_id="a1",
+        capacity=2,
+        skills=(),
+        status=AgentStatus.READY,
+        in_flight=0,
+        completed=0,
+        sent_at=1,
+    )
+    written = Codec(current).encode(beat)  # as the older agent wrote it
+    assert Codec().decode(written, AgentHeartbeat) == beat
+    assert Codec().decode(written, AgentHeartbeat).task_types is None

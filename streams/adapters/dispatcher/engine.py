@@ -361,6 +361,7 @@ def heartbeat_of(
         status=record.status.value,
         sent_ms=record.sent_at,
         incarnation=incarnation,
+        task_types=None if record.task_types is None else frozenset(record.task_types),
     )
 
 

@@ -74,6 +74,10 @@ class Handlers:
             task_type: load_handler(ref) for task_type, ref in config.handlers.items()
         }
 
+    def task_types(self) -> tuple[str, ...] | None:
+        """The types there is a handler for, sorted; None with a default handler (every type)."""
+        return None if self.default is not None else tuple(sorted(self.by_type))
+
     def for_type(self, task_type: str) -> Callable[..., Any] | None:
         """The handler of ``task_type``, else the default one, else None."""
         return self.by_type.get(task_type, self.default)

@@ -29,8 +29,11 @@ class Heartbeats:
         writer: Writer,
         codec: RecordCodec,
         load: Load,
+        task_types: tuple[str, ...] | None = None,
     ) -> None:
+        """``task_types``: the types the agent has handlers for (None: every type)."""
         self._config = config
+        self._task_types = task_types
         self._topic = settings.topics.heartbeats
         self._writer = writer
         self._codec = codec
@@ -64,5 +67,6 @@ class Heartbeats:
             in_flight=in_flight,
             completed=completed,
             sent_at=now_ms(),
+            task_types=self._task_types,
         )
         await self._writer.send(self._topic, self._codec.encode(heartbeat), key=config.agent_id)

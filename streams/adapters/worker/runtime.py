@@ -183,7 +183,12 @@ class Agent:
             wake=self._wake,
         )
         heartbeats = Heartbeats(
-            self.config, self.settings, writer=writer, codec=self._codec, load=runner.load
+            self.config,
+            self.settings,
+            writer=writer,
+            codec=self._codec,
+            load=runner.load,
+            task_types=self._handlers.task_types(),
         )
         return _Session(registrar, reader, runner, invokers, heartbeats)
 

@@ -1,12 +1,13 @@
 """The filters that turn the fleet into a job's candidates, before any strategy looks at load.
 
-In order: healthy (state READY), has every required skill, the manual target, the rule's pool,
-then the zone preference. The zone splits the survivors into *tiers*: tier 0 holds the agents
+In order: healthy (state READY), has every required skill and a handler for the task's type
+(an agent that names no types handles all), the manual target, the rule's pool, then the zone
+preference. The zone splits the survivors into *tiers*: tier 0 holds the agents
 in the job's zone, tier 1 the others (absent when ``zone_strict``); strategies try tier 0 first.
 A job without a zone has a single tier.
 
-Everything here depends only on what bumps the membership version (state, skills, zone,
-labels), never on ``in_flight``, so a tier can be cached for a whole version.
+Everything here depends only on what bumps the membership version (state, skills, task types,
+zone, labels), never on ``in_flight``, so a tier can be cached for a whole version.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from streams.core.model import AgentInfo, AgentState, Job
 from streams.core.routing.hashring import HashRing
 from streams.core.routing.rules import in_pool
 
-ClassKey = tuple[frozenset[str], str | None, frozenset[str] | None]
-"""A constraint class: (required skills, zone, pool). Jobs of one class share candidates."""
+ClassKey = tuple[frozenset[str], str | None, frozenset[str] | None, str]
+"""A constraint class: (required skills, zone, pool, task type). Jobs of one class share
+candidates."""
 
 
 @dataclass(slots=True)
@@ -56,10 +58,10 @@ def class_tiers(
     agents: Sequence[AgentInfo], key: ClassKey, *, zone_strict: bool
 ) -> tuple[Tier, ...]:
     """The tiers of a constraint class (``O(agents)``: call once per class and version)."""
-    skills, zone, pool = key
+    skills, zone, pool, task_type = key
     groups: tuple[list[AgentInfo], list[AgentInfo]] = ([], [])
     for agent in agents:
-        if not _fits(agent, skills, pool):
+        if not _fits(agent, skills, pool, task_type):
             continue
         outside_zone = zone is not None and agent.zone != zone
         if outside_zone and zone_strict:
@@ -78,7 +80,9 @@ def target_tiers(
 ) -> tuple[Tier, ...]:
     """The single tier of a manually targeted job: its target if every filter admits it."""
     agent = by_id.get(job.target_agent) if job.target_agent is not None else None
-    if agent is None or not is_healthy(agent) or not _fits(agent, job.required_skills, pool):
+    if agent is None or not is_healthy(agent):
+        return ()
+    if not _fits(agent, job.required_skills, pool, job.task_type):
         return ()
     if zone_strict and job.zone is not None and agent.zone != job.zone:
         return ()
@@ -87,8 +91,14 @@ def target_tiers(
     return (Tier(("target", agent_id), (agent,), members, frozenset(members), agent.capacity),)
 
 
-def _fits(agent: AgentInfo, skills: frozenset[str], pool: frozenset[str] | None) -> bool:
-    return skills <= agent.skills and (pool is None or in_pool(agent, pool))
+def _fits(
+    agent: AgentInfo, skills: frozenset[str], pool: frozenset[str] | None, task_type: str
+) -> bool:
+    return (
+        skills <= agent.skills
+        and (pool is None or in_pool(agent, pool))
+        and (agent.task_types is None or task_type in agent.task_types)
+    )
 
 
 def _tier(key: Hashable, group: list[AgentInfo]) -> Tier | None:

@@ -39,7 +39,7 @@ class Snapshot:
         """The job's tiers, in preference order; empty when no healthy agent can run it."""
         if job.target_agent is not None:
             return target_tiers(self._by_id, job, pool, zone_strict=self._zone_strict)
-        key: ClassKey = (job.required_skills, job.zone, pool)
+        key: ClassKey = (job.required_skills, job.zone, pool, job.task_type)
         tiers = self._classes.get(key)
         if tiers is None:
             tiers = class_tiers(self.agents, key, zone_strict=self._zone_strict)

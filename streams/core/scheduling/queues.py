@@ -30,8 +30,9 @@ from typing import Final
 
 from streams.core.model import Job
 
-ClassKey = tuple[frozenset[str], str | None]
-"""A constraint class: required skills and manual target agent."""
+ClassKey = tuple[frozenset[str], str | None, str]
+"""A constraint class: required skills, manual target agent and task type (agents handle some
+types only)."""
 
 QueueKey = tuple[int, str, ClassKey]
 """A queue: priority level, tenant, constraint class."""
@@ -44,7 +45,7 @@ _COMPACT_SLACK: Final = 64
 
 def class_of(job: Job) -> ClassKey:
     """The constraint class of ``job``: which agents can run it."""
-    return (job.required_skills, job.target_agent)
+    return (job.required_skills, job.target_agent, job.task_type)
 
 
 @dataclass(slots=True, eq=False)
