@@ -5,6 +5,7 @@ run. Never a speed assertion: the figures are the benchmark's, not the test's.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -177,7 +178,8 @@ def test_sections_and_broker_are_checked() -> None:
 def test_the_group_section_runs_one_dispatcher_then_two_and_reports_them_side_by_side(
     settings: Settings, tmp_path: Path
 ) -> None:
-    plan = _plan(settings, tmp_path / "work")
+    # long enough for every process to use a clock tick of CPU (psutil counts in 10 ms steps)
+    plan = dataclasses.replace(_plan(settings, tmp_path / "work"), tasks=3_000)
     doc = run_suite(plan, ["group"], lambda _line: None, command="test")
     assert leftover_children() == []
     group = doc["sections"]["group"]
