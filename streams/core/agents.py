@@ -287,6 +287,9 @@ class AgentRegistry:
         else:
             if hb.incarnation != record.incarnation and record.info.state is not AgentState.DOWN:
                 transitions += self._fire(record, HealthEvent.LEAVE, now_ms)  # invariant 8
+            if hb.incarnation != record.incarnation and record.info.refused_types:
+                record.info.refused_types = frozenset()  # a new run may have the handler
+                self._version += 1
             self._update_offer(record.info, hb)
         record.seen_ms = now_ms
         record.sent_ms = hb.sent_ms
@@ -324,6 +327,14 @@ class AgentRegistry:
             self._account(before, info)
             self._version += 1
         return True
+
+    def refuse_type(self, agent_id: str, task_type: str) -> None:
+        """The agent has no handler for ``task_type``: send it none (until it restarts)."""
+        record = self._records.get(agent_id)
+        if record is None or task_type in record.info.refused_types:
+            return
+        record.info.refused_types = record.info.refused_types | {task_type}
+        self._version += 1
 
     def leave(self, agent_id: str, now_ms: int) -> list[Transition]:
         """The agent left on purpose: DOWN. A leave of an unknown agent is a no-op."""

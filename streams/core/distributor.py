@@ -285,6 +285,11 @@ class Distributor:
             self._registry.record_result(event.agent_id, max(0, now_ms - started_ms), succeeded)
         self.stats.task_finished(lease.job, event.agent_id, now_ms, event.status.value)
         actions.append(Finished(lease.job, event.agent_id, event.status))
+        if event.no_handler and event.status is ResultStatus.REJECTED:
+            self._registry.refuse_type(event.agent_id, lease.job.task_type)
+            cause = event.error or f"no handler for type {lease.job.task_type}"
+            self._take_back(lease, cause, now_ms, actions, run_counted=True, spent=False)
+            return
         self._settle(lease, event.status, event.error, now_ms, actions)
 
     def _heartbeat(self, hb: Heartbeat, now_ms: int, actions: list[Action]) -> None:
@@ -487,9 +492,11 @@ class Distributor:
         actions: list[Action],
         *,
         run_counted: bool = False,
+        spent: bool = True,
     ) -> None:
         """Failover: the run is lost; count the attempt and queue the task again.
-        ``run_counted``: its end was already counted (a result, REJECTED)."""
+        ``run_counted``: its end was already counted (a result, REJECTED); ``spent`` False: the
+        attempt was never run (no handler), so it is not counted."""
         job = lease.job
         record = self._tasks.get(job.task_id)
         if record is not None and record.phase is Phase.RECOVERING:
@@ -497,10 +504,10 @@ class Distributor:
         if not run_counted:
             self._scheduler.task_finished(job)
             self.stats.task_finished(job, lease.agent_id, now_ms, "LOST")
-        if job.attempt + 1 >= job.max_attempts:
+        if spent and job.attempt + 1 >= job.max_attempts:
             actions.append(self._dead_letter(job, DeadLetterReason.MAX_ATTEMPTS, cause, now_ms))
             return
-        again = replace(job, attempt=job.attempt + 1)
+        again = replace(job, attempt=job.attempt + 1) if spent else job
         if self._scheduler.offer(again, now_ms) is OfferResult.EXPIRED:
             actions.append(self._dead_letter(again, DeadLetterReason.EXPIRED, cause, now_ms))
             return

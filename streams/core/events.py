@@ -46,6 +46,9 @@ class ResultReported:
     attempt: int
     status: ResultStatus
     error: str | None = None
+    no_handler: bool = False
+    """A REJECTED because the agent has no handler for the task's type: that agent is sent no
+    more of the type (until it restarts), and the task goes back without spending an attempt."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,15 @@ class AgentInfo:
     task_types: frozenset[str] | None = None
     """The task types it has a handler for; None: every type (a catch-all handler, or an agent
     that does not say)."""
+    refused_types: frozenset[str] = frozenset()
+    """Types it rejected for want of a handler (an agent that does not say what it handles):
+    it is sent none of them until it restarts."""
+
+    def handles(self, task_type: str) -> bool:
+        """Whether it can be sent a task of ``task_type``."""
+        if task_type in self.refused_types:
+            return False
+        return self.task_types is None or task_type in self.task_types
 
     @property
     def free_slots(self) -> int:

@@ -7,6 +7,7 @@ from streams.wire.codec import Codec, RecordCodec
 from streams.wire.json_input import decode_task, parse_task_json, validate_task
 from streams.wire.mapping import task_to_job
 from streams.wire.records import (
+    NO_HANDLER,
     RECORD_TYPES,
     AgentHeartbeat,
     AgentRegistration,
@@ -36,6 +37,7 @@ from streams.wire.registry_client import (
 from streams.wire.schemas import SCHEMA_DIR, WireSchema, current_schemas
 
 __all__ = [
+    "NO_HANDLER",
     "RECORD_TYPES",
     "SCHEMA_DIR",
     "AgentHeartbeat",

@@ -42,6 +42,11 @@ class WireRecord(Protocol):
         ...
 
 
+NO_HANDLER = "no handler for type "
+"""How a REJECTED result's ``error`` starts when the agent has no handler for the task's type
+(then the type follows): the dispatcher sends that agent no more of the type."""
+
+
 class TaskStatus(enum.Enum):
     """How one attempt of a task ended (``TaskResult.status``)."""
 

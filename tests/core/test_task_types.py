@@ -6,10 +6,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.core.actions import Dispatch
+from streams.core.actions import DeadLetter, Dispatch, ResultStatus
 from streams.core.agents import Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
-from streams.core.events import Event, HeartbeatReceived, TaskArrived
+from streams.core.events import Event, HeartbeatReceived, ResultReported, TaskArrived
 from streams.core.model import Job
 
 TYPES = ("resize", "thumb", "ocr")
@@ -64,3 +64,27 @@ def test_a_type_nobody_free_handles_waits_without_holding_up_the_others() -> Non
         "thumb1",
         "thumb2",
     ]
+
+
+def test_a_rejection_for_want_of_a_handler_spends_no_attempt_and_the_agent_gets_no_more() -> None:
+    """An agent that does not name its types (an older one) and has no handler for ``thumb``:
+    its rejection sends the task elsewhere at the same attempt, and no more thumbs come to it
+    until it restarts."""
+    core = Distributor(DistributorConfig())
+    core.handle([_beat("old", 1, None)], 0)
+    (first,) = core.handle([TaskArrived(Job("t1", 1, 0, task_type="thumb"))], 1)
+    assert isinstance(first, Dispatch) and first.agent_id == "old"
+    rejected = ResultReported("t1", "old", 0, ResultStatus.REJECTED, "no handler", no_handler=True)
+    actions = core.handle([rejected, _beat("new", 1, frozenset({"thumb"}))], 2)
+    (again,) = [a for a in actions if isinstance(a, Dispatch)]
+    assert (again.agent_id, again.job.attempt) == ("new", 0)
+    assert not [a for a in actions if isinstance(a, DeadLetter)]
+    held = core.handle([TaskArrived(Job("t2", 1, 0, task_type="thumb"))], 3)
+    assert not [a for a in held if isinstance(a, Dispatch)]  # "old" is free, but not for thumbs
+    resized = core.handle([TaskArrived(Job("r1", 1, 0, task_type="resize"))], 4)
+    assert [a.agent_id for a in resized if isinstance(a, Dispatch)] == ["old"]
+    restarted = HeartbeatReceived(
+        Heartbeat("old", 2, frozenset(), None, 1.0, 0.0, "READY", 5, 2, None)
+    )
+    after = core.handle([restarted], 5)  # a new run may have the handler: thumbs again
+    assert "t2" in [a.job.task_id for a in after if isinstance(a, Dispatch)]

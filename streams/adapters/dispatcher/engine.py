@@ -53,6 +53,7 @@ from streams.core.events import (
 from streams.errors import DecodeError
 from streams.settings import Settings
 from streams.wire import (
+    NO_HANDLER,
     AgentHeartbeat,
     AgentRegistration,
     ResultBatch,
@@ -330,9 +331,17 @@ class Engine:
                     TaskStarted(result.task_id, result.agent_id, result.attempt, result.started_at)
                 )
             status = _RESULT_STATUS[result.status]
+            no_handler = status is ResultStatus.REJECTED and (result.error or "").startswith(
+                NO_HANDLER
+            )
             events.append(
                 ResultReported(
-                    result.task_id, result.agent_id, result.attempt, status, result.error
+                    result.task_id,
+                    result.agent_id,
+                    result.attempt,
+                    status,
+                    result.error,
+                    no_handler=no_handler,
                 )
             )
         for shard, handed_on in elsewhere.items():

@@ -37,6 +37,7 @@ from streams.core.window import LruMap
 from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import (
+    NO_HANDLER,
     AgentRegistration,
     Assignment,
     AssignmentBatch,
@@ -176,7 +177,7 @@ class TaskRunner:
         task = assignment.task
         invoke = self._invokers.for_type(task.type)
         if invoke is None:
-            self._report(offset, assignment, rejected(f"no handler for type {task.type}"), now_ms())
+            self._report(offset, assignment, rejected(f"{NO_HANDLER}{task.type}"), now_ms())
             return
         deadline = math.inf if task.deadline is None else task.deadline
         self._read += 1

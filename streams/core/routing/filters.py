@@ -97,7 +97,7 @@ def _fits(
     return (
         skills <= agent.skills
         and (pool is None or in_pool(agent, pool))
-        and (agent.task_types is None or task_type in agent.task_types)
+        and agent.handles(task_type)
     )
 
 
