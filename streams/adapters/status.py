@@ -177,6 +177,7 @@ def _details(distributor: Distributor, figures: Summary) -> dict[str, object]:
         "finished": exact["finished"],
         "dead_lettered": exact["dead_lettered"],
         "held": distributor.held,
+        "held_without_capable_agent": distributor.without_capable_agent(),
         "in_flight": distributor.in_flight,
         "agents": {"ready": ready, "total": len(agents)},
         "utilization": exact["utilization"],

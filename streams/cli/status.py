@@ -155,7 +155,7 @@ def _detail_rows(details: Mapping[str, object]) -> list[tuple[str, str]]:
     dead = _mapping(details.get("dead_lettered"))
     dead_total = sum(count for count in dead.values() if isinstance(count, int))
     reasons = ", ".join(f"{reason} {count}" for reason, count in dead.items() if count)
-    return [
+    rows = [
         ("tasks", f"{_n(details.get('tasks'))} received, {_n(details.get('completed'))} completed"),
         ("dead-lettered", f"{dead_total:,}" + (f" ({reasons})" if reasons else "")),
         ("queue", f"{_n(details.get('held'))} held, {_n(details.get('in_flight'))} in flight"),
@@ -163,6 +163,11 @@ def _detail_rows(details: Mapping[str, object]) -> list[tuple[str, str]]:
         ("utilization", _pct(details.get("utilization"))),
         ("p99 queue time", f"{_n(queue.get('p99'))} ms"),
     ]
+    orphans = _mapping(details.get("held_without_capable_agent"))
+    if orphans:
+        waiting = ", ".join(f"{kind} {_n(count)}" for kind, count in sorted(orphans.items()))
+        rows.append(("waiting for an agent able to run them", waiting))
+    return rows
 
 
 def _mapping(value: object) -> Mapping[str, object]:

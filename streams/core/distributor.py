@@ -170,6 +170,10 @@ class Distributor:
         """Held tasks per submitted priority level, every level present."""
         return self._scheduler.depth_by_priority()
 
+    def without_capable_agent(self) -> dict[str, int]:
+        """Held tasks no live agent can run, per task type (``Scheduler``)."""
+        return self._scheduler.without_capable_agent()
+
     def late_binding(self, job: Job) -> bool:
         """False when the job's strategy is a push baseline (the agent queues it locally)."""
         return self._router.late_binding(job)

@@ -3,13 +3,15 @@ stopped ones gone, the silent ones shown but not summed, the long-silent ones fo
 
 from __future__ import annotations
 
+from rich.console import Console
+
 from streams.adapters.dispatcher.group import (
     FORGET_AFTER_MS,
     SILENT_AFTER_MS,
     STOPPED,
     GroupView,
 )
-from streams.cli.status import group_rows
+from streams.cli.status import group_rows, render
 from streams.wire import DispatcherStatus
 
 
@@ -92,3 +94,16 @@ def test_taskd_status_shows_a_row_per_instance_and_the_sums_when_several_run() -
     rows = group_rows(group.view(100))
     assert [label for label, _ in rows] == ["instance a:1", "instance b:2", "group"]
     assert rows[-1][1] == "2 instances, 4 held, 2 in flight, 16 completed"
+
+
+def test_taskd_status_names_the_types_waiting_for_an_agent_able_to_run_them() -> None:
+    view = {"status": "idle", "details": {"held": 3, "held_without_capable_agent": {"ocr": 3}}}
+    text = render_text(view)
+    assert "waiting for an agent able to run them" in text and "ocr 3" in text
+    assert "waiting for" not in render_text({"details": {"held_without_capable_agent": {}}})
+
+
+def render_text(view: dict[str, object]) -> str:
+    console = Console(width=200, record=True)
+    console.print(render(view))
+    return console.export_text()

@@ -11,6 +11,7 @@ from streams.core.agents import Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.events import Event, HeartbeatReceived, ResultReported, TaskArrived
 from streams.core.model import Job
+from streams.core.scheduling import SchedulerConfig
 
 TYPES = ("resize", "thumb", "ocr")
 HANDLED = st.none() | st.frozensets(st.sampled_from(TYPES), max_size=3)
@@ -88,3 +89,14 @@ def test_a_rejection_for_want_of_a_handler_spends_no_attempt_and_the_agent_gets_
     )
     after = core.handle([restarted], 5)  # a new run may have the handler: thumbs again
     assert "t2" in [a.job.task_id for a in after if isinstance(a, Dispatch)]
+
+
+def test_a_type_no_live_agent_handles_is_counted_as_waiting_for_one() -> None:
+    config = DistributorConfig(scheduler=SchedulerConfig(no_capable_agent_timeout_ms=60_000))
+    core = Distributor(config)
+    events: list[Event] = [_beat("resizer", 2, frozenset({"resize"}))]
+    events += [TaskArrived(Job(f"ocr{i}", 1, 0, task_type="ocr")) for i in range(3)]
+    core.handle(events, 0)
+    assert core.without_capable_agent() == {"ocr": 3}
+    core.handle([_beat("reader", 3, frozenset({"ocr"}))], 1)
+    assert core.without_capable_agent() == {}

@@ -9,10 +9,16 @@ from collections import Counter
 from pathlib import Path
 
 from streams.adapters.client import TaskClient
+from streams.adapters.dispatcher import Dispatcher
 from streams.settings import Settings
 from streams.wire import DeadLetter, TaskStatus
 from streams.worker import Agent, AgentConfig
-from tests.adapters.test_dispatcher_support import running_dispatcher, with_state
+from tests.adapters.test_dispatcher_support import (
+    running_dispatcher,
+    submit_now,
+    until,
+    with_state,
+)
 from tests.e2e.test_pipeline_support import (
     DEMO,
     pipeline_config,
@@ -23,6 +29,12 @@ from tests.e2e.test_pipeline_support import (
 )
 
 KINDS = ("resize", "thumb", "ocr")
+
+
+def _details(dispatcher: Dispatcher) -> dict[str, object]:
+    details = dispatcher.status_view()["details"]
+    assert isinstance(details, dict)
+    return details
 
 
 def _agent(settings: Settings, agent_id: str, **handlers: str) -> Agent:
@@ -72,5 +84,28 @@ def test_an_agent_is_sent_only_the_types_it_has_a_handler_for(
         assert {kinds[task_id] for task_id in ran} == {"resize"}
         letters = await asyncio.to_thread(read_all, settings, settings.topics.dlq, DeadLetter)
         assert letters == []
+
+    asyncio.run(scenario())
+
+
+def test_a_type_no_agent_handles_waits_and_shows_in_status(
+    topics: Settings, tmp_path: Path
+) -> None:
+    settings = with_state(topics, tmp_path)
+    resizer = _agent(settings, "resizer", resize=DEMO)
+
+    async def scenario() -> None:
+        async with running_dispatcher(settings, pipeline_config()) as dispatcher:
+            run = await start(resizer)
+            try:
+                await asyncio.to_thread(submit_now, settings, 2)  # type "work": nobody runs it
+                await until(
+                    lambda: _details(dispatcher)["held_without_capable_agent"] == {"work": 2},
+                    "the unhandled type shown in /status",
+                )
+                assert _details(dispatcher)["held"] == 2
+            finally:
+                resizer.stop()
+                await asyncio.wait_for(run, 60)
 
     asyncio.run(scenario())

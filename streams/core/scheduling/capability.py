@@ -62,6 +62,15 @@ class NoCapableTracker:
         if tasks is not None:
             tasks.append(task)
 
+    def waiting_by_type(self) -> dict[str, int]:
+        """Held tasks no live agent could run, per task type (tracked only with a timeout)."""
+        counts: dict[str, int] = {}
+        for cls, tasks in self._tasks.items():
+            alive = sum(1 for task in tasks if task.alive)
+            if alive:
+                counts[cls[2]] = counts.get(cls[2], 0) + alive
+        return counts
+
     def due(self) -> list[HeldTask]:
         """Live tasks whose wait without a capable agent is over (as last confirmed)."""
         expired: list[HeldTask] = []

@@ -147,6 +147,12 @@ class Scheduler:
         """Held tasks per submitted priority level, every level present."""
         return dict(enumerate(self._depth))
 
+    def without_capable_agent(self) -> dict[str, int]:
+        """Held tasks no live agent can run (no agent with their skills, target or a handler
+        for their type), per task type: they wait for one until ``no_capable_agent_timeout_ms``
+        or their own TTL."""
+        return self._orphans.waiting_by_type()
+
     def in_flight(self, tenant: str) -> int:
         """Released and unfinished tasks of ``tenant`` (counted for tenants with a limit)."""
         return self._quotas.in_flight(tenant)
