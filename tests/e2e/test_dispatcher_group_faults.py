@@ -27,9 +27,9 @@ from tests.adapters.test_dispatcher_support import submit_now, with_state
 from tests.e2e.test_pipeline_crash import FAST, taskd
 from tests.e2e.test_pipeline_support import agent as make_agent
 from tests.e2e.test_pipeline_support import (
+    agents_running,
     all_assignments,
     all_results,
-    start,
     until_results,
     work,
 )
@@ -148,18 +148,13 @@ def test_an_instance_killed_under_load_is_taken_over_in_time_and_loses_nothing(
     agents = [make_agent(settings, f"g{i}", capacity) for i, capacity in enumerate(CAPACITIES)]
 
     async def scenario() -> None:
-        runs = [await start(each) for each in agents]
-        try:
+        async with agents_running(agents):
             with ExitStack() as stack:
                 group = Group(settings, tmp_path, stack)
                 takeovers = [await _kill_one(settings, group, n % 3) for n in range(KILLS)]
             print("takeover after each kill, ms:", takeovers)
             assert statistics.median(takeovers) <= TAKEOVER_GOAL_MS
             assert max(takeovers) <= TAKEOVER_LIMIT_MS
-        finally:
-            for each in agents:
-                each.stop()
-            await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
 
     asyncio.run(scenario())
 
@@ -241,8 +236,7 @@ def test_an_instance_added_under_load_joins_and_dispatches_nothing_twice(
     agents = [make_agent(settings, f"g{i}", capacity) for i, capacity in enumerate(CAPACITIES)]
 
     async def scenario() -> None:
-        runs = [await start(each) for each in agents]
-        try:
+        async with agents_running(agents):
             with instances(settings, logs[:2]):
                 sent = await asyncio.to_thread(submit_now, settings, 1500, payload=work(10))
                 await _until_done(settings, 150)
@@ -258,10 +252,6 @@ def test_an_instance_added_under_load_joins_and_dispatches_nothing_twice(
             assert {a.dispatcher_shard for a in assignments} >= set(joined)
             assert {r.task_id for r in results if r.status is TaskStatus.SUCCEEDED} == ids
             _check_capacity(results)
-        finally:
-            for each in agents:
-                each.stop()
-            await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
 
     asyncio.run(scenario())
 
@@ -275,8 +265,7 @@ def test_the_whole_group_killed_under_load_recovers_everything_from_the_changelo
     agents = [make_agent(settings, f"g{i}", capacity) for i, capacity in enumerate(CAPACITIES)]
 
     async def scenario() -> None:
-        runs = [await start(each) for each in agents]
-        try:
+        async with agents_running(agents):
             with ExitStack() as stack:
                 group = Group(settings, tmp_path, stack)
                 await _settled(group)
@@ -291,9 +280,5 @@ def test_the_whole_group_killed_under_load_recovers_everything_from_the_changelo
             assert ids <= {r.task_id for r in results if r.status is TaskStatus.SUCCEEDED}
             _check_capacity(results)
             _check_assigned(await asyncio.to_thread(all_assignments, settings), results)
-        finally:
-            for each in agents:
-                each.stop()
-            await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
 
     asyncio.run(scenario())

@@ -19,11 +19,11 @@ from streams.wire import DeadLetter, TaskResult, TaskStatus
 from tests.adapters.test_dispatcher_support import submit_now, with_state
 from tests.e2e.test_pipeline_support import (
     DEMO,
+    agents_running,
     all_results,
     pipeline,
     pipeline_config,
     read_all,
-    start,
     until_results,
     work,
 )
@@ -121,8 +121,7 @@ def test_a_dispatcher_killed_under_load_loses_nothing(topics: Settings, tmp_path
     agents = [make_agent(settings, f"a{i}", capacity) for i, capacity in enumerate((2, 3, 4))]
 
     async def scenario() -> None:
-        runs = [await start(each) for each in agents]
-        try:
+        async with agents_running(agents):
             with taskd(settings, log, "dispatcher", *CRASH, ready=ready) as first:
                 sent = await asyncio.to_thread(submit_now, settings, 600, payload=work(10))
                 await _until_count(settings, 150)
@@ -130,10 +129,6 @@ def test_a_dispatcher_killed_under_load_loses_nothing(topics: Settings, tmp_path
             with taskd(settings, log, "dispatcher", *CRASH, ready=ready):
                 results = await until_results(settings, {task.task_id for task in sent})
             _no_loss(settings, {task.task_id for task in sent}, results)
-        finally:
-            for each in agents:
-                each.stop()
-            await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
 
     asyncio.run(scenario())
 

@@ -19,8 +19,8 @@ from streams.worker import Agent, AgentConfig
 from tests.adapters.test_dispatcher_support import running_dispatcher, until, with_state
 from tests.e2e.test_pipeline_support import (
     DEMO,
+    agents_running,
     pipeline_config,
-    start,
     until_dead,
     until_results,
     work,
@@ -55,14 +55,8 @@ async def fleet(settings: Settings) -> AsyncIterator[Dispatcher]:
     config = pipeline_config(
         suspect_after_ms=15_000, down_after_ms=30_000, no_capable_agent_ms=1_000
     )
-    async with running_dispatcher(settings, config) as dispatcher:
-        runs = [await start(agent) for agent in agents]
-        try:
-            yield dispatcher
-        finally:
-            for agent in agents:
-                agent.stop()
-            await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
+    async with running_dispatcher(settings, config) as dispatcher, agents_running(agents):
+        yield dispatcher
 
 
 async def ended(dispatcher: Dispatcher, tasks: list[Task]) -> None:

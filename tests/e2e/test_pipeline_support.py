@@ -125,6 +125,18 @@ async def start(agent: Agent) -> asyncio.Task[None]:
     return run
 
 
+@contextlib.asynccontextmanager
+async def agents_running(agents: Sequence[Agent]) -> AsyncIterator[None]:
+    """``agents`` started (each once it owns its partition), stopped and awaited at the end."""
+    runs = [await start(agent) for agent in agents]
+    try:
+        yield
+    finally:
+        for agent in agents:
+            agent.stop()
+        await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
+
+
 def read_all(settings: Settings, topic: str, record_type: type[WireRecord]) -> list[Any]:
     """Every record of ``topic`` up to its current end, decoded."""
     consumer = Consumer({**settings.kafka_config(), "group.id": f"test-{uuid.uuid4().hex}"})
