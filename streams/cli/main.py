@@ -18,6 +18,7 @@ from streams.cli.dlq import dlq_app
 from streams.cli.simulate import simulate
 from streams.cli.status import status
 from streams.cli.submit import submit
+from streams.cli.tail import tail
 from streams.cli.topics import topics_app
 from streams.errors import TaskdError
 
@@ -33,6 +34,7 @@ app.command("submit")(submit)
 app.command("simulate")(simulate)
 app.command("agent")(agent)
 app.command("status")(status)
+app.command("tail")(tail)
 app.command("dispatcher")(dispatcher)
 app.command("demo")(demo)
 app.command("bench")(bench)

@@ -1,0 +1,147 @@
+"""Read the ``results``, ``events`` or ``dlq`` topic as JSON objects, for ``taskd tail``.
+
+The topics hold Avro (single-object or Confluent framing), which kcat and Kafka's console
+consumer print as bytes; this reads them with the settings' codec and turns each record into a
+JSON-able dict: enums by name, bytes as the JSON they hold when they hold JSON (payloads and
+outputs usually do), else as text, else base64. A results record is a batch: one dict per
+result. From the beginning of every partition to the end it had when reading started, or on
+and on with ``follow``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from streams.adapters.kafka import codec_for
+from streams.errors import ConfigError, DecodeError
+from streams.settings import Settings
+from streams.wire import DeadLetter, ResultBatch, TaskEvent, WireRecord
+from streams.wire.codec import RecordCodec
+
+KINDS = ("results", "events", "dlq")
+_POLL_S = 0.2
+_TIMEOUT_S = 10.0
+
+
+def tail(
+    settings: Settings,
+    kind: str,
+    *,
+    follow: bool = False,
+    stop: threading.Event | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every record of the ``kind`` topic as JSON-able dicts, oldest first per partition;
+    with ``follow``, new ones as they come until ``stop`` is set."""
+    topic, split = _topic(settings, kind)
+    codec = codec_for(settings)
+    consumer = Consumer(
+        {
+            **settings.kafka_config(),
+            "group.id": f"{settings.topic_prefix}tail.{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        ends = _assign_from_start(consumer, topic)
+        while follow or ends:
+            if stop is not None and stop.is_set():
+                return
+            for message in consumer.consume(500, timeout=_POLL_S):
+                if message.error() is not None:
+                    continue
+                yield from split(codec, message)
+                partition, offset = message.partition(), message.offset()
+                if partition in ends and offset is not None and offset + 1 >= ends[partition]:
+                    del ends[partition]
+    finally:
+        consumer.close()
+
+
+def record_json(record: Any) -> Any:
+    """A wire record (or a field of one) as JSON-able values."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: record_json(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, enum.Enum):
+        return record.value
+    if isinstance(record, bytes):
+        return _bytes_json(record)
+    if isinstance(record, tuple | list):
+        return [record_json(item) for item in record]
+    return record
+
+
+def _bytes_json(data: bytes) -> Any:
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode()}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+Split = Callable[[RecordCodec, Message], list[dict[str, Any]]]
+
+
+def _topic(settings: Settings, kind: str) -> tuple[str, Split]:
+    topics = settings.topics
+    if kind == "results":
+        return topics.results, _results
+    if kind == "events":
+        return topics.events, _one(TaskEvent)
+    if kind == "dlq":
+        return topics.dlq, _one(DeadLetter)
+    raise ConfigError(f"unknown topic {kind!r}; one of: {', '.join(KINDS)}")
+
+
+def _results(codec: RecordCodec, message: Message) -> list[dict[str, Any]]:
+    batch = _decoded(codec, message, ResultBatch)
+    if batch is None:
+        return [_undecodable(message)]
+    return [record_json(result) for result in batch.results]
+
+
+def _one(record_type: type[WireRecord]) -> Split:
+    def split(codec: RecordCodec, message: Message) -> list[dict[str, Any]]:
+        record = _decoded(codec, message, record_type)
+        return [_undecodable(message) if record is None else record_json(record)]
+
+    return split
+
+
+def _decoded(codec: RecordCodec, message: Message, record_type: type[Any]) -> Any:
+    try:
+        return codec.decode(message.value() or b"", record_type)
+    except DecodeError:
+        return None
+
+
+def _undecodable(message: Message) -> dict[str, Any]:
+    return {"undecodable": True, "partition": message.partition(), "offset": message.offset()}
+
+
+def _assign_from_start(consumer: Consumer, topic: str) -> dict[int, int]:
+    """Assign every partition of ``topic`` from its start; the end offsets of the non-empty
+    ones (where reading without ``follow`` stops)."""
+    metadata = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise ConfigError(f"topic {topic} does not exist (taskd topics create)")
+    ends: dict[int, int] = {}
+    for partition in metadata.partitions:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=_TIMEOUT_S
+        )
+        if high > low:
+            ends[partition] = high
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
+    return ends

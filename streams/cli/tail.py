@@ -1,0 +1,41 @@
+"""``taskd tail results|events|dlq``: the records of a topic as JSON lines, for people and
+for jq (the topics hold Avro, which kcat and console consumers print as bytes)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from streams.adapters.tail import KINDS
+from streams.adapters.tail import tail as read_topic
+from streams.cli.context import settings_of
+
+
+def tail(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help=f"the topic: {', '.join(KINDS)}")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new records until Ctrl-C")
+    ] = False,
+    task: Annotated[
+        str | None, typer.Option("--task", help="only the records of this task id")
+    ] = None,
+) -> None:
+    """Print a topic's records as JSON lines, oldest first in each partition."""
+    if kind not in KINDS:
+        raise typer.BadParameter(f"one of: {', '.join(KINDS)}", param_hint="KIND")
+    try:
+        for row in read_topic(settings_of(ctx), kind, follow=follow):
+            if task is None or _task_id(row) == task:
+                typer.echo(json.dumps(row, ensure_ascii=False))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def _task_id(row: dict[str, object]) -> object:
+    inner = row.get("task")
+    if isinstance(inner, dict):
+        return inner.get("task_id")
+    return row.get("task_id")
