@@ -2,9 +2,11 @@
 
 JSON lets ``kcat`` and console producers submit tasks. Field names are the Avro field names;
 types are checked strictly (``true`` is not an integer, ``1.0`` is not an int), unknown or
-repeated fields are rejected, and what is absent takes its Avro default, except ``task_id`` (a
-new uuid4 hex), ``submitted_at`` (``now_ms``), ``payload`` (empty) and ``priority`` (the topic's
-level). A ``payload`` string becomes its UTF-8 bytes; any other JSON value its compact JSON.
+repeated fields are rejected, and what is absent takes its Avro default, except ``task_id``
+(the caller's ``default_id``, which the dispatcher derives from the record's topic, partition
+and offset so that a redelivered record is still a duplicate; else a new uuid4 hex),
+``submitted_at`` (``now_ms``), ``payload`` (empty) and ``priority`` (the topic's level). A
+``payload`` string becomes its UTF-8 bytes; any other JSON value its compact JSON.
 
 Whatever the framing, the task then goes through :func:`validate_task`, so both paths accept
 exactly the same tasks. Every failure is a DecodeError naming the field and the problem.
@@ -33,16 +35,24 @@ def decode_task(
     now_ms: int,
     levels: int = 4,
     topic_priority: int | None = None,
+    default_id: str | None = None,
 ) -> Task:
     """The valid task in ``data``, framed for ``codec`` (Avro) or a JSON object.
 
-    ``now_ms`` and ``topic_priority`` fill a JSON task's ``submitted_at`` and ``priority``; an
-    Avro task carries its own. Raises DecodeError for anything malformed or invalid.
+    ``now_ms``, ``topic_priority`` and ``default_id`` fill a JSON task's ``submitted_at``,
+    ``priority`` and ``task_id`` when it has none; an Avro task carries its own. Raises
+    DecodeError for anything malformed or invalid.
     """
     if codec.frames(data):
         return validate_task(codec.decode(data, Task), levels=levels, raw=data)
     if data.lstrip(b" \t\r\n")[:1] == b"{":
-        return parse_task_json(data, now_ms=now_ms, levels=levels, topic_priority=topic_priority)
+        return parse_task_json(
+            data,
+            now_ms=now_ms,
+            levels=levels,
+            topic_priority=topic_priority,
+            default_id=default_id,
+        )
     raise DecodeError(
         f"neither Avro single-object nor JSON: starts with {data[:4].hex(' ') or 'nothing'}",
         raw=data,
@@ -50,7 +60,12 @@ def decode_task(
 
 
 def parse_task_json(
-    data: bytes, *, now_ms: int, levels: int = 4, topic_priority: int | None = None
+    data: bytes,
+    *,
+    now_ms: int,
+    levels: int = 4,
+    topic_priority: int | None = None,
+    default_id: str | None = None,
 ) -> Task:
     """The valid task in one JSON object (UTF-8); DecodeError naming the field if invalid.
 
@@ -58,7 +73,7 @@ def parse_task_json(
     """
     try:
         fields = _task_fields(_load_object(data))
-        fields.setdefault("task_id", uuid.uuid4().hex)
+        fields.setdefault("task_id", default_id or uuid.uuid4().hex)
         fields.setdefault("submitted_at", now_ms)
         fields.setdefault("payload", b"")
         _require(fields, "type", None)

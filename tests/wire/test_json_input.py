@@ -35,6 +35,16 @@ def test_every_task_field_has_a_json_parser() -> None:
     assert list(_FIELD_PARSERS) == TASK_FIELDS
 
 
+def test_a_task_without_an_id_takes_the_one_its_reader_gives_the_same_each_time() -> None:
+    data = b'{"type": "resize", "priority": 2}'
+    ids = {parse_task_json(data, now_ms=t, default_id="tasks.p2/1/42").task_id for t in (1, 2)}
+    assert ids == {"tasks.p2/1/42"}
+    own = parse_task_json(
+        b'{"type": "r", "priority": 1, "task_id": "mine"}', now_ms=1, default_id="x"
+    )
+    assert own.task_id == "mine"
+
+
 def test_a_minimal_task_gets_its_id_time_payload_and_defaults_filled() -> None:
     task = parse_task_json(b'{"type": "resize", "priority": 2}', now_ms=NOW_MS)
     assert uuid.UUID(hex=task.task_id).version == 4 and len(task.task_id) == 32

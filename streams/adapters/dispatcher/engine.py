@@ -295,7 +295,12 @@ class Engine:
                 return 0
             if kind == _TASK:
                 task = decode_task(
-                    raw, codec=self._codec, now_ms=now_ms, levels=self._levels, topic_priority=level
+                    raw,
+                    codec=self._codec,
+                    now_ms=now_ms,
+                    levels=self._levels,
+                    topic_priority=level,
+                    default_id=f"{topic}/{partition}/{offset}",
                 )
                 due_ms = None
             else:
