@@ -70,7 +70,10 @@ def _check_throughput(run: dict[str, Any], plan: BenchPlan) -> None:
     assert 0 < run["seen_tps"] < math.inf
     cpu = run["cpu_ms_per_task"]
     assert {"dispatcher", "broker", "agents", "bench"} <= set(cpu)
-    assert all(value > 0 for value in cpu.values())
+    # a few hundred tasks take a fraction of a second: a process may not use one clock tick
+    # (psutil counts in 10 ms steps), but the pipeline as a whole does
+    assert all(value >= 0 for value in cpu.values())
+    assert cpu["dispatcher"] + cpu["broker"] + cpu["agents"] > 0
     agents = run["agents"]
     assert [agent["agent"] for agent in agents] == [f"bench-a{i}" for i in range(plan.agents)]
     assert sum(agent["ran"] for agent in agents) == plan.tasks
@@ -178,7 +181,7 @@ def test_sections_and_broker_are_checked() -> None:
 def test_the_group_section_runs_one_dispatcher_then_two_and_reports_them_side_by_side(
     settings: Settings, tmp_path: Path
 ) -> None:
-    # long enough for every process to use a clock tick of CPU (psutil counts in 10 ms steps)
+    # long enough for each dispatcher to use clock ticks of CPU (psutil counts in 10 ms steps)
     plan = dataclasses.replace(_plan(settings, tmp_path / "work"), tasks=3_000)
     doc = run_suite(plan, ["group"], lambda _line: None, command="test")
     assert leftover_children() == []
@@ -188,6 +191,7 @@ def test_the_group_section_runs_one_dispatcher_then_two_and_reports_them_side_by
     assert "dispatchers" not in group["1"]["cpu_ms_per_task"]
     two = group["2"]["cpu_ms_per_task"]
     assert two["dispatchers"] == pytest.approx(two["dispatcher"] + two["dispatcher-2"])
+    assert two["dispatcher"] > 0 and two["dispatcher-2"] > 0
     doc["out_dir"] = str(tmp_path / "out")
     text = render_markdown(doc)
     assert "## Two dispatcher instances" in text and "two against one" in text
