@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from streams.adapters import heap
 from streams.adapters.kafka import LIBRDKAFKA_LOG
 from streams.adapters.worker import Agent, AgentConfig, Ready, default_agent_id
 from streams.adapters.worker.handlers import parse_handler_options
@@ -99,6 +100,7 @@ async def _run(agent: Agent) -> None:
 
 
 def _print_ready(ready: Ready) -> None:
+    heap.settle()  # this process is the agent: what start-up made lives as long
     skills = ",".join(ready.skills) or "-"
     print(
         f"agent {ready.agent_id} ready: partition {ready.partition} epoch {ready.epoch} "

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from streams.adapters import heap
 from streams.adapters.dispatcher.agents_view import AgentRecord, AgentsView, ViewRecord
 from streams.adapters.dispatcher.checkpoint import Checkpointer
 from streams.adapters.dispatcher.config import DispatcherConfig
@@ -355,6 +356,7 @@ def run_dispatcher(dispatcher: Dispatcher) -> int:
             log.error("%s", error)
             await dispatcher.stop()
             return 1
+        heap.settle()  # this process is the dispatcher: what start-up made lives as long
         await dispatcher.wait_stopped()
         return 0
 
