@@ -137,6 +137,41 @@ def list_topics(settings: Settings, admin: AdminClient | None = None) -> list[To
     return [_report(spec, existing, set()) for spec in wanted_topics(settings)]
 
 
+def topics_under(settings: Settings, admin: AdminClient | None = None) -> list[str]:
+    """The names of the topics under the configured prefix, sorted."""
+    admin = admin or admin_client(settings)
+    return sorted(
+        name for name in topic_partitions(admin) if name.startswith(settings.topic_prefix)
+    )
+
+
+def delete_groups(
+    settings: Settings, admin: AdminClient | None = None
+) -> tuple[list[str], list[str]]:
+    """Delete the consumer groups under the configured prefix (the dispatchers', the agents',
+    the views'): (deleted, kept with why). A group with live members cannot be deleted."""
+    if not settings.topic_prefix:
+        raise TopicError("refusing to delete groups with an empty topic prefix (that is all)")
+    admin = admin or admin_client(settings)
+    listing = admin.list_consumer_groups(request_timeout=_TIMEOUT_S).result()
+    names = sorted(
+        group.group_id
+        for group in listing.valid
+        if group.group_id.startswith(settings.topic_prefix)
+    )
+    deleted: list[str] = []
+    kept: list[str] = []
+    if not names:
+        return deleted, kept
+    for name, future in admin.delete_consumer_groups(names, request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result()
+            deleted.append(name)
+        except KafkaException as error:
+            kept.append(f"{name}: {error.args[0].str()}")
+    return deleted, kept
+
+
 def delete_topics(settings: Settings, admin: AdminClient | None = None) -> list[str]:
     """Delete every topic under the configured prefix (tests and demos clean up with it)."""
     if not settings.topic_prefix:

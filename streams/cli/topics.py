@@ -1,16 +1,26 @@
-"""``taskd topics create|list``: the architecture's topics on the cluster."""
+"""``taskd topics create|list|delete``: the architecture's topics on the cluster."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.adapters.admin import TopicReport, TopicState, create_topics, list_topics
+from streams.adapters.admin import (
+    TopicReport,
+    TopicState,
+    create_topics,
+    delete_groups,
+    delete_topics,
+    list_topics,
+    topics_under,
+)
 from streams.cli.context import settings_of
 
 topics_app = typer.Typer(
-    help="Create and list the topics of the architecture.", no_args_is_help=True
+    help="Create, list and delete the topics of the architecture.", no_args_is_help=True
 )
 _out = Console()
 
@@ -36,6 +46,31 @@ def create(ctx: typer.Context) -> None:
 def list_(ctx: typer.Context) -> None:
     """Show the architecture's topics with their partition counts."""
     _print(list_topics(settings_of(ctx)))
+
+
+@topics_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete every topic and consumer group under the topic prefix (TASKD_TOPIC_PREFIX, or
+    the settings file): what a finished run, or an interrupted one, left behind. Their records
+    are gone for good."""
+    settings = settings_of(ctx)
+    names = topics_under(settings)
+    if not names:
+        _out.print(f"no topic under the prefix {settings.topic_prefix!r}")
+    else:
+        _out.print(f"{len(names)} topic(s) under {settings.topic_prefix!r}: {', '.join(names)}")
+        if not yes and not typer.confirm("delete them and their records?"):
+            raise typer.Exit(1)
+        deleted = delete_topics(settings)
+        _out.print(f"deleted {len(deleted)} topic(s)")
+    groups, kept = delete_groups(settings)
+    if groups:
+        _out.print(f"deleted {len(groups)} consumer group(s): {', '.join(groups)}")
+    for line in kept:
+        _out.print(f"[yellow]kept[/yellow] {line}")
 
 
 def _print(reports: list[TopicReport]) -> None:
