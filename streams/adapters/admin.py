@@ -153,7 +153,10 @@ def delete_groups(
     if not settings.topic_prefix:
         raise TopicError("refusing to delete groups with an empty topic prefix (that is all)")
     admin = admin or admin_client(settings)
-    listing = admin.list_consumer_groups(request_timeout=_TIMEOUT_S).result()
+    try:
+        listing = admin.list_consumer_groups(request_timeout=_TIMEOUT_S).result()
+    except KafkaException as error:
+        return [], [f"the consumer groups could not be listed: {error.args[0].str()}"]
     names = sorted(
         group.group_id
         for group in listing.valid

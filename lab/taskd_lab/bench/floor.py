@@ -31,7 +31,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from streams.adapters.admin import delete_topics, wait_for_topics
+from streams.adapters.admin import delete_groups, delete_topics, wait_for_topics
 from streams.adapters.kafka import producer_config
 from streams.errors import TopicError
 from streams.settings import Settings, child_environment
@@ -90,6 +90,7 @@ def _one_floor(
         }
     finally:
         delete_topics(settings)
+        delete_groups(settings)  # the run's consumer groups too
 
 
 def _produce_consume_rate(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from streams.adapters.admin import create_topics, delete_topics
+from streams.adapters.admin import create_topics, delete_groups, delete_topics
 from streams.adapters.client import TaskClient
 from streams.settings import child_environment
 from streams.wire import Task
@@ -58,6 +58,7 @@ def run_memory(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
         }
     finally:
         delete_topics(settings)
+        delete_groups(settings)  # the run's consumer groups too
 
 
 def _submit(*, settings_tasks: int, client: TaskClient) -> None:

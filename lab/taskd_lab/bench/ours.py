@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
-from streams.adapters.admin import create_topics, delete_topics
+from streams.adapters.admin import create_topics, delete_groups, delete_topics
 from streams.adapters.client import TaskClient
 from streams.settings import Settings, child_environment
 from streams.wire import AssignmentBatch, Codec, ResultBatch, Task, TaskStatus
@@ -222,3 +222,4 @@ def running_pipeline(
             children.check_alive()
     finally:
         delete_topics(settings)
+        delete_groups(settings)  # the run's consumer groups too

@@ -13,7 +13,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from streams.adapters.admin import create_topics, delete_topics
+from streams.adapters.admin import create_topics, delete_groups, delete_topics
 from streams.errors import KafkaError, TaskdError
 from streams.settings import Settings, load_settings
 
@@ -48,4 +48,5 @@ def sandbox(base: Settings, name: str) -> Iterator[Settings]:
     finally:
         with suppress(TaskdError):  # a cleanup failure must not hide the run's own error
             delete_topics(settings)
+            delete_groups(settings)  # the run's consumer groups too
         shutil.rmtree(data_dir, ignore_errors=True)
