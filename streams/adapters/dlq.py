@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
 from streams.adapters.client import replay_count
-from streams.adapters.kafka import codec_for
+from streams.adapters.kafka import codec_for, partition_ends
 from streams.core.model import REPLAY_HEADER, DeadLetterReason
-from streams.errors import ConfigError, DecodeError, KafkaError, TopicError
+from streams.errors import ConfigError, DecodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import DeadLetter, Task
 from streams.wire.codec import RecordCodec
@@ -34,13 +34,6 @@ from streams.wire.codec import RecordCodec
 READ_TIMEOUT_S = 60.0
 """Longest a read of the dead letters may take before it fails (seconds)."""
 _POLL_S = 0.2
-_LEADER_MOVING = frozenset(
-    {
-        ClientError.NOT_LEADER_FOR_PARTITION,
-        ClientError.LEADER_NOT_AVAILABLE,
-        ClientError.UNKNOWN_TOPIC_OR_PART,
-    }
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _AGE = re.compile(r"(\d+)\s*(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -92,7 +85,7 @@ def read_dead_letters(
     topic = settings.topics.dlq
     consumer = Consumer(_reader_config(settings))
     try:
-        ends = _end_offsets(consumer, topic, timeout_s)
+        ends = partition_ends(consumer, topic, timeout_s=timeout_s)
         pending = {partition for partition, (low, high) in ends.items() if high > low}
         consumer.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in sorted(pending)])
         return _read_to_ends(consumer, ends, pending, decode, time.monotonic() + timeout_s)
@@ -178,35 +171,6 @@ def _reader_config(settings: Settings) -> dict[str, str | int | float | bool]:
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
     }
-
-
-def _end_offsets(consumer: Consumer, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
-    """(low, high) watermark offsets of every partition of ``topic``."""
-    deadline = time.monotonic() + timeout_s
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise TopicError(f"topic {topic} does not exist (taskd topics create makes it)")
-        return {
-            partition: _watermarks(consumer, TopicPartition(topic, partition), deadline)
-            for partition in metadata.partitions
-        }
-    except KafkaException as error:
-        raise KafkaError(f"cannot read the end offsets of {topic}: {error.args[0]}") from error
-
-
-def _watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
-    """(low, high) offsets of ``partition``, asking again while its leader is being elected
-    (a topic just created answers "not leader" for a moment)."""
-    while True:
-        remaining_s = max(deadline - time.monotonic(), 0.1)
-        try:
-            return consumer.get_watermark_offsets(partition, timeout=remaining_s)
-        except KafkaException as error:
-            code = error.args[0].code()
-            if code not in _LEADER_MOVING or time.monotonic() > deadline:
-                raise
-        time.sleep(_POLL_S)
 
 
 def _read_to_ends(

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
-from streams.errors import ConfigError, KafkaError
+from streams.errors import ConfigError, KafkaError, TopicError
 from streams.settings import Settings
 from streams.wire import Codec, ConfluentCodec, SchemaRegistryClient
 from streams.wire.codec import RecordCodec
@@ -195,3 +195,21 @@ def watermarks(
         refresh=lambda: consumer.list_topics(topic, timeout=timeout_s),
     )
     return int(low), int(high)
+
+
+def partition_ends(
+    consumer: Consumer, topic: str, *, timeout_s: float
+) -> dict[int, tuple[int, int]]:
+    """(low, high) watermarks of every partition of ``topic``; TopicError if it does not
+    exist, KafkaError if the broker cannot tell within ``timeout_s``."""
+    metadata = retrying(
+        lambda: consumer.list_topics(topic, timeout=timeout_s),
+        what=f"read the partitions of {topic}",
+        timeout_s=timeout_s,
+    ).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise TopicError(f"topic {topic} does not exist (taskd topics create makes it)")
+    return {
+        partition: watermarks(consumer, topic, partition, timeout_s=timeout_s)
+        for partition in sorted(metadata.partitions)
+    }

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from streams.adapters.kafka import codec_for
+from streams.adapters.kafka import codec_for, partition_ends
 from streams.errors import ConfigError, DecodeError
 from streams.settings import Settings
 from streams.wire import DeadLetter, ResultBatch, TaskEvent, WireRecord
@@ -133,15 +133,6 @@ def _undecodable(message: Message) -> dict[str, Any]:
 def _assign_from_start(consumer: Consumer, topic: str) -> dict[int, int]:
     """Assign every partition of ``topic`` from its start; the end offsets of the non-empty
     ones (where reading without ``follow`` stops)."""
-    metadata = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise ConfigError(f"topic {topic} does not exist (taskd topics create)")
-    ends: dict[int, int] = {}
-    for partition in metadata.partitions:
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=_TIMEOUT_S
-        )
-        if high > low:
-            ends[partition] = high
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
-    return ends
+    ends = partition_ends(consumer, topic, timeout_s=_TIMEOUT_S)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+    return {partition: high for partition, (low, high) in ends.items() if high > low}
