@@ -55,6 +55,11 @@ class AgentsView:
         self._codec = codec
         self.caught_up = asyncio.Event()
         self._stopping = threading.Event()
+        self._kinds: dict[str, type[ViewRecord]] = {
+            self._topics.registry: AgentRegistration,
+            self._topics.heartbeats: AgentHeartbeat,
+            self._topics.dispatchers: DispatcherStatus,
+        }
         config = {
             **settings.kafka_config(),
             "group.id": f"{settings.topic_prefix}dispatcher.view.{uuid.uuid4().hex}",
@@ -83,11 +88,6 @@ class AgentsView:
         self._consumer.assign(
             [TopicPartition(registry.topic, 0, OFFSET_BEGINNING), reports, *beats]
         )
-        self._kinds: dict[str, type[ViewRecord]] = {
-            self._topics.registry: AgentRegistration,
-            self._topics.heartbeats: AgentHeartbeat,
-            self._topics.dispatchers: DispatcherStatus,
-        }
         self._thread.start()
         if self._registry_end <= 0:
             self._hop(lambda _: self.caught_up.set(), [])

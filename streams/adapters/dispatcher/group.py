@@ -88,33 +88,24 @@ class GroupView:
     def view(self, now_ms: int) -> dict[str, object]:
         """``instances`` (each report, its age and whether it is silent) and ``totals`` (the
         sums over the instances heard from, and the shards they own)."""
-        instances = [
-            _entry(report, now_ms - seen_ms)
+        shown = [
+            (report, max(0, now_ms - seen_ms))
             for _, (report, seen_ms) in sorted(self._latest.items())
             if now_ms - seen_ms <= FORGET_AFTER_MS
         ]
-        live = [entry for entry in instances if not entry["silent"]]
-        totals: dict[str, object] = {name: sum(_int(e[name]) for e in live) for name in _COUNTS}
+        live = [report for report, age_ms in shown if age_ms <= SILENT_AFTER_MS]
+        totals: dict[str, object] = {
+            name: sum(getattr(report, name) for report in live) for name in _COUNTS
+        }
         totals["instances"] = len(live)
-        totals["shards"] = sorted(shard for entry in live for shard in _ints(entry["shards"]))
-        return {"instances": instances, "totals": totals}
+        totals["shards"] = sorted(shard for report in live for shard in report.shards)
+        return {"instances": [_entry(report, age) for report, age in shown], "totals": totals}
 
 
 def _entry(report: DispatcherStatus, age_ms: int) -> dict[str, object]:
-    age_ms = max(0, age_ms)
     entry: dict[str, object] = {"instance": report.instance, "state": report.state}
     entry["shards"] = list(report.shards)
     entry.update({name: getattr(report, name) for name in _COUNTS})
     entry["age_ms"] = age_ms
     entry["silent"] = age_ms > SILENT_AFTER_MS
     return entry
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
-
-
-def _ints(value: object) -> list[int]:
-    assert isinstance(value, list)
-    return value
