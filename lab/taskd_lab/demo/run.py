@@ -24,7 +24,10 @@ from taskd_lab.demo.submitter import Submitter, now_ms
 from taskd_lab.demo.workload import Workload
 
 _TICK_S = 0.25
-MIN_DRAIN_S = 15.0
+MIN_DRAIN_S = 30.0
+"""Long enough for the slowest path a task of the demo can take after the last submission:
+two failed attempts through the 1 s and 10 s retry tiers, a failover after 3 s of silence, on a
+busy machine. At 15 s a small demo under load twice ended with one task unsettled."""
 
 Show = Callable[["Progress"], None]
 
