@@ -6,6 +6,12 @@ its own port (:func:`serve_metrics`); the dispatcher through its HTTP views
 (:class:`streams.adapters.http.StatusServer`). The dispatcher's per-agent gauges are named
 ``taskd_agents_*``, not ``taskd_agent_*``: that prefix belongs to the agents' own metrics, and
 ``taskd_agent_capacity`` there is unlabelled, so sums over it would mix the two.
+
+Counts are counters (``..._total``), levels are gauges. Labels stay bounded: ``priority`` has
+one value per priority level (``p0`` most urgent), ``status``, ``reason`` and ``state`` one per
+enum member, ``agent`` one per live agent, and ``type`` (task types come from producers) the
+first :data:`MAX_TYPE_LABELS` types seen, every later one counted as :data:`OTHER_TYPE`.
+``docs/operations.md`` (*Monitoring*) lists every metric, the dashboard and the alerts.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import statistics
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -25,7 +32,7 @@ from streams.core.actions import Action, DeadLetter, Dispatch, ResultStatus, Ret
 from streams.core.distributor import Distributor
 from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
 from streams.core.stats import Summary
-from streams.errors import ConfigError
+from streams.errors import ConfigError, TaskdError
 
 RUN_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0)
 """Handler run times from a millisecond to half an hour."""
@@ -40,7 +47,7 @@ class AgentMetrics:
             "taskd_agent_tasks_started", "Tasks handed to a handler.", registry=registry
         )
         self.completed = Counter(
-            "taskd_agent_tasks_completed",
+            "taskd_agent_results",
             "Results written, by status (REJECTED ones were never started).",
             ["status"],
             registry=registry,
@@ -84,22 +91,92 @@ QUEUE_SECONDS_BUCKETS = (
 )  # fmt: skip
 """Submitted -> started, from 5 ms to an hour."""
 
+MAX_TYPE_LABELS = 20
+"""Task types that get a ``type`` label value of their own: the first ones seen."""
+OTHER_TYPE = "other"
+"""The ``type`` label value of every task type past the first :data:`MAX_TYPE_LABELS`."""
+
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+class BoundedLabels:
+    """Label values for a field that producers choose (the task type): the first ``limit``
+    values seen are kept as they are, every later one becomes ``other``. A producer sending a
+    new type with every task grows no series past the limit."""
+
+    def __init__(self, limit: int, other: str = OTHER_TYPE) -> None:
+        if limit < 0:
+            raise TaskdError(f"limit must be >= 0, got {limit}")
+        self._limit = limit
+        self._other = other
+        self._kept: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        """The label value for ``value``: itself while it is (or may become) one of the kept."""
+        if value in self._kept:
+            return value
+        if len(self._kept) < self._limit and value != self._other:
+            self._kept.add(value)
+            return value
+        return self._other
+
+    @property
+    def kept(self) -> frozenset[str]:
+        """The values that have a label value of their own."""
+        return frozenset(self._kept)
+
+
+class _Children(Generic[_Metric]):
+    """A labelled metric's children, each made once: ``labels()`` is a lookup under a lock."""
+
+    def __init__(self, metric: _Metric) -> None:
+        self._metric: _Metric = metric
+        self._made: dict[tuple[str, ...], _Metric] = {}
+
+    def __call__(self, *values: str) -> _Metric:
+        child = self._made.get(values)
+        if child is None:
+            child = self._made[values] = self._metric.labels(*values)
+        return child
+
+
+def priority_label(level: int) -> str:
+    """A priority level as its label value: ``p0`` (most urgent), ``p1``, ..."""
+    return f"p{level}"
+
 
 class DispatcherMetrics:
     """Every metric of one dispatcher, registered in ``registry`` (prefix ``taskd_``).
 
-    Counters and histograms are fed as things happen (``on_*``, in the core's terms); gauges
-    are set from the distributor by :meth:`refresh`, meant to run about once a second on the
-    loop that owns the distributor.
+    Counters and histograms are fed as things happen (``on_*``, in the core's terms); gauges,
+    and the counters the core's statistics keep (inversions, deadlines), are set from the
+    distributor by :meth:`refresh`, meant to run about once a second on the loop that owns the
+    distributor. ``levels`` (the priority levels) makes every priority's series exist from the
+    start at 0, so a rate over them has a start; ``max_types`` bounds the ``type`` label.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        levels: int | None = None,
+        max_types: int = MAX_TYPE_LABELS,
+    ) -> None:
         self.registry = registry
+        self.types = BoundedLabels(max_types)
+        """The ``type`` label value of each task type."""
         self._define_counters(registry)
         self._define_histograms(registry)
         self._define_gauges(registry)
         self._agent_series: set[str] = set()
         """Agent ids whose ``taskd_agents_*`` series are exported now."""
+        self._counted: dict[str, int] = {"inversions": 0, "met": 0, "missed": 0}
+        """What the statistics' counts stood at when last copied into the counters."""
+        for level in range(levels or 0):
+            priority = priority_label(level)
+            self._dispatched(priority)
+            for status in ResultStatus:
+                self._results(status.value, priority)
 
     # --- events ------------------------------------------------------------------------------
 
@@ -110,9 +187,10 @@ class DispatcherMetrics:
 
     def on_dispatched(self, job: Job, dispatched_ms: int) -> None:
         """The task went to an agent; a first attempt also gives its dispatch latency."""
-        self.dispatched.inc()
+        priority = priority_label(job.priority)
+        self._dispatched(priority).inc()
         if job.attempt == 0:
-            self.dispatch_latency.observe(_seconds(dispatched_ms - job.submitted_ms))
+            self._dispatch_latency(priority).observe(_seconds(dispatched_ms - job.submitted_ms))
 
     def on_result(
         self, job: Job, status: ResultStatus, *, started_ms: int, finished_ms: int
@@ -123,12 +201,14 @@ class DispatcherMetrics:
         statistics count it (a retry's wait would include the earlier runs); run time for every
         run but a REJECTED one, which never ran. Clock skew never makes a duration negative.
         """
-        self._completed[status].inc()
+        priority = priority_label(job.priority)
+        self._results(status.value, priority).inc()
         if status is ResultStatus.REJECTED:
             return
+        task_type = self.types(job.task_type)
         if job.attempt == 0:
-            self.queue_time.observe(_seconds(started_ms - job.submitted_ms))
-        self.run_time.observe(_seconds(finished_ms - started_ms))
+            self._queue_time(priority, task_type).observe(_seconds(started_ms - job.submitted_ms))
+        self._run_time(task_type).observe(_seconds(finished_ms - started_ms))
 
     def on_retry(self, tier: int) -> None:
         """A task went to retry tier ``tier`` (0-based, in the order of the retry topics)."""
@@ -150,6 +230,11 @@ class DispatcherMetrics:
             elif isinstance(action, DeadLetter):
                 self.on_dead_letter(action.reason)
 
+    def on_shards(self, owned: int, total: int) -> None:
+        """This instance owns ``owned`` of the ``total`` shards (after every rebalance)."""
+        self.shards_owned.set(owned)
+        self.shards.set(total)
+
     # --- gauges ------------------------------------------------------------------------------
 
     def refresh(
@@ -157,19 +242,29 @@ class DispatcherMetrics:
     ) -> None:
         """Set every gauge from the distributor as it is at ``now_ms``.
 
-        The deadline ratio and the inversions come from the statistics' summary: pass a recent
+        The deadline figures and the inversions come from the statistics' summary: pass a recent
         one (``SummaryCache.at``) to keep this cheap; without one a summary is made here, which
         sorts every queue-time sample (about 10 ms at 100K tasks, 110 ms at 1M). The rest costs
         O(agents + priority levels).
         """
         for level, depth in distributor.depth_by_priority().items():
-            self.queue_depth.labels(priority=f"p{level}").set(depth)
+            self.queue_depth.labels(priority=priority_label(level)).set(depth)
         self.in_flight.set(distributor.in_flight)
+        self.intake_paused.set(int(distributor.intake_paused))
         self._refresh_agents(distributor.agents())
         figures = summary if summary is not None else distributor.stats.summary(now_ms)
         ratio = figures.deadline_success
         self.deadline_success.set(math.nan if ratio is None else ratio)
-        self.priority_inversions.set(figures.priority_inversions)
+        self._count_up("inversions", self.priority_inversions, figures.priority_inversions)
+        self._count_up("met", self._deadlines_met, figures.deadline_met)
+        self._count_up("missed", self._deadlines_missed, figures.deadline_missed)
+
+    def _count_up(self, key: str, counter: Counter, count: int) -> None:
+        """Raise ``counter`` to the statistics' ``count`` (never lower it: the missed deadlines
+        include tasks still waiting past theirs, which a rebalance may take away)."""
+        if count > self._counted[key]:
+            counter.inc(count - self._counted[key])
+            self._counted[key] = count
 
     def _refresh_agents(self, agents: Sequence[AgentInfo]) -> None:
         """Agents by state; the per-agent series of every agent not DOWN (others removed)."""
@@ -197,13 +292,15 @@ class DispatcherMetrics:
         )
         self.dispatched = Counter(
             "taskd_tasks_dispatched",
-            "Assignments sent to agents (a retry or failover is dispatched again).",
+            "Assignments sent to agents, by priority (a retry or failover is dispatched again).",
+            ["priority"],
             registry=registry,
         )
-        self.completed = Counter(
-            "taskd_tasks_completed",
-            "Results from agents, by status.",
-            ["status"],
+        self.results = Counter(
+            "taskd_results",
+            "Results of runs reported by agents, by status and priority (a FAILED run may be "
+            "retried; a REJECTED one never ran).",
+            ["status", "priority"],
             registry=registry,
         )
         self.retried = Counter(
@@ -220,10 +317,22 @@ class DispatcherMetrics:
             "Tasks whose deadline or TTL passed before dispatch (dead-lettered EXPIRED).",
             registry=registry,
         )
-        # one child per label value, made once: ``labels()`` is a lookup under a lock per call
-        self._completed = {
-            status: self.completed.labels(status=status.value) for status in ResultStatus
-        }
+        self.priority_inversions = Counter(
+            "taskd_priority_inversions",
+            "Dispatches while a more urgent task the agent could run waited.",
+            registry=registry,
+        )
+        self.deadlines = Counter(
+            "taskd_deadlines",
+            "Deadlines decided, by outcome: met (started in time) or missed (started late, or "
+            "still waiting when it passed: counted then).",
+            ["outcome"],
+            registry=registry,
+        )
+        self._deadlines_met = self.deadlines.labels(outcome="met")
+        self._deadlines_missed = self.deadlines.labels(outcome="missed")
+        self._dispatched = _Children(self.dispatched)
+        self._results = _Children(self.results)
         self._dead = {
             reason: self.dead_lettered.labels(reason=reason.value) for reason in DeadLetterReason
         }
@@ -231,22 +340,28 @@ class DispatcherMetrics:
     def _define_histograms(self, registry: CollectorRegistry) -> None:
         self.dispatch_latency = Histogram(
             "taskd_dispatch_latency_seconds",
-            "Submitted -> first dispatched, in seconds.",
+            "Submitted -> first dispatched, in seconds, by priority.",
+            ["priority"],
             buckets=DISPATCH_SECONDS_BUCKETS,
             registry=registry,
         )
         self.queue_time = Histogram(
             "taskd_queue_time_seconds",
-            "Submitted -> first started, in seconds.",
+            "Submitted -> first started, in seconds, by priority and task type.",
+            ["priority", "type"],
             buckets=QUEUE_SECONDS_BUCKETS,
             registry=registry,
         )
         self.run_time = Histogram(
             "taskd_run_time_seconds",
-            "Started -> finished of each run, in seconds, as the agents report it.",
+            "Started -> finished of each run, in seconds, as the agents report it, by task type.",
+            ["type"],
             buckets=RUN_SECONDS_BUCKETS,
             registry=registry,
         )
+        self._dispatch_latency = _Children(self.dispatch_latency)
+        self._queue_time = _Children(self.queue_time)
+        self._run_time = _Children(self.run_time)
 
     def _define_gauges(self, registry: CollectorRegistry) -> None:
         def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
@@ -256,6 +371,11 @@ class DispatcherMetrics:
             "taskd_queue_depth", "Tasks held waiting for a slot, by priority.", ["priority"]
         )
         self.in_flight = gauge("taskd_in_flight", "Tasks dispatched and not finished.")
+        self.intake_paused = gauge(
+            "taskd_intake_paused",
+            "1 while back-pressure holds the intake (the held tasks are at their maximum and "
+            "the rest wait in Kafka), else 0.",
+        )
         self.agent_capacity = gauge(
             "taskd_agents_capacity", "Slots of each agent not DOWN.", ["agent"]
         )
@@ -274,10 +394,8 @@ class DispatcherMetrics:
             "taskd_deadline_success_ratio",
             "Deadlines met over deadlines decided since start (NaN: none yet).",
         )
-        self.priority_inversions = gauge(
-            "taskd_priority_inversions",
-            "Dispatches since start while a more urgent task the agent could run waited.",
-        )
+        self.shards_owned = gauge("taskd_shards_owned", "Shards this dispatcher instance owns.")
+        self.shards = gauge("taskd_shards", "Shards of the topic prefix (the group owns them all).")
 
 
 def load_cv(loads: Sequence[float]) -> float:

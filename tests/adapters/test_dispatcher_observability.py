@@ -78,6 +78,14 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def _sum(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples that carry ``labels`` (whatever their other labels)."""
+    wanted = frozenset(labels.items())
+    return sum(
+        value for (found, held), value in samples.items() if found == name and wanted <= held
+    )
+
+
 @pytest.fixture
 def live(topics: Settings, tmp_path: Path) -> Settings:
     return _settings(topics, tmp_path)
@@ -89,9 +97,7 @@ async def _settled(session: aiohttp.ClientSession, base: str, ended: int, receiv
     deadline = time.monotonic() + WAIT_S
     while True:
         samples = await _samples(session, base)
-        results = sum(
-            value for (name, _), value in samples.items() if name == "taskd_tasks_completed_total"
-        )
+        results = _sum(samples, "taskd_results_total")
         idle = _value(samples, "taskd_agents_capacity", agent="a1") == CAPACITY
         taken = _value(samples, "taskd_tasks_received_total") >= received
         if taken and results >= ended and idle and _value(samples, "taskd_in_flight") == 0:
@@ -147,15 +153,16 @@ def test_metrics_views_and_the_status_command_of_a_live_dispatcher(live: Setting
 
 def _check_metrics(samples: Samples) -> None:
     assert _value(samples, "taskd_tasks_received_total") == TASKS + 2
-    assert _value(samples, "taskd_tasks_dispatched_total") == TASKS + 1
-    assert _value(samples, "taskd_tasks_completed_total", status="SUCCEEDED") == TASKS
-    assert _value(samples, "taskd_tasks_completed_total", status="FAILED") == 1
+    assert _value(samples, "taskd_tasks_dispatched_total", priority="p1") == TASKS + 1
+    assert _value(samples, "taskd_results_total", status="SUCCEEDED", priority="p1") == TASKS
+    assert _value(samples, "taskd_results_total", status="FAILED", priority="p1") == 1
     assert _value(samples, "taskd_tasks_dead_lettered_total", reason="FAILED") == 1
     assert _value(samples, "taskd_tasks_dead_lettered_total", reason="EXPIRED") == 1
     assert _value(samples, "taskd_tasks_expired_total") == 1
-    assert _value(samples, "taskd_dispatch_latency_seconds_count") == TASKS + 1
-    assert _value(samples, "taskd_queue_time_seconds_count") == TASKS + 1
-    assert _value(samples, "taskd_run_time_seconds_count") == TASKS + 1
+    assert _value(samples, "taskd_dispatch_latency_seconds_count", priority="p1") == TASKS + 1
+    queued = _value(samples, "taskd_queue_time_seconds_count", priority="p1", type="work")
+    assert queued == TASKS + 1
+    assert _value(samples, "taskd_run_time_seconds_count", type="work") == TASKS + 1
     assert _value(samples, "taskd_agents", state="READY") == 1
     assert _value(samples, "taskd_agents_utilization", agent="a1") == 0
     assert _value(samples, "taskd_queue_depth", priority="p1") == 0
@@ -241,7 +248,9 @@ def test_events_are_off_by_default(live: Settings) -> None:
             metrics = dispatcher.metrics.registry
             await until(
                 lambda: (
-                    metrics.get_sample_value("taskd_tasks_completed_total", {"status": "SUCCEEDED"})
+                    metrics.get_sample_value(
+                        "taskd_results_total", {"status": "SUCCEEDED", "priority": "p1"}
+                    )
                     == 3
                 ),
                 "three results",

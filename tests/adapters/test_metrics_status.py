@@ -409,11 +409,19 @@ def test_counters_and_histograms_count_what_happened() -> None:
     got = samples(registry)
 
     assert got[("taskd_tasks_received_total", ())] == 6
-    assert got[("taskd_tasks_dispatched_total", ())] == 4
-    assert got[("taskd_tasks_completed_total", (("status", "SUCCEEDED"),))] == 1
-    assert got[("taskd_tasks_completed_total", (("status", "FAILED"),))] == 1
-    assert got[("taskd_tasks_completed_total", (("status", "REJECTED"),))] == 1
-    assert got[("taskd_tasks_completed_total", (("status", "CANCELLED"),))] == 0
+    # t1 p0, t2 p1, t3 p2, t5 p3
+    for level in range(4):
+        assert got[("taskd_tasks_dispatched_total", (("priority", f"p{level}"),))] == 1
+    results = {
+        (dict(labels)["status"], dict(labels)["priority"]): value
+        for (name, labels), value in got.items()
+        if name == "taskd_results_total"
+    }
+    assert {key: value for key, value in results.items() if value} == {
+        ("SUCCEEDED", "p0"): 1,
+        ("FAILED", "p1"): 1,
+        ("REJECTED", "p2"): 1,
+    }
     assert got[("taskd_tasks_retried_total", (("tier", "0"),))] == 1
     assert got[("taskd_tasks_retried_total", (("tier", "2"),))] == 1
     dead = {reason.value: 0 for reason in DeadLetterReason} | {
@@ -425,17 +433,85 @@ def test_counters_and_histograms_count_what_happened() -> None:
         assert got[("taskd_tasks_dead_lettered_total", (("reason", reason),))] == count
     assert got[("taskd_tasks_expired_total", ())] == 1
 
-    # Dispatch latencies 0, 0, 0 and 300 ms; queue times 100, 100 ms; runs 200, 300 ms (the
-    # REJECTED one never ran).
-    assert got[("taskd_dispatch_latency_seconds_count", ())] == 4
-    assert got[("taskd_dispatch_latency_seconds_sum", ())] == pytest.approx(0.3)
-    assert got[("taskd_dispatch_latency_seconds_bucket", (("le", "0.001"),))] == 3
-    assert got[("taskd_dispatch_latency_seconds_bucket", (("le", "0.25"),))] == 3
-    assert got[("taskd_dispatch_latency_seconds_bucket", (("le", "0.5"),))] == 4
-    assert got[("taskd_queue_time_seconds_count", ())] == 2
-    assert got[("taskd_queue_time_seconds_sum", ())] == pytest.approx(0.2)
-    assert got[("taskd_run_time_seconds_count", ())] == 2
-    assert got[("taskd_run_time_seconds_sum", ())] == pytest.approx(0.5)
+    # Dispatch latencies 0 ms (t1 p0, t2 p1, t3 p2) and 300 ms (t5 p3); queue times 100 ms
+    # (t1 p0, t2 p1); runs 200 and 300 ms (the REJECTED one never ran); all of type "default".
+    def latency(name: str, level: int, **labels: str) -> float:
+        return got[(name, tuple(sorted({"priority": f"p{level}", **labels}.items())))]
+
+    for level in range(3):
+        assert latency("taskd_dispatch_latency_seconds_count", level) == 1
+        assert latency("taskd_dispatch_latency_seconds_bucket", level, le="0.001") == 1
+    assert latency("taskd_dispatch_latency_seconds_sum", 3) == pytest.approx(0.3)
+    assert latency("taskd_dispatch_latency_seconds_bucket", 3, le="0.25") == 0
+    assert latency("taskd_dispatch_latency_seconds_bucket", 3, le="0.5") == 1
+    for level in (0, 1):
+        assert latency("taskd_queue_time_seconds_count", level, type="default") == 1
+        assert latency("taskd_queue_time_seconds_sum", level, type="default") == pytest.approx(0.1)
+    assert ("taskd_queue_time_seconds_count", (("priority", "p2"), ("type", "default"))) not in got
+    assert got[("taskd_run_time_seconds_count", (("type", "default"),))] == 2
+    assert got[("taskd_run_time_seconds_sum", (("type", "default"),))] == pytest.approx(0.5)
+
+
+def test_given_the_levels_every_priority_has_its_series_from_the_start() -> None:
+    registry = CollectorRegistry()
+    DispatcherMetrics(registry, levels=2)
+    got = samples(registry)
+    for level in ("p0", "p1"):
+        assert got[("taskd_tasks_dispatched_total", (("priority", level),))] == 0
+        for status in ResultStatus:
+            key = ("taskd_results_total", (("priority", level), ("status", status.value)))
+            assert got[key] == 0
+    assert ("taskd_tasks_dispatched_total", (("priority", "p2"),)) not in got
+
+
+def test_task_types_past_the_first_ones_seen_share_the_label_other() -> None:
+    registry = CollectorRegistry()
+    metrics = DispatcherMetrics(registry, max_types=2)
+    for index, task_type in enumerate(["resize", "encode", "resize", "t3", "t4", "other"]):
+        job = Job(f"t{index}", 1, 0, task_type=task_type)
+        metrics.on_result(job, ResultStatus.SUCCEEDED, started_ms=10, finished_ms=20)
+    got = samples(registry)
+    runs = {
+        dict(labels)["type"]: value
+        for (name, labels), value in got.items()
+        if name == "taskd_run_time_seconds_count"
+    }
+    assert runs == {"resize": 2, "encode": 1, "other": 3}
+    assert metrics.types.kept == {"resize", "encode"}
+
+
+def test_inversions_and_deadlines_are_counters_that_follow_the_statistics() -> None:
+    run = drive()
+    registry, metrics = fed_metrics(run)
+    got = samples(registry)
+    assert got[("taskd_priority_inversions_total", ())] == 0
+    # t1 started in time; t4 expired unstarted past its deadline
+    assert got[("taskd_deadlines_total", (("outcome", "met"),))] == 1
+    assert got[("taskd_deadlines_total", (("outcome", "missed"),))] == 1
+    families = {family.name: family.type for family in text_string_to_metric_families(
+        render_metrics(registry))}  # fmt: skip
+    assert families["taskd_priority_inversions"] == "counter"
+    assert families["taskd_deadlines"] == "counter"
+    metrics.refresh(run.core, NOW_MS)  # again: nothing new is counted twice
+    again = samples(registry)
+    assert again[("taskd_deadlines_total", (("outcome", "missed"),))] == 1
+
+
+def test_no_gauge_holds_a_count_since_start() -> None:
+    """Counts are counters (``rate()`` and ``increase()`` work on them); gauges are levels."""
+    registry, metrics = fed_metrics(drive())
+    metrics.on_shards(1, 2)
+    gauges = {
+        family.name
+        for family in text_string_to_metric_families(render_metrics(registry))
+        if family.type == "gauge" and not family.name.endswith("_created")  # counters' starts
+    }
+    assert gauges == {
+        "taskd_queue_depth", "taskd_in_flight", "taskd_intake_paused", "taskd_agents_capacity",
+        "taskd_agents_in_flight", "taskd_agents_utilization", "taskd_agents",
+        "taskd_load_imbalance", "taskd_deadline_success_ratio", "taskd_shards_owned",
+        "taskd_shards",
+    }  # fmt: skip
 
 
 def test_refresh_sets_every_gauge_from_the_distributor() -> None:
@@ -456,7 +532,7 @@ def test_refresh_sets_every_gauge_from_the_distributor() -> None:
     assert got[("taskd_agents_utilization", (("agent", "b"),))] == 0.0
     assert got[("taskd_load_imbalance", ())] == pytest.approx(1.0)  # loads 1 and 0 now
     assert got[("taskd_deadline_success_ratio", ())] == 0.5
-    assert got[("taskd_priority_inversions", ())] == 0
+    assert got[("taskd_intake_paused", ())] == 0
 
 
 def test_an_agent_gone_down_leaves_the_per_agent_series() -> None:
@@ -489,6 +565,7 @@ def test_dispatcher_and_agent_metrics_share_a_registry_without_a_name_clash() ->
     AgentMetrics(registry, capacity=4)
     names = {family.name for family in text_string_to_metric_families(render_metrics(registry))}
     assert {"taskd_agents_capacity", "taskd_agent_capacity", "taskd_tasks_received"} <= names
+    assert {"taskd_results", "taskd_agent_results"} <= names
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ from tests.adapters.test_worker_support import (
     until,
 )
 
-COMPLETED = "taskd_agent_tasks_completed_total"
+COMPLETED = "taskd_agent_results_total"
 
 
 def _completed(agent: Agent) -> float:
