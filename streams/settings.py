@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     batch_bytes: int = Field(
         1_048_576, ge=1_024, le=64 * 1_048_576, description="a producer batch's size (bytes)"
     )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="the dispatcher's and agents' log level"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="the dispatcher's and agents' logs on stderr: text, or json lines"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -95,6 +101,11 @@ class Settings(BaseSettings):
         if bad or not servers:
             raise ValueError("expected host:port[,host:port...]")
         return ",".join(servers)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("topic_prefix")
     @classmethod

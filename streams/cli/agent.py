@@ -11,6 +11,7 @@ import typer
 
 from streams.adapters import heap
 from streams.adapters.kafka import LIBRDKAFKA_LOG
+from streams.adapters.logs import setup_logging
 from streams.adapters.worker import Agent, AgentConfig, Ready, default_agent_id
 from streams.adapters.worker.handlers import parse_handler_options
 from streams.cli.context import settings_of
@@ -41,9 +42,16 @@ def agent(
     connect_timeout_ms: Annotated[
         int, typer.Option("--connect-timeout-ms", help="give up when no broker answers by then")
     ] = 10_000,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format", help="text, or json: one object per line (else TASKD_LOG_FORMAT, text)"
+        ),
+    ] = None,
 ) -> None:
     """Run a worker agent: claim a dispatch partition, run its tasks, drain on SIGTERM."""
     settings = settings_of(ctx)
+    setup_logging(settings.log_level, log_format or settings.log_format)
     config = _config(
         agent_id=agent_id,
         capacity=capacity,

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
 
 from streams.adapters.dispatcher import Dispatcher, DispatcherConfig, run_dispatcher
 from streams.adapters.http import check_address
+from streams.adapters.logs import setup_logging
 from streams.cli.context import settings_of
 
 _DEFAULTS = DispatcherConfig()
@@ -84,10 +84,21 @@ def dispatcher(
     strategy: Annotated[
         str, typer.Option("--strategy", help="routing strategy, e.g. affinity, round-robin-push")
     ] = _DEFAULTS.strategy,
-    loglevel: Annotated[str, typer.Option("--loglevel", help="debug, info, warning")] = "info",
+    loglevel: Annotated[
+        str | None,
+        typer.Option("--loglevel", help="debug, info, warning, error (else TASKD_LOG_LEVEL, info)"),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="text, or json: one object per line (else TASKD_LOG_FORMAT, text)",
+        ),
+    ] = None,
 ) -> None:
     """Run the dispatcher: read tasks, results and heartbeats; dispatch to the agents."""
     settings = settings_of(ctx)
+    setup_logging(loglevel or settings.log_level, log_format or settings.log_format)
     config = DispatcherConfig(
         lease_ms=lease_ms,
         heartbeat_interval_ms=heartbeat_ms,
@@ -106,7 +117,4 @@ def dispatcher(
     )
     if web:  # a busy port: one line now, not a crash after the start-up
         check_address(settings.http_host, settings.http_port)
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     raise typer.Exit(run_dispatcher(Dispatcher(settings, config)))

@@ -3,17 +3,18 @@ variables (or ``$TASKD_CONFIG``) and the default timings."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.adapters.dispatcher.runtime import Dispatcher, run_dispatcher
+from streams.adapters.logs import setup_logging
 from streams.settings import load_settings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    sys.exit(run_dispatcher(Dispatcher(load_settings(), DispatcherConfig())))
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    sys.exit(run_dispatcher(Dispatcher(settings, DispatcherConfig())))
 
 
 if __name__ == "__main__":
