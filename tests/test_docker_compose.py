@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def _published_ranges(service: dict[str, Any]) -> dict[int, range]:
 
 
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "topics", "dispatcher", "agent", "prometheus"}
+    assert set(compose["services"]) == {
+        "kafka", "topics", "dispatcher", "agent", "prometheus", "grafana",
+    }  # fmt: skip
 
 
 def test_every_taskd_variable_is_a_valid_setting(
@@ -124,3 +127,65 @@ def test_dispatchers_scale_to_three_each_with_its_host_port(compose: dict[str, A
     assert "container_name" not in dispatcher  # a fixed name cannot scale
     shards = int(_env(compose["services"]["dispatcher"]).get("TASKD_SHARDS", "6"))
     assert shards % 3 == 0  # three instances own equal numbers of shards
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> the repository path mounted there ("./HOST:CONTAINER[:ro]")."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        host, container, *_ = str(entry).split(":")
+        if host.startswith("./"):
+            mounts[container] = ROOT / host
+    return mounts
+
+
+def _in_container(mounts: dict[str, Path], path: str) -> Path | None:
+    """The repository file a container sees at ``path``, through a mounted file or folder."""
+    for container, host in mounts.items():
+        if path == container:
+            return host
+        if path.startswith(container.rstrip("/") + "/"):
+            return host / path[len(container.rstrip("/")) + 1 :]
+    return None
+
+
+def test_prometheus_loads_the_alert_rules_it_is_configured_with(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    mounts = _mounts(prometheus)
+    (flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    config_path = flag.split("=", 1)[1]
+    config_file = _in_container(mounts, config_path)
+    assert config_file is not None and config_file.is_file()
+    config = yaml.safe_load(config_file.read_text())
+    rule_files = config["rule_files"]
+    assert rule_files, "no alert rules"
+    for rules in rule_files:
+        inside = rules if rules.startswith("/") else str(Path(config_path).parent / rules)
+        found = _in_container(mounts, inside)
+        assert found is not None and found.is_file(), f"{rules} is not mounted"
+        assert found == ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(
+    compose: dict[str, Any],
+) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = _mounts(grafana)
+    provisioning = _in_container(mounts, "/etc/grafana/provisioning")
+    assert provisioning == ROOT / "deploy" / "grafana" / "provisioning"
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    prometheus_port = _published(compose["services"]["prometheus"])
+    assert source["url"] == f"http://prometheus:{next(iter(prometheus_port))}"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "taskd.yml").read_text())[
+        "providers"
+    ]
+    dashboards = _in_container(mounts, provider["options"]["path"])
+    assert dashboards is not None and (dashboards / "taskd.json").is_file()
+    home = _env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert _in_container(mounts, home) == dashboards / "taskd.json"
+    for panel in json.loads((dashboards / "taskd.json").read_text())["panels"]:
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == source["uid"], panel["title"]
+    assert "127.0.0.1:3000" in " ".join(str(port) for port in grafana["ports"])
