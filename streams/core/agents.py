@@ -178,6 +178,11 @@ class Transition:
     at_ms: int
     epoch: int
     """The agent's epoch after the transition."""
+    cause: HealthEvent | None = None
+    """What moved it: a heartbeat's status, silence, or a leave."""
+    incarnation: int = 0
+    """The incarnation (claim epoch) of the run the transition is about: a restart's LEAVE
+    (invariant 8) carries the old one, the join that follows the new one."""
 
 
 @dataclass(slots=True)
@@ -398,7 +403,9 @@ class AgentRegistry:
         self._agents.append(info)
         self._account((0, 0), info)
         self._version += 1
-        transitions.append(Transition(hb.agent_id, None, state, now_ms, epoch))
+        transitions.append(
+            Transition(hb.agent_id, None, state, now_ms, epoch, event, hb.incarnation)
+        )
         return record
 
     def _update_offer(self, info: AgentInfo, hb: Heartbeat) -> None:
@@ -419,11 +426,13 @@ class AgentRegistry:
             after = TRANSITIONS[(before, event)]
             if after is before:
                 return transitions
-            transitions.append(self._enter(record, after, now_ms))
+            transitions.append(self._enter(record, after, now_ms, event))
             if after not in TRANSIENT:
                 return transitions
 
-    def _enter(self, record: _Record, after: AgentState, now_ms: int) -> Transition:
+    def _enter(
+        self, record: _Record, after: AgentState, now_ms: int, event: HealthEvent
+    ) -> Transition:
         info = record.info
         before_slots = _slots(info)
         before = info.state
@@ -432,7 +441,9 @@ class AgentRegistry:
         info.state = after
         self._account(before_slots, info)
         self._version += 1
-        return Transition(info.agent_id, before, after, now_ms, record.epoch)
+        return Transition(
+            info.agent_id, before, after, now_ms, record.epoch, event, record.incarnation
+        )
 
     def _account(self, before: tuple[int, int], info: AgentInfo) -> None:
         """Move the slot totals by the change of one agent's share (exact, no drift)."""

@@ -22,7 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from streams.core.actions import (
@@ -38,7 +38,7 @@ from streams.core.actions import (
     ResumeIntake,
     Retry,
 )
-from streams.core.agents import AgentRegistry, HealthConfig, Heartbeat
+from streams.core.agents import AgentRegistry, HealthConfig, Heartbeat, Transition
 from streams.core.events import (
     AgentLeft,
     EndedRecovered,
@@ -60,6 +60,10 @@ from streams.core.scheduling import OfferResult, Scheduler, SchedulerConfig
 from streams.core.stats import Statistics
 from streams.core.window import LruMap
 from streams.errors import ConfigError
+
+TransitionObserver = Callable[[Transition, AgentInfo], None]
+"""Told of a change of an agent's health with the agent as it is then (its ``in_flight``: the
+tasks a DOWN agent held, still counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +100,17 @@ class _Recovering:
 class Distributor:
     """The whole distribution logic behind one event interface (see the module docstring)."""
 
-    def __init__(self, config: DistributorConfig, stats: Statistics | None = None) -> None:
+    def __init__(
+        self,
+        config: DistributorConfig,
+        stats: Statistics | None = None,
+        *,
+        on_transition: TransitionObserver | None = None,
+    ) -> None:
         self.config = config
+        self.on_transition = on_transition
+        """Told of each change of an agent's health, before what it causes (a DOWN agent's
+        tasks going back to the queue) is done: the dispatcher logs them."""
         self.stats = stats if stats is not None else Statistics(config.scheduler.levels)
         self._registry = AgentRegistry(config.health)
         self._in_flight = InFlight(self._registry)
@@ -300,7 +313,7 @@ class Distributor:
         """Registers or updates the agent (a new incarnation first loses what the old one held:
         ``agents.py``, invariant 8); recovered leases of this incarnation count again."""
         for transition in self._registry.heartbeat(hb, now_ms):
-            self._on_transition(transition.agent_id, transition.after, now_ms, actions)
+            self._on_transition(transition, now_ms, actions)
         self._report_capacity(hb.agent_id, now_ms)
         waiting = self._recovering.pop(hb.agent_id, None)
         if waiting is None:
@@ -313,7 +326,7 @@ class Distributor:
 
     def _left(self, agent_id: str, now_ms: int, actions: list[Action]) -> None:
         for transition in self._registry.leave(agent_id, now_ms):
-            self._on_transition(transition.agent_id, transition.after, now_ms, actions)
+            self._on_transition(transition, now_ms, actions)
 
     def _recovered(self, event: InFlightRecovered, now_ms: int, actions: list[Action]) -> None:
         """A lease from before a restart: counted again once its agent is heard from."""
@@ -396,7 +409,7 @@ class Distributor:
                 self._dead_letter(removed.job, removed.reason, _why(removed.reason), now_ms)
             )
         for transition in self._registry.tick(now_ms):
-            self._on_transition(transition.agent_id, transition.after, now_ms, actions)
+            self._on_transition(transition, now_ms, actions)
         for lease in self._in_flight.expired(now_ms):
             self._take_back(lease, "lease expired", now_ms, actions)
         for agent_id in [a for a, wait in self._recovering.items() if wait.until_ms <= now_ms]:
@@ -478,11 +491,14 @@ class Distributor:
         self._tasks.move(job.task_id, again, Step.RETRY)
         return Retry(again, tier, due_ms, error)
 
-    def _on_transition(
-        self, agent_id: str, after: AgentState, now_ms: int, actions: list[Action]
-    ) -> None:
+    def _on_transition(self, transition: Transition, now_ms: int, actions: list[Action]) -> None:
+        agent_id = transition.agent_id
+        if self.on_transition is not None:
+            agent = self._registry.get(agent_id)
+            assert agent is not None  # a transition is of a registered agent
+            self.on_transition(transition, agent)
         self._report_capacity(agent_id, now_ms)
-        if after is not AgentState.DOWN:
+        if transition.after is not AgentState.DOWN:
             return
         self._router.forget(agent_id)
         for lease in self._in_flight.lost_with(agent_id):

@@ -30,7 +30,7 @@ from streams.core.actions import (
     ResumeIntake,
     Retry,
 )
-from streams.core.agents import HealthConfig, Heartbeat
+from streams.core.agents import HealthConfig, HealthEvent, Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.events import (
     AgentLeft,
@@ -422,6 +422,28 @@ def test_a_new_incarnation_of_a_live_agent_loses_what_the_old_one_held() -> None
     assert (redispatch.job.attempt, redispatch.epoch) == (1, 2)
     late = core.handle([_beat("a", 2, 3, incarnation=1)], 6)  # an older heartbeat: ignored
     assert late == [] and core.lease_of("t") is not None
+
+
+def test_the_observer_is_told_each_transition_with_its_cause_before_the_tasks_go_back() -> None:
+    seen: list[tuple[AgentState | None, AgentState, HealthEvent | None, int, int]] = []
+    core = Distributor(
+        CONFIG,
+        on_transition=lambda t, agent: seen.append(
+            (t.before, t.after, t.cause, t.incarnation, agent.in_flight)
+        ),
+    )
+    core.handle([_beat("a", 2, 0, incarnation=1), TaskArrived(Job("t", 0, 0))], 0)
+    core.handle([_beat("a", 2, 5, incarnation=2)], 5)  # a restart: the old run held "t"
+    core.handle([], 5 + CONFIG.health.down_after_ms + 1)  # silent: suspect, then down
+    ready, restart = HealthEvent.HEARTBEAT_READY, HealthEvent.LEAVE
+    assert seen == [
+        (None, AgentState.JOINING, ready, 1, 0),
+        (AgentState.JOINING, AgentState.READY, ready, 1, 0),
+        (AgentState.READY, AgentState.DOWN, restart, 1, 1),
+        (AgentState.DOWN, AgentState.JOINING, ready, 2, 0),
+        (AgentState.JOINING, AgentState.READY, ready, 2, 0),
+        (AgentState.READY, AgentState.DOWN, HealthEvent.SILENT_DOWN, 2, 1),
+    ]
 
 
 def test_the_lifecycle_table_refuses_steps_it_does_not_list() -> None:

@@ -21,6 +21,7 @@ from confluent_kafka import Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from streams.adapters import heap
+from streams.adapters.dispatcher.agent_log import AgentLog
 from streams.adapters.dispatcher.agents_view import AgentRecord, AgentsView, ViewRecord
 from streams.adapters.dispatcher.checkpoint import Checkpointer
 from streams.adapters.dispatcher.config import DispatcherConfig
@@ -38,6 +39,7 @@ from streams.adapters.dispatcher.state import (
 )
 from streams.adapters.http import StatusServer
 from streams.adapters.kafka import codec_for
+from streams.adapters.logs import flush_summaries
 from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.status import (
     RunState,
@@ -82,7 +84,11 @@ class Dispatcher:
         self.config = config or DispatcherConfig()
         self.clock = clock
         self.codec = codec_for(settings)
-        self.core = Distributor(self.config.distributor(settings))
+        agent_log = AgentLog(
+            suspect_after_ms=self.config.suspect_after_ms,
+            down_after_ms=self.config.down_after_ms,
+        )
+        self.core = Distributor(self.config.distributor(settings), on_transition=agent_log)
         self.registry = CollectorRegistry()
         self.metrics = DispatcherMetrics(self.registry)
         self._summary = SummaryCache(self.core.stats, max_age_ms=SUMMARY_MAX_AGE_MS)
@@ -197,6 +203,7 @@ class Dispatcher:
                 self._view.stop()
             await self._stop_http()
         finally:
+            flush_summaries(force=True)
             self._stopped.set()
             log.info("dispatcher stopped")
 
@@ -248,9 +255,27 @@ class Dispatcher:
 
     async def _on_assigned(self, shards: list[int]) -> None:
         assert self.engine is not None
+        started = time.monotonic()
         recovered = await asyncio.to_thread(read_shards, self.settings, self.codec, shards)
         count = self.engine.adopt(recovered)
-        log.info("shards %s assigned: %d open task(s) recovered from the changelog", shards, count)
+        running = sum(entry.agent_id is not None for shard in recovered for entry in shard.open)
+        log.info(
+            "state restored for shards %s in %.1f s: %d open task(s) (%d in flight, %d queued "
+            "again), %d ended task(s) remembered",
+            shards,
+            time.monotonic() - started,
+            count,
+            running,
+            count - running,
+            sum(len(shard.ended) for shard in recovered),
+            extra={"shards": shards, "open_tasks": count, "in_flight": running},
+        )
+        log.info(
+            "rebalance: shards %s assigned; this instance owns %s",
+            shards,
+            self.owned_shards,
+            extra={"assigned": shards, "owned_shards": self.owned_shards},
+        )
         self._assigned.set()
 
     async def _on_revoked(self, shards: list[int], lost: bool) -> list[TopicPartition]:
@@ -258,7 +283,13 @@ class Dispatcher:
         if lost:
             log.warning("shards %s lost (the group session ran out): now another's", shards)
         offsets = await self.engine.hand_over(shards, lost=lost)
-        log.info("shards %s %s", shards, "dropped" if lost else "checkpointed and handed over")
+        log.info(
+            "rebalance: shards %s %s; this instance owns %s",
+            shards,
+            "dropped" if lost else "revoked, checkpointed and handed over",
+            self.owned_shards,
+            extra={"revoked": shards, "lost": lost, "owned_shards": self.owned_shards},
+        )
         return offsets
 
     def _checkpoint(self) -> None:
@@ -274,6 +305,7 @@ class Dispatcher:
             self.engine.on_view(agents)
 
     def _refresh_gauges(self) -> None:
+        flush_summaries()  # rate-limited logs: the summaries due
         now_ms = self.clock()
         self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
         self._report(self._run_state())
