@@ -8,6 +8,7 @@ RETRYABLE (a bug or an outage may pass; the attempts bound the retries).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,13 +47,25 @@ def rejected(reason: str) -> Outcome:
     return Outcome(TaskStatus.REJECTED, error=reason)
 
 
-async def run_handler(invoke: Invoker, task: Task) -> Outcome:
-    """Run ``task`` through ``invoke``; every exception becomes an outcome, none escapes."""
+OnFailure = Callable[[Task, Outcome, BaseException | None], None]
+"""Told of each failed attempt: the task, its outcome, the exception (None when the handler's
+output could not be encoded)."""
+
+
+async def run_handler(invoke: Invoker, task: Task, on_failure: OnFailure | None = None) -> Outcome:
+    """Run ``task`` through ``invoke``; every exception becomes an outcome, none escapes.
+    ``on_failure`` is told of a failed attempt (the agent logs it)."""
     try:
         value = await invoke(task)
     except Exception as error:  # the contract: a handler's failure is a result, not a crash
-        return failure(error)
-    return success(value)
+        outcome = failure(error)
+        if on_failure is not None:
+            on_failure(task, outcome, error)
+        return outcome
+    outcome = success(value)
+    if on_failure is not None and outcome.status is TaskStatus.FAILED:
+        on_failure(task, outcome, None)
+    return outcome
 
 
 def success(value: Any) -> Outcome:

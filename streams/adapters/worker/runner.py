@@ -29,6 +29,7 @@ from confluent_kafka import Message
 from streams.adapters.metrics import AgentMetrics
 from streams.adapters.offsets import OffsetTracker
 from streams.adapters.worker.config import AgentConfig
+from streams.adapters.worker.failures import FailureLog
 from streams.adapters.worker.handlers import Invoker, Invokers
 from streams.adapters.worker.kafka import Writer, now_ms
 from streams.adapters.worker.results import Outcome, rejected, run_handler
@@ -107,6 +108,8 @@ class TaskRunner:
         """Attempts run to an end with their result written (rejections not counted)."""
         self.fenced_by: int | None = None
         """The newer epoch seen on the partition: another owner took it over."""
+        self.failures = FailureLog(config.agent_id)
+        """Logs each failed attempt with its traceback, rate-limited (``failures.py``)."""
 
     def room(self) -> int:
         """How many more assignments may be read now (free slots plus free prefetch)."""
@@ -225,7 +228,7 @@ class TaskRunner:
     async def _run(self, fetched: Fetched) -> None:
         self._metrics.started.inc()
         started_at, clock = now_ms(), time.perf_counter()
-        outcome = await run_handler(fetched.invoke, fetched.assignment.task)
+        outcome = await run_handler(fetched.invoke, fetched.assignment.task, self.failures)
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         self._report(fetched.offset, fetched.assignment, outcome, started_at)
 

@@ -42,6 +42,8 @@ POLL_S = 0.1
 COMMIT_EVERY_S = 0.2
 """Shortest time between two commits while reading. A later commit only means more to read
 again after a restart, and what is read again is skipped: a restarted agent claims a new epoch."""
+SUMMARIES_EVERY_S = 1.0
+"""How often the rate-limited failure log writes the summaries that are due."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +195,14 @@ class Agent:
         return _Session(registrar, reader, runner, invokers, heartbeats)
 
     async def _serve_then_drain(self, session: _Session, stack: contextlib.AsyncExitStack) -> None:
+        failures = session.runner.failures
         background = [
             asyncio.create_task(session.heartbeats.keep_sending()),
             asyncio.create_task(session.registrar.keep_renewing()),
+            asyncio.create_task(_every(SUMMARIES_EVERY_S, failures.flush)),
         ]
         stack.push_async_callback(_cancel, background)
+        stack.callback(lambda: failures.flush(force=True))
         await self._serve(session.reader, session.runner)
         await finish_work(
             runner=session.runner,
@@ -251,6 +256,12 @@ class Agent:
         self._started_or_ended.set()
         if self._on_ready is not None:
             self._on_ready(self.ready)
+
+
+async def _every(interval_s: float, call: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        call()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
