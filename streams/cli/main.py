@@ -39,7 +39,9 @@ app.command("dispatcher")(dispatcher)
 app.command("demo")(demo)
 app.command("bench")(bench)
 
-_err = Console(stderr=True, soft_wrap=True)
+_err = Console(stderr=True, soft_wrap=True, force_terminal=sys.stderr.isatty())
+"""Error lines: red on a terminal; plain text into a pipe or a file (a service's log) even with
+``FORCE_COLOR`` set, which rich would otherwise obey with escape sequences."""
 
 
 @app.callback()

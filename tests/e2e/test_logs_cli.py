@@ -198,3 +198,18 @@ def test_the_dispatcher_logs_an_agent_going_down_in_json_lines(
     assert any(m.startswith("state restored for shards [0, 1] in ") for m in messages)
     assert "rebalance: shards [0, 1] assigned; this instance owns [0, 1]" in messages
     assert messages[-1] == "dispatcher stopped"
+
+
+def test_an_error_line_into_a_file_has_no_escape_even_with_force_color(topics: Settings) -> None:
+    env = {**_env(topics), "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", TASKD, "dispatcher", "--no-web", "--strategy", "nope"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert done.returncode == 1
+    assert "unknown routing strategy 'nope'" in done.stderr
+    assert ESCAPE not in done.stderr + done.stdout
