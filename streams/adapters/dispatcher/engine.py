@@ -308,6 +308,7 @@ class Engine:
                 due_ms = _due_ms(message.headers())
         except (DecodeError, ValueError) as error:
             self._effects.dead_letter_raw(raw, str(error), topic, partition, offset)
+            self._core.stats.malformed_dead_lettered()  # /status counts it as /metrics does
             tracker.finish(offset)
             return 0
         origin = Origin(task, partition, topic=topic, offset=offset, tracker=tracker)

@@ -90,7 +90,7 @@ class Dispatcher:
         )
         self.core = Distributor(self.config.distributor(settings), on_transition=agent_log)
         self.registry = CollectorRegistry()
-        self.metrics = DispatcherMetrics(self.registry)
+        self.metrics = DispatcherMetrics(self.registry, levels=settings.priority_levels)
         self._summary = SummaryCache(self.core.stats, max_age_ms=SUMMARY_MAX_AGE_MS)
         self._states: dict[int, ShardState] = {}
         self._regs = Registrations()
@@ -308,6 +308,7 @@ class Dispatcher:
         flush_summaries()  # rate-limited logs: the summaries due
         now_ms = self.clock()
         self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
+        self.metrics.on_shards(len(self.owned_shards), self.settings.shards)
         self._report(self._run_state())
 
     def _forget_report(self) -> None:
