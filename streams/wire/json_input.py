@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from streams.errors import ConfigError, DecodeError
 from streams.wire.codec import RecordCodec
-from streams.wire.records import Task
+from streams.wire.records import SOURCE_KEY_HEADER, Task
 
 _INT32 = 2**31
 _INT64 = 2**63
@@ -36,12 +36,14 @@ def decode_task(
     levels: int = 4,
     topic_priority: int | None = None,
     default_id: str | None = None,
+    key: bytes | None = None,
 ) -> Task:
     """The valid task in ``data``, framed for ``codec`` (Avro) or a JSON object.
 
     ``now_ms``, ``topic_priority`` and ``default_id`` fill a JSON task's ``submitted_at``,
-    ``priority`` and ``task_id`` when it has none; an Avro task carries its own. Raises
-    DecodeError for anything malformed or invalid.
+    ``priority`` and ``task_id`` when it has none; an Avro task carries its own. A JSON task
+    without an id keeps its record's ``key`` in its SOURCE_KEY_HEADER. Raises DecodeError for
+    anything malformed or invalid.
     """
     if codec.frames(data):
         return validate_task(codec.decode(data, Task), levels=levels, raw=data)
@@ -52,6 +54,7 @@ def decode_task(
             levels=levels,
             topic_priority=topic_priority,
             default_id=default_id,
+            key=key,
         )
     raise DecodeError(
         f"neither Avro single-object nor JSON: starts with {data[:4].hex(' ') or 'nothing'}",
@@ -66,13 +69,19 @@ def parse_task_json(
     levels: int = 4,
     topic_priority: int | None = None,
     default_id: str | None = None,
+    key: bytes | None = None,
 ) -> Task:
     """The valid task in one JSON object (UTF-8); DecodeError naming the field if invalid.
 
     A ``priority`` in the JSON wins over ``topic_priority``; without either it is an error.
+    Without a ``task_id``, the record's ``key`` (when there is one) goes into the task's
+    SOURCE_KEY_HEADER, so the producer can match the task's outcome by it.
     """
     try:
         fields = _task_fields(_load_object(data))
+        if "task_id" not in fields and key:
+            source = (SOURCE_KEY_HEADER, key.decode("utf-8", errors="backslashreplace"))
+            fields["headers"] = (*fields.get("headers", ()), source)
         fields.setdefault("task_id", default_id or uuid.uuid4().hex)
         fields.setdefault("submitted_at", now_ms)
         fields.setdefault("payload", b"")

@@ -47,6 +47,24 @@ NO_HANDLER = "no handler for type "
 (then the type follows): the dispatcher sends that agent no more of the type."""
 
 
+REPLY_PARTITION_HEADER = "taskd-reply-partition"
+"""A task header naming the partition of the replies topic (``<prefix>replies``) its outcome is
+written to when it ends; tasks without it get no outcome record."""
+
+
+SOURCE_KEY_HEADER = "taskd-key"
+"""A task header the dispatcher sets on a JSON task sent without a ``task_id``: the Kafka key
+it was sent with, echoed on its outcome (``TaskOutcome.source_key``)."""
+
+
+def reply_partition(headers: tuple[tuple[str, str], ...]) -> int | None:
+    """The replies partition a task's headers ask for (None: none, or not a partition number)."""
+    for key, value in headers:
+        if key == REPLY_PARTITION_HEADER:
+            return int(value) if value.isdigit() else None
+    return None
+
+
 class TaskStatus(enum.Enum):
     """How one attempt of a task ended (``TaskResult.status``)."""
 
@@ -421,6 +439,68 @@ class TaskEvent:
         return cls(**{**datum, "kind": kind, "status": status})
 
 
+class OutcomeStatus(enum.Enum):
+    """How a task ended, for whoever waits for it (``TaskOutcome.status``)."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    """It is in the dead letters: ``dead_letter_reason`` says why."""
+    CANCELLED = "CANCELLED"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOutcome:
+    """How a task ended, written once it ends to the replies partition the task named.
+
+    The dispatcher writes one per task that carries the REPLY_PARTITION_HEADER (clients set it
+    when they wait for results); a crash may write it twice, so readers take the first.
+    """
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.TaskOutcome"
+
+    task_id: str
+    type: str
+    status: OutcomeStatus
+    output: bytes | None = None
+    """What the handler returned (SUCCEEDED)."""
+    error: str | None = None
+    dead_letter_reason: DeadLetterReason | None = None
+    """Why it is in the dead letters (FAILED)."""
+    attempts: int
+    """Attempts counted, the last one included, as the dead letter counts them (a task that
+    expired before its first run counts 1; ``started_at`` says whether it ran)."""
+    agent_id: str | None = None
+    submitted_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+    ended_at: int
+    """When the dispatcher settled it (ms since the epoch)."""
+    source_key: str | None = None
+    """The Kafka key it was submitted with, when the dispatcher kept it (JSON tasks)."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is OutcomeStatus.SUCCEEDED
+
+    def to_avro(self) -> AvroDatum:
+        datum = _shallow_dict(self)
+        datum["status"] = self.status.value
+        reason = self.dead_letter_reason
+        datum["dead_letter_reason"] = None if reason is None else reason.value
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        reason = datum["dead_letter_reason"]
+        return cls(
+            **{
+                **datum,
+                "status": _by_value(OutcomeStatus, datum["status"]),
+                "dead_letter_reason": None if reason is None else DeadLetterReason(reason),
+            }
+        )
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class AssignmentBatch:
     """The assignments given to one agent at once: one record of its dispatch partition."""
@@ -507,6 +587,7 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     TaskState,
     EndedTasks,
     DispatcherStatus,
+    TaskOutcome,
 )
 """Every wire record type, Task first (the others nest it)."""
 

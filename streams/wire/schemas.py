@@ -46,10 +46,11 @@ SCHEMA_FILES = (
     "TaskState",
     "EndedTasks",
     "DispatcherStatus",
+    "TaskOutcome",
 )
 """The record schemas, in load order: Task first, since Assignment, DeadLetter and TaskState
-nest it; TaskEvent after TaskResult, whose TaskStatus enum it refers to; the batches after the
-records they hold."""
+nest it; TaskEvent after TaskResult, whose TaskStatus enum it refers to; TaskOutcome after
+DeadLetter, whose reason enum it refers to; the batches after the records they hold."""
 
 NAMESPACE = "taskd"
 

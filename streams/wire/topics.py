@@ -56,6 +56,11 @@ class TopicNames:
         return f"{self.prefix}results"
 
     @property
+    def replies(self) -> str:
+        """Tasks' outcomes, each to the partition its task asked for (clients waiting)."""
+        return f"{self.prefix}replies"
+
+    @property
     def heartbeats(self) -> str:
         return f"{self.prefix}heartbeats"
 
@@ -84,7 +89,7 @@ class TopicNames:
     def specs(self, *, shards: int, dispatch_partitions: int) -> list[TopicSpec]:
         """Every topic of the architecture with its partition count."""
         sharded = [*self.all_tasks(), *self.all_retries(), self.results, self.heartbeats]
-        sharded += [self.dlq, self.events]
+        sharded += [self.dlq, self.events, self.replies]
         specs = [TopicSpec(name, shards) for name in sharded]
         specs.append(TopicSpec(self.dispatch, dispatch_partitions))
         specs.append(TopicSpec(self.registry, 1, compacted=True))

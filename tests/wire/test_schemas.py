@@ -38,6 +38,7 @@ FILES = (
     "TaskState",
     "EndedTasks",
     "DispatcherStatus",
+    "TaskOutcome",
 )
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "schemas"
 """Where the schemas are written and reviewed; the package ships copies."""
