@@ -20,6 +20,7 @@ state and commits. Metrics are counted here, as the actions are carried out.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -28,20 +29,25 @@ from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.outputs import Outputs
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.state import ShardState
+from streams.adapters.logs import log_dead_letter
 from streams.adapters.metrics import DispatcherMetrics
 from streams.core import actions as act
 from streams.core.events import AgentLeft, Event
 from streams.core.model import DeadLetterReason, Job
 from streams.errors import EncodeError
 from streams.wire import (
+    SOURCE_KEY_HEADER,
     Assignment,
     AssignmentBatch,
     DeadLetter,
+    OutcomeStatus,
     ResultBatch,
     TaskEvent,
     TaskEventKind,
+    TaskOutcome,
     TaskResult,
     TaskStatus,
+    reply_partition,
 )
 from streams.wire.codec import RecordCodec
 from streams.wire.topics import TopicNames
@@ -69,6 +75,7 @@ class Effects:
         metrics: DispatcherMetrics,
         clock: Callable[[], int],
         events_enabled: bool = False,
+        replies_partitions: int = 0,
     ) -> None:
         self._outputs = outputs
         self._codec = codec
@@ -78,6 +85,9 @@ class Effects:
         self._metrics = metrics
         self._clock = clock
         self.events_enabled = events_enabled
+        self._replies_partitions = replies_partitions
+        self._unanswerable: set[int] = set()
+        """Reply partitions asked for that the replies topic lacks (warned about once each)."""
         self._results: ResultsByRun = {}
         self._owned: list[int] = []
 
@@ -108,6 +118,8 @@ class Effects:
     ) -> None:
         """Bytes that are no valid task or result: a MALFORMED dead letter keeping them."""
         self._metrics.on_dead_letter(DeadLetterReason.MALFORMED)
+        where = f"{topic}:{partition}:{offset}"
+        log_dead_letter(log, where, DeadLetterReason.MALFORMED, error, attempts=0)
         record = DeadLetter(
             raw=raw,
             reason=DeadLetterReason.MALFORMED,
@@ -118,7 +130,7 @@ class Effects:
             source_offset=offset,
             dead_at=self._clock(),
         )
-        key = f"{topic}:{partition}:{offset}".encode()
+        key = where.encode()
         self._outputs.send(
             self._topics.dlq, self._codec.encode(record), key=key, partition=partition
         )
@@ -161,7 +173,7 @@ class Effects:
 
     def _settle(self, action: act.Action) -> None:
         if isinstance(action, act.Completed):
-            self._end(action.job, agent_id=action.agent_id, status=action.status)
+            self._end(action.job, Ending(agent_id=action.agent_id, status=action.status))
         elif isinstance(action, act.DeadLetter):
             self._dead_letter(action)
         elif isinstance(action, act.Retry):
@@ -203,31 +215,24 @@ class Effects:
             partition=origin.shard,
         )
         self._metrics.on_dead_letter(action.reason)
-        self._end(job, reason=action.reason.value, error=action.error)
+        log_dead_letter(log, job.task_id, action.reason, action.error, task_type=job.task_type,
+                        attempts=action.attempts)  # fmt: skip
+        self._end(job, Ending(reason=action.reason, error=action.error, attempts=action.attempts))
 
-    def _end(
-        self,
-        job: Job,
-        *,
-        agent_id: str | None = None,
-        status: act.ResultStatus | None = None,
-        reason: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        """The task ended: its state closed, its dedupe key ended, its input finished, and (if
-        enabled) its one lifecycle event written."""
+    def _end(self, job: Job, ending: Ending) -> None:
+        """The task ended: its state closed, its dedupe key ended, its input finished, its
+        outcome written if it asked for one, and (if enabled) its one lifecycle event."""
         origin = _origin(job)
         self._note(origin, job.task_id, None)
         state = self._states.get(origin.shard)
         if state is not None:
             state.ended.append(job.dedupe_key)
         origin.finish_input()
+        partition = reply_partition(origin.task.headers)
+        if partition is not None:
+            self._reply(job, origin, partition, ending)
         if self.events_enabled:
-            kind = TaskEventKind.COMPLETED if reason is None else TaskEventKind.DEAD_LETTERED
-            wire_status = None if status is None else TaskStatus(status.value)
-            self._event(
-                job, origin, kind, agent_id=agent_id, status=wire_status, reason=reason, error=error
-            )
+            self._event(job, origin, ending)
 
     def _note(
         self, origin: Origin, task_id: str, change: act.Dispatch | act.Requeued | None
@@ -236,32 +241,66 @@ class Effects:
         if state is not None:  # None: the shard moved to another instance meanwhile
             state.note(task_id, change)
 
-    def _event(
-        self,
-        job: Job,
-        origin: Origin,
-        kind: TaskEventKind,
-        *,
-        agent_id: str | None,
-        status: TaskStatus | None,
-        reason: str | None,
-        error: str | None,
-    ) -> None:
+    def _reply(self, job: Job, origin: Origin, partition: int, ending: Ending) -> None:
+        """The task's outcome to the replies partition it asked for (confirmed before the
+        checkpoint commits its end, so a waiting client is never left without it)."""
+        if partition >= self._replies_partitions:
+            if partition not in self._unanswerable:
+                self._unanswerable.add(partition)
+                log.warning(
+                    "tasks ask for outcomes on partition %d of %s, which has %d: none written",
+                    partition,
+                    self._topics.replies,
+                    self._replies_partitions,
+                )
+            return
+        ran = self._ran(job)
+        failed = ending.reason is not None
+        outcome = TaskOutcome(
+            task_id=job.task_id,
+            type=job.task_type,
+            status=ending.outcome_status(),
+            output=None if ran is None or failed else ran.output,
+            error=ending.error if ran is None or failed else ran.error,
+            dead_letter_reason=ending.reason,
+            attempts=job.attempt + 1 if ending.attempts is None else ending.attempts,
+            agent_id=ending.agent_id or (None if ran is None else ran.agent_id),
+            submitted_at=job.submitted_ms,
+            started_at=None if ran is None else ran.started_at,
+            finished_at=None if ran is None else ran.finished_at,
+            ended_at=self._clock(),
+            source_key=dict(origin.task.headers).get(SOURCE_KEY_HEADER),
+        )
+        self._outputs.send(
+            self._topics.replies,
+            self._codec.encode(outcome),
+            key=job.task_id.encode(),
+            partition=partition,
+        )
+
+    def _ran(self, job: Job) -> TaskResult | None:
+        """The result of the task's last attempt, if an agent ran it (not merely refused it)."""
         result = self._results.get((job.task_id, job.attempt))
+        return None if result is None or _never_ran(result) else result
+
+    def _event(self, job: Job, origin: Origin, ending: Ending) -> None:
+        ran = self._ran(job)
+        failed = ending.reason is not None
+        status = ending.status
         event = TaskEvent(
             task_id=job.task_id,
             type=job.task_type,
-            kind=kind,
+            kind=TaskEventKind.DEAD_LETTERED if failed else TaskEventKind.COMPLETED,
             at=self._clock(),
             attempt=job.attempt,
             priority=job.priority,
             tenant=job.tenant,
-            agent_id=agent_id,
-            status=status,
-            reason=reason,
-            error=error,
+            agent_id=ending.agent_id,
+            status=None if status is None else TaskStatus(status.value),
+            reason=None if ending.reason is None else ending.reason.value,
+            error=ending.error,
             submitted_at=job.submitted_ms,
-            started_at=None if result is None or _never_ran(result) else result.started_at,
+            started_at=None if ran is None else ran.started_at,
         )
         try:
             value = self._codec.encode(event)
@@ -289,6 +328,25 @@ class Effects:
                 self._topics.dispatch, value, key=agent_id.encode(), partition=claim.partition
             )
         return follow_ups
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ending:
+    """How a task ended: completed by an agent (its id and status) or dead-lettered (the
+    reason, the error and the attempts counted)."""
+
+    agent_id: str | None = None
+    status: act.ResultStatus | None = None
+    reason: DeadLetterReason | None = None
+    error: str | None = None
+    attempts: int | None = None
+
+    def outcome_status(self) -> OutcomeStatus:
+        if self.reason is not None:
+            return OutcomeStatus.FAILED
+        if self.status is act.ResultStatus.CANCELLED:
+            return OutcomeStatus.CANCELLED
+        return OutcomeStatus.SUCCEEDED
 
 
 def _origin(job: Job) -> Origin:

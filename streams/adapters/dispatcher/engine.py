@@ -301,6 +301,7 @@ class Engine:
                     levels=self._levels,
                     topic_priority=level,
                     default_id=f"{topic}/{partition}/{offset}",
+                    key=message.key(),
                 )
                 due_ms = None
             else:

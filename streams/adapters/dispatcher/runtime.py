@@ -121,7 +121,7 @@ class Dispatcher:
         KafkaError when the broker cannot be reached, ConfigError for a busy HTTP port."""
         loop = asyncio.get_running_loop()
         settings = self.settings
-        await asyncio.to_thread(create_dispatcher_topics, settings)
+        replies_partitions = await asyncio.to_thread(create_dispatcher_topics, settings)
         outputs = self.outputs = Outputs(settings, loop)
         scheduler = self.core.config.scheduler
         budget = TaskBudget(scheduler.max_held, scheduler.resume_threshold)
@@ -145,6 +145,7 @@ class Dispatcher:
             metrics=self.metrics,
             clock=self.clock,
             events_enabled=self.config.events_enabled,
+            replies_partitions=replies_partitions,
         )
         self.checkpointer = Checkpointer(
             outputs,

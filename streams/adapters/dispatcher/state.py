@@ -33,6 +33,7 @@ from confluent_kafka import KafkaError as ClientError
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from streams.adapters.admin import topic_partitions
 from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.kafka import client_config, make_consumer, watermarks
 from streams.core.actions import Dispatch, Requeued
@@ -249,10 +250,12 @@ def _recovered(shard: int, latest: dict[bytes, bytes | None], codec: RecordCodec
     return found
 
 
-def create_dispatcher_topics(settings: Settings) -> None:
-    """Create the compacted topics the dispatcher writes, if they are missing (a deployment
-    whose topics were created by an older version): the state changelog (``settings.shards``
-    partitions) and the instances' reports (one)."""
+def create_dispatcher_topics(settings: Settings) -> int:
+    """Create the topics the dispatcher writes, if they are missing (a deployment whose topics
+    were created by an older version): the state changelog (``settings.shards`` partitions),
+    the instances' reports (one) and the replies (``settings.shards``). Returns how many
+    partitions the replies topic has: a task asking for an outcome on another is answered
+    with none."""
     admin = AdminClient(client_config(settings))
     compacted = {"cleanup.policy": "compact"}
     topics = [
@@ -261,6 +264,9 @@ def create_dispatcher_topics(settings: Settings) -> None:
         NewTopic(settings.topics.dispatchers, num_partitions=1,
                  replication_factor=settings.replication_factor,
                  config={**compacted, "segment.ms": str(REPORTS_SEGMENT_MS)}),
+        NewTopic(settings.topics.replies, num_partitions=settings.shards,
+                 replication_factor=settings.replication_factor,
+                 config={"retention.ms": str(settings.retention_ms)}),
     ]  # fmt: skip
     for name, future in admin.create_topics(topics, request_timeout=_TIMEOUT_S).items():
         try:
@@ -268,3 +274,4 @@ def create_dispatcher_topics(settings: Settings) -> None:
         except KafkaException as error:
             if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise TopicError(f"cannot create {name}: {error.args[0].str()}") from error
+    return topic_partitions(admin).get(settings.topics.replies, 0)
