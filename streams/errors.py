@@ -6,6 +6,11 @@ so a caller can catch broadly (``TaskdError``) or precisely (``DecodeError``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.wire.records import TaskOutcome
+
 
 class TaskdError(Exception):
     """Root of every error raised by Task Distributor."""
@@ -79,3 +84,28 @@ class DeliveryError(KafkaError):
         self.failed = failed
         self.unconfirmed = unconfirmed
         self.first_error = first_error
+
+
+class TaskFailedError(TaskdError):
+    """A task waited for did not succeed: it is in the dead letters, or it was cancelled.
+
+    ``outcome`` is its :class:`~streams.wire.TaskOutcome`: the reason, the error, the attempts.
+    """
+
+    def __init__(self, outcome: TaskOutcome) -> None:
+        reason = outcome.dead_letter_reason
+        how = "was cancelled" if reason is None else f"is dead-lettered {reason.value}"
+        error = "" if outcome.error is None else f": {outcome.error}"
+        super().__init__(
+            f"task {outcome.task_id} ({outcome.type}) {how} after {outcome.attempts} "
+            f"attempt(s){error}"
+        )
+        self.outcome = outcome
+
+
+class ResultTimeoutError(TaskdError, TimeoutError):
+    """Tasks waited for had not ended when the wait ran out; ``pending``: how many."""
+
+    def __init__(self, message: str, *, pending: int) -> None:
+        super().__init__(message)
+        self.pending = pending

@@ -9,6 +9,10 @@ form the dispatcher also accepts.
 Delivery is asynchronous: ``submit`` only queues; the broker's acknowledgements arrive through
 delivery callbacks, and only they count a task as delivered. ``flush`` waits for them and raises
 DeliveryError when some failed: nothing is reported sent before the broker confirmed it.
+
+With ``results`` on, each task names the client's partition of the replies topic
+and ``submit`` returns a :class:`~streams.adapters.replies.TaskHandle` whose ``result()``
+waits for the task's outcome (``replies.py``).
 """
 
 from __future__ import annotations
@@ -17,20 +21,22 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent import futures
 from functools import partial
 from types import TracebackType
-from typing import Literal, Self, Unpack
+from typing import Any, Literal, Self, Unpack
 
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import KafkaException, Message, Producer
 
 from streams.adapters import kafka
 from streams.adapters.kafka import PRODUCER_CONFIG, ConfigValue, codec_for
+from streams.adapters.replies import ReplyReader, TaskHandle, outcomes_as_completed
 from streams.core.model import REPLAY_HEADER, replay_number
 from streams.errors import ConfigError, DecodeError, DeliveryError, EncodeError, KafkaError
 from streams.settings import Settings
-from streams.wire import Task, validate_task
+from streams.wire import REPLY_PARTITION_HEADER, Task, TaskOutcome, validate_task
 from streams.wire.codec import RecordCodec
 from streams.wire.records import TaskOptions
 
@@ -97,11 +103,20 @@ class TaskClient:
         producer_config: Mapping[str, ConfigValue] | None = None,
         encoding: Encoding = "avro",
         codec: RecordCodec | None = None,
+        results: bool = False,
+        reply_partition: int | None = None,
     ) -> None:
         """``producer_config`` overrides librdkafka keys of DEFAULT_PRODUCER_CONFIG; ``encoding``
         "json" sends the JSON form (payloads must then be UTF-8 text); ``codec`` defaults to the
-        settings' (Avro single-object, or Confluent with a schema registry)."""
-        self._encode = _encoder(encoding, codec or codec_for(settings))
+        settings' (Avro single-object, or Confluent with a schema registry).
+
+        ``results``: the tasks' outcomes come back to this client (its handles' ``result()``,
+        ``wait``); without (the default: sending costs nothing more), the dispatcher writes
+        none and a handle's ``result()`` says so. ``reply_partition``: the partition of
+        the replies topic to read them on (default: one at random)."""
+        codec = codec or codec_for(settings)
+        self._encode = _encoder(encoding, codec)
+        self._replies = ReplyReader(settings, codec, partition=reply_partition) if results else None
         self._levels = settings.priority_levels
         self._topics = settings.topics
         config = kafka.producer_config(settings, producer_config)
@@ -129,13 +144,13 @@ class TaskClient:
         with self._lock:
             return self._total.report()
 
-    def submit(self, task: Task) -> None:
-        """Queue ``task`` (asynchronous; ``flush`` reports its delivery).
+    def submit(self, task: Task) -> TaskHandle[bytes | None]:
+        """Queue ``task`` (asynchronous; ``flush`` reports its delivery); its handle.
 
         Raises EncodeError, before sending anything, if the task is invalid (a priority outside
         ``0 .. levels-1``, an empty id, ...) or does not fit its encoding.
         """
-        self._send(task, None)
+        return self._send(task, None)
 
     def submit_new(
         self,
@@ -145,14 +160,14 @@ class TaskClient:
         payload: bytes = b"",
         now_ms: int | None = None,
         **options: Unpack[TaskOptions],
-    ) -> Task:
-        """Queue a new task (fresh id, submitted at ``now_ms``, default now) and return it."""
+    ) -> TaskHandle[bytes | None]:
+        """Queue a new task (fresh id, submitted at ``now_ms``, default now); its handle
+        (``.task`` is the task as sent)."""
         submitted_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         task = Task.new(
             type=type, priority=priority, now_ms=submitted_ms, payload=payload, **options
         )
-        self.submit(task)
-        return task
+        return self.submit(task)
 
     def submit_many(
         self,
@@ -194,6 +209,21 @@ class TaskClient:
                 unconfirmed=1,
             )
 
+    def wait(
+        self, tasks: Iterable[TaskHandle[Any] | Task | str], timeout_s: float | None = None
+    ) -> list[TaskOutcome]:
+        """The outcomes of ``tasks`` (handles, tasks or ids this client sent), in their order,
+        once every one has ended; ResultTimeoutError after ``timeout_s`` (None: no limit)."""
+        waits = [self._expect(task) for task in tasks]
+        list(outcomes_as_completed(waits, timeout_s))
+        return [wait.result() for wait in waits]
+
+    def as_completed(
+        self, tasks: Iterable[TaskHandle[Any] | Task | str], timeout_s: float | None = None
+    ) -> Iterator[TaskOutcome]:
+        """The outcomes of ``tasks`` as they end; ResultTimeoutError after ``timeout_s``."""
+        return outcomes_as_completed([self._expect(task) for task in tasks], timeout_s)
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait up to ``timeout_s`` (default: the delivery timeout plus a margin) for every
         queued delivery; DeliveryError if any failed since the last flush or is unconfirmed."""
@@ -217,12 +247,17 @@ class TaskClient:
         if self._closed:
             return
         self._closed = True
-        self.flush(timeout_s)
+        try:
+            self.flush(timeout_s)
+        finally:
+            if self._replies is not None:
+                self._replies.close()
 
-    def _send(self, task: Task, tally: _Tally | None) -> None:
+    def _send(self, task: Task, tally: _Tally | None) -> TaskHandle[bytes | None]:
         if self._closed:
             raise KafkaError("the task client is closed")
-        value = self._encode(self._valid(task))
+        task, waits = self._with_reply(self._valid(task))
+        value = self._encode(task)
         topic = self._topics.tasks(task.priority)
         key = task.affinity_key if task.affinity_key is not None else task.task_id
         self._produce(topic, key.encode(), value, _record_headers(task), tally)
@@ -230,6 +265,25 @@ class TaskClient:
             self._total.queued += 1
             (tally or self._unreported).queued += 1
         self._producer.poll(0)  # serve the delivery reports that have arrived, without waiting
+        return TaskHandle(task, waits, _raw_output)
+
+    def _with_reply(self, task: Task) -> tuple[Task, futures.Future[TaskOutcome]]:
+        """``task`` naming this client's replies partition, and the future of its outcome."""
+        replies = self._replies
+        if replies is None:
+            return task, _no_results()
+        replies.start()
+        route = (REPLY_PARTITION_HEADER, str(replies.partition))
+        task = dataclasses.replace(task, headers=(*_without_reply(task.headers), route))
+        return task, replies.expect(task.task_id)
+
+    def _expect(self, task: TaskHandle[Any] | Task | str) -> futures.Future[TaskOutcome]:
+        if isinstance(task, TaskHandle):
+            return task.waits
+        if self._replies is None:
+            return _no_results()
+        task_id = task if isinstance(task, str) else task.task_id
+        return self._replies.expect(task_id)
 
     def _valid(self, task: Task) -> Task:
         try:
@@ -336,6 +390,23 @@ def _producer(config: dict[str, ConfigValue]) -> Producer:
 def _record_headers(task: Task) -> list[tuple[str, str | bytes | None]] | None:
     value = dict(task.headers).get(REPLAY_HEADER)
     return None if value is None else [(REPLAY_HEADER, value.encode())]
+
+
+def _raw_output(output: bytes | None) -> bytes | None:
+    return output
+
+
+def _without_reply(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(pair for pair in headers if pair[0] != REPLY_PARTITION_HEADER)
+
+
+def _no_results() -> futures.Future[TaskOutcome]:
+    """The outcome of a task sent by a client without results: an error saying so."""
+    future: futures.Future[TaskOutcome] = futures.Future()
+    future.set_exception(
+        ConfigError("this client was made without results: TaskClient(settings, results=True)")
+    )
+    return future
 
 
 def _ignore(_report: SubmitReport) -> None:

@@ -1,4 +1,4 @@
-"""Read the ``results``, ``events`` or ``dlq`` topic as JSON objects, for ``taskd tail``.
+"""Read ``results``, ``replies``, ``events`` or ``dlq`` as JSON objects, for ``taskd tail``.
 
 The topics hold Avro (single-object or Confluent framing), which kcat and Kafka's console
 consumer print as bytes; this reads them with the settings' codec and turns each record into a
@@ -24,10 +24,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from streams.adapters.kafka import codec_for, partition_ends
 from streams.errors import ConfigError, DecodeError
 from streams.settings import Settings
-from streams.wire import DeadLetter, ResultBatch, TaskEvent, WireRecord
+from streams.wire import DeadLetter, ResultBatch, TaskEvent, TaskOutcome, WireRecord
 from streams.wire.codec import RecordCodec
 
-KINDS = ("results", "events", "dlq")
+KINDS = ("results", "replies", "events", "dlq")
 _POLL_S = 0.2
 _TIMEOUT_S = 10.0
 
@@ -97,6 +97,8 @@ def _topic(settings: Settings, kind: str) -> tuple[str, Split]:
     topics = settings.topics
     if kind == "results":
         return topics.results, _results
+    if kind == "replies":
+        return topics.replies, _one(TaskOutcome)
     if kind == "events":
         return topics.events, _one(TaskEvent)
     if kind == "dlq":

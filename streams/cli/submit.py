@@ -4,6 +4,10 @@ Each line is the JSON object the task topics accept (``parse_task_json``); a lin
 and type win over ``--priority`` and ``--type``. A malformed line is reported on stderr with its
 line number and skipped; the rest are sent. Exit status 1 if a line was malformed or a delivery
 failed, else 0.
+
+With ``--wait``, the command then waits for each task to end and prints its outcome as one JSON
+line on stdout as it comes (the summary goes to stderr); exit status 1 also if a task failed or
+had not ended within ``--wait-timeout``.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streams.adapters.client import SubmitReport, TaskClient
+from streams.adapters.tail import record_json
 from streams.cli.context import settings_of
-from streams.errors import DecodeError
+from streams.errors import DecodeError, ResultTimeoutError
 from streams.wire import Task, parse_task_json
 
 _PLAIN_EVERY_S = 5.0
@@ -56,6 +61,13 @@ def submit(
         float,
         typer.Option("--timeout", min=1.0, help="Seconds a task may wait for the broker's ack"),
     ] = 120.0,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for each task to end; print its outcome (JSON)")
+    ] = False,
+    wait_timeout_s: Annotated[
+        float,
+        typer.Option("--wait-timeout", min=0.1, help="Seconds to wait for the outcomes (--wait)"),
+    ] = 300.0,
 ) -> None:
     """Submit tasks from JSON lines (one task per line) to the topics of their priority."""
     settings = settings_of(ctx)
@@ -69,11 +81,38 @@ def submit(
         settings,
         producer_config={"message.timeout.ms": int(timeout_s * 1000)},
         encoding="json" if json_encoding else "avro",
+        results=wait,
     )
+    sent: list[str] = []
     with _open(source) as lines, client, _display(err, reading) as show:
         tasks = _tasks(lines, reading, settings.priority_levels, priority, task_type, err.print)
-        report = client.submit_many(tasks, show)
-    _finish(reading, report, err)
+        report = client.submit_many(_noted(tasks, sent), show)
+        _finish(reading, report, err, err if wait else None)
+        if wait:
+            _print_outcomes(client, sent, wait_timeout_s, err)
+
+
+def _noted(tasks: Iterable[Task], sent: list[str]) -> Iterator[Task]:
+    for task in tasks:
+        sent.append(task.task_id)
+        yield task
+
+
+def _print_outcomes(
+    client: TaskClient, task_ids: list[str], timeout_s: float, err: Console
+) -> None:
+    """Each task's outcome as a JSON line as it ends; exit 1 if one failed or is still out."""
+    failed = 0
+    try:
+        for outcome in client.as_completed(task_ids, timeout_s):
+            failed += not outcome.succeeded
+            typer.echo(json.dumps(record_json(outcome), ensure_ascii=False))
+    except ResultTimeoutError as error:
+        err.print(str(error))
+        raise typer.Exit(1) from error
+    if failed:
+        err.print(f"{failed} of {len(task_ids)} task(s) did not succeed")
+        raise typer.Exit(1)
 
 
 def _tasks(
@@ -156,12 +195,14 @@ def _plain_progress(err: Console, reading: _Reading) -> Callable[[SubmitReport],
     return show
 
 
-def _finish(reading: _Reading, report: SubmitReport, err: Console) -> None:
+def _finish(reading: _Reading, report: SubmitReport, err: Console, summary: Console | None) -> None:
+    """The summary (on ``summary``, else stdout) and the problems on stderr; exit 1 if any."""
+    say = typer.echo if summary is None else summary.print
     if reading.read == 0:
-        typer.echo("no tasks read")
+        say("no tasks read")
         return
     failed = reading.malformed + report.failed + report.unconfirmed
-    typer.echo(f"submitted {report.delivered} tasks ({failed} failed)")
+    say(f"submitted {report.delivered} tasks ({failed} failed)")
     if reading.malformed:
         err.print(f"{reading.malformed} malformed line(s) skipped")
     if report.failed:

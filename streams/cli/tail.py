@@ -1,5 +1,5 @@
-"""``taskd tail results|events|dlq``: the records of a topic as JSON lines, for people and
-for jq (the topics hold Avro, which kcat and console consumers print as bytes)."""
+"""``taskd tail results|replies|events|dlq``: the records of a topic as JSON lines, for people
+and for jq (the topics hold Avro, which kcat and console consumers print as bytes)."""
 
 from __future__ import annotations
 

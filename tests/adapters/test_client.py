@@ -228,7 +228,7 @@ def test_submit_new_and_the_replay_header_is_also_a_record_header(topics: Settin
         headers=((REPLAY_HEADER, "2"),),
     )
     with TaskClient(topics) as client:
-        fresh = client.submit_new(type="resize", priority=1, payload=b"p", tenant="acme")
+        fresh = client.submit_new(type="resize", priority=1, payload=b"p", tenant="acme").task
         client.submit(replayed)
     assert fresh.priority == 1 and fresh.tenant == "acme" and fresh.task_id
     records = {r.key: r for r in read_topics(topics, topics.topics.all_tasks())}

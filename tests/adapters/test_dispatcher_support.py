@@ -191,7 +191,7 @@ def submit_now(settings: Settings, count: int, **options: Any) -> list[Task]:
     payload = options.pop("payload", b"{}")
     with TaskClient(settings) as client:
         return [
-            client.submit_new(type="work", priority=priority, payload=payload, **options)
+            client.submit_new(type="work", priority=priority, payload=payload, **options).task
             for _ in range(count)
         ]
 

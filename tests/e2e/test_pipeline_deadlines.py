@@ -23,7 +23,7 @@ def _now_ms() -> int:
 def _submit(settings: Settings, count: int, work_ms: float, **options: Any) -> list[Task]:
     with TaskClient(settings) as client:
         return [
-            client.submit_new(type="work", priority=1, payload=work(work_ms), **options)
+            client.submit_new(type="work", priority=1, payload=work(work_ms), **options).task
             for _ in range(count)
         ]
 

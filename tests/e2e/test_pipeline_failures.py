@@ -38,7 +38,7 @@ def _settings(topics: Settings, tmp_path: Path) -> Settings:
 def _submit(settings: Settings, payloads: list[bytes]) -> list[Task]:
     with TaskClient(settings) as client:
         return [
-            client.submit_new(type="work", priority=2, payload=payload, max_attempts=3)
+            client.submit_new(type="work", priority=2, payload=payload, max_attempts=3).task
             for payload in payloads
         ]
 

@@ -23,7 +23,7 @@ def _submit(settings: Settings, count: int) -> list[Task]:
     rng = random.Random(7)
     with TaskClient(settings) as client:
         return [
-            client.submit_new(type="work", priority=rng.randrange(4), payload=work())
+            client.submit_new(type="work", priority=rng.randrange(4), payload=work()).task
             for _ in range(count)
         ]
 

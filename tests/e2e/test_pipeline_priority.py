@@ -23,7 +23,8 @@ LOW, HIGH = 200, 50
 def _submit(settings: Settings, count: int, priority: int) -> list[Task]:
     with TaskClient(settings) as client:
         return [
-            client.submit_new(type="work", priority=priority, payload=work(1)) for _ in range(count)
+            client.submit_new(type="work", priority=priority, payload=work(1)).task
+            for _ in range(count)
         ]
 
 

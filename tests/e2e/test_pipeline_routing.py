@@ -90,7 +90,7 @@ def test_skills_zone_target_and_affinity_route_where_they_should(
 
             def many(count: int, **options: object) -> list[Task]:
                 return [
-                    client.submit_new(type="work", priority=1, payload=work(5), **options)  # type: ignore[arg-type]
+                    client.submit_new(type="work", priority=1, payload=work(5), **options).task  # type: ignore[arg-type]
                     for _ in range(count)
                 ]
 
@@ -112,7 +112,7 @@ def test_skills_zone_target_and_affinity_route_where_they_should(
                 for key in ("tenant-a", "tenant-b", "tenant-c"):
                     task = client.submit_new(
                         type="work", priority=1, payload=work(0), affinity_key=key
-                    )
+                    ).task
                     await asyncio.to_thread(client.flush)
                     keyed[key].append(task)
                     await ended(dispatcher, [task])

@@ -62,7 +62,7 @@ def test_an_agent_is_sent_only_the_types_it_has_a_handler_for(
         """Task id -> type, 100 of each."""
         with TaskClient(settings) as client:
             sent = [
-                client.submit_new(type=KINDS[i % 3], priority=1, payload=work(5))
+                client.submit_new(type=KINDS[i % 3], priority=1, payload=work(5)).task
                 for i in range(300)
             ]
         return {task.task_id: task.type for task in sent}

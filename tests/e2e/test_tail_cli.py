@@ -93,4 +93,4 @@ def test_dead_letters_print_with_their_task_and_can_be_followed(topics: Settings
 
 def test_an_unknown_topic_is_a_usage_error(topics: Settings) -> None:
     result = taskd(topics, "tail", "tasks")
-    assert result.returncode == 2 and "results, events, dlq" in result.stderr
+    assert result.returncode == 2 and "results, replies, events, dlq" in result.stderr

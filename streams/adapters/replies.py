@@ -1,0 +1,236 @@
+"""Outcomes back to the client that submitted the tasks, through one partition of ``replies``.
+
+A client that waits for results reads one partition of ``<prefix>replies`` (picked at random
+among the topic's partitions, or the one it is given) and names it in each task it sends
+(``REPLY_PARTITION_HEADER``). When the task ends, the dispatcher writes its
+:class:`~streams.wire.TaskOutcome` there, keyed by task id. The client reads only that
+partition, from its end when the client started: no consumer group, no rebalance, nothing
+committed, and nothing to scan. Clients that share a partition read each other's outcomes and
+drop them, so give the topic at least as many partitions as clients wait at once.
+
+:class:`ReplyReader` is the reading thread; :class:`TaskHandle` is what ``submit`` returns:
+``result(timeout)`` blocks, ``await handle`` waits in asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent import futures
+from typing import Any, Generic, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from streams.adapters.kafka import client_config, watermarks
+from streams.errors import DecodeError, KafkaError, ResultTimeoutError, TaskFailedError
+from streams.settings import Settings
+from streams.wire import Task, TaskOutcome
+from streams.wire.codec import RecordCodec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+KEPT_OUTCOMES = 10_000
+"""The latest outcomes are kept for a later ``expect`` of their task id."""
+_POLL_S = 0.2
+_START_TIMEOUT_S = 10.0
+_FETCH_WAIT_MS = 100
+"""The broker answers a fetch as soon as an outcome arrives; this only bounds an idle wait."""
+
+
+class ReplyReader:
+    """Reads one partition of the replies topic and resolves the futures of the task ids
+    waited for. Thread-safe; ``start`` is called before the first task is sent."""
+
+    def __init__(
+        self, settings: Settings, codec: RecordCodec, *, partition: int | None = None
+    ) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._topic = settings.topics.replies
+        self._wanted = partition
+        self.partition = -1
+        """The replies partition read (set by ``start``)."""
+        self._lock = threading.Lock()
+        self._waiting: dict[str, futures.Future[TaskOutcome]] = {}
+        self._recent: collections.OrderedDict[str, TaskOutcome] = collections.OrderedDict()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+
+    def start(self) -> None:
+        """Pick the partition and start reading at its end; idempotent. KafkaError if the
+        replies topic is missing or the broker cannot be reached."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            consumer = Consumer(
+                client_config(
+                    self._settings,
+                    {
+                        "group.id": f"{self._settings.topic_prefix}replies.{uuid.uuid4().hex}",
+                        "enable.auto.commit": False,
+                        "fetch.wait.max.ms": _FETCH_WAIT_MS,
+                    },
+                )
+            )
+            try:
+                self.partition = self._pick(consumer)
+                _, end = watermarks(
+                    consumer, self._topic, self.partition, timeout_s=_START_TIMEOUT_S
+                )
+                consumer.assign([TopicPartition(self._topic, self.partition, end)])
+            except BaseException:
+                consumer.close()
+                raise
+            self._consumer = consumer
+            self._thread = threading.Thread(target=self._read, name="taskd-replies", daemon=True)
+            self._thread.start()
+
+    def expect(self, task_id: str) -> futures.Future[TaskOutcome]:
+        """The future of ``task_id``'s outcome (already done if it has arrived)."""
+        with self._lock:
+            waiting = self._waiting.get(task_id)
+            if waiting is not None:
+                return waiting
+            future: futures.Future[TaskOutcome] = futures.Future()
+            arrived = self._recent.get(task_id)
+            if arrived is None:
+                self._waiting[task_id] = future
+            else:
+                future.set_result(arrived)
+            return future
+
+    def close(self) -> None:
+        """Stop reading; tasks still waited for stay unresolved."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _pick(self, consumer: Consumer) -> int:
+        try:
+            topic = consumer.list_topics(self._topic, timeout=_START_TIMEOUT_S).topics[self._topic]
+        except KafkaException as error:
+            raise KafkaError(f"cannot read the metadata of {self._topic}: {error}") from error
+        if topic.error is not None or not topic.partitions:
+            raise KafkaError(
+                f"the replies topic {self._topic} does not exist: run `taskd topics create`"
+            )
+        count = len(topic.partitions)
+        if self._wanted is None:
+            return random.randrange(count)
+        if not 0 <= self._wanted < count:
+            raise KafkaError(f"{self._topic} has {count} partitions, not {self._wanted + 1}")
+        return self._wanted
+
+    def _read(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            while not self._stopping.is_set():
+                for message in consumer.consume(500, timeout=_POLL_S):
+                    if message.error() is not None:
+                        log.warning("reading %s: %s", self._topic, message.error())
+                        continue
+                    self._take(message.value() or b"")
+        finally:
+            consumer.close()
+
+    def _take(self, value: bytes) -> None:
+        try:
+            outcome = self._codec.decode(value, TaskOutcome)
+        except DecodeError as error:
+            log.warning("an unreadable record on %s was skipped: %s", self._topic, error)
+            return
+        with self._lock:
+            recent = self._recent
+            if outcome.task_id in recent:
+                return  # a repeat (a dispatcher wrote it again after a crash): the first counts
+            recent[outcome.task_id] = outcome
+            if len(recent) > KEPT_OUTCOMES:
+                recent.popitem(last=False)
+            future = self._waiting.pop(outcome.task_id, None)
+        if future is not None:
+            future.set_result(outcome)
+
+
+Decode = Callable[[bytes | None], T]
+
+
+class TaskHandle(Generic[T]):
+    """A task sent by a client that waits for results: its outcome once it ends.
+
+    ``result(timeout)`` blocks until the task ends and returns its output (decoded by the
+    client: bytes for :class:`~streams.client.TaskClient`, JSON for an app's tasks), or raises
+    TaskFailedError (dead-lettered or cancelled) or ResultTimeoutError. ``await handle`` does
+    the same in asyncio.
+    """
+
+    __slots__ = ("_decode", "task", "waits")
+
+    def __init__(self, task: Task, waits: futures.Future[TaskOutcome], decode: Decode[T]) -> None:
+        self.task = task
+        self.waits = waits
+        """The future of the task's outcome."""
+        self._decode = decode
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    def done(self) -> bool:
+        """Whether the task's outcome has arrived."""
+        return self.waits.done()
+
+    def outcome(self, timeout: float | None = None) -> TaskOutcome:
+        """How the task ended, waiting up to ``timeout`` s (None: for ever); ResultTimeoutError."""
+        try:
+            return self.waits.result(timeout)
+        except futures.TimeoutError:
+            raise ResultTimeoutError(
+                f"task {self.task_id} has not ended within {timeout:g} s", pending=1
+            ) from None
+
+    def result(self, timeout: float | None = None) -> T:
+        """The task's output, waiting up to ``timeout`` s; TaskFailedError if it did not succeed."""
+        return self._value(self.outcome(timeout))
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> T:
+        return self._value(await asyncio.wrap_future(self.waits))
+
+    def _value(self, outcome: TaskOutcome) -> T:
+        if not outcome.succeeded:
+            raise TaskFailedError(outcome)
+        return self._decode(outcome.output)
+
+    def __repr__(self) -> str:
+        state = self.waits.result().status.value if self.done() else "PENDING"
+        return f"TaskHandle({self.task.type!r}, {self.task_id!r}, {state})"
+
+
+def outcomes_as_completed(
+    waits: Iterable[futures.Future[TaskOutcome]], timeout: float | None = None
+) -> Iterator[TaskOutcome]:
+    """Each outcome as it arrives; ResultTimeoutError (with how many are still pending) once
+    ``timeout`` s have passed."""
+    pending = list(waits)
+    done = 0
+    try:
+        for future in futures.as_completed(pending, timeout=timeout):
+            done += 1
+            yield future.result()
+    except futures.TimeoutError:
+        left = len(pending) - done
+        raise ResultTimeoutError(
+            f"{left} of {len(pending)} tasks have not ended within {timeout:g} s", pending=left
+        ) from None
