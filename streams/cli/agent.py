@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Annotated
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 
 import typer
 
@@ -13,9 +14,11 @@ from streams.adapters import heap
 from streams.adapters.kafka import LIBRDKAFKA_LOG
 from streams.adapters.logs import setup_logging
 from streams.adapters.worker import Agent, AgentConfig, Ready, default_agent_id
-from streams.adapters.worker.handlers import parse_handler_options
+from streams.adapters.worker.handlers import load_object, parse_handler_options
+from streams.app import App
 from streams.cli.context import settings_of
 from streams.errors import ConfigError
+from streams.wire import Task
 
 
 def agent(
@@ -35,6 +38,10 @@ def agent(
             "--handler",
             help="module:function for every type, or TYPE=module:function (repeatable)",
         ),
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option("--app", help="module:app, a taskd.App: run every task it declares"),
     ] = None,
     heartbeat_ms: Annotated[
         int, typer.Option("--heartbeat-ms", help="heartbeat interval in ms")
@@ -59,6 +66,7 @@ def agent(
         zone=zone,
         weight=weight,
         handlers=handler or [],
+        app_handlers=None if app is None else load_app(app).handlers(),
         heartbeat_ms=heartbeat_ms,
         connect_timeout_ms=connect_timeout_ms,
     )
@@ -74,19 +82,23 @@ def _config(
     zone: str | None,
     weight: float,
     handlers: list[str],
+    app_handlers: Mapping[str, Callable[[Task], Any]] | None,
     heartbeat_ms: int,
     connect_timeout_ms: int,
 ) -> AgentConfig:
     if capacity is None:
         raise ConfigError("--capacity is required: how many tasks the agent runs at once")
-    if not handlers:
-        raise ConfigError("--handler is required, e.g. --handler streams.examples:work")
+    if not handlers and app_handlers is None:
+        raise ConfigError(
+            "--handler or --app is required, e.g. --handler streams.examples:work"
+            " or --app tasks:app"
+        )
     default, by_type = parse_handler_options(handlers)
     return AgentConfig(
         agent_id=agent_id or default_agent_id(),
         capacity=capacity,
         handler=default,
-        handlers=by_type,
+        handlers={**(app_handlers or {}), **by_type},
         skills=tuple(skill.strip() for skill in skills.split(",") if skill.strip()),
         zone=zone,
         weight=weight,
@@ -105,6 +117,16 @@ async def _run(agent: Agent) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     print(f"agent {agent.config.agent_id} stopped", flush=True)
+
+
+def load_app(ref: str) -> App:
+    """The ``taskd.App`` that ``module:name`` names; ConfigError saying what is wrong."""
+    found = load_object(ref, "--app", "app", example="tasks:app")
+    if not isinstance(found, App):
+        raise ConfigError(f"--app {ref!r} is a {type(found).__name__}, not a taskd.App")
+    if not found.tasks:
+        raise ConfigError(f"--app {ref!r}: the app declares no task (@app.task)")
+    return found
 
 
 def _print_ready(ready: Ready) -> None:

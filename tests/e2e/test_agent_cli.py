@@ -163,7 +163,7 @@ def _closed_port() -> int:
             "capacity must be >= 1 (got 0)",
         ),
         (["--handler", "streams.examples:work"], "--capacity is required"),
-        (["--capacity", "1"], "--handler is required"),
+        (["--capacity", "1"], "--handler or --app is required"),
         (
             ["--capacity", "1", "--handler", "nowhere.mod:work"],
             "cannot import module 'nowhere.mod'",

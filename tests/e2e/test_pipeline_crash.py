@@ -62,16 +62,17 @@ def _env(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def taskd(
-    settings: Settings, log: Path, *args: str, ready: str
+    settings: Settings, log: Path, *args: str, ready: str, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``taskd ARGS`` in the background (output in ``log``), once ``ready`` is in its output;
-    SIGTERM (then SIGKILL) at the end if it still runs."""
+    SIGTERM (then SIGKILL) at the end if it still runs. ``env``: the process's environment
+    (default: the settings' variables)."""
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-c", TASKD, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=_env(settings),
+            env=env or _env(settings),
         )
     try:
         deadline = time.monotonic() + READY_S

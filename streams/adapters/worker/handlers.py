@@ -28,21 +28,28 @@ def load_handler(ref: HandlerRef) -> Callable[..., Any]:
     """The callable ``ref`` names (``"module:function"``); ConfigError saying what is wrong."""
     if callable(ref):
         return ref
+    function = load_object(ref, "handler", "function", example="streams.examples:work")
+    if not callable(function):
+        raise ConfigError(f"handler {ref!r}: {ref.partition(':')[2]!r} is not a function")
+    return function
+
+
+def load_object(ref: str, what: str, noun: str, *, example: str) -> object:
+    """The object ``"module:name"`` names, a ``noun``; ConfigError (about ``what``) saying
+    what is wrong."""
     module_name, _, name = ref.partition(":")
     if not module_name or not name:
-        raise ConfigError(f"handler {ref!r}: expected module:function, e.g. streams.examples:work")
+        raise ConfigError(f"{what} {ref!r}: expected module:{noun}, e.g. {example}")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # any error of the user's module at import time
         raise ConfigError(
-            f"handler {ref!r}: cannot import module {module_name!r}: {error}"
+            f"{what} {ref!r}: cannot import module {module_name!r}: {error}"
         ) from error
-    function = getattr(module, name, None)
-    if function is None:
-        raise ConfigError(f"handler {ref!r}: module {module_name!r} has no function {name!r}")
-    if not callable(function):
-        raise ConfigError(f"handler {ref!r}: {name!r} is not a function")
-    return function  # type: ignore[no-any-return]
+    found = getattr(module, name, None)
+    if found is None:
+        raise ConfigError(f"{what} {ref!r}: module {module_name!r} has no {noun} {name!r}")
+    return found
 
 
 def parse_handler_options(options: list[str]) -> tuple[str | None, dict[str, str]]:

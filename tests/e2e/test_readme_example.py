@@ -1,0 +1,108 @@
+"""The README's first example, run as a reader would: its code blocks written to files, its shell
+commands run as processes against the test's broker, and its promised output checked."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from streams.settings import Settings
+from tests.e2e.test_pipeline_crash import taskd
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+FIRST_EXAMPLE = "## A first example"
+RUN_TIMEOUT_S = 120
+
+
+def _section() -> str:
+    text = README.read_text()
+    start = text.index(FIRST_EXAMPLE)
+    end = text.index("\n## ", start + len(FIRST_EXAMPLE))
+    return text[start:end]
+
+
+def _blocks(section: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
+
+
+def _python_files(section: str) -> dict[str, str]:
+    """The python blocks that open with a ``# name.py`` line, by name."""
+    files = {}
+    for block in _blocks(section, "python"):
+        first = block.splitlines()[0]
+        if first.startswith("# ") and first.endswith(".py"):
+            files[first[2:]] = block
+    return files
+
+
+def _commands(section: str) -> list[str]:
+    """The first shell block's commands, comments and the trailing ``&`` dropped."""
+    lines = _blocks(section, "sh")[0].splitlines()
+    return [line.split("#")[0].strip().rstrip("&").strip() for line in lines if line.strip()]
+
+
+def test_the_readme_first_example_runs_as_written(topics: Settings, tmp_path: Path) -> None:
+    section = _section()
+    files = _python_files(section)
+    assert set(files) == {"tasks.py", "producer.py"}
+    assert sum(len(code.splitlines()) for code in files.values()) <= 20, "a ten-line example"
+    for name, code in files.items():
+        (tmp_path / name).write_text(code)
+    commands = _commands(section)
+    assert commands == [
+        "taskd topics create",
+        "taskd dispatcher",
+        "taskd agent --app tasks:app --capacity 4",
+        "python producer.py",
+    ]
+    settings = topics.model_copy(update={"data_dir": tmp_path / "state"})
+    env = _env(settings, tmp_path)
+    created = subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", *commands[0].split()[1:]],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    dispatcher_args = [*commands[1].split()[1:], "--no-web"]
+    agent_args = commands[2].split()[1:]
+    with (
+        taskd(settings, logs / "dispatcher.log", *dispatcher_args, ready="ready", env=env),
+        taskd(settings, logs / "agent.log", *agent_args, ready="ready", env=env),
+    ):
+        produced = subprocess.run(
+            [sys.executable, "producer.py"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+    assert produced.returncode == 0, produced.stderr
+    promised = files["producer.py"].splitlines()[-1].split("# ")[-1]
+    assert ast.literal_eval(produced.stdout.strip()) == ast.literal_eval(promised)
+
+
+def _env(settings: Settings, folder: Path) -> dict[str, str]:
+    """The reader's shell: the test's broker and prefix, and the example's folder importable
+    (as ``python producer.py`` and ``taskd`` started in that folder would have it)."""
+    return {
+        **os.environ,
+        "TASKD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "TASKD_TOPIC_PREFIX": settings.topic_prefix,
+        "TASKD_SHARDS": str(settings.shards),
+        "TASKD_DISPATCH_PARTITIONS": str(settings.dispatch_partitions),
+        "TASKD_DATA_DIR": str(settings.data_dir),
+        "TASKD_AGENT_METRICS_PORT": "0",
+        "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
+    }
