@@ -114,6 +114,7 @@ class PipelineRun:
 
     def __init__(self, settings: Settings, plan: BenchPlan) -> None:
         self.plan = plan
+        self.settings = settings
         self.codec = Codec()
         self.topics = settings.topics
         self.results: dict[str, _Result] = {}

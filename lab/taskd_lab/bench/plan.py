@@ -12,7 +12,7 @@ from pathlib import Path
 from streams.settings import Settings, load_settings
 from taskd_lab.procs import free_port
 
-SECTIONS = ("pipeline", "group", "floor", "memory", "peers", "quality")
+SECTIONS = ("pipeline", "results", "group", "floor", "memory", "peers", "quality")
 """The sections of ``taskd bench``, in the order they run."""
 Progress = Callable[[str], None]
 """Tells the user what a section is doing now (one short line)."""

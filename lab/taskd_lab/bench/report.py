@@ -105,6 +105,7 @@ def render_markdown(doc: Doc) -> str:
         sustained_table(ours),
         cpu_table(ours),
         records_table(ours),
+        _results(doc),
         _group(doc),
         _memory(doc),
         _peers(doc),
@@ -252,6 +253,29 @@ def _floor_only_latency(floor: Any) -> str | None:
         for point in entry["latency"]:
             rows.append(f"| {entry['system']} | {point['rate_tps']:,.0f} | {_ms(point)} |")
     return "## Floor latency\n\n" + "\n".join(rows) + "\n"
+
+
+def _results(doc: Doc) -> str | None:
+    found = _section(doc, "results")
+    if found is None or "skipped" in found:
+        return _skipped("Results back to the producer", found)
+    rows = [
+        f"| {label} | {found[key]['p50']:.1f} | {found[key]['p99']:.1f} | {found[key]['max']:.1f} |"
+        for label, key in (
+            ("outcome written → in the caller's hands", "written_to_caller_ms"),
+            ("agent done → in the caller's hands", "done_to_caller_ms"),
+        )
+    ]
+    return (
+        "## Results back to the producer\n\n"
+        f"{found['tasks']:,} tasks paced at {found['rate_tps']:,.0f}/s (half the sustained rate), "
+        "each sent by a client that waits for results (`TaskClient(results=True)`); "
+        f"{found['succeeded']:,} succeeded. Times in ms, from the outcome's `ended_at` (the "
+        "dispatcher settled the task and writes its outcome in the same pass) and from the "
+        "agent's `finished_at`, to the handle resolving in the producer (when a caller blocked "
+        "in `result()` wakes). Goal: p99 written → caller ≤ 10 ms.\n\n"
+        "| | p50 | p99 | max |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def _group(doc: Doc) -> str | None:

@@ -3,7 +3,8 @@
 Order: peers first (our pipeline then also runs at the rate each peer reached at half its
 maximum, for a same-rate comparison), then our pipeline (its maximum sets the paced rates and
 bounds the search for the sustained rate; a second throughput run with lifecycle events on
-follows), one dispatcher against two instances of one group, the floor at those same paced
+follows), results back to a producer waiting for them (at half the sustained rate), one
+dispatcher against two instances of one group, the floor at those same paced
 rates, the dispatcher's memory with tasks waiting,
 and the distribution quality through the live pipeline. Every throughput run (ours, the
 peers', the floor's) has the same ``plan.tasks`` tasks. A section that cannot run (a
@@ -54,6 +55,11 @@ def run_suite(
         results["pipeline"] = _guarded(
             progress, "pipeline", lambda: _pipeline(plan, progress, extra)
         )
+    if "results" in sections:
+        sustained = _sustained_rate(results.get("pipeline"))
+        results["results"] = _guarded(
+            progress, "results", lambda: _results(plan, progress, sustained)
+        )
     if "group" in sections:
         results["group"] = _guarded(progress, "group", lambda: _group(plan, progress))
     if "floor" in sections:
@@ -86,6 +92,19 @@ def _pipeline(plan: BenchPlan, progress: Progress, extra: list[float]) -> dict[s
     from taskd_lab.bench.pipeline import run_pipeline
 
     return run_pipeline(plan, progress, extra_rates=extra)
+
+
+def _results(plan: BenchPlan, progress: Progress, sustained: float | None) -> dict[str, Any]:
+    from taskd_lab.bench.results import run_results
+
+    return run_results(plan, progress, sustained)
+
+
+def _sustained_rate(pipeline: Any) -> float | None:
+    if isinstance(pipeline, dict) and isinstance(pipeline.get("sustained"), dict):
+        rate = pipeline["sustained"].get("rate_tps")
+        return None if rate is None else float(rate)
+    return None
 
 
 def _group(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
