@@ -6,5 +6,6 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY streams ./streams
+COPY taskd ./taskd
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["taskd"]
