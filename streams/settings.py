@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         None, description="Confluent schema registry; when set, the Confluent framing is used"
     )
+    record_format: Literal["avro", "json"] = Field(
+        "avro",
+        description="results, events, dead letters and outcomes as Avro or as JSON text (for "
+        "kcat and console consumers); readers take both",
+    )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     sasl_mechanism: str = "SCRAM-SHA-512"

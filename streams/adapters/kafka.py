@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError as ClientError
 
 from streams.errors import ConfigError, KafkaError, TopicError
 from streams.settings import Settings
-from streams.wire import Codec, ConfluentCodec, SchemaRegistryClient
+from streams.wire import Codec
 from streams.wire.codec import RecordCodec
 
 LIBRDKAFKA_LOG = logging.getLogger("streams.librdkafka")
@@ -83,9 +83,12 @@ def make_consumer(
 
 def codec_for(settings: Settings) -> RecordCodec:
     """The codec every component uses: Avro single-object, or the Confluent framing when a
-    schema registry is configured."""
+    schema registry is configured (reading both; RegistryError at once if it cannot be reached:
+    see ``streams.adapters.registry``)."""
     if settings.schema_registry_url:
-        return ConfluentCodec(SchemaRegistryClient(settings.schema_registry_url))
+        from streams.adapters.registry import registry_codec  # confluent's registry client
+
+        return registry_codec(settings)
     return Codec()
 
 

@@ -39,6 +39,7 @@ T = TypeVar("T")
 KEPT_OUTCOMES = 10_000
 """The latest outcomes are kept for a later ``expect`` of their task id."""
 _POLL_S = 0.2
+_DRAIN = 500
 _START_TIMEOUT_S = 10.0
 _FETCH_WAIT_MS = 100
 """The broker answers a fetch as soon as an outcome arrives; this only bounds an idle wait."""
@@ -135,7 +136,11 @@ class ReplyReader:
         assert consumer is not None
         try:
             while not self._stopping.is_set():
-                for message in consumer.consume(500, timeout=_POLL_S):
+                first = consumer.poll(_POLL_S)  # returns with the first outcome that arrives
+                if first is None:
+                    continue
+                # consume(n, t) waits for n records or t s: only what is already here, at once
+                for message in [first, *consumer.consume(_DRAIN, timeout=0)]:
                     if message.error() is not None:
                         log.warning("reading %s: %s", self._topic, message.error())
                         continue

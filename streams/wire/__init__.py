@@ -4,6 +4,12 @@ Imports only ``streams.core``, ``streams.errors`` and fastavro; no Kafka client.
 """
 
 from streams.wire.codec import Codec, RecordCodec
+from streams.wire.confluent import (
+    ConfluentCodec,
+    SchemaRegistry,
+    record_name_strategy,
+    topic_name_strategy,
+)
 from streams.wire.json_input import decode_task, parse_task_json, validate_task
 from streams.wire.mapping import task_to_job
 from streams.wire.records import (
@@ -33,12 +39,6 @@ from streams.wire.records import (
     WireRecord,
     reply_partition,
 )
-from streams.wire.registry_client import (
-    ConfluentCodec,
-    SchemaRegistryClient,
-    record_name_strategy,
-    topic_name_strategy,
-)
 from streams.wire.schemas import SCHEMA_DIR, WireSchema, current_schemas
 
 __all__ = [
@@ -61,7 +61,7 @@ __all__ = [
     "RecordCodec",
     "RegistrationStatus",
     "ResultBatch",
-    "SchemaRegistryClient",
+    "SchemaRegistry",
     "Task",
     "TaskEvent",
     "TaskEventKind",

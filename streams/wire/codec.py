@@ -102,6 +102,13 @@ class Codec:
         return read_body(data, HEADER_BYTES, self._writer_of(data), reader, record_type)
 
     def _writer_of(self, data: bytes) -> WireSchema:
+        if data[:1] == b"\x00" and len(data) >= 5:  # Confluent's: magic 0, a 4-byte schema id
+            raise DecodeError(
+                f"the Confluent wire format (schema id {int.from_bytes(data[1:5], 'big')}), "
+                "not the Avro single-object encoding: reading it needs the schema registry "
+                "(schema_registry_url)",
+                raw=data,
+            )
         if len(data) < HEADER_BYTES:
             raise DecodeError(
                 f"{len(data)} bytes: too short for the Avro single-object encoding "

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.adapters.dispatcher import Dispatcher, DispatcherConfig
+from streams.adapters.kafka import codec_for
 from streams.settings import Settings
 from streams.wire import (
     Assignment,
@@ -138,7 +139,13 @@ async def agents_running(agents: Sequence[Agent]) -> AsyncIterator[None]:
 
 
 def read_all(settings: Settings, topic: str, record_type: type[WireRecord]) -> list[Any]:
-    """Every record of ``topic`` up to its current end, decoded."""
+    """Every record of ``topic`` up to its current end, decoded as every component does."""
+    codec = codec_for(settings)
+    return [codec.decode(value, record_type) for value in read_values(settings, topic)]
+
+
+def read_values(settings: Settings, topic: str) -> list[bytes]:
+    """The value of every record of ``topic`` up to its current end, as kcat would print it."""
     consumer = Consumer({**settings.kafka_config(), "group.id": f"test-{uuid.uuid4().hex}"})
     try:
         parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
@@ -148,12 +155,12 @@ def read_all(settings: Settings, topic: str, record_type: type[WireRecord]) -> l
         }
         wanted = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
-        found: list[Any] = []
+        found: list[bytes] = []
         deadline = time.monotonic() + 60
         while wanted and time.monotonic() < deadline:
             for message in consumer.consume(1000, timeout=0.2):
                 assert message.error() is None, message.error()
-                found.append(CODEC.decode(message.value() or b"", record_type))
+                found.append(message.value() or b"")
                 if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
                     wanted.discard(message.partition())
         assert not wanted, f"{topic}: not read to its end within 60 s"

@@ -21,7 +21,7 @@ from streams.errors import ResultTimeoutError, TaskFailedError
 from streams.settings import Settings
 from streams.wire import REPLY_PARTITION_HEADER, OutcomeStatus, Task, TaskOutcome, TaskResult
 from tests.adapters.test_dispatcher_support import with_state
-from tests.e2e.test_pipeline_support import all_results, pipeline, read_all, work
+from tests.e2e.test_pipeline_support import all_results, pipeline, read_all, read_values, work
 from tests.e2e.test_submit_cli import taskd
 
 WAIT_S = 60.0
@@ -175,3 +175,29 @@ def test_taskd_submit_wait_prints_each_outcome_as_a_json_line(
     assert by_id["w-bad"]["dead_letter_reason"] == "FAILED"
     assert result.returncode == 1 and "1 of 4 task(s) did not succeed" in result.stderr
     assert "submitted 4 tasks (0 failed)" in result.stderr
+
+
+def test_with_record_format_json_every_record_people_read_is_json_text(
+    topics: Settings, tmp_path: Path
+) -> None:
+    settings = _settings(topics, tmp_path).model_copy(update={"record_format": "json"})
+
+    async def scenario() -> tuple[bytes | None, TaskOutcome]:
+        async with pipeline(settings, [2]):
+            with TaskClient(settings, results=True) as client:
+                ok = client.submit_new(type="work", priority=1, payload=work(1))
+                fatal = client.submit_new(type="work", priority=1, payload=work(1, "fatal"))
+                output = await ok
+                failed = await asyncio.to_thread(fatal.outcome, WAIT_S)
+        return output, failed
+
+    output, failed = asyncio.run(scenario())
+    assert output is not None and json.loads(output)["worked_ms"] == 1
+    assert failed.dead_letter_reason is DeadLetterReason.FAILED
+    names = settings.topics
+    for topic, least in ((names.results, 1), (names.replies, 2), (names.dlq, 1)):
+        values = read_values(settings, topic)
+        assert len(values) >= least, topic
+        assert all(isinstance(json.loads(value), dict) for value in values), topic
+    (letter,) = [json.loads(value) for value in read_values(settings, names.dlq)]
+    assert letter["reason"] == "FAILED" and letter["task"]["task_id"] == failed.task_id

@@ -12,10 +12,12 @@ from streams.wire.records import (
     Assignment,
     DeadLetter,
     DispatcherStatus,
+    OutcomeStatus,
     RegistrationStatus,
     Task,
     TaskEvent,
     TaskEventKind,
+    TaskOutcome,
     TaskResult,
     TaskStatus,
     WireRecord,
@@ -183,6 +185,25 @@ def dispatcher_statuses() -> st.SearchStrategy[DispatcherStatus]:
     )
 
 
+def task_outcomes() -> st.SearchStrategy[TaskOutcome]:
+    return st.builds(
+        TaskOutcome,
+        task_id=SHORT_TEXT,
+        type=NAMES,
+        status=st.sampled_from(OutcomeStatus),
+        output=st.none() | st.binary(max_size=64),
+        error=st.none() | SHORT_TEXT,
+        dead_letter_reason=st.none() | st.sampled_from(DeadLetterReason),
+        attempts=INT32,
+        agent_id=st.none() | NAMES,
+        submitted_at=INT64,
+        started_at=st.none() | INT64,
+        finished_at=st.none() | INT64,
+        ended_at=INT64,
+        source_key=st.none() | SHORT_TEXT,
+    )
+
+
 RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     Task: tasks(),
     Assignment: assignments(),
@@ -192,6 +213,7 @@ RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     AgentRegistration: registrations(),
     TaskEvent: task_events(),
     DispatcherStatus: dispatcher_statuses(),
+    TaskOutcome: task_outcomes(),
 }
 """A strategy per record type, covering every record type of the wire format."""
 

@@ -90,7 +90,8 @@ def test_mutated_encodings_decode_or_raise_decode_error(
     [
         (b"", "0 bytes: too short"),
         (b"\xc3\x01\x00", "3 bytes: too short"),
-        (b"\x00" * 12, "not the Avro single-object encoding: starts with 00 00"),
+        (b"\x01" * 12, "not the Avro single-object encoding: starts with 01 01"),
+        (b"\x00\x00\x00\x00\x07\x02", r"Confluent wire format \(schema id 7\).*schema_regis"),
         (b'{"type": "x", "priority": 1}', "not the Avro single-object encoding"),
         (b"\xc3\x01" + b"\x11" * 8 + b"\x00", "unknown writer schema fingerprint 1111111111111111"),
         (b"\xc3\x01" + TASK_FINGERPRINT + b"\x02", "malformed taskd.Task: truncated"),
