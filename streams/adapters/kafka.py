@@ -25,6 +25,7 @@ from streams.errors import ConfigError, KafkaError, TopicError
 from streams.settings import Settings
 from streams.wire import Codec
 from streams.wire.codec import RecordCodec
+from streams.wire.json_codec import READABLE_RECORDS, JsonRecordCodec
 
 LIBRDKAFKA_LOG = logging.getLogger("streams.librdkafka")
 ConfigValue = str | int | float | bool
@@ -84,7 +85,13 @@ def make_consumer(
 def codec_for(settings: Settings) -> RecordCodec:
     """The codec every component uses: Avro single-object, or the Confluent framing when a
     schema registry is configured (reading both; RegistryError at once if it cannot be reached:
-    see ``streams.adapters.registry``)."""
+    see ``streams.adapters.registry``); the records people read as JSON with ``record_format``
+    "json", and JSON read whatever the setting (``streams.wire.json_codec``)."""
+    readable = READABLE_RECORDS if settings.record_format == "json" else ()
+    return JsonRecordCodec(_avro_codec(settings), readable)
+
+
+def _avro_codec(settings: Settings) -> RecordCodec:
     if settings.schema_registry_url:
         from streams.adapters.registry import registry_codec  # confluent's registry client
 
