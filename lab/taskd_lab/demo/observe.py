@@ -19,12 +19,12 @@ from typing import Self
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
+from streams.adapters.kafka import codec_for
 from streams.errors import KafkaError, TaskdError
 from streams.settings import Settings
 from streams.wire import (
     Assignment,
     AssignmentBatch,
-    Codec,
     DeadLetter,
     ResultBatch,
     Task,
@@ -81,7 +81,7 @@ class Observer:
 
     def __init__(self, settings: Settings, codec: RecordCodec | None = None) -> None:
         self._settings = settings
-        self._codec = codec or Codec()
+        self._codec = codec or codec_for(settings)  # as the dispatcher and agents encode
         self._lock = threading.Lock()
         self.tasks: dict[str, Task] = {}
         self.assignments: list[Assignment] = []
