@@ -112,16 +112,15 @@ class _Result:
 class PipelineRun:
     """The client and the observer of one pipeline, and the first result of each task."""
 
-    def __init__(self, settings: Settings, plan: BenchPlan) -> None:
+    def __init__(self, settings: Settings, plan: BenchPlan, *, observe: bool = True) -> None:
         self.plan = plan
         self.settings = settings
         self.codec = Codec()
         self.topics = settings.topics
         self.results: dict[str, _Result] = {}
         self.client = TaskClient(settings)
-        self.observer = Observer(
-            settings, (self.topics.dispatch, self.topics.results), keys_of=self._read
-        )
+        watched = (self.topics.dispatch, self.topics.results) if observe else ()
+        self.observer = Observer(settings, watched, keys_of=self._read)
 
     def __enter__(self) -> PipelineRun:
         self.observer.__enter__()
@@ -197,11 +196,17 @@ def dispatcher_names(count: int) -> list[str]:
 
 @contextmanager
 def running_pipeline(
-    plan: BenchPlan, section: str, *, events: bool = False, dispatchers: int = 1
+    plan: BenchPlan,
+    section: str,
+    *,
+    events: bool = False,
+    dispatchers: int = 1,
+    observe: bool = True,
 ) -> Iterator[Pipeline]:
     """Topics of its own, ``dispatchers`` dispatcher instances of one group, ``plan.agents``
-    agents and the measuring around them; everything stopped and the topics deleted on the
-    way out."""
+    agents and the measuring around them (without ``observe``, no reading of ``dispatch``
+    and ``results`` in this process); everything stopped and the topics deleted on the way
+    out."""
     settings = section_settings(plan, section)
     create_topics(settings)
     try:
@@ -216,7 +221,7 @@ def running_pipeline(
             with (
                 RssSampler(pids) as rss,
                 CostMeter(settings, pids) as cost,
-                PipelineRun(settings, plan) as run,
+                PipelineRun(settings, plan, observe=observe) as run,
             ):
                 names = dispatcher_names(dispatchers)
                 yield Pipeline(run=run, cost=cost, rss=rss, agents=ids, dispatchers=names)

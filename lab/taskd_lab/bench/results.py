@@ -59,7 +59,7 @@ def run_results(plan: BenchPlan, progress: Progress, sustained_tps: float | None
     arrivals = _Arrivals()
     arrivals.expected = len(ids)
     with (
-        running_pipeline(plan, "results") as pipeline,
+        running_pipeline(plan, "results", observe=False) as pipeline,
         TaskClient(pipeline.run.settings, results=True) as client,
     ):
 
