@@ -230,7 +230,10 @@ def context_view(
         "agent": AGENT_NAME,
         "at_ms": figures.at_ms,
         "volumes": _volumes(distributor, figures),
-        "agents": [_agent(info) for info in distributor.agents()],
+        "agents": [
+            _agent(info, distributor.heard_at(info.agent_id), now_ms)
+            for info in distributor.agents()
+        ],
         "priorities": _priorities(config.scheduler, settings),
         "targets": _targets(figures),
         "constraints": _constraints(config, settings),
@@ -252,14 +255,19 @@ def _volumes(distributor: Distributor, figures: Summary) -> dict[str, object]:
     }
 
 
-def _agent(info: AgentInfo) -> dict[str, object]:
-    """One agent's capabilities and load (``load``: in flight over capacity, at most 1)."""
+def _agent(info: AgentInfo, heard_at_ms: int | None, now_ms: int) -> dict[str, object]:
+    """One agent's capabilities and load (``load``: in flight over capacity, at most 1).
+
+    ``task_types``: the types it has handlers for (None: every type); ``heartbeat_age_ms``: how
+    long ago its last heartbeat came in (None: not known)."""
     return {
         "id": info.agent_id,
         "state": info.state.value,
         "capacity": info.capacity,
         "in_flight": info.in_flight,
         "load": round(slot_load(info), 4),
+        "task_types": None if info.task_types is None else sorted(info.task_types),
+        "heartbeat_age_ms": None if heard_at_ms is None else max(0, now_ms - heard_at_ms),
         "skills": sorted(info.skills),
         "zone": info.zone,
         "weight": info.weight,

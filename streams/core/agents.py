@@ -280,6 +280,11 @@ class AgentRegistry:
         skips those of another incarnation."""
         return self._record(agent_id).incarnation
 
+    def heard_at(self, agent_id: str) -> int | None:
+        """When its last accepted heartbeat was received (dispatcher clock); None: unknown."""
+        record = self._records.get(agent_id)
+        return None if record is None else record.seen_ms
+
     def heartbeat(self, hb: Heartbeat, now_ms: int) -> list[Transition]:
         """Apply a heartbeat received at ``now_ms``: register, update the offer, move state."""
         event = HEARTBEAT_EVENTS[hb.status]

@@ -179,6 +179,10 @@ class Distributor:
         """Every agent seen (DOWN ones too), in order of registration; read-only views."""
         return self._registry.agents
 
+    def heard_at(self, agent_id: str) -> int | None:
+        """When the agent's last accepted heartbeat came in (None: not known)."""
+        return self._registry.heard_at(agent_id)
+
     def depth_by_priority(self) -> dict[int, int]:
         """Held tasks per submitted priority level, every level present."""
         return self._scheduler.depth_by_priority()

@@ -322,6 +322,7 @@ def test_context_has_volumes_agents_scheme_targets_constraints_and_strategy() ->
     agents = {agent["id"]: agent for agent in view["agents"]}  # type: ignore[attr-defined]
     assert agents["a"] == {
         "id": "a", "state": "READY", "capacity": 2, "in_flight": 2, "load": 1.0,
+        "task_types": None, "heartbeat_age_ms": 500,
         "skills": ["gpu"], "zone": "eu", "weight": 2.0, "cost_per_task": 0.0,
         "ewma_run_ms": 200.0, "ewma_success": 1.0, "labels": {},
     }  # fmt: skip
