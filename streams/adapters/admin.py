@@ -56,7 +56,7 @@ def topic_partitions(admin: AdminClient) -> dict[str, int]:
     try:
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
     except KafkaException as error:
-        raise TopicError(f"cannot list topics: {error}") from error
+        raise TopicError(f"cannot list topics: {error.args[0].str()}") from error
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 

@@ -19,12 +19,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
 from streams.adapters.client import replay_count
-from streams.adapters.kafka import codec_for, partition_ends
+from streams.adapters.kafka import client_config, codec_for, partition_ends
 from streams.core.model import REPLAY_HEADER, DeadLetterReason
 from streams.errors import ConfigError, DecodeError, KafkaError
 from streams.settings import Settings
@@ -162,15 +163,18 @@ def _matches(entry: DlqEntry, reason: DeadLetterReason | None, since_ms: int | N
     return since_ms is None or entry.dead_at_ms >= since_ms
 
 
-def _reader_config(settings: Settings) -> dict[str, str | int | float | bool]:
-    return {
-        **settings.kafka_config(),
-        "group.id": f"taskd-dlq-reader-{uuid.uuid4().hex[:12]}",  # never joined nor committed
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-    }
+def _reader_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's own lines go to our logger (``client_config``), not raw to stderr."""
+    return client_config(
+        settings,
+        {
+            "group.id": f"taskd-dlq-reader-{uuid.uuid4().hex[:12]}",  # never joined nor committed
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        },
+    )
 
 
 def _read_to_ends(

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as ClientError
+from confluent_kafka.admin import AdminClient
 
 from streams.errors import ConfigError, KafkaError, TopicError
 from streams.settings import Settings
@@ -147,14 +149,80 @@ def _partition_count(consumer: Consumer, settings: Settings, topic: str, timeout
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s)
     except KafkaException as error:
-        raise KafkaError(
-            f"no Kafka broker reachable at {settings.bootstrap_servers} within {timeout_s:g} s "
-            f"({error.args[0].str()})"
-        ) from error
+        raise KafkaError(unreachable(settings, timeout_s, error.args[0].str())) from error
     described = metadata.topics.get(topic)
     if described is None or (described.error is not None and described.error.code() == _UNKNOWN):
         return 0
     return len(described.partitions)
+
+
+def connect_timeout_s(settings: Settings) -> float:
+    """The settings' connect timeout in seconds (``connect_timeout_ms``)."""
+    return settings.connect_timeout_ms / 1000
+
+
+def unreachable(settings: Settings, timeout_s: float, reason: str) -> str:
+    """The one line every command says when no broker answers: the address, the wait, why."""
+    return (
+        f"no Kafka broker reachable at {settings.bootstrap_servers} within {timeout_s:g} s "
+        f"({reason}); the address comes from --bootstrap-servers or TASKD_BOOTSTRAP_SERVERS"
+    )
+
+
+def require_broker(settings: Settings, timeout_s: float | None = None) -> None:
+    """Return once a broker answers a metadata request within ``timeout_s`` (default: the
+    settings' ``connect_timeout_ms``); else KafkaError in one line naming the address and the
+    cause librdkafka gave (``Connection refused``, a name that does not resolve, ...).
+
+    Commands call it before their work, so an unreachable broker costs the connect timeout, not
+    the longer timeouts of the work (30 s to list topics, 60 s to read the dead letters), and
+    librdkafka's connection retries never reach the terminal: they go to a private logger, and
+    only the last one is kept as the cause.
+    """
+    wait_s = connect_timeout_s(settings) if timeout_s is None else timeout_s
+    causes = _LastLines()
+    _PROBE_LOG.addHandler(causes)
+    try:
+        admin = AdminClient(client_config(settings, {"logger": _PROBE_LOG}))
+        try:
+            admin.list_topics(timeout=wait_s)
+        except KafkaException as error:
+            admin.poll(0)  # hands over what librdkafka logged meanwhile
+            reason = causes.cause() or error.args[0].str()
+            raise KafkaError(unreachable(settings, wait_s, reason)) from error
+    finally:
+        _PROBE_LOG.removeHandler(causes)
+
+
+_PROBE_LOG = logging.getLogger(f"{LIBRDKAFKA_LOG.name}.probe")
+_PROBE_LOG.propagate = False
+_PROBE_LOG.addHandler(logging.NullHandler())
+
+
+class _LastLines(logging.Handler):
+    """Keeps librdkafka's last connection failure: ``Connection refused``, ``Failed to
+    resolve 'host:9092': Name or service not known``, an authentication failure."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.last = record.getMessage()
+
+    def cause(self) -> str | None:
+        """The last failure without librdkafka's prefixes and timing, or None."""
+        if self.last is None:
+            return None
+        text = self.last.rsplit("/bootstrap: ", 1)[-1]
+        text = _AFTER.sub("", text).strip()
+        connect = _CONNECT_FAILED.fullmatch(text)
+        return connect.group(1) if connect else text
+
+
+_AFTER = re.compile(r"\s*\(after \d+ms in state \w+[^)]*\)")
+_CONNECT_FAILED = re.compile(r"Connect to \S+ failed: (.+)")
 
 
 def retrying(

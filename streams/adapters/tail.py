@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from streams.adapters.kafka import codec_for, partition_ends
+from streams.adapters.kafka import client_config, codec_for, partition_ends
 from streams.errors import ConfigError, DecodeError
 from streams.settings import Settings
 from streams.wire import DeadLetter, ResultBatch, TaskEvent, TaskOutcome, WireRecord
@@ -43,12 +43,14 @@ def tail(
     with ``follow``, new ones as they come until ``stop`` is set."""
     topic, split = _topic(settings, kind)
     codec = codec_for(settings)
-    consumer = Consumer(
-        {
-            **settings.kafka_config(),
-            "group.id": f"{settings.topic_prefix}tail.{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
+    consumer = Consumer(  # librdkafka's own lines go to our logger, not raw to stderr
+        client_config(
+            settings,
+            {
+                "group.id": f"{settings.topic_prefix}tail.{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+            },
+        )
     )
     try:
         ends = _assign_from_start(consumer, topic)

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from streams.adapters import heap
-from streams.adapters.kafka import LIBRDKAFKA_LOG
+from streams.adapters.kafka import LIBRDKAFKA_LOG, require_broker
 from streams.adapters.logs import setup_logging
 from streams.adapters.worker import Agent, AgentConfig, Ready, default_agent_id
 from streams.adapters.worker.handlers import load_object, parse_handler_options
@@ -23,11 +23,9 @@ from streams.wire import Task
 
 def agent(
     ctx: typer.Context,
+    capacity: Annotated[int, typer.Option("--capacity", help="slots: tasks run at once (>= 1)")],
     agent_id: Annotated[
         str | None, typer.Option("--id", help="agent id (default: host name and pid)")
-    ] = None,
-    capacity: Annotated[
-        int | None, typer.Option("--capacity", help="slots: tasks run at once (>= 1)")
     ] = None,
     skills: Annotated[str, typer.Option("--skills", help="comma-separated skills")] = "",
     zone: Annotated[str | None, typer.Option("--zone", help="the agent's zone")] = None,
@@ -47,10 +45,14 @@ def agent(
         int, typer.Option("--heartbeat-ms", help="heartbeat interval in ms")
     ] = 1_000,
     connect_timeout_ms: Annotated[
-        int, typer.Option("--connect-timeout-ms", help="give up when no broker answers by then")
-    ] = 10_000,
+        int | None,
+        typer.Option(
+            "--connect-timeout-ms",
+            help="give up when no broker answers by then (else TASKD_CONNECT_TIMEOUT_MS, 10000)",
+        ),
+    ] = None,
     log_format: Annotated[
-        str | None,
+        Literal["text", "json"] | None,
         typer.Option(
             "--log-format", help="text, or json: one object per line (else TASKD_LOG_FORMAT, text)"
         ),
@@ -68,8 +70,9 @@ def agent(
         handlers=handler or [],
         app_handlers=None if app is None else load_app(app).handlers(),
         heartbeat_ms=heartbeat_ms,
-        connect_timeout_ms=connect_timeout_ms,
+        connect_timeout_ms=connect_timeout_ms or settings.connect_timeout_ms,
     )
+    require_broker(settings, config.connect_timeout_ms / 1000)  # else one line, in time
     LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)  # our own errors say what failed, once
     asyncio.run(_run(Agent(config, settings, on_ready=_print_ready)))
 

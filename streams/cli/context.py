@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -13,12 +14,15 @@ from streams.settings import Settings, load_settings
 @dataclass
 class CliState:
     config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Settings given as global options (``--bootstrap-servers``): stronger than ``TASKD_*``
+    and the settings file."""
     _settings: Settings | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.config_file)
+            self._settings = load_settings(self.config_file, **self.overrides)
         return self._settings
 
 

@@ -3,16 +3,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from streams.adapters.dispatcher import Dispatcher, DispatcherConfig, run_dispatcher
 from streams.adapters.http import check_address
+from streams.adapters.kafka import require_broker
 from streams.adapters.logs import setup_logging
 from streams.cli.context import settings_of
 
 _DEFAULTS = DispatcherConfig()
+
+StrategyName = Literal[
+    "round-robin",
+    "weighted",
+    "least-connections",
+    "random",
+    "power-of-two-choices",
+    "consistent-hash",
+    "capacity",
+    "performance",
+    "affinity",
+    "round-robin-push",
+    "random-push",
+]
+"""The choices of ``--strategy``: ``STRATEGY_NAMES`` (a test keeps the two the same)."""
 
 
 def dispatcher(
@@ -82,17 +98,21 @@ def dispatcher(
         ),
     ] = _DEFAULTS.prefetch_share,
     strategy: Annotated[
-        str, typer.Option("--strategy", help="routing strategy, e.g. affinity, round-robin-push")
-    ] = _DEFAULTS.strategy,
+        StrategyName,
+        typer.Option(
+            "--strategy",
+            help="routing strategy; round-robin-push and random-push are the naive baselines",
+        ),
+    ] = _DEFAULTS.strategy,  # type: ignore[assignment]
     loglevel: Annotated[
-        str | None,
-        typer.Option("--loglevel", help="debug, info, warning, error (else TASKD_LOG_LEVEL, info)"),
+        Literal["debug", "info", "warning", "error"] | None,
+        typer.Option("--loglevel", help="the log level (else TASKD_LOG_LEVEL, info)"),
     ] = None,
     log_format: Annotated[
-        str | None,
+        Literal["text", "json"] | None,
         typer.Option(
             "--log-format",
-            help="text, or json: one object per line (else TASKD_LOG_FORMAT, text)",
+            help="json: one object per line (else TASKD_LOG_FORMAT, text)",
         ),
     ] = None,
 ) -> None:
@@ -117,4 +137,5 @@ def dispatcher(
     )
     if web:  # a busy port: one line now, not a crash after the start-up
         check_address(settings.http_host, settings.http_port)
+    require_broker(settings)  # no broker: one line within the connect timeout
     raise typer.Exit(run_dispatcher(Dispatcher(settings, config)))

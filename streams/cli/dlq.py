@@ -20,6 +20,7 @@ from streams.adapters.dlq import (
     read_dead_letters,
     select,
 )
+from streams.adapters.kafka import require_broker
 from streams.cli.context import settings_of
 from streams.core.model import DeadLetterReason
 from streams.errors import ConfigError
@@ -144,6 +145,7 @@ def _selected(
     settings: Settings, reason: DeadLetterReason | None, since: str | None
 ) -> list[DlqEntry]:
     since_ms = None if since is None else _since_ms(since)
+    require_broker(settings)
     return select(read_dead_letters(settings), reason=reason, since_ms=since_ms)
 
 

@@ -19,9 +19,6 @@ from streams.cli.context import settings_of
 from streams.errors import TaskdError
 from streams.settings import Settings
 
-TIMEOUT_S = 5.0
-"""How long to wait for the dispatcher's answer."""
-
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 """Bind-all addresses in the settings, and where a client on this machine reaches them."""
 
@@ -47,8 +44,9 @@ def status(
     ] = None,
 ) -> None:
     """Show the dispatcher's progress: tasks distributed, queue time, load variance, deadlines."""
-    base = url if url is not None else default_url(settings_of(ctx))
-    view = fetch_status(status_url(base), timeout_s=TIMEOUT_S)
+    settings = settings_of(ctx)
+    base = url if url is not None else default_url(settings)
+    view = fetch_status(status_url(base), timeout_s=settings.connect_timeout_ms / 1000)
     if json_out:
         typer.echo(json.dumps(view, ensure_ascii=False))
         return
@@ -64,12 +62,23 @@ def default_url(settings: Settings) -> str:
 
 def status_url(base: str) -> str:
     """The ``/status`` URL under ``base`` (which may already end with it); http(s) only."""
+    return view_url(base, "status")
+
+
+def view_url(base: str, view: str) -> str:
+    """The URL of the dispatcher's ``/view`` under ``base``, which may end with ``/status`` or
+    ``/context`` (either is replaced); http(s) only."""
     if urlsplit(base).scheme not in ("http", "https"):
         raise typer.BadParameter(
             f"expected an http:// or https:// URL, got {base!r}", param_hint="--url"
         )
     trimmed = base.rstrip("/")
-    return trimmed if trimmed.endswith("/status") else f"{trimmed}/status"
+    for known in _VIEWS:
+        trimmed = trimmed.removesuffix(f"/{known}")
+    return f"{trimmed}/{view}"
+
+
+_VIEWS = ("status", "context")
 
 
 def fetch_status(url: str, *, timeout_s: float) -> dict[str, object]:
@@ -83,7 +92,10 @@ def fetch_status(url: str, *, timeout_s: float) -> dict[str, object]:
             f"{url} answered {error.code} {error.reason} (is it a taskd dispatcher?)"
         ) from error
     except (OSError, http.client.HTTPException, ValueError) as error:
-        raise TaskdError(f"cannot reach the dispatcher at {url}: {_reason(error)}") from error
+        raise TaskdError(
+            f"cannot reach the dispatcher at {url}: {_reason(error)} (is taskd dispatcher "
+            "running? its address: --url, or http_host:http_port of the settings)"
+        ) from error
     try:
         view = json.loads(body)
     except ValueError as error:

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streams.adapters.client import SubmitReport, TaskClient
+from streams.adapters.kafka import require_broker
 from streams.adapters.tail import record_json
 from streams.cli.context import settings_of
 from streams.errors import DecodeError, ResultTimeoutError
@@ -77,6 +78,7 @@ def submit(
         )
     err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     reading = _Reading()
+    require_broker(settings)  # no broker: one line within the connect timeout
     client = TaskClient(
         settings,
         producer_config={"message.timeout.ms": int(timeout_s * 1000)},

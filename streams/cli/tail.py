@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from streams.adapters.kafka import require_broker
 from streams.adapters.tail import KINDS
 from streams.adapters.tail import tail as read_topic
 from streams.cli.context import settings_of
@@ -26,8 +27,10 @@ def tail(
     """Print a topic's records as JSON lines, oldest first in each partition."""
     if kind not in KINDS:
         raise typer.BadParameter(f"one of: {', '.join(KINDS)}", param_hint="KIND")
+    settings = settings_of(ctx)
+    require_broker(settings)
     try:
-        for row in read_topic(settings_of(ctx), kind, follow=follow):
+        for row in read_topic(settings, kind, follow=follow):
             if task is None or _task_id(row) == task:
                 typer.echo(json.dumps(row, ensure_ascii=False))
     except KeyboardInterrupt:

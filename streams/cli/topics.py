@@ -17,7 +17,9 @@ from streams.adapters.admin import (
     list_topics,
     topics_under,
 )
+from streams.adapters.kafka import require_broker
 from streams.cli.context import settings_of
+from streams.settings import Settings
 
 topics_app = typer.Typer(
     help="Create, list and delete the topics of the architecture.", no_args_is_help=True
@@ -28,7 +30,7 @@ _out = Console()
 @topics_app.command("create")
 def create(ctx: typer.Context) -> None:
     """Create every missing topic (idempotent: a second run changes nothing and says so)."""
-    reports = create_topics(settings_of(ctx))
+    reports = create_topics(_reachable(settings_of(ctx)))
     _print(reports)
     created = sum(report.state is TopicState.CREATED for report in reports)
     differs = [report.name for report in reports if report.state is TopicState.DIFFERS]
@@ -45,7 +47,7 @@ def create(ctx: typer.Context) -> None:
 @topics_app.command("list")
 def list_(ctx: typer.Context) -> None:
     """Show the architecture's topics with their partition counts."""
-    _print(list_topics(settings_of(ctx)))
+    _print(list_topics(_reachable(settings_of(ctx))))
 
 
 @topics_app.command("delete")
@@ -56,7 +58,7 @@ def delete(
     """Delete every topic and consumer group under the topic prefix (TASKD_TOPIC_PREFIX, or
     the settings file): what a finished run, or an interrupted one, left behind. Their records
     are gone for good."""
-    settings = settings_of(ctx)
+    settings = _reachable(settings_of(ctx))
     names = topics_under(settings)
     if not names:
         _out.print(f"no topic under the prefix {settings.topic_prefix!r}")
@@ -71,6 +73,12 @@ def delete(
         _out.print(f"deleted {len(groups)} consumer group(s): {', '.join(groups)}")
     for line in kept:
         _out.print(f"[yellow]kept[/yellow] {line}")
+
+
+def _reachable(settings: Settings) -> Settings:
+    """``settings``, once a broker answered within the connect timeout (else one line)."""
+    require_broker(settings)
+    return settings
 
 
 def _print(reports: list[TopicReport]) -> None:

@@ -162,7 +162,6 @@ def _closed_port() -> int:
             ["--capacity", "0", "--handler", "streams.examples:work"],
             "capacity must be >= 1 (got 0)",
         ),
-        (["--handler", "streams.examples:work"], "--capacity is required"),
         (["--capacity", "1"], "--handler or --app is required"),
         (
             ["--capacity", "1", "--handler", "nowhere.mod:work"],

@@ -111,13 +111,15 @@ def test_json_encoding_sends_the_json_form(topics: Settings) -> None:
     assert topic == topics.topics.tasks(1) and json.loads(raw)["payload"] == "hello"
 
 
-def test_an_unreachable_broker_fails_every_delivery(settings: Settings) -> None:
-    unreachable = settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{closed_port()}"})
+def test_an_unreachable_broker_is_one_line_and_nothing_sent(settings: Settings) -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    unreachable = settings.model_copy(update={"bootstrap_servers": address})
     stdin = '{"type": "a", "priority": 0}\n{"type": "b", "priority": 1}\n'
-    result = taskd(unreachable, "submit", "--timeout", "1", stdin=stdin)
+    result = taskd(unreachable, "--connect-timeout-ms", "1000", "submit", stdin=stdin)
     assert result.returncode == 1
-    assert result.stdout.strip().splitlines()[-1] == "submitted 0 tasks (2 failed)"
-    assert "2 delivery(ies) failed; first error:" in result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: no Kafka broker reachable at {address} within 1 s")
 
 
 def test_a_file_that_cannot_be_read_is_a_usage_error(settings: Settings, tmp_path: Path) -> None:
