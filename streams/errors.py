@@ -50,6 +50,10 @@ class DecodeError(WireError):
         self.source = source
 
 
+class TooLargeError(DecodeError):
+    """A task over a size limit (its id, type, payload or headers): dead-lettered TOO_LARGE."""
+
+
 class RegistryError(WireError):
     """The schema registry could not be reached or answered wrongly; the cause is kept.
 

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from streams.errors import ConfigError
+from streams.wire.limits import EXCERPT_BYTES, TaskLimits
 from streams.wire.topics import TopicNames
 
 ENV_PREFIX = "TASKD_"
@@ -61,6 +62,25 @@ class Settings(BaseSettings):
         description="results, events, dead letters and outcomes as Avro or as JSON text (for "
         "kcat and console consumers); readers take both",
     )
+    max_task_id_bytes: int = Field(
+        512, ge=32, le=65_536, description="longest task id (and affinity key, target agent)"
+    )
+    max_task_type_bytes: int = Field(128, ge=8, le=4_096, description="longest task type")
+    max_payload_bytes: int = Field(
+        262_144, ge=1_024, le=16 * 1_048_576, description="largest task payload"
+    )
+    max_headers_bytes: int = Field(
+        16_384, ge=256, le=1_048_576, description="largest headers (and tenant, zone, skills)"
+    )
+    max_output_bytes: int = Field(
+        262_144, ge=1_024, le=16 * 1_048_576, description="largest handler output"
+    )
+    max_record_bytes: int = Field(
+        1_000_000,
+        ge=65_536,
+        le=64 * 1_048_576,
+        description="largest record written (at most the broker's message.max.bytes)",
+    )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     sasl_mechanism: str = "SCRAM-SHA-512"
@@ -90,13 +110,6 @@ class Settings(BaseSettings):
     )
     batch_bytes: int = Field(
         1_048_576, ge=1_024, le=64 * 1_048_576, description="a producer batch's size (bytes)"
-    )
-    connect_timeout_ms: int = Field(
-        10_000,
-        ge=100,
-        le=600_000,
-        description="how long a command waits for a Kafka broker to answer before it gives up "
-        "with one line naming the address (ms)",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="the dispatcher's and agents' log level"
@@ -143,6 +156,17 @@ class Settings(BaseSettings):
             raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
         return self
 
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        sizes = (("a task", self.task_limits().task_bytes), ("an output", self.max_output_bytes))
+        for what, size in sizes:
+            if size + EXCERPT_BYTES > self.max_record_bytes:
+                raise ValueError(
+                    f"{what} ({size:,} bytes) would not fit max_record_bytes "
+                    f"({self.max_record_bytes:,}): lower the max_*_bytes or raise it"
+                )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -165,6 +189,15 @@ class Settings(BaseSettings):
     def batching_config(self) -> dict[str, int]:
         """The produce-side micro-batching of every producer (client, dispatcher, agents)."""
         return {"linger.ms": self.linger_ms, "batch.size": self.batch_bytes}
+
+    def task_limits(self) -> TaskLimits:
+        """The size limits every task is checked against (client and dispatcher)."""
+        return TaskLimits(
+            id_bytes=self.max_task_id_bytes,
+            type_bytes=self.max_task_type_bytes,
+            payload_bytes=self.max_payload_bytes,
+            headers_bytes=self.max_headers_bytes,
+        )
 
     def environment(self) -> dict[str, str]:
         """These settings as ``TASKD_*`` variables: a child ``taskd`` process given them (and

@@ -118,6 +118,7 @@ class TaskClient:
         self._encode = _encoder(encoding, codec)
         self._replies = ReplyReader(settings, codec, partition=reply_partition) if results else None
         self._levels = settings.priority_levels
+        self._limits = settings.task_limits()
         self._topics = settings.topics
         config = kafka.producer_config(settings, producer_config)
         self._wait_s = delivery_timeout_s(config) + _MARGIN_S
@@ -287,7 +288,7 @@ class TaskClient:
 
     def _valid(self, task: Task) -> Task:
         try:
-            return validate_task(task, levels=self._levels)
+            return validate_task(task, levels=self._levels, limits=self._limits)
         except DecodeError as error:
             raise EncodeError(f"task {task.task_id!r} cannot be submitted: {error}") from error
 

@@ -157,3 +157,5 @@ class DeadLetterReason(enum.Enum):
     FAILED = "FAILED"
     NO_CAPABLE_AGENT = "NO_CAPABLE_AGENT"
     REJECTED = "REJECTED"
+    TOO_LARGE = "TOO_LARGE"
+    """A task over a size limit (id, type, payload or headers), or a record too large to write."""

@@ -367,10 +367,13 @@ class Statistics:
             if deadline_ms is not None:
                 self._deadline_missed += 1
 
-    def malformed_dead_lettered(self) -> None:
-        """Bytes that were no valid task went to the dead letters (MALFORMED): no task was
-        received, so only the dead letters count it."""
-        self._dead[DeadLetterReason.MALFORMED] += 1
+    def malformed_dead_lettered(
+        self, reason: DeadLetterReason = DeadLetterReason.MALFORMED
+    ) -> None:
+        """A record refused at the intake went to the dead letters (MALFORMED: no valid task;
+        TOO_LARGE: over a size limit): no task was received, so only the dead letters count
+        it."""
+        self._dead[reason] += 1
 
     def summary(self, now_ms: int) -> Summary:
         """The figures at ``now_ms`` (open intervals are counted up to it)."""

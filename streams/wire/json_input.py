@@ -20,8 +20,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from streams.errors import ConfigError, DecodeError
+from streams.errors import ConfigError, DecodeError, TooLargeError
 from streams.wire.codec import RecordCodec
+from streams.wire.limits import TaskLimits, shorten
 from streams.wire.records import SOURCE_KEY_HEADER, Task
 
 _INT32 = 2**31
@@ -37,6 +38,7 @@ def decode_task(
     topic_priority: int | None = None,
     default_id: str | None = None,
     key: bytes | None = None,
+    limits: TaskLimits | None = None,
 ) -> Task:
     """The valid task in ``data``, framed for ``codec`` (Avro) or a JSON object.
 
@@ -46,7 +48,7 @@ def decode_task(
     anything malformed or invalid.
     """
     if codec.frames(data):
-        return validate_task(codec.decode(data, Task), levels=levels, raw=data)
+        return validate_task(codec.decode(data, Task), levels=levels, raw=data, limits=limits)
     if data.lstrip(b" \t\r\n")[:1] == b"{":
         return parse_task_json(
             data,
@@ -55,6 +57,7 @@ def decode_task(
             topic_priority=topic_priority,
             default_id=default_id,
             key=key,
+            limits=limits,
         )
     raise DecodeError(
         f"neither Avro single-object nor JSON: starts with {data[:4].hex(' ') or 'nothing'}",
@@ -70,6 +73,7 @@ def parse_task_json(
     topic_priority: int | None = None,
     default_id: str | None = None,
     key: bytes | None = None,
+    limits: TaskLimits | None = None,
 ) -> Task:
     """The valid task in one JSON object (UTF-8); DecodeError naming the field if invalid.
 
@@ -87,20 +91,26 @@ def parse_task_json(
         fields.setdefault("payload", b"")
         _require(fields, "type", None)
         _require(fields, "priority", topic_priority)
-        return validate_task(Task(**fields), levels=levels, raw=data)
+        return validate_task(Task(**fields), levels=levels, raw=data, limits=limits)
     except DecodeError as exc:
         exc.raw = data
         raise
 
 
-def validate_task(task: Task, *, levels: int, raw: bytes | None = None) -> Task:
+def validate_task(
+    task: Task, *, levels: int, raw: bytes | None = None, limits: TaskLimits | None = None
+) -> Task:
     """``task`` itself if it is valid for a dispatcher with ``levels`` priority levels.
 
-    Checks what the schema cannot say: non-empty ids, priority in ``0 .. levels-1``, times and
-    TTL not negative, at least one attempt allowed, a finite non-negative cost.
+    Checks what the schema cannot say: within ``limits`` (TooLargeError), non-empty ids,
+    priority in ``0 .. levels-1``, times and TTL not negative, at least one attempt allowed, a
+    finite non-negative cost.
     """
     if levels < 1:
         raise ConfigError(f"levels must be at least 1, got {levels}")
+    problem = None if limits is None else limits.problem(task)
+    if problem is not None:
+        raise TooLargeError(f"task {shorten(task.task_id, 80)!r}: {problem}", raw=raw)
     for field, check, reason in _RULES:
         if not check(task, levels):
             value = getattr(task, field)

@@ -252,7 +252,7 @@ def test_progress_is_the_architectures_json_with_exact_details() -> None:
     assert details["tasks"] == 6 and details["dispatched"] == 4 and details["completed"] == 1
     assert details["dead_lettered"] == {
         "MALFORMED": 0, "EXPIRED": 1, "MAX_ATTEMPTS": 0, "FAILED": 1,
-        "NO_CAPABLE_AGENT": 0, "REJECTED": 0,
+        "NO_CAPABLE_AGENT": 0, "REJECTED": 0, "TOO_LARGE": 0,
     }  # fmt: skip
     assert (details["held"], details["in_flight"]) == (1, 2)
     assert details["agents"] == {"ready": 2, "total": 2}

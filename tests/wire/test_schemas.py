@@ -18,6 +18,7 @@ from streams.wire import (
     AgentHeartbeat,
     AgentStatus,
     Codec,
+    DeadLetter,
     RegistrationStatus,
     Task,
     TaskStatus,
@@ -204,3 +205,14 @@ def test_a_heartbeat_of_an_agent_of_the_last_release_is_read_with_every_type_han
     written = Codec(current).encode(beat)  # as the older agent wrote it
     assert Codec().decode(written, AgentHeartbeat) == beat
     assert Codec().decode(written, AgentHeartbeat).task_types is None
+
+
+def test_a_dead_letter_of_the_last_release_is_read_by_this_one() -> None:
+    """A dead letter written before TOO_LARGE existed (``previous/DeadLetter.1.avsc``) still
+    decodes, so `taskd dlq` reads the dead letters kept from before an upgrade."""
+    old = json.loads((SCHEMA_DIR / "previous" / "DeadLetter.1.avsc").read_text())
+    assert "TOO_LARGE" not in json.dumps(old)
+    current = dict(current_schemas())
+    current["taskd.DeadLetter"] = build_wire_schema(old, named_types(current.values()))
+    letter = DeadLetter(raw=b"x", reason=DeadLetterReason.EXPIRED, error="e", attempts=1, dead_at=1)
+    assert Codec().decode(Codec(current).encode(letter), DeadLetter) == letter

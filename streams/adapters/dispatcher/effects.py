@@ -50,6 +50,7 @@ from streams.wire import (
     reply_partition,
 )
 from streams.wire.codec import RecordCodec
+from streams.wire.limits import by_size, excerpt, headers_bytes, other_bytes, shorten
 from streams.wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Effects:
         clock: Callable[[], int],
         events_enabled: bool = False,
         replies_partitions: int = 0,
+        record_bytes: int = 1_000_000,
     ) -> None:
         self._outputs = outputs
         self._codec = codec
@@ -86,6 +88,8 @@ class Effects:
         self._clock = clock
         self.events_enabled = events_enabled
         self._replies_partitions = replies_partitions
+        self._record_bytes = record_bytes
+        """The largest record to write: an agent's assignments of one pass are cut to fit."""
         self._unanswerable: set[int] = set()
         """Reply partitions asked for that the replies topic lacks (warned about once each)."""
         self._results: ResultsByRun = {}
@@ -114,16 +118,23 @@ class Effects:
         self._outputs.send(self._topics.results, value, key=b"forwarded", partition=shard)
 
     def dead_letter_raw(
-        self, raw: bytes, error: str, topic: str, partition: int, offset: int
+        self,
+        raw: bytes,
+        error: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        reason: DeadLetterReason = DeadLetterReason.MALFORMED,
     ) -> None:
-        """Bytes that are no valid task or result: a MALFORMED dead letter keeping them."""
-        self._metrics.on_dead_letter(DeadLetterReason.MALFORMED)
+        """A record refused at the intake (no valid task or result: MALFORMED; a task over a
+        size limit: TOO_LARGE): a dead letter keeping an excerpt of its bytes."""
+        self._metrics.on_dead_letter(reason)
         where = f"{topic}:{partition}:{offset}"
-        log_dead_letter(log, where, DeadLetterReason.MALFORMED, error, attempts=0)
+        log_dead_letter(log, where, reason, error, attempts=0)
         record = DeadLetter(
-            raw=raw,
-            reason=DeadLetterReason.MALFORMED,
-            error=error,
+            raw=excerpt(raw),
+            reason=reason,
+            error=shorten(error),
             attempts=0,
             source_topic=topic,
             source_partition=partition,
@@ -201,7 +212,7 @@ class Effects:
         record = DeadLetter(
             task=origin.task_at(job.attempt),
             reason=action.reason,
-            error=action.error,
+            error=shorten(action.error),
             attempts=action.attempts,
             source_topic=origin.topic,
             source_partition=None if origin.topic is None else origin.shard,
@@ -323,10 +334,11 @@ class Effects:
                 log.warning("agent %s lost its claim before its assignments were written", agent_id)
                 follow_ups.append(AgentLeft(agent_id))
                 continue
-            value = self._codec.encode(AssignmentBatch(assignments=tuple(assignments)))
-            self._outputs.send(
-                self._topics.dispatch, value, key=agent_id.encode(), partition=claim.partition
-            )
+            for run in by_size(assignments, _assignment_bytes, self._record_bytes):
+                value = self._codec.encode(AssignmentBatch(assignments=tuple(run)))
+                self._outputs.send(
+                    self._topics.dispatch, value, key=agent_id.encode(), partition=claim.partition
+                )
         return follow_ups
 
 
@@ -353,6 +365,12 @@ def _origin(job: Job) -> Origin:
     origin = job.ref
     assert isinstance(origin, Origin), f"task {job.task_id} has no origin"
     return origin
+
+
+def _assignment_bytes(assignment: Assignment) -> int:
+    """A bound on an assignment's encoded size: its task's variable fields and the rest."""
+    task = assignment.task
+    return len(task.payload) + headers_bytes(task) + other_bytes(task) + 4 * len(task.task_id) + 512
 
 
 def _never_ran(result: TaskResult) -> bool:

@@ -50,7 +50,8 @@ from streams.core.events import (
     TaskStarted,
     Withdrawn,
 )
-from streams.errors import DecodeError
+from streams.core.model import DeadLetterReason
+from streams.errors import DecodeError, TooLargeError
 from streams.settings import Settings
 from streams.wire import (
     NO_HANDLER,
@@ -104,6 +105,7 @@ class Engine:
         self._metrics = metrics
         self._clock = clock
         self._levels = settings.priority_levels
+        self._limits = settings.task_limits()
         topics = settings.topics
         self._kinds: dict[str, tuple[int, int | None]] = {
             topics.tasks(level): (_TASK, level) for level in range(self._levels)
@@ -299,6 +301,7 @@ class Engine:
                     codec=self._codec,
                     now_ms=now_ms,
                     levels=self._levels,
+                    limits=self._limits,
                     topic_priority=level,
                     default_id=f"{topic}/{partition}/{offset}",
                     key=message.key(),
@@ -308,8 +311,13 @@ class Engine:
                 task = validate_task(self._codec.decode(raw, Task), levels=self._levels, raw=raw)
                 due_ms = _due_ms(message.headers())
         except (DecodeError, ValueError) as error:
-            self._effects.dead_letter_raw(raw, str(error), topic, partition, offset)
-            self._core.stats.malformed_dead_lettered()  # /status counts it as /metrics does
+            reason = (
+                DeadLetterReason.TOO_LARGE
+                if isinstance(error, TooLargeError)
+                else DeadLetterReason.MALFORMED
+            )
+            self._effects.dead_letter_raw(raw, str(error), topic, partition, offset, reason)
+            self._core.stats.malformed_dead_lettered(reason)  # /status counts as /metrics does
             tracker.finish(offset)
             return 0
         origin = Origin(task, partition, topic=topic, offset=offset, tracker=tracker)

@@ -146,6 +146,7 @@ class Dispatcher:
             clock=self.clock,
             events_enabled=self.config.events_enabled,
             replies_partitions=replies_partitions,
+            record_bytes=settings.max_record_bytes,
         )
         self.checkpointer = Checkpointer(
             outputs,

@@ -15,6 +15,7 @@ from typing import Any
 from streams.adapters.worker.errors import FatalError, HandlerError
 from streams.adapters.worker.handlers import Invoker
 from streams.wire import Assignment, Task, TaskResult, TaskStatus
+from streams.wire.limits import EXCERPT_BYTES, shorten
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,26 @@ class Outcome:
             output=self.output,
             shard=assignment.dispatcher_shard,
         )
+
+
+def bounded(outcome: Outcome, max_output_bytes: int) -> Outcome:
+    """``outcome`` with its error text shortened, or FAILED if its output is over the limit
+    (a result must fit a record; the task goes to the dead letters saying why)."""
+    output = outcome.output
+    if output is not None and len(output) > max_output_bytes:
+        return Outcome(
+            TaskStatus.FAILED,
+            error=f"the handler's output is {len(output):,} bytes, over the limit of "
+            f"{max_output_bytes:,} (max_output_bytes)",
+        )
+    if outcome.error is not None and len(outcome.error) > EXCERPT_BYTES:
+        return Outcome(outcome.status, output=output, error=shorten(outcome.error))
+    return outcome
+
+
+def result_bytes(result: TaskResult) -> int:
+    """A bound on a result's encoded size."""
+    return len(result.output or b"") + 4 * len(result.error or "") + 4 * len(result.task_id) + 256
 
 
 def rejected(reason: str) -> Outcome:

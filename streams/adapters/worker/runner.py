@@ -32,7 +32,7 @@ from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.failures import FailureLog
 from streams.adapters.worker.handlers import Invoker, Invokers
 from streams.adapters.worker.kafka import Writer, now_ms
-from streams.adapters.worker.results import Outcome, rejected, run_handler
+from streams.adapters.worker.results import Outcome, bounded, rejected, result_bytes, run_handler
 from streams.core.model import dedupe_key
 from streams.core.window import LruMap
 from streams.errors import DecodeError, KafkaError
@@ -47,6 +47,7 @@ from streams.wire import (
     TaskResult,
     TaskStatus,
 )
+from streams.wire.limits import by_size
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class TaskRunner:
         self._config = config
         self._epoch = claim.epoch
         self._results_topic = settings.topics.results
+        self._max_output_bytes = settings.max_output_bytes
+        self._record_bytes = settings.max_record_bytes
         self._invokers, self._writer, self._metrics, self._wake = invokers, writer, metrics, wake
         self._codec = codec
         self._seen: LruMap[tuple[str, int], None] = LruMap(config.seen_attempts)
@@ -229,6 +232,7 @@ class TaskRunner:
         self._metrics.started.inc()
         started_at, clock = now_ms(), time.perf_counter()
         outcome = await run_handler(fetched.invoke, fetched.assignment.task, self.failures)
+        outcome = bounded(outcome, self._max_output_bytes)
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         self._report(fetched.offset, fetched.assignment, outcome, started_at)
 
@@ -256,16 +260,17 @@ class TaskRunner:
             self._flush.cancel()
             self._flush = None
         outbox, self._outbox = self._outbox, {}
-        for partition, items in outbox.items():
-            batch = ResultBatch(results=tuple(result for _, result in items))
-            self._writing += 1
-            self._writer.send_then(
-                self._results_topic,
-                self._codec.encode(batch),
-                key=self._config.agent_id,
-                partition=partition,
-                then=functools.partial(self._results_written, items),
-            )
+        for partition, queued in outbox.items():
+            for items in by_size(queued, _item_bytes, self._record_bytes):
+                batch = ResultBatch(results=tuple(result for _, result in items))
+                self._writing += 1
+                self._writer.send_then(
+                    self._results_topic,
+                    self._codec.encode(batch),
+                    key=self._config.agent_id,
+                    partition=partition,
+                    then=functools.partial(self._results_written, items),
+                )
 
     def _results_written(
         self, items: list[tuple[int, TaskResult]], outcome: int | KafkaError
@@ -301,3 +306,7 @@ class TaskRunner:
         into.discard(task)
         self._start_waiting(changed=True)
         self._wake.set()
+
+
+def _item_bytes(item: tuple[int, TaskResult]) -> int:
+    return result_bytes(item[1])
