@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     batch_bytes: int = Field(
         1_048_576, ge=1_024, le=64 * 1_048_576, description="a producer batch's size (bytes)"
     )
+    connect_timeout_ms: int = Field(
+        10_000,
+        ge=100,
+        le=600_000,
+        description="how long a command waits for a Kafka broker to answer before it gives up "
+        "with one line naming the address (ms)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="the dispatcher's and agents' log level"
     )
