@@ -13,6 +13,9 @@ Environment:
   TASKD_KAFKA_START_TIMEOUT_S  how long to wait for the broker to answer (default 90)
   TASKD_KAFKA_RUN_DIR          where data, log, config and pid go (default .run/kafka)
   TASKD_KAFKA_VERSION          another Kafka version than the one pinned in the pom
+  TASKD_KAFKA_CONFIG_TEMPLATE  another server.properties template (same @...@ placeholders)
+  TASKD_KAFKA_PROBE_TLS        CA,certificate,key (PEM files): the readiness probe speaks TLS
+                               with them (for a template whose client port is SSL)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -32,7 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 POM = ROOT / "scripts" / "kafka" / "pom.xml"
 LOG4J_CONFIG = ROOT / "scripts" / "kafka" / "log4j2.properties"
-SERVER_TEMPLATE = ROOT / "scripts" / "kafka" / "server.properties.in"
+SERVER_TEMPLATE = Path(
+    os.environ.get("TASKD_KAFKA_CONFIG_TEMPLATE")
+    or ROOT / "scripts" / "kafka" / "server.properties.in"
+)
 RUN_DIR = Path(os.environ.get("TASKD_KAFKA_RUN_DIR") or ROOT / ".run" / "kafka").resolve()
 PID_FILE = RUN_DIR / "broker.pid"
 DATA_DIR = RUN_DIR / "data"
@@ -93,7 +100,7 @@ def metadata_brokers(host: str, tcp_port: int, timeout_s: float = 2.0) -> int:
     header = struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
     body = struct.pack(">i?", -1, False)  # all topics, no auto-creation
     request = header + body
-    with socket.create_connection((host, tcp_port), timeout=timeout_s) as sock:
+    with _connect(host, tcp_port, timeout_s) as sock:
         sock.settimeout(timeout_s)
         sock.sendall(struct.pack(">i", len(request)) + request)
         size = struct.unpack(">i", _recv_exact(sock, 4))[0]
@@ -104,6 +111,23 @@ def metadata_brokers(host: str, tcp_port: int, timeout_s: float = 2.0) -> int:
     if got_id != correlation_id:
         raise OSError("not a Kafka response (correlation id)")
     return int(broker_count)
+
+
+def _connect(host: str, tcp_port: int, timeout_s: float) -> socket.socket:
+    """A connection to the broker: TLS with client certificate when TASKD_KAFKA_PROBE_TLS says
+    so, else plain TCP."""
+    sock = socket.create_connection((host, tcp_port), timeout=timeout_s)
+    probe_tls = os.environ.get("TASKD_KAFKA_PROBE_TLS")
+    if not probe_tls:
+        return sock
+    ca, cert, key = probe_tls.split(",")
+    context = ssl.create_default_context(cafile=ca)
+    context.load_cert_chain(cert, key)
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except (OSError, ValueError):
+        sock.close()
+        raise
 
 
 def _recv_exact(sock: socket.socket, count: int) -> bytes:

@@ -85,8 +85,28 @@ class Settings(BaseSettings):
     sasl_password: SecretStr | None = None
     sasl_mechanism: str = "SCRAM-SHA-512"
     security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SASL_PLAINTEXT|SASL_SSL|SSL)$")
+    ssl_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) the broker's certificate is checked against, with SSL "
+        "or SASL_SSL (default: the system's)",
+    )
+    ssl_cert_file: Path | None = Field(
+        None, description="this client's certificate (PEM), for a broker that asks for one"
+    )
+    ssl_key_file: Path | None = Field(None, description="the private key (PEM) of ssl_cert_file")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="the password of ssl_key_file, if it is encrypted"
+    )
     http_host: str = Field("127.0.0.1", description="bind address of the dispatcher's HTTP views")
     http_port: int = Field(6066, ge=0, le=65535, description="dispatcher's /metrics, /status")
+    http_token: SecretStr | None = Field(
+        None,
+        description="the dispatcher's HTTP views answer only requests with the header "
+        "'Authorization: Bearer <token>' (none: every request)",
+    )
+    http_metrics_open: bool = Field(
+        True, description="/metrics answers without http_token (for Prometheus)"
+    )
     agent_metrics_host: str = Field(
         "127.0.0.1", description="bind address of an agent's /metrics (0.0.0.0: every interface)"
     )
@@ -154,6 +174,25 @@ class Settings(BaseSettings):
         if list(value) != sorted(set(value)):
             raise ValueError("retry backoffs must be strictly increasing")
         return value
+
+    @field_validator("ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        given = [name for name in _TLS_FILES if getattr(self, name) is not None]
+        if given and not self.security_protocol.endswith("SSL"):
+            raise ValueError(
+                f"{', '.join(given)}: only with security_protocol SSL or SASL_SSL, "
+                f"not {self.security_protocol}"
+            )
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("ssl_cert_file and ssl_key_file go together")
+        return self
 
     @model_validator(mode="after")
     def _check_sasl(self) -> Settings:
@@ -231,7 +270,20 @@ class Settings(BaseSettings):
             config["sasl.mechanism"] = self.sasl_mechanism
             config["sasl.username"] = self.sasl_username
             config["sasl.password"] = self.sasl_password.get_secret_value()
+        for name, key in _TLS_FILES.items():
+            if getattr(self, name) is not None:
+                config[key] = str(getattr(self, name))
+        if self.ssl_key_password is not None and self.ssl_key_file is not None:
+            config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         return config
+
+
+_TLS_FILES = {
+    "ssl_ca_file": "ssl.ca.location",
+    "ssl_cert_file": "ssl.certificate.location",
+    "ssl_key_file": "ssl.key.location",
+}
+"""The TLS settings that name files, and the librdkafka key of each."""
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
@@ -276,28 +328,15 @@ def _check_toml(path: Path) -> Path:
 
 
 def _describe(error: ValidationError, toml_path: Path | None) -> str:
-    """One line for every problem; a secret's value is never shown (nor is the input of a
-    check across settings, which holds them all)."""
     problems = []
     for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if not name:  # a check across settings
-            problems.append(message)
-            continue
+        name = ".".join(str(part) for part in item["loc"]) or "settings"
         where = f"{name} (env {ENV_PREFIX}{name.upper()}"
         where += f" or {toml_path})" if toml_path else ")"
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown setting {name!r}" + (f" in {toml_path}" if toml_path else ""))
             continue
-        shown = "***" if name in _SECRETS else repr(item.get("input"))
+        message = item["msg"].removeprefix("Value error, ")
+        shown = "***" if "password" in name else repr(item.get("input"))
         problems.append(f"{where}: {message} (got {shown})")
     return "invalid settings: " + "; ".join(problems)
-
-
-_SECRETS = frozenset(
-    name
-    for name, field in Settings.model_fields.items()
-    if "SecretStr" in str(field.annotation) or "password" in name or "token" in name
-)
-"""Settings whose values no message shows."""

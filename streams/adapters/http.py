@@ -7,8 +7,9 @@ owns, without locks. The dashboard (``/``) is one self-contained page: no extern
 
 from __future__ import annotations
 
+import hmac
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -45,8 +46,12 @@ class StatusServer:
         status: View,
         context: View,
         registry: CollectorRegistry,
+        token: str | None = None,
+        metrics_open: bool = True,
     ) -> None:
         self._host = host
+        self._token = None if token is None else f"Bearer {token}".encode()
+        self._metrics_open = metrics_open
         self._wanted_port = port
         self._status = status
         self._context = context
@@ -88,12 +93,30 @@ class StatusServer:
             await runner.cleanup()
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._authorize] if self._token else [])
         app.router.add_get("/", self._dashboard)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status_view)
         app.router.add_get("/context", self._context_view)
         return app
+
+    @web.middleware
+    async def _authorize(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """With a token: every view but the dashboard's page (it holds no figures) and, when
+        open, ``/metrics`` asks for ``Authorization: Bearer <token>``, compared in constant
+        time; else 401."""
+        assert self._token is not None
+        open_paths = ("/", "/metrics") if self._metrics_open else ("/",)
+        given = request.headers.get("Authorization", "").encode()
+        if request.path in open_paths or hmac.compare_digest(given, self._token):
+            return await handler(request)
+        return web.json_response(
+            {"error": "this view needs the header 'Authorization: Bearer <TASKD_HTTP_TOKEN>'"},
+            status=401,
+            headers={**_JSON_HEADERS, "WWW-Authenticate": 'Bearer realm="taskd"'},
+        )
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         return web.Response(
@@ -226,8 +249,12 @@ function showContext(context) {
   document.getElementById("targets").replaceChildren(...rows);
 }
 
+// With TASKD_HTTP_TOKEN set, open the page as /#token=<token>: the token stays in the browser.
+const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token");
+
 async function view(path) {
-  const response = await fetch(path, {cache: "no-store"});
+  const headers = TOKEN ? {Authorization: `Bearer ${TOKEN}`} : {};
+  const response = await fetch(path, {cache: "no-store", headers});
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   return response.json();
 }

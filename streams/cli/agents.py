@@ -20,7 +20,7 @@ from rich.text import Text
 
 from streams.adapters.logs import plain
 from streams.cli.context import settings_of
-from streams.cli.status import default_url, fetch_status, view_url
+from streams.cli.status import default_url, fetch_status, http_token, view_url
 from streams.errors import TaskdError
 
 _MIN_WIDTH = 120
@@ -44,7 +44,9 @@ def agents(
     settings = settings_of(ctx)
     base = url if url is not None else default_url(settings)
     address = view_url(base, "context")
-    view = fetch_status(address, timeout_s=settings.connect_timeout_ms / 1000)
+    view = fetch_status(
+        address, timeout_s=settings.connect_timeout_ms / 1000, token=http_token(settings)
+    )
     listed = view.get("agents")
     if not isinstance(listed, list):
         raise TaskdError(f"{address} lists no agents (is it a taskd dispatcher?)")

@@ -46,7 +46,9 @@ def status(
     """Show the dispatcher's progress: tasks distributed, queue time, load variance, deadlines."""
     settings = settings_of(ctx)
     base = url if url is not None else default_url(settings)
-    view = fetch_status(status_url(base), timeout_s=settings.connect_timeout_ms / 1000)
+    view = fetch_status(
+        status_url(base), timeout_s=settings.connect_timeout_ms / 1000, token=http_token(settings)
+    )
     if json_out:
         typer.echo(json.dumps(view, ensure_ascii=False))
         return
@@ -81,13 +83,26 @@ def view_url(base: str, view: str) -> str:
 _VIEWS = ("status", "context")
 
 
-def fetch_status(url: str, *, timeout_s: float) -> dict[str, object]:
-    """GET ``url`` (no proxy) and decode its JSON object; TaskdError saying why it could not."""
+def http_token(settings: Settings) -> str | None:
+    """The bearer token the dispatcher's views ask for (``http_token``), if any."""
+    return settings.http_token.get_secret_value() if settings.http_token else None
+
+
+def fetch_status(url: str, *, timeout_s: float, token: str | None = None) -> dict[str, object]:
+    """GET ``url`` (no proxy), with ``Authorization: Bearer <token>`` when given, and decode its
+    JSON object; TaskdError saying why it could not."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with opener.open(url, timeout=timeout_s) as response:
+        with opener.open(request, timeout=timeout_s) as response:
             body = response.read()
     except urllib.error.HTTPError as error:
+        if error.code == 401:
+            raise TaskdError(
+                f"{url} answered 401 Unauthorized: the dispatcher asks for its token; "
+                + ("TASKD_HTTP_TOKEN is not it" if token else "set TASKD_HTTP_TOKEN to it")
+            ) from error
         raise TaskdError(
             f"{url} answered {error.code} {error.reason} (is it a taskd dispatcher?)"
         ) from error

@@ -366,6 +366,8 @@ class Dispatcher:
             status=self.status_view,
             context=self.context_view,
             registry=self.registry,
+            token=token.get_secret_value() if (token := self.settings.http_token) else None,
+            metrics_open=self.settings.http_metrics_open,
         )
         await server.start()
         self._server = server

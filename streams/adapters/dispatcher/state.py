@@ -255,8 +255,10 @@ def create_dispatcher_topics(settings: Settings) -> int:
     were created by an older version): the state changelog (``settings.shards`` partitions),
     the instances' reports (one) and the replies (``settings.shards``). Returns how many
     partitions the replies topic has: a task asking for an outcome on another is answered
-    with none."""
+    with none. Only missing topics are asked for: a dispatcher whose credential may not create
+    topics starts once they exist (docs/operations.md, *Security*)."""
     admin = AdminClient(client_config(settings))
+    existing = topic_partitions(admin)
     compacted = {"cleanup.policy": "compact"}
     topics = [
         NewTopic(changelog_topic(settings), num_partitions=settings.shards,
@@ -268,6 +270,9 @@ def create_dispatcher_topics(settings: Settings) -> int:
                  replication_factor=settings.replication_factor,
                  config={"retention.ms": str(settings.retention_ms)}),
     ]  # fmt: skip
+    topics = [topic for topic in topics if topic.topic not in existing]
+    if not topics:
+        return existing.get(settings.topics.replies, 0)
     for name, future in admin.create_topics(topics, request_timeout=_TIMEOUT_S).items():
         try:
             future.result()
