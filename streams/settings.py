@@ -328,15 +328,28 @@ def _check_toml(path: Path) -> Path:
 
 
 def _describe(error: ValidationError, toml_path: Path | None) -> str:
+    """One line for every problem; a secret's value is never shown (nor is the input of a
+    check across settings, which holds them all)."""
     problems = []
     for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        name = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if not name:  # a check across settings
+            problems.append(message)
+            continue
         where = f"{name} (env {ENV_PREFIX}{name.upper()}"
         where += f" or {toml_path})" if toml_path else ")"
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown setting {name!r}" + (f" in {toml_path}" if toml_path else ""))
             continue
-        message = item["msg"].removeprefix("Value error, ")
-        shown = "***" if "password" in name else repr(item.get("input"))
+        shown = "***" if name in _SECRETS else repr(item.get("input"))
         problems.append(f"{where}: {message} (got {shown})")
     return "invalid settings: " + "; ".join(problems)
+
+
+_SECRETS = frozenset(
+    name
+    for name, field in Settings.model_fields.items()
+    if "SecretStr" in str(field.annotation) or "password" in name or "token" in name
+)
+"""Settings whose values no message shows."""

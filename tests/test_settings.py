@@ -91,6 +91,21 @@ def test_password_is_never_shown() -> None:
     assert settings.kafka_config()["sasl.password"] == "hunter2"
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"security_protocol": "SASL_PLAINTEXT", "sasl_password": "hunter2"},  # no username
+        {"sasl_password": "hunter2", "shards": 0},
+        {"sasl_password": "hunter2", "http_token": "hunter2", "priority_levels": "x"},
+    ],
+)
+def test_an_invalid_setting_never_shows_a_secret(given: dict[str, object]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(**given)
+    assert "hunter2" not in str(raised.value)
+    assert "TASKD_SETTINGS" not in str(raised.value)  # no such variable
+
+
 @given(st.text(max_size=30))
 def test_any_prefix_is_accepted_or_rejected_with_config_error(prefix: str) -> None:
     try:
