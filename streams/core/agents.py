@@ -31,6 +31,9 @@ Invariants the registry keeps:
 8. A heartbeat of another incarnation (``Heartbeat.incarnation``) from an agent that is not
    DOWN means it restarted: it goes DOWN first (what the old run held is lost), then the
    heartbeat is applied from DOWN, which makes it join again with a new epoch.
+9. An outage of the dispatcher's own link to the broker is not the agents' silence: while it
+   lasts the caller does not ``tick``, and once it ends (``hear_again``) silence is counted
+   from then, so an agent goes DOWN only if it stays silent ``down_after_ms`` after it.
 """
 
 from __future__ import annotations
@@ -238,6 +241,9 @@ class AgentRegistry:
         self._total_slots = 0
         self._free_slots = 0
         self._version = 0
+        self._heard_again_ms = 0
+        """When the dispatcher last heard from the broker again after an outage: silence before
+        it is not counted (``hear_again``)."""
 
     @property
     def config(self) -> HealthConfig:
@@ -321,6 +327,12 @@ class AgentRegistry:
                 transitions += self._fire(record, event, now_ms)
             self._schedule(record)
         return transitions
+
+    def hear_again(self, now_ms: int) -> None:
+        """The dispatcher hears from the broker again after an outage: every agent's silence
+        counts from ``now_ms``, as no heartbeat could have reached it before (invariant 9)."""
+        self._heard_again_ms = max(self._heard_again_ms, now_ms)
+        self._compact()
 
     def resize(self, agent_id: str, capacity: int) -> bool:
         """Change the capacity counted for a known agent, nothing else (its liveness is
@@ -457,7 +469,7 @@ class AgentRegistry:
         self._free_slots += free - before[1]
 
     def _silence_event(self, record: _Record, now_ms: int) -> HealthEvent | None:
-        silent_ms = now_ms - record.seen_ms
+        silent_ms = now_ms - self._silent_since(record)
         if silent_ms > self._config.down_after_ms:
             return HealthEvent.SILENT_DOWN
         if silent_ms > self._config.suspect_after_ms:
@@ -473,8 +485,11 @@ class AgentRegistry:
         )
         for event, limit_ms in limits:
             if TRANSITIONS[(state, event)] is not state:
-                return record.seen_ms + limit_ms + 1
+                return self._silent_since(record) + limit_ms + 1
         return None
+
+    def _silent_since(self, record: _Record) -> int:
+        return max(record.seen_ms, self._heard_again_ms)
 
     def _schedule(self, record: _Record) -> None:
         due_ms = self._due_ms(record)

@@ -124,6 +124,7 @@ class Distributor:
         """Heap of (due ms, seq, task id) of the WAITING tasks."""
         self._seq = 0
         self._recovering: dict[str, _Recovering] = {}
+        self._connected = True
         self._paused = False
         self._reported_capacity: dict[str, int] = {}
 
@@ -142,15 +143,37 @@ class Distributor:
         """Time passes with nothing else happening: ``handle((), now_ms)``."""
         return self.handle((), now_ms)
 
+    def set_connected(self, connected: bool, now_ms: int) -> None:
+        """Whether the dispatcher hears from the broker (the adapter knows: its own records
+        come back). While it does not, silence proves nothing: no agent goes SUSPECT or DOWN, no
+        lease runs out and no recovered lease is given up. Once it does again, silence counts
+        from ``now_ms`` and every lease and recovery wait has at least ``down_after_ms`` more:
+        time for the agents' heartbeats and results held during the outage to arrive."""
+        if connected == self._connected:
+            return
+        self._connected = connected
+        if not connected:
+            return
+        grace_ms = now_ms + self._registry.config.down_after_ms
+        self._registry.hear_again(now_ms)
+        self._in_flight.extend_all(grace_ms)
+        for wait in self._recovering.values():
+            wait.until_ms = max(wait.until_ms, grace_ms)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the dispatcher hears from the broker (``set_connected``)."""
+        return self._connected
+
     def next_wakeup_ms(self, now_ms: int) -> int | None:
         """The earliest time at which ``tick`` would change something by itself."""
-        times = [
-            self._scheduler.next_wakeup_ms(now_ms),
-            self._registry.next_wakeup_ms(now_ms),
-            self._in_flight.next_expiry_ms(),
-            self._due[0][0] if self._due else None,
-            min((wait.until_ms for wait in self._recovering.values()), default=None),
-        ]
+        times = [self._scheduler.next_wakeup_ms(now_ms), self._due[0][0] if self._due else None]
+        if self._connected:  # else silence and leases wait for the link (set_connected)
+            times += [
+                self._registry.next_wakeup_ms(now_ms),
+                self._in_flight.next_expiry_ms(),
+                min((wait.until_ms for wait in self._recovering.values()), default=None),
+            ]
         pending = [t for t in times if t is not None]
         return min(pending) if pending else None
 
@@ -412,6 +435,8 @@ class Distributor:
             actions.append(
                 self._dead_letter(removed.job, removed.reason, _why(removed.reason), now_ms)
             )
+        if not self._connected:
+            return  # an outage of our own link: silence and run-out leases prove nothing
         for transition in self._registry.tick(now_ms):
             self._on_transition(transition, now_ms, actions)
         for lease in self._in_flight.expired(now_ms):

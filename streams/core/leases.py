@@ -135,6 +135,16 @@ class InFlight:
         self._by_agent[lease.agent_id][task_id] = renewed
         self._push(renewed)
 
+    def extend_all(self, until_ms: int) -> None:
+        """Every lease runs at least until ``until_ms`` (after an outage in which no result
+        could arrive)."""
+        for lease in list(self._leases.values()):
+            if lease.expires_ms < until_ms:
+                renewed = replace(lease, expires_ms=until_ms)
+                self._leases[lease.task_id] = renewed
+                self._by_agent[lease.agent_id][lease.task_id] = renewed
+                self._push(renewed)
+
     def expired(self, now_ms: int) -> list[Lease]:
         """Remove and return the leases that have run out by ``now_ms``, earliest first.
 

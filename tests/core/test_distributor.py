@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -459,3 +459,40 @@ def test_the_lifecycle_table_refuses_steps_it_does_not_list() -> None:
             else:
                 raise AssertionError(f"{step} from HELD was allowed")
     assert table.move("t", job, Step.END) is None and len(table) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    outage_starts=st.integers(0, 900),
+    outage_ms=st.integers(0, 30_000),
+    ticks=st.lists(st.integers(0, 40_000), max_size=30),
+)
+def test_an_outage_of_the_dispatchers_own_link_takes_nothing_from_the_agents(
+    outage_starts: int, outage_ms: int, ticks: list[int]
+) -> None:
+    """Agents last heard at 0, a task running on each; the dispatcher loses the broker before
+    anyone is DOWN (down after 1 s) and hears it again ``outage_ms`` later. Nothing is taken
+    back until 1 s of silence *after* the link is back, then everything is (the agents are
+    really silent); tasks submitted meanwhile still wait for a slot."""
+    core = Distributor(CONFIG)
+    core.handle([_beat("a", 1, 0), _beat("b", 1, 0)], 0)
+    core.handle([TaskArrived(Job("t1", 0, 0)), TaskArrived(Job("t2", 0, 0))], 0)
+    back_ms = outage_starts + outage_ms
+    grace_end = back_ms + CONFIG.health.down_after_ms
+    core.set_connected(False, outage_starts)
+    taken_back: list[int] = []
+    for now in sorted({*ticks, back_ms}):
+        if now < outage_starts:
+            continue
+        if now >= back_ms and not core.connected:
+            core.set_connected(True, back_ms)
+        actions = core.handle([], now)
+        taken_back += [now for action in actions if isinstance(action, Requeued)]
+        wakeup = core.next_wakeup_ms(now)
+        assert core.connected or wakeup is None or wakeup > now  # no busy wake-ups
+    assert all(now > grace_end for now in taken_back)
+    if not core.connected:
+        core.set_connected(True, back_ms)
+    late = grace_end + LEASE_MS + 1
+    requeued = [a for a in core.handle([], late) if isinstance(a, Requeued)]
+    assert len(taken_back) + len(requeued) == 2  # each of the two, once

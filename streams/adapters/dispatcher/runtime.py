@@ -56,6 +56,9 @@ from streams.wire import DispatcherStatus
 log = logging.getLogger(__name__)
 
 GAUGE_REFRESH_S = 1.0
+DEAF_AFTER_MS = 3_000
+"""This instance's own report (written every GAUGE_REFRESH_S) not read back for this long: it
+cannot reach the broker, and the agents' silence proves nothing (``Distributor.set_connected``)."""
 """How often the gauges (queue depth, loads, ...) are set from the core."""
 SUMMARY_MAX_AGE_MS = 1_000
 """The statistics' summary is shared by the gauges and the views for this long: making one
@@ -107,6 +110,8 @@ class Dispatcher:
         self.instance = self.config.instance_id or instance_name()
         """This instance in the group's reports (``group.py``)."""
         self.group = GroupView()
+        self._heard_own_ms = clock()
+        """When this instance last read its own report back: the broker answers both ways."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -176,6 +181,7 @@ class Dispatcher:
         await asyncio.wait_for(self._assigned.wait(), READY_TIMEOUT_S)
         if self._stopping:  # stopped while starting: its timers must not outlive it
             return
+        self._heard_own_ms = self.clock()  # its reports start now
         self._timers = [
             asyncio.ensure_future(self._every(self.config.commit_interval_s, self._checkpoint)),
             asyncio.ensure_future(self._every(GAUGE_REFRESH_S, self._refresh_gauges)),
@@ -301,14 +307,35 @@ class Dispatcher:
     def _on_view(self, records: list[ViewRecord]) -> None:
         reports = [record for record in records if isinstance(record, DispatcherStatus)]
         if reports:
-            self.group.update(reports, self.clock())
+            now_ms = self.clock()
+            self.group.update(reports, now_ms)
+            if any(report.instance == self.instance for report in reports):
+                self._heard_own_ms = now_ms
+                self._check_link(now_ms)
         agents: list[AgentRecord] = [r for r in records if not isinstance(r, DispatcherStatus)]
         if agents and self.engine is not None:
             self.engine.on_view(agents)
 
+    def _check_link(self, now_ms: int) -> None:
+        """Tell the core whether this instance hears from the broker: while its own reports do
+        not come back, failure detection waits (an outage is not the agents' failure)."""
+        connected = now_ms - self._heard_own_ms <= DEAF_AFTER_MS
+        if connected == self.core.connected:
+            return
+        self.core.set_connected(connected, now_ms)
+        if connected:
+            log.warning("the broker answers again: agents are judged by their heartbeats from now")
+        else:
+            log.error(
+                "the broker has not answered for %.1f s: no agent is taken for down and no lease "
+                "runs out until it does",
+                (now_ms - self._heard_own_ms) / 1000,
+            )
+
     def _refresh_gauges(self) -> None:
         flush_summaries()  # rate-limited logs: the summaries due
         now_ms = self.clock()
+        self._check_link(now_ms)
         self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
         self.metrics.on_shards(len(self.owned_shards), self.settings.shards)
         self._report(self._run_state())
