@@ -34,7 +34,8 @@ def bench(
         str | None,
         typer.Option(
             "--sections",
-            help="comma-separated: pipeline, group, floor, memory, peers, quality (default: all)",
+            help="comma-separated: pipeline, results, group, floor, memory, peers, quality "
+            "(default: all)",
         ),
     ] = None,
     docs: Annotated[
