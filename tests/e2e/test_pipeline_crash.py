@@ -48,7 +48,8 @@ CRASH = [*FAST, "--lease-ms", "5000"]
 READY_S = 60.0
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def taskd_env(settings: Settings) -> dict[str, str]:
+    """The environment a ``taskd`` process of these settings gets (agents on any metrics port)."""
     return {
         **os.environ,
         "TASKD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
@@ -72,7 +73,7 @@ def taskd(
             [sys.executable, "-c", TASKD, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env or _env(settings),
+            env=env or taskd_env(settings),
         )
     try:
         deadline = time.monotonic() + READY_S

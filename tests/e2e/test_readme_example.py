@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from streams.settings import Settings
-from tests.e2e.test_pipeline_crash import taskd
+from tests.e2e.test_pipeline_crash import taskd, taskd_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FIRST_EXAMPLE = "## A first example"
@@ -61,14 +61,8 @@ def test_the_readme_first_example_runs_as_written(topics: Settings, tmp_path: Pa
     ]
     settings = topics.model_copy(update={"data_dir": tmp_path / "state"})
     env = _env(settings, tmp_path)
-    created = subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", *commands[0].split()[1:]],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
+    created = _run(
+        [sys.executable, "-m", "streams.cli.main", *commands[0].split()[1:]], env, tmp_path
     )
     assert created.returncode == 0, created.stderr
     logs = tmp_path / "logs"
@@ -79,30 +73,27 @@ def test_the_readme_first_example_runs_as_written(topics: Settings, tmp_path: Pa
         taskd(settings, logs / "dispatcher.log", *dispatcher_args, ready="ready", env=env),
         taskd(settings, logs / "agent.log", *agent_args, ready="ready", env=env),
     ):
-        produced = subprocess.run(
-            [sys.executable, "producer.py"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
+        produced = _run([sys.executable, "producer.py"], env, tmp_path)
     assert produced.returncode == 0, produced.stderr
     promised = files["producer.py"].splitlines()[-1].split("# ")[-1]
     assert ast.literal_eval(produced.stdout.strip()) == ast.literal_eval(promised)
 
 
+def _run(argv: list[str], env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+
+
 def _env(settings: Settings, folder: Path) -> dict[str, str]:
-    """The reader's shell: the test's broker and prefix, and the example's folder importable
-    (as ``python producer.py`` and ``taskd`` started in that folder would have it)."""
-    return {
-        **os.environ,
-        "TASKD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "TASKD_TOPIC_PREFIX": settings.topic_prefix,
-        "TASKD_SHARDS": str(settings.shards),
-        "TASKD_DISPATCH_PARTITIONS": str(settings.dispatch_partitions),
-        "TASKD_DATA_DIR": str(settings.data_dir),
-        "TASKD_AGENT_METRICS_PORT": "0",
-        "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
-    }
+    """The reader's shell: the test's broker and prefix (as the other process tests give
+    them), and the example's folder importable (as ``python producer.py`` and ``taskd``
+    started in that folder would have it)."""
+    path = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+    return {**taskd_env(settings), "PYTHONPATH": path}

@@ -12,13 +12,10 @@ import json
 import os
 import socket
 import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.adapters.admin import create_topics
 from streams.adapters.client import TaskClient
@@ -27,7 +24,7 @@ from streams.core.model import AgentState
 from streams.settings import Settings
 from streams.wire import ResultBatch
 from tests.adapters.test_dispatcher_support import with_state
-from tests.e2e.test_pipeline_support import pipeline, pipeline_config, work
+from tests.e2e.test_pipeline_support import pipeline, pipeline_config, read_values, work
 from tests.e2e.test_submit_cli import TASKD
 from tests.registry_stub import RecordedRegistry, recorded_registry
 
@@ -46,31 +43,6 @@ RECORD_NAMES = {
 def registry() -> Iterator[RecordedRegistry]:
     with recorded_registry() as state:
         yield state
-
-
-def _raw(settings: Settings, topic: str) -> list[bytes]:
-    """Every record value of ``topic`` up to its current end."""
-    consumer = Consumer({**settings.kafka_config(), "group.id": f"test-{uuid.uuid4().hex}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in partitions
-        }
-        wanted = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
-        found: list[bytes] = []
-        deadline = time.monotonic() + WAIT_S
-        while wanted and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=0.2):
-                assert message.error() is None, message.error()
-                found.append(message.value() or b"")
-                if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
-                    wanted.discard(message.partition())
-        assert not wanted, f"{topic}: not read to its end"
-        return found
-    finally:
-        consumer.close()
 
 
 def test_a_fleet_on_the_registry_runs_tasks_end_to_end(
@@ -94,7 +66,7 @@ def test_a_fleet_on_the_registry_runs_tasks_end_to_end(
     codec = codec_for(settings)
     results = [
         result
-        for data in _raw(settings, settings.topics.results)
+        for data in read_values(settings, settings.topics.results)
         for result in codec.decode(data, ResultBatch).results
     ]
     done = {result.task_id for result in results if result.status.value == "SUCCEEDED"}
@@ -102,7 +74,7 @@ def test_a_fleet_on_the_registry_runs_tasks_end_to_end(
 
     names = {schema_id: json.loads(text)["name"] for schema_id, text in registry.texts.items()}
     for attribute, record in RECORD_NAMES.items():
-        values = _raw(settings, getattr(settings.topics, attribute))
+        values = read_values(settings, getattr(settings.topics, attribute))
         assert values, f"nothing on {attribute}"
         framed = {(data[0], names.get(int.from_bytes(data[1:5], "big"))) for data in values}
         assert framed == {(0, record)}, attribute

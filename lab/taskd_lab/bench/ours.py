@@ -42,6 +42,17 @@ HALF_MS_S = 0.0005
 """``finished_at`` is truncated to the millisecond: half of one puts it mid-way."""
 
 
+def bench_task(task_id: str) -> Task:
+    """The benchmark's no-op task, submitted now."""
+    return Task(
+        task_id=task_id,
+        type=TASK_TYPE,
+        priority=PRIORITY,
+        payload=PAYLOAD,
+        submitted_at=time.time_ns() // 1_000_000,
+    )
+
+
 def start_dispatcher(
     children: Children,
     *,
@@ -144,14 +155,7 @@ class PipelineRun:
         return [r.task_id for r in results]
 
     def send(self, task_id: str) -> None:
-        task = Task(
-            task_id=task_id,
-            type=TASK_TYPE,
-            priority=PRIORITY,
-            payload=PAYLOAD,
-            submitted_at=time.time_ns() // 1_000_000,
-        )
-        self.client.submit(task)
+        self.client.submit(bench_task(task_id))
 
     def flush(self) -> None:
         self.client.flush(self.plan.timeout_s)

@@ -23,10 +23,10 @@ from concurrent import futures
 from typing import Any
 
 from streams.adapters.client import TaskClient
-from streams.wire import Task, TaskOutcome
+from streams.wire import TaskOutcome
 from taskd_lab.bench.measure import paced, paced_count, percentile, run_ids
-from taskd_lab.bench.ours import running_pipeline
-from taskd_lab.bench.plan import PAYLOAD, PRIORITY, TASK_TYPE, BenchPlan, Progress
+from taskd_lab.bench.ours import bench_task, running_pipeline
+from taskd_lab.bench.plan import BenchPlan, Progress
 from taskd_lab.bench.procs import BenchError
 
 DEFAULT_RATE_TPS = 500.0
@@ -64,14 +64,7 @@ def run_results(plan: BenchPlan, progress: Progress, sustained_tps: float | None
     ):
 
         def send(task_id: str) -> None:
-            task = Task(
-                task_id=task_id,
-                type=TASK_TYPE,
-                priority=PRIORITY,
-                payload=PAYLOAD,
-                submitted_at=time.time_ns() // 1_000_000,
-            )
-            client.submit(task).waits.add_done_callback(arrivals.note)
+            client.submit(bench_task(task_id)).waits.add_done_callback(arrivals.note)
 
         paced(send, lambda: client.flush(plan.timeout_s), ids, rate)
         if not arrivals.all_in.wait(plan.timeout_s):
