@@ -180,18 +180,50 @@ def require_broker(settings: Settings, timeout_s: float | None = None) -> None:
     only the last one is kept as the cause.
     """
     wait_s = connect_timeout_s(settings) if timeout_s is None else timeout_s
+    deadline = time.monotonic() + wait_s
     causes = _LastLines()
+    refused: list[ClientError] = []
     _PROBE_LOG.addHandler(causes)
     try:
-        admin = AdminClient(client_config(settings, {"logger": _PROBE_LOG}))
-        try:
-            admin.list_topics(timeout=wait_s)
-        except KafkaException as error:
-            admin.poll(0)  # hands over what librdkafka logged meanwhile
-            reason = causes.cause() or error.args[0].str()
-            raise KafkaError(unreachable(settings, wait_s, reason)) from error
+        admin = AdminClient(
+            client_config(settings, {"logger": _PROBE_LOG, "error_cb": _keep_refusal(refused)})
+        )
+        while True:
+            try:
+                admin.list_topics(
+                    timeout=max(0.0, min(_PROBE_SLICE_S, deadline - time.monotonic()))
+                )
+                return
+            except KafkaException as error:
+                admin.poll(0)  # hands over what librdkafka logged and reported meanwhile
+                if refused:  # no use waiting: the broker answered, and said no
+                    raise KafkaError(authentication_failed(settings, refused[0])) from error
+                if time.monotonic() >= deadline:
+                    reason = causes.cause() or error.args[0].str()
+                    raise KafkaError(unreachable(settings, wait_s, reason)) from error
     finally:
         _PROBE_LOG.removeHandler(causes)
+
+
+_PROBE_SLICE_S = 0.5
+"""The broker is asked again this often, so that a refused login is said at once."""
+
+
+def _keep_refusal(refused: list[ClientError]) -> Callable[[ClientError], None]:
+    def on_error(error: ClientError) -> None:
+        if error.code() == ClientError._AUTHENTICATION:
+            refused.append(error)
+
+    return on_error
+
+
+def authentication_failed(settings: Settings, error: ClientError) -> str:
+    """One line: the broker refused this client's credentials."""
+    who = settings.sasl_username or "this client's certificate"
+    return (
+        f"authentication failed at {settings.bootstrap_servers} as {who} "
+        f"({settings.security_protocol}): {error.str()}"
+    )
 
 
 _PROBE_LOG = logging.getLogger(f"{LIBRDKAFKA_LOG.name}.probe")

@@ -308,4 +308,5 @@ def test_a_client_without_credentials_is_refused_and_a_wrong_password_says_so(
         assert len(stderr.strip().splitlines()) == 1, f"{case}: {stderr}"
     wrong = done["wrong password"][1]
     assert re.search("authentication failed", wrong, re.IGNORECASE), wrong
+    assert wrong.startswith("error: authentication failed at") and "as producer" in wrong, wrong
     assert PASSWORDS["producer"] not in wrong
