@@ -187,12 +187,22 @@ def http_status(url: str, token: str | None = None) -> int:
         return error.code
 
 
+def http_body(url: str, token: str) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with opener.open(request, timeout=10) as response:
+        return str(response.read().decode())
+
+
 def test_a_dispatcher_an_agent_and_a_producer_each_with_its_own_credential_run_tasks(
     broker: SecureBroker, prefix: str, tmp_path: Path
 ) -> None:
     (http_port,) = free_ports(1)
-    dispatcher = env(broker, prefix, "dispatcher", http_port=str(http_port), http_token=HTTP_TOKEN)
-    agent = env(broker, prefix, "agent-cert")
+    dispatcher = env(
+        broker, prefix, "dispatcher", http_port=str(http_port), http_token=HTTP_TOKEN,
+        log_level="debug",
+    )  # fmt: skip
+    agent = env(broker, prefix, "agent-cert", log_level="debug")
     tasks = [
         {"type": "work", "priority": level % 4, "payload": {"work_ms": 5}, "task_id": f"s{level}"}
         for level in range(6)
@@ -221,6 +231,23 @@ def test_a_dispatcher_an_agent_and_a_producer_each_with_its_own_credential_run_t
             "status", "--json",
         )  # fmt: skip
         codes = {view: http_status(views + view) for view in ("/status", "/context", "/metrics")}
+        context = http_body(views + "/context", HTTP_TOKEN)
+        helps = [
+            taskd(dispatcher, *command, "--help").stdout
+            for command in ((), ("dispatcher",), ("agent",), ("submit",), ("status",))
+        ]
+    said = [
+        (tmp_path / "dispatcher.log").read_text(),
+        (tmp_path / "agent.log").read_text(),
+        submitted.stdout + submitted.stderr,
+        status.stdout + status.stderr,
+        with_token.stdout + with_token.stderr,
+        context,
+        *helps,
+    ]
+    secrets = [*PASSWORDS.values(), HTTP_TOKEN, secure_broker.KEY_PASSWORD]
+    assert " DEBUG " in said[0] and " DEBUG " in said[1]  # the logs at their most detailed
+    assert [secret for secret in secrets for text in said if secret in text] == []
     assert submitted.returncode == 0, submitted.stderr
     outcomes = [json.loads(line) for line in submitted.stdout.splitlines()]
     assert sorted(o["task_id"] for o in outcomes) == [t["task_id"] for t in tasks]
