@@ -146,6 +146,11 @@ def read_all(settings: Settings, topic: str, record_type: type[WireRecord]) -> l
 
 def read_values(settings: Settings, topic: str) -> list[bytes]:
     """The value of every record of ``topic`` up to its current end, as kcat would print it."""
+    return [value for _, value in read_stamped(settings, topic)]
+
+
+def read_stamped(settings: Settings, topic: str) -> list[tuple[int, bytes]]:
+    """(timestamp in ms, value) of every record of ``topic`` up to its current end."""
     consumer = Consumer({**settings.kafka_config(), "group.id": f"test-{uuid.uuid4().hex}"})
     try:
         parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
@@ -155,12 +160,12 @@ def read_values(settings: Settings, topic: str) -> list[bytes]:
         }
         wanted = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
-        found: list[bytes] = []
+        found: list[tuple[int, bytes]] = []
         deadline = time.monotonic() + 60
         while wanted and time.monotonic() < deadline:
             for message in consumer.consume(1000, timeout=0.2):
                 assert message.error() is None, message.error()
-                found.append(message.value() or b"")
+                found.append((message.timestamp()[1], message.value() or b""))
                 if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
                     wanted.discard(message.partition())
         assert not wanted, f"{topic}: not read to its end within 60 s"
