@@ -27,7 +27,8 @@ from streams.wire.limits import EXCERPT_BYTES, TaskLimits
 from streams.wire.topics import TopicNames
 
 ENV_PREFIX = "TASKD_"
-_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+"""What a topic prefix may hold: characters of Kafka topic names (empty: no prefix)."""
 _HOST_PORT = re.compile(r"^[^\s,:]+:\d{1,5}$")
 
 
@@ -162,7 +163,7 @@ class Settings(BaseSettings):
     @field_validator("topic_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
-        if not _TOPIC_PREFIX.fullmatch(value):
+        if not TOPIC_PREFIX.fullmatch(value):
             raise ValueError("may hold only letters, digits, '.', '_' and '-' (Kafka topic names)")
         return value
 

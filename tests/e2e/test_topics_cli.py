@@ -47,3 +47,22 @@ def test_delete_asks_then_removes_every_topic_and_group_under_the_prefix(
     finally:
         delete_topics(settings, admin)
         delete_topics(other, admin)
+
+
+def test_delete_takes_the_prefix_to_clean_up_as_an_option(
+    settings: Settings, admin: AdminClient
+) -> None:
+    left_over = settings.model_copy(update={"topic_prefix": f"left{settings.topic_prefix}"})
+    create_topics(settings, admin)
+    create_topics(left_over, admin)
+    try:
+        deleted = taskd(settings, "topics", "delete", "--yes", "--prefix", left_over.topic_prefix)
+        assert deleted.returncode == 0, deleted.stderr
+        assert _ours(left_over, admin) == []
+        assert _ours(settings, admin)  # the settings' own prefix: untouched
+        empty = taskd(settings, "topics", "delete", "--yes", "--prefix", "")
+        assert empty.returncode == 2 and "--prefix" in empty.stderr
+        assert _ours(settings, admin)
+    finally:
+        delete_topics(settings, admin)
+        delete_topics(left_over, admin)
