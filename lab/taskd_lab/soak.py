@@ -1,0 +1,120 @@
+"""A soak: the pipeline at a steady rate for a long time, its memory watched.
+
+    python -m taskd_lab.soak --minutes 30 --rate 500 --out out/soak
+
+The same pipeline as ``taskd bench`` (``taskd dispatcher`` and ``plan.agents`` ``taskd agent``
+child processes, the no-op task) is fed ``rate`` tasks a second for ``minutes``, in windows of
+WINDOW_S. After each window: the backlog (tasks sent whose result has not been seen) and the
+resident memory of every process. At the end it waits for every result and reports whether
+anything was lost, the largest backlog, and each process's RSS after the warm-up (the first
+WARM_UP share of the run): its median and how far its lowest and highest samples stray from
+it. The goal the soak checks: every RSS within ±10% of its median after warm-up, nothing lost,
+the backlog bounded. It writes ``soak.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from streams.settings import load_settings
+from taskd_lab.bench.measure import paced, run_ids
+from taskd_lab.bench.ours import running_pipeline
+from taskd_lab.bench.plan import BenchPlan
+
+WINDOW_S = 10.0
+WARM_UP = 0.2
+"""The share of the run left out of the memory figures: caches and pools filling."""
+FLAT = 0.10
+"""How far (either way) an RSS may stray from its median after warm-up."""
+
+Progress = Callable[[str], None]
+
+
+def run_soak(plan: BenchPlan, *, minutes: float, rate: float, progress: Progress) -> dict[str, Any]:
+    """Feed the pipeline ``rate`` tasks/s for ``minutes``; the report (module docstring)."""
+    windows = max(1, round(minutes * 60 / WINDOW_S))
+    sent: list[str] = []
+    backlog: list[tuple[float, int]] = []
+    with running_pipeline(plan, "soak") as pipeline:
+        run = pipeline.run
+        started = time.monotonic()
+        for window in range(windows):
+            ids = run_ids(round(rate * WINDOW_S), f"soak{window}")
+            paced(run.send, run.flush, ids, rate)
+            sent += ids
+            waiting = len(sent) - run.seen_count(sent)
+            backlog.append((time.monotonic() - started, waiting))
+            progress(f"{(window + 1) * WINDOW_S:.0f} s: {len(sent):,} sent, backlog {waiting:,}")
+        ends = run.done(sent)
+        samples = list(pipeline.rss.samples)
+        failed = run.failed()
+    elapsed = max(at for at, _ in backlog)
+    return {
+        "minutes": minutes,
+        "rate_tps": rate,
+        "tasks": len(sent),
+        "results_seen": len(ends.seen),
+        "lost": len(sent) - len(ends.seen),
+        "failed": failed,
+        "max_backlog": max(count for _, count in backlog),
+        "backlog": backlog,
+        "rss": _rss_after_warm_up(samples, started, elapsed),
+    }
+
+
+def _rss_after_warm_up(
+    samples: list[tuple[float, str, int]], started: float, elapsed: float
+) -> dict[str, dict[str, float]]:
+    """Per process, after warm-up: the median RSS (MiB) and the lowest and highest samples
+    as a share off it, and whether all stay within FLAT."""
+    after = started + WARM_UP * elapsed
+    by_name: dict[str, list[int]] = {}
+    for at, name, rss in samples:
+        if at >= after:
+            by_name.setdefault(name, []).append(rss)
+    figures = {}
+    for name, values in sorted(by_name.items()):
+        median = statistics.median(values)
+        low, high = min(values) / median - 1, max(values) / median - 1
+        figures[name] = {
+            "median_mib": median / 2**20,
+            "low": low,
+            "high": high,
+            "flat": low >= -FLAT and high <= FLAT,
+        }
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m taskd_lab.soak", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=500.0, help="tasks per second")
+    parser.add_argument("--out", type=Path, default=Path("out/soak"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plan = BenchPlan(work_dir=args.out / "work", base=load_settings())
+    report = run_soak(plan, minutes=args.minutes, rate=args.rate, progress=print)
+    (args.out / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
+    flat = all(entry["flat"] for entry in report["rss"].values())
+    print(
+        f"{report['tasks']:,} tasks at {args.rate:g}/s over {args.minutes:g} min: "
+        f"{report['lost']} lost, max backlog {report['max_backlog']:,}, "
+        f"RSS {'flat' if flat else 'NOT flat'} within ±{FLAT:.0%} after warm-up"
+    )
+    for name, entry in report["rss"].items():
+        print(
+            f"  {name}: median {entry['median_mib']:.0f} MiB, "
+            f"{entry['low']:+.1%} .. {entry['high']:+.1%}"
+        )
+    return 0 if report["lost"] == 0 and flat else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
