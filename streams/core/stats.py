@@ -367,9 +367,7 @@ class Statistics:
             if deadline_ms is not None:
                 self._deadline_missed += 1
 
-    def malformed_dead_lettered(
-        self, reason: DeadLetterReason = DeadLetterReason.MALFORMED
-    ) -> None:
+    def intake_dead_lettered(self, reason: DeadLetterReason = DeadLetterReason.MALFORMED) -> None:
         """A record refused at the intake went to the dead letters (MALFORMED: no valid task;
         TOO_LARGE: over a size limit): no task was received, so only the dead letters count
         it."""

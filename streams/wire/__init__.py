@@ -37,7 +37,8 @@ from streams.wire.records import (
     TaskState,
     TaskStatus,
     WireRecord,
-    reply_partition,
+    header,
+    outcome_partition,
 )
 from streams.wire.schemas import SCHEMA_DIR, WireSchema, current_schemas
 
@@ -74,9 +75,10 @@ __all__ = [
     "WireSchema",
     "current_schemas",
     "decode_task",
+    "header",
+    "outcome_partition",
     "parse_task_json",
     "record_name_strategy",
-    "reply_partition",
     "task_to_job",
     "topic_name_strategy",
     "validate_task",

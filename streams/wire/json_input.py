@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from streams.errors import ConfigError, DecodeError, TooLargeError
 from streams.wire.codec import RecordCodec
 from streams.wire.limits import TaskLimits, shorten
-from streams.wire.records import SOURCE_KEY_HEADER, Task
+from streams.wire.records import SOURCE_KEY_HEADER, Task, header
 
 _INT32 = 2**31
 _INT64 = 2**63
@@ -83,9 +83,10 @@ def parse_task_json(
     """
     try:
         fields = _task_fields(_load_object(data))
-        if "task_id" not in fields and key:
+        headers = fields.get("headers", ())
+        if "task_id" not in fields and key and header(headers, SOURCE_KEY_HEADER) is None:
             source = (SOURCE_KEY_HEADER, key.decode("utf-8", errors="backslashreplace"))
-            fields["headers"] = (*fields.get("headers", ()), source)
+            fields["headers"] = (*headers, source)
         fields.setdefault("task_id", default_id or uuid.uuid4().hex)
         fields.setdefault("submitted_at", now_ms)
         fields.setdefault("payload", b"")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from streams.wire.records import Task
+from streams.wire.records import Assignment, Task, TaskResult
 
 T = TypeVar("T")
 
@@ -60,6 +60,21 @@ class TaskLimits:
             if size > limit:
                 return f"{name} is {size:,} bytes, over the limit of {limit:,} ({setting})"
         return None
+
+
+def assignment_bytes(assignment: Assignment) -> int:
+    """A bound on an assignment's encoded size (its task's, and the rest): for cutting a pass's
+    assignments into records."""
+    task = assignment.task
+    texts = (task.task_id, task.type, task.affinity_key, task.target_agent, assignment.agent_id)
+    variable = sum(_utf8(text) for text in texts) + headers_bytes(task) + other_bytes(task)
+    return len(task.payload) + variable + FIELD_OVERHEAD_BYTES
+
+
+def result_bytes(result: TaskResult) -> int:
+    """A bound on a result's encoded size: for cutting a turn's results into records."""
+    texts = (result.task_id, result.agent_id, result.error)
+    return len(result.output or b"") + sum(_utf8(text) for text in texts) + FIELD_OVERHEAD_BYTES
 
 
 def _utf8(text: str | None) -> int:

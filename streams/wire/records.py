@@ -57,12 +57,21 @@ SOURCE_KEY_HEADER = "taskd-key"
 it was sent with, echoed on its outcome (``TaskOutcome.source_key``)."""
 
 
-def reply_partition(headers: tuple[tuple[str, str], ...]) -> int | None:
-    """The replies partition a task's headers ask for (None: none, or not a partition number)."""
-    for key, value in headers:
-        if key == REPLY_PARTITION_HEADER:
-            return int(value) if value.isdigit() else None
+def header(headers: tuple[tuple[str, str], ...], key: str) -> str | None:
+    """The value of ``key`` among a task's headers, None if absent."""
+    for name, value in headers:
+        if name == key:
+            return value
     return None
+
+
+def outcome_partition(headers: tuple[tuple[str, str], ...]) -> int | None:
+    """The replies partition a task's headers ask for its outcome on (None: none, or not a
+    partition number)."""
+    value = header(headers, REPLY_PARTITION_HEADER)
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 class TaskStatus(enum.Enum):

@@ -432,8 +432,8 @@ def test_a_series_past_its_exact_samples_stays_small() -> None:
 
 def test_malformed_records_count_as_dead_letters_and_as_no_task() -> None:
     run = Statistics()
-    run.malformed_dead_lettered()
-    run.malformed_dead_lettered()
+    run.intake_dead_lettered()
+    run.intake_dead_lettered()
     summary = run.summary(10)
     assert summary.dead_lettered["MALFORMED"] == 2
     assert (summary.tasks, summary.dispatched, summary.deadline_missed) == (0, 0, 0)

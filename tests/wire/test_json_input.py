@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.errors import DecodeError
-from streams.wire import Codec, Task, decode_task, parse_task_json, validate_task
+from streams.wire import (
+    REPLY_PARTITION_HEADER,
+    SOURCE_KEY_HEADER,
+    Codec,
+    Task,
+    decode_task,
+    outcome_partition,
+    parse_task_json,
+    validate_task,
+)
 from streams.wire.json_input import _FIELD_PARSERS
 from tests.wire.strategies import tasks, valid_tasks
 
@@ -248,3 +257,18 @@ def test_decode_task_only_ever_raises_decode_error(data: bytes) -> None:
         decode_task(data, codec=CODEC, now_ms=NOW_MS, topic_priority=1)
     except DecodeError as exc:
         assert exc.raw == data
+
+
+def test_a_task_without_an_id_keeps_its_own_key_header_and_gets_no_second_one() -> None:
+    data = b'{"type": "t", "priority": 1, "headers": {"taskd-key": "mine"}}'
+    task = parse_task_json(data, now_ms=0, default_id="topic/0/7", key=b"record-key")
+    assert dict(task.headers) == {SOURCE_KEY_HEADER: "mine"}
+    plain = parse_task_json(b'{"type": "t", "priority": 1}', now_ms=0, key=b"record-key")
+    assert dict(plain.headers) == {SOURCE_KEY_HEADER: "record-key"}
+
+
+@pytest.mark.parametrize(
+    ("value", "partition"), [("3", 3), ("03", 3), ("²", None), ("-1", None), ("x", None)]
+)
+def test_only_an_ascii_number_names_an_outcome_partition(value: str, partition: int | None) -> None:
+    assert outcome_partition(((REPLY_PARTITION_HEADER, value),)) == partition

@@ -47,10 +47,11 @@ from streams.wire import (
     TaskOutcome,
     TaskResult,
     TaskStatus,
-    reply_partition,
+    header,
+    outcome_partition,
 )
 from streams.wire.codec import RecordCodec
-from streams.wire.limits import by_size, excerpt, headers_bytes, other_bytes, shorten
+from streams.wire.limits import assignment_bytes, by_size, excerpt, shorten
 from streams.wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -239,11 +240,14 @@ class Effects:
         if state is not None:
             state.ended.append(job.dedupe_key)
         origin.finish_input()
-        partition = reply_partition(origin.task.headers)
+        partition = outcome_partition(origin.task.headers)
+        if partition is None and not self.events_enabled:
+            return
+        ran = self._ran(job)
         if partition is not None:
-            self._reply(job, origin, partition, ending)
+            self._reply(job, origin, partition, ending, ran)
         if self.events_enabled:
-            self._event(job, origin, ending)
+            self._event(job, origin, ending, ran)
 
     def _note(
         self, origin: Origin, task_id: str, change: act.Dispatch | act.Requeued | None
@@ -252,7 +256,9 @@ class Effects:
         if state is not None:  # None: the shard moved to another instance meanwhile
             state.note(task_id, change)
 
-    def _reply(self, job: Job, origin: Origin, partition: int, ending: Ending) -> None:
+    def _reply(
+        self, job: Job, origin: Origin, partition: int, ending: Ending, ran: TaskResult | None
+    ) -> None:
         """The task's outcome to the replies partition it asked for (confirmed before the
         checkpoint commits its end, so a waiting client is never left without it)."""
         if partition >= self._replies_partitions:
@@ -265,7 +271,6 @@ class Effects:
                     self._replies_partitions,
                 )
             return
-        ran = self._ran(job)
         failed = ending.reason is not None
         outcome = TaskOutcome(
             task_id=job.task_id,
@@ -280,7 +285,7 @@ class Effects:
             started_at=None if ran is None else ran.started_at,
             finished_at=None if ran is None else ran.finished_at,
             ended_at=self._clock(),
-            source_key=dict(origin.task.headers).get(SOURCE_KEY_HEADER),
+            source_key=header(origin.task.headers, SOURCE_KEY_HEADER),
         )
         self._outputs.send(
             self._topics.replies,
@@ -294,8 +299,7 @@ class Effects:
         result = self._results.get((job.task_id, job.attempt))
         return None if result is None or _never_ran(result) else result
 
-    def _event(self, job: Job, origin: Origin, ending: Ending) -> None:
-        ran = self._ran(job)
+    def _event(self, job: Job, origin: Origin, ending: Ending, ran: TaskResult | None) -> None:
         failed = ending.reason is not None
         status = ending.status
         event = TaskEvent(
@@ -334,7 +338,7 @@ class Effects:
                 log.warning("agent %s lost its claim before its assignments were written", agent_id)
                 follow_ups.append(AgentLeft(agent_id))
                 continue
-            for run in by_size(assignments, _assignment_bytes, self._record_bytes):
+            for run in by_size(assignments, assignment_bytes, self._record_bytes):
                 value = self._codec.encode(AssignmentBatch(assignments=tuple(run)))
                 self._outputs.send(
                     self._topics.dispatch, value, key=agent_id.encode(), partition=claim.partition
@@ -365,12 +369,6 @@ def _origin(job: Job) -> Origin:
     origin = job.ref
     assert isinstance(origin, Origin), f"task {job.task_id} has no origin"
     return origin
-
-
-def _assignment_bytes(assignment: Assignment) -> int:
-    """A bound on an assignment's encoded size: its task's variable fields and the rest."""
-    task = assignment.task
-    return len(task.payload) + headers_bytes(task) + other_bytes(task) + 4 * len(task.task_id) + 512
 
 
 def _never_ran(result: TaskResult) -> bool:

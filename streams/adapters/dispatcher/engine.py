@@ -51,7 +51,7 @@ from streams.core.events import (
     Withdrawn,
 )
 from streams.core.model import DeadLetterReason
-from streams.errors import DecodeError, TooLargeError
+from streams.errors import TooLargeError, WireError
 from streams.settings import Settings
 from streams.wire import (
     NO_HANDLER,
@@ -310,14 +310,14 @@ class Engine:
             else:
                 task = validate_task(self._codec.decode(raw, Task), levels=self._levels, raw=raw)
                 due_ms = _due_ms(message.headers())
-        except (DecodeError, ValueError) as error:
+        except (WireError, ValueError) as error:  # any record that is no valid task or result
             reason = (
                 DeadLetterReason.TOO_LARGE
                 if isinstance(error, TooLargeError)
                 else DeadLetterReason.MALFORMED
             )
             self._effects.dead_letter_raw(raw, str(error), topic, partition, offset, reason)
-            self._core.stats.malformed_dead_lettered(reason)  # /status counts as /metrics does
+            self._core.stats.intake_dead_lettered(reason)  # /status counts as /metrics does
             tracker.finish(offset)
             return 0
         origin = Origin(task, partition, topic=topic, offset=offset, tracker=tracker)

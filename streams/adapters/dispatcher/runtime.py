@@ -56,10 +56,10 @@ from streams.wire import DispatcherStatus
 log = logging.getLogger(__name__)
 
 GAUGE_REFRESH_S = 1.0
+"""How often the gauges (queue depth, loads, ...) are set from the core."""
 DEAF_AFTER_MS = 3_000
 """This instance's own report (written every GAUGE_REFRESH_S) not read back for this long: it
 cannot reach the broker, and the agents' silence proves nothing (``Distributor.set_connected``)."""
-"""How often the gauges (queue depth, loads, ...) are set from the core."""
 SUMMARY_MAX_AGE_MS = 1_000
 """The statistics' summary is shared by the gauges and the views for this long: making one
 sorts every queue-time sample."""

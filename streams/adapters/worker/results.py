@@ -58,11 +58,6 @@ def bounded(outcome: Outcome, max_output_bytes: int) -> Outcome:
     return outcome
 
 
-def result_bytes(result: TaskResult) -> int:
-    """A bound on a result's encoded size."""
-    return len(result.output or b"") + 4 * len(result.error or "") + 4 * len(result.task_id) + 256
-
-
 def rejected(reason: str) -> Outcome:
     """A task the agent will not run (no handler for its type, or the agent is draining)."""
     return Outcome(TaskStatus.REJECTED, error=reason)
@@ -70,20 +65,23 @@ def rejected(reason: str) -> Outcome:
 
 OnFailure = Callable[[Task, Outcome, BaseException | None], None]
 """Told of each failed attempt: the task, its outcome, the exception (None when the handler's
-output could not be encoded)."""
+output could not be encoded or is over the limit)."""
 
 
-async def run_handler(invoke: Invoker, task: Task, on_failure: OnFailure | None = None) -> Outcome:
-    """Run ``task`` through ``invoke``; every exception becomes an outcome, none escapes.
-    ``on_failure`` is told of a failed attempt (the agent logs it)."""
+async def run_handler(
+    invoke: Invoker, task: Task, max_output_bytes: int, on_failure: OnFailure | None = None
+) -> Outcome:
+    """Run ``task`` through ``invoke``; every exception becomes an outcome, none escapes, and
+    the outcome fits a record (``bounded``). ``on_failure`` is told of a failed attempt (the
+    agent logs it)."""
     try:
         value = await invoke(task)
     except Exception as error:  # the contract: a handler's failure is a result, not a crash
-        outcome = failure(error)
+        outcome = bounded(failure(error), max_output_bytes)
         if on_failure is not None:
             on_failure(task, outcome, error)
         return outcome
-    outcome = success(value)
+    outcome = bounded(success(value), max_output_bytes)
     if on_failure is not None and outcome.status is TaskStatus.FAILED:
         on_failure(task, outcome, None)
     return outcome

@@ -32,7 +32,7 @@ from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.failures import FailureLog
 from streams.adapters.worker.handlers import Invoker, Invokers
 from streams.adapters.worker.kafka import Writer, now_ms
-from streams.adapters.worker.results import Outcome, bounded, rejected, result_bytes, run_handler
+from streams.adapters.worker.results import Outcome, rejected, run_handler
 from streams.core.model import dedupe_key
 from streams.core.window import LruMap
 from streams.errors import DecodeError, KafkaError
@@ -47,7 +47,7 @@ from streams.wire import (
     TaskResult,
     TaskStatus,
 )
-from streams.wire.limits import by_size
+from streams.wire.limits import by_size, result_bytes
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,8 @@ class TaskRunner:
     async def _run(self, fetched: Fetched) -> None:
         self._metrics.started.inc()
         started_at, clock = now_ms(), time.perf_counter()
-        outcome = await run_handler(fetched.invoke, fetched.assignment.task, self.failures)
-        outcome = bounded(outcome, self._max_output_bytes)
+        task = fetched.assignment.task
+        outcome = await run_handler(fetched.invoke, task, self._max_output_bytes, self.failures)
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         self._report(fetched.offset, fetched.assignment, outcome, started_at)
 
