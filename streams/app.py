@@ -254,25 +254,18 @@ def call_arguments(task: AppTask[Any, Any], payload: bytes) -> tuple[list[Any], 
         raise Fail(f"task {task.type!r}: the payload is not JSON: {error}") from error
     if not isinstance(named, dict):
         raise Fail(f"task {task.type!r}: the payload must be a JSON object of arguments")
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for name, parameter in task.signature.parameters.items():
-        if name not in named:
-            continue
-        value = named.pop(name)
-        if parameter.kind is parameter.POSITIONAL_ONLY:
-            args.append(value)
-        elif parameter.kind is parameter.VAR_POSITIONAL:
-            args.extend(value)
-        elif parameter.kind is parameter.VAR_KEYWORD:
-            kwargs.update(value)
-        else:
-            kwargs[name] = value
+    parameters = task.signature.parameters
+    unknown = sorted(set(named) - set(parameters))
+    if unknown:
+        raise Fail(f"task {task.type!r}: unexpected argument(s) {', '.join(unknown)}")
+    ordered = {name: named[name] for name in parameters if name in named}  # signature order
+    bound = inspect.BoundArguments(task.signature, ordered)
     try:
-        task.signature.bind(*args, **kwargs, **named)
-    except TypeError as error:
+        args, kwargs = list(bound.args), dict(bound.kwargs)
+        task.signature.bind(*args, **kwargs)
+    except TypeError as error:  # a missing argument, or *args / **kwargs of the wrong kind
         raise Fail(f"task {task.type!r}: {error}") from error
-    return args, {**kwargs, **named}
+    return args, kwargs
 
 
 def _handler(task: AppTask[Any, Any]) -> Callable[[Task], Any]:

@@ -108,3 +108,18 @@ def test_any_json_arguments_reach_the_function_as_they_were_given(
 ) -> None:
     args, kwargs = call_arguments(area, encode_arguments(area, (w,), {"h": h, "unit": unit}))
     assert area.signature.bind(*args, **kwargs).arguments == {"w": w, "h": h, "unit": unit}
+
+
+@app.task("gather")
+def gather(first: int, /, *rest: int, scale: int = 1, **labels: str) -> dict[str, Any]:
+    return {"total": scale * (first + sum(rest)), "labels": labels}
+
+
+def test_positional_only_star_args_and_keyword_catch_alls_reach_the_function() -> None:
+    payload = encode_arguments(gather, (1, 2, 3), {"scale": 2, "colour": "red"})
+    args, kwargs = call_arguments(gather, payload)
+    assert gather.function(*args, **kwargs) == {"total": 12, "labels": {"colour": "red"}}
+    output = app.handlers()["gather"](_wire(gather, payload))
+    assert json.loads(output) == {"total": 12, "labels": {"colour": "red"}}
+    with pytest.raises(FatalError, match="unexpected argument"):
+        app.handlers()["gather"](_wire(gather, b'{"first": 1, "nope": 2}'))

@@ -116,13 +116,17 @@ class TaskClient:
         the replies topic to read them on (default: one at random)."""
         codec = codec or codec_for(settings)
         self._encode = _encoder(encoding, codec)
-        self._replies = ReplyReader(settings, codec, partition=reply_partition) if results else None
         self._levels = settings.priority_levels
         self._limits = settings.task_limits()
         self._topics = settings.topics
         config = kafka.producer_config(settings, producer_config)
         self._wait_s = delivery_timeout_s(config) + _MARGIN_S
         self._producer = _producer(config)
+        self._replies = (
+            ReplyReader(settings, codec, partition=reply_partition, between=self._serve)
+            if results
+            else None
+        )
         self._lock = threading.Lock()
         self._total = _Tally()
         self._unreported = _Tally()
@@ -257,32 +261,44 @@ class TaskClient:
     def _send(self, task: Task, tally: _Tally | None) -> TaskHandle[bytes | None]:
         if self._closed:
             raise KafkaError("the task client is closed")
-        task, waits = self._with_reply(self._valid(task))
+        task = self._valid(self._routed(task))
         value = self._encode(task)
+        waits = self._expect(task)
         topic = self._topics.tasks(task.priority)
         key = task.affinity_key if task.affinity_key is not None else task.task_id
-        self._produce(topic, key.encode(), value, _record_headers(task), tally)
+        try:
+            self._produce(topic, key.encode(), value, _record_headers(task), tally, task.task_id)
+        except KafkaError as error:
+            self._give_up(task.task_id, error)
+            raise
         with self._lock:
             self._total.queued += 1
             (tally or self._unreported).queued += 1
         self._producer.poll(0)  # serve the delivery reports that have arrived, without waiting
         return TaskHandle(task, waits, _raw_output)
 
-    def _with_reply(self, task: Task) -> tuple[Task, futures.Future[TaskOutcome]]:
-        """``task`` naming this client's replies partition, and the future of its outcome."""
+    def _routed(self, task: Task) -> Task:
+        """``task`` naming this client's replies partition (as it is: without results)."""
         replies = self._replies
         if replies is None:
-            return task, _no_results()
+            return task
         replies.start()
         route = (REPLY_PARTITION_HEADER, str(replies.partition))
-        task = dataclasses.replace(task, headers=(*_without_reply(task.headers), route))
-        return task, replies.expect(task.task_id)
+        return dataclasses.replace(task, headers=(*_without_reply(task.headers), route))
+
+    def _serve(self) -> None:
+        """Deliver the delivery reports that have arrived (thread-safe)."""
+        self._producer.poll(0)
+
+    def _give_up(self, task_id: str, error: BaseException) -> None:
+        if self._replies is not None:
+            self._replies.give_up(task_id, error)
 
     def _expect(self, task: TaskHandle[Any] | Task | str) -> futures.Future[TaskOutcome]:
         if isinstance(task, TaskHandle):
             return task.waits
         if self._replies is None:
-            return _no_results()
+            return _NO_RESULTS
         task_id = task if isinstance(task, str) else task.task_id
         return self._replies.expect(task_id)
 
@@ -299,8 +315,9 @@ class TaskClient:
         value: bytes,
         headers: list[tuple[str, str | bytes | None]] | None,
         tally: _Tally | None,
+        task_id: str,
     ) -> None:
-        callback = partial(self._on_delivery, tally)
+        callback = partial(self._on_delivery, tally, task_id)
         deadline = time.monotonic() + self._wait_s
         while True:
             try:
@@ -314,11 +331,15 @@ class TaskClient:
             except KafkaException as error:
                 raise KafkaError(f"cannot produce to {topic}: {error.args[0]}") from error
 
-    def _on_delivery(self, tally: _Tally | None, error: ClientError | None, msg: Message) -> None:
+    def _on_delivery(
+        self, tally: _Tally | None, task_id: str, error: ClientError | None, msg: Message
+    ) -> None:
         text = None if error is None else f"{msg.topic()}: {error.str()}"
         with self._lock:
             self._total.record(text)
             (tally or self._unreported).record(text)
+        if text is not None:  # never on the broker: no outcome will come
+            self._give_up(task_id, DeliveryError(f"task {task_id}: {text}", failed=1))
 
     def _await(
         self, tally: _Tally, timeout_s: float | None, notify: ProgressCallback
@@ -401,13 +422,16 @@ def _without_reply(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str
     return tuple(pair for pair in headers if pair[0] != REPLY_PARTITION_HEADER)
 
 
-def _no_results() -> futures.Future[TaskOutcome]:
-    """The outcome of a task sent by a client without results: an error saying so."""
+def _failed(error: BaseException) -> futures.Future[TaskOutcome]:
     future: futures.Future[TaskOutcome] = futures.Future()
-    future.set_exception(
-        ConfigError("this client was made without results: TaskClient(settings, results=True)")
-    )
+    future.set_exception(error)
     return future
+
+
+_NO_RESULTS = _failed(
+    ConfigError("this client was made without results: TaskClient(settings, results=True)")
+)
+"""The outcome of every task sent by a client without results: one error saying so."""
 
 
 def _ignore(_report: SubmitReport) -> None:

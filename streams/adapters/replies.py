@@ -24,10 +24,16 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent import futures
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from streams.adapters.kafka import client_config, watermarks
-from streams.errors import DecodeError, KafkaError, ResultTimeoutError, TaskFailedError
+from streams.adapters.kafka import check_broker, connect_timeout_s, end_offset, make_consumer
+from streams.errors import (
+    ConfigError,
+    KafkaError,
+    ResultTimeoutError,
+    TaskdError,
+    TaskFailedError,
+)
 from streams.settings import Settings
 from streams.wire import Task, TaskOutcome
 from streams.wire.codec import RecordCodec
@@ -40,7 +46,6 @@ KEPT_OUTCOMES = 10_000
 """The latest outcomes are kept for a later ``expect`` of their task id."""
 _POLL_S = 0.2
 _DRAIN = 500
-_START_TIMEOUT_S = 10.0
 _FETCH_WAIT_MS = 100
 """The broker answers a fetch as soon as an outcome arrives; this only bounds an idle wait."""
 
@@ -50,9 +55,18 @@ class ReplyReader:
     waited for. Thread-safe; ``start`` is called before the first task is sent."""
 
     def __init__(
-        self, settings: Settings, codec: RecordCodec, *, partition: int | None = None
+        self,
+        settings: Settings,
+        codec: RecordCodec,
+        *,
+        partition: int | None = None,
+        between: Callable[[], object] = lambda: None,
     ) -> None:
+        """``between`` runs in the reading thread between polls (at least every POLL_S): the
+        client serves its delivery reports there, so a task that never reached the broker
+        fails its handle without waiting for the next submit."""
         self._settings = settings
+        self._between = between
         self._codec = codec
         self._topic = settings.topics.replies
         self._wanted = partition
@@ -66,69 +80,70 @@ class ReplyReader:
         self._consumer: Consumer | None = None
 
     def start(self) -> None:
-        """Pick the partition and start reading at its end; idempotent. KafkaError if the
-        replies topic is missing or the broker cannot be reached."""
+        """Pick the partition and start reading at its end; idempotent. KafkaError if the broker
+        cannot be reached, ConfigError if the replies topic is missing."""
+        if self._thread is not None:  # set once, last: no lock needed to see it
+            return
         with self._lock:
             if self._thread is not None:
                 return
-            consumer = Consumer(
-                client_config(
-                    self._settings,
-                    {
-                        "group.id": f"{self._settings.topic_prefix}replies.{uuid.uuid4().hex}",
-                        "enable.auto.commit": False,
-                        "fetch.wait.max.ms": _FETCH_WAIT_MS,
-                    },
-                )
-            )
+            group = f"{self._settings.topic_prefix}replies.{uuid.uuid4().hex}"
+            wait = {"fetch.wait.max.ms": _FETCH_WAIT_MS}
+            consumer = make_consumer(self._settings, group_id=group, extra=wait)
             try:
                 self.partition = self._pick(consumer)
-                _, end = watermarks(
-                    consumer, self._topic, self.partition, timeout_s=_START_TIMEOUT_S
-                )
+                timeout_s = connect_timeout_s(self._settings)
+                end = end_offset(consumer, self._topic, self.partition, timeout_s=timeout_s)
                 consumer.assign([TopicPartition(self._topic, self.partition, end)])
             except BaseException:
                 consumer.close()
                 raise
             self._consumer = consumer
-            self._thread = threading.Thread(target=self._read, name="taskd-replies", daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._read, name="taskd-replies", daemon=True)
+            thread.start()
+            self._thread = thread
 
     def expect(self, task_id: str) -> futures.Future[TaskOutcome]:
-        """The future of ``task_id``'s outcome (already done if it has arrived)."""
+        """The future of ``task_id``'s outcome (already done if it has arrived, failed if the
+        reader has stopped)."""
         with self._lock:
             waiting = self._waiting.get(task_id)
             if waiting is not None:
                 return waiting
             future: futures.Future[TaskOutcome] = futures.Future()
             arrived = self._recent.get(task_id)
-            if arrived is None:
-                self._waiting[task_id] = future
-            else:
+            if arrived is not None:
                 future.set_result(arrived)
+            elif self._stopping.is_set():
+                future.set_exception(KafkaError("the task client's results reader has stopped"))
+            else:
+                self._waiting[task_id] = future
             return future
 
+    def give_up(self, task_id: str, error: BaseException) -> None:
+        """No outcome will come for ``task_id`` (its record was not delivered): its future
+        fails with ``error`` and is forgotten."""
+        with self._lock:
+            future = self._waiting.pop(task_id, None)
+        if future is not None:
+            future.set_exception(error)
+
     def close(self) -> None:
-        """Stop reading; tasks still waited for stay unresolved."""
+        """Stop reading; a task still waited for fails with KafkaError."""
         self._stopping.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        self._fail_waiting()
 
     def _pick(self, consumer: Consumer) -> int:
-        try:
-            topic = consumer.list_topics(self._topic, timeout=_START_TIMEOUT_S).topics[self._topic]
-        except KafkaException as error:
-            raise KafkaError(f"cannot read the metadata of {self._topic}: {error}") from error
-        if topic.error is not None or not topic.partitions:
-            raise KafkaError(
-                f"the replies topic {self._topic} does not exist: run `taskd topics create`"
-            )
-        count = len(topic.partitions)
+        count = check_broker(
+            consumer, self._settings, self._topic, connect_timeout_s(self._settings)
+        )
         if self._wanted is None:
             return random.randrange(count)
         if not 0 <= self._wanted < count:
-            raise KafkaError(f"{self._topic} has {count} partitions, not {self._wanted + 1}")
+            raise ConfigError(f"{self._topic} has {count} partitions, not {self._wanted + 1}")
         return self._wanted
 
     def _read(self) -> None:
@@ -137,6 +152,7 @@ class ReplyReader:
         try:
             while not self._stopping.is_set():
                 first = consumer.poll(_POLL_S)  # returns with the first outcome that arrives
+                self._between()
                 if first is None:
                     continue
                 # consume(n, t) waits for n records or t s: only what is already here, at once
@@ -146,13 +162,15 @@ class ReplyReader:
                         continue
                     self._take(message.value() or b"")
         finally:
+            self._stopping.set()
             consumer.close()
+            self._fail_waiting()
 
     def _take(self, value: bytes) -> None:
         try:
             outcome = self._codec.decode(value, TaskOutcome)
-        except DecodeError as error:
-            log.warning("an unreadable record on %s was skipped: %s", self._topic, error)
+        except TaskdError as error:  # undecodable, or a registry that cannot be reached
+            log.warning("a record on %s was skipped: %s", self._topic, error)
             return
         with self._lock:
             recent = self._recent
@@ -164,6 +182,12 @@ class ReplyReader:
             future = self._waiting.pop(outcome.task_id, None)
         if future is not None:
             future.set_result(outcome)
+
+    def _fail_waiting(self) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            future.set_exception(KafkaError("the task client's results reader has stopped"))
 
 
 Decode = Callable[[bytes | None], T]
@@ -219,7 +243,12 @@ class TaskHandle(Generic[T]):
         return self._decode(outcome.output)
 
     def __repr__(self) -> str:
-        state = self.waits.result().status.value if self.done() else "PENDING"
+        if not self.done():
+            state = "PENDING"
+        elif self.waits.exception() is not None:
+            state = "NO OUTCOME"
+        else:
+            state = self.waits.result().status.value
         return f"TaskHandle({self.task.type!r}, {self.task_id!r}, {state})"
 
 

@@ -13,11 +13,18 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from streams.adapters.admin import create_topics
 from streams.adapters.client import TaskClient
 from streams.core.model import DeadLetterReason
-from streams.errors import ResultTimeoutError, TaskFailedError
+from streams.errors import (
+    ConfigError,
+    DeliveryError,
+    KafkaError,
+    ResultTimeoutError,
+    TaskFailedError,
+)
 from streams.settings import Settings
 from streams.wire import REPLY_PARTITION_HEADER, OutcomeStatus, Task, TaskOutcome, TaskResult
 from tests.adapters.test_dispatcher_support import with_state
@@ -201,3 +208,29 @@ def test_with_record_format_json_every_record_people_read_is_json_text(
         assert all(isinstance(json.loads(value), dict) for value in values), topic
     (letter,) = [json.loads(value) for value in read_values(settings, names.dlq)]
     assert letter["reason"] == "FAILED" and letter["task"]["task_id"] == failed.task_id
+
+
+def test_a_handle_fails_at_once_when_no_outcome_can_come(topics: Settings) -> None:
+    """A task that never reached the broker, or whose client was closed while it waited, gives
+    an error, not a wait for ever."""
+    create_topics(topics)
+    missing = topics.topics.tasks(3)  # the topic this task goes to is gone
+    admin = AdminClient(topics.kafka_config())
+    admin.delete_topics([missing])[missing].result()
+    expiring = {"message.timeout.ms": 3_000}
+    with TaskClient(topics, results=True, producer_config=expiring) as client:
+        lost = client.submit_new(type="work", priority=3, payload=work())
+        with pytest.raises(DeliveryError, match=missing):
+            lost.result(timeout=WAIT_S)
+        with pytest.raises(DeliveryError):
+            client.flush(WAIT_S)
+    client = TaskClient(topics, results=True)
+    waiting = client.submit_new(type="work", priority=1, payload=work())  # no dispatcher runs
+    client.close()
+    with pytest.raises(KafkaError, match="results reader has stopped"):
+        waiting.result(timeout=WAIT_S)
+    assert "NO OUTCOME" in repr(waiting)
+    unasked = TaskClient(topics).submit_new(type="work", priority=1, payload=work())
+    with pytest.raises(ConfigError, match="results=True"):
+        unasked.result(timeout=0)
+    assert "NO OUTCOME" in repr(unasked)
