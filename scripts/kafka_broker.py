@@ -21,6 +21,7 @@ Environment:
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import shutil
 import signal
@@ -116,18 +117,34 @@ def metadata_brokers(host: str, tcp_port: int, timeout_s: float = 2.0) -> int:
 def _connect(host: str, tcp_port: int, timeout_s: float) -> socket.socket:
     """A connection to the broker: TLS with client certificate when TASKD_KAFKA_PROBE_TLS says
     so, else plain TCP."""
+    context = _probe_tls()
     sock = socket.create_connection((host, tcp_port), timeout=timeout_s)
-    probe_tls = os.environ.get("TASKD_KAFKA_PROBE_TLS")
-    if not probe_tls:
+    if context is None:
         return sock
-    ca, cert, key = probe_tls.split(",")
-    context = ssl.create_default_context(cafile=ca)
-    context.load_cert_chain(cert, key)
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except (OSError, ValueError):
         sock.close()
         raise
+
+
+@functools.cache
+def _probe_tls() -> ssl.SSLContext | None:
+    """The TLS context TASKD_KAFKA_PROBE_TLS names (``CA,certificate,key``), built once; a bad
+    value stops the script with one line (it is no broker that is not ready)."""
+    probe_tls = os.environ.get("TASKD_KAFKA_PROBE_TLS")
+    if not probe_tls:
+        return None
+    parts = probe_tls.split(",")
+    if len(parts) != 3:
+        sys.exit(f"TASKD_KAFKA_PROBE_TLS must be CA,certificate,key (PEM files), got {probe_tls!r}")
+    ca, cert, key = parts
+    try:
+        context = ssl.create_default_context(cafile=ca)
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        sys.exit(f"TASKD_KAFKA_PROBE_TLS: cannot load {probe_tls}: {error}")
+    return context
 
 
 def _recv_exact(sock: socket.socket, count: int) -> bytes:

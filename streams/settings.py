@@ -27,7 +27,7 @@ from streams.wire.limits import EXCERPT_BYTES, TaskLimits
 from streams.wire.topics import TopicNames
 
 ENV_PREFIX = "TASKD_"
-TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
 """What a topic prefix may hold: characters of Kafka topic names (empty: no prefix)."""
 _HOST_PORT = re.compile(r"^[^\s,:]+:\d{1,5}$")
 
@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     @field_validator("topic_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
-        if not TOPIC_PREFIX.fullmatch(value):
+        if not _TOPIC_PREFIX.fullmatch(value):
             raise ValueError("may hold only letters, digits, '.', '_' and '-' (Kafka topic names)")
         return value
 
@@ -236,6 +236,10 @@ class Settings(BaseSettings):
     def batching_config(self) -> dict[str, int]:
         """The produce-side micro-batching of every producer (client, dispatcher, agents)."""
         return {"linger.ms": self.linger_ms, "batch.size": self.batch_bytes}
+
+    def views_token(self) -> str | None:
+        """The bearer token the dispatcher's HTTP views ask for (``http_token``), if any."""
+        return self.http_token.get_secret_value() if self.http_token else None
 
     def task_limits(self) -> TaskLimits:
         """The size limits every task is checked against (client and dispatcher)."""

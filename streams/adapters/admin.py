@@ -138,11 +138,18 @@ def list_topics(settings: Settings, admin: AdminClient | None = None) -> list[To
 
 
 def topics_under(settings: Settings, admin: AdminClient | None = None) -> list[str]:
-    """The names of the topics under the configured prefix, sorted."""
+    """The names of the topics under the configured prefix, sorted; TopicError for an empty
+    prefix, which would name every topic of the cluster."""
+    prefix = _cleanable_prefix(settings)
     admin = admin or admin_client(settings)
-    return sorted(
-        name for name in topic_partitions(admin) if name.startswith(settings.topic_prefix)
-    )
+    return sorted(name for name in topic_partitions(admin) if name.startswith(prefix))
+
+
+def _cleanable_prefix(settings: Settings) -> str:
+    """The prefix whose topics and groups may be listed for deletion: not the empty one."""
+    if not settings.topic_prefix:
+        raise TopicError("refusing an empty topic prefix here: it would be every topic")
+    return settings.topic_prefix
 
 
 def delete_groups(
@@ -150,18 +157,13 @@ def delete_groups(
 ) -> tuple[list[str], list[str]]:
     """Delete the consumer groups under the configured prefix (the dispatchers', the agents',
     the views'): (deleted, kept with why). A group with live members cannot be deleted."""
-    if not settings.topic_prefix:
-        raise TopicError("refusing to delete groups with an empty topic prefix (that is all)")
+    prefix = _cleanable_prefix(settings)
     admin = admin or admin_client(settings)
     try:
         listing = admin.list_consumer_groups(request_timeout=_TIMEOUT_S).result()
     except KafkaException as error:
         return [], [f"the consumer groups could not be listed: {error.args[0].str()}"]
-    names = sorted(
-        group.group_id
-        for group in listing.valid
-        if group.group_id.startswith(settings.topic_prefix)
-    )
+    names = sorted(group.group_id for group in listing.valid if group.group_id.startswith(prefix))
     deleted: list[str] = []
     kept: list[str] = []
     if not names:
@@ -177,10 +179,8 @@ def delete_groups(
 
 def delete_topics(settings: Settings, admin: AdminClient | None = None) -> list[str]:
     """Delete every topic under the configured prefix (tests and demos clean up with it)."""
-    if not settings.topic_prefix:
-        raise TopicError("refusing to delete topics with an empty topic prefix (that is all)")
     admin = admin or admin_client(settings)
-    names = [name for name in topic_partitions(admin) if name.startswith(settings.topic_prefix)]
+    names = topics_under(settings, admin)
     if not names:
         return []
     for name, future in admin.delete_topics(names, request_timeout=_TIMEOUT_S).items():

@@ -224,10 +224,17 @@ class TaskClient:
         return [wait.result() for wait in waits]
 
     def as_completed(
-        self, tasks: Iterable[TaskHandle[Any] | Task | str], timeout_s: float | None = None
+        self,
+        tasks: Iterable[TaskHandle[Any] | Task | str],
+        timeout_s: float | None = None,
+        *,
+        no_outcome: list[BaseException] | None = None,
     ) -> Iterator[TaskOutcome]:
-        """The outcomes of ``tasks`` as they end; ResultTimeoutError after ``timeout_s``."""
-        return outcomes_as_completed([self._expect(task) for task in tasks], timeout_s)
+        """The outcomes of ``tasks`` as they end; ResultTimeoutError after ``timeout_s``. A
+        task that will have no outcome raises its error, or with ``no_outcome`` has it appended
+        there and is skipped."""
+        waits = [self._expect(task) for task in tasks]
+        return outcomes_as_completed(waits, timeout_s, no_outcome=no_outcome)
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait up to ``timeout_s`` (default: the delivery timeout plus a margin) for every

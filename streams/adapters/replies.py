@@ -253,16 +253,26 @@ class TaskHandle(Generic[T]):
 
 
 def outcomes_as_completed(
-    waits: Iterable[futures.Future[TaskOutcome]], timeout: float | None = None
+    waits: Iterable[futures.Future[TaskOutcome]],
+    timeout: float | None = None,
+    *,
+    no_outcome: list[BaseException] | None = None,
 ) -> Iterator[TaskOutcome]:
     """Each outcome as it arrives; ResultTimeoutError (with how many are still pending) once
-    ``timeout`` s have passed."""
+    ``timeout`` s have passed. A task that will have no outcome (its record never reached the
+    broker) raises its error, or, given ``no_outcome``, has it appended there and is skipped."""
     pending = list(waits)
     done = 0
     try:
         for future in futures.as_completed(pending, timeout=timeout):
             done += 1
-            yield future.result()
+            error = future.exception()
+            if error is None:
+                yield future.result()
+            elif no_outcome is None:
+                raise error
+            else:
+                no_outcome.append(error)
     except futures.TimeoutError:
         left = len(pending) - done
         raise ResultTimeoutError(

@@ -80,7 +80,7 @@ def agent(
 def _config(
     *,
     agent_id: str | None,
-    capacity: int | None,
+    capacity: int,
     skills: str,
     zone: str | None,
     weight: float,
@@ -89,8 +89,6 @@ def _config(
     heartbeat_ms: int,
     connect_timeout_ms: int,
 ) -> AgentConfig:
-    if capacity is None:
-        raise ConfigError("--capacity is required: how many tasks the agent runs at once")
     if not handlers and app_handlers is None:
         raise ConfigError(
             "--handler or --app is required, e.g. --handler streams.examples:work"

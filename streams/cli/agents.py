@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from streams.adapters.logs import plain
 from streams.cli.context import settings_of
-from streams.cli.status import default_url, fetch_status, http_token, view_url
+from streams.cli.status import fetch_view
+from streams.cli.style import wide_console
 from streams.errors import TaskdError
 
 _MIN_WIDTH = 120
@@ -41,15 +41,10 @@ def agents(
     ] = None,
 ) -> None:
     """Show the agents the dispatcher knows: state, load, task types, skills, zone, heartbeat."""
-    settings = settings_of(ctx)
-    base = url if url is not None else default_url(settings)
-    address = view_url(base, "context")
-    view = fetch_status(
-        address, timeout_s=settings.connect_timeout_ms / 1000, token=http_token(settings)
-    )
+    view = fetch_view(settings_of(ctx), url, "context")
     listed = view.get("agents")
     if not isinstance(listed, list):
-        raise TaskdError(f"{address} lists no agents (is it a taskd dispatcher?)")
+        raise TaskdError("the dispatcher's /context lists no agents (is it a taskd dispatcher?)")
     rows = sorted(
         (entry for entry in listed if isinstance(entry, Mapping)), key=lambda e: str(e.get("id"))
     )
@@ -60,10 +55,7 @@ def agents(
     if not rows:
         typer.echo("no agents known to the dispatcher yet")
         return
-    console = Console(highlight=False)
-    if console.width < _MIN_WIDTH:
-        console = Console(width=_MIN_WIDTH, highlight=False)
-    console.print(table(rows))
+    wide_console(_MIN_WIDTH, highlight=False).print(table(rows))
     ready = sum(row.get("state") == "READY" for row in rows)
     typer.echo(f"{len(rows)} agent(s), {ready} ready")
 

@@ -26,8 +26,11 @@ class CliState:
         return self._settings
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    """The settings of this invocation (walks up to the root command's state)."""
+def settings_of(ctx: typer.Context, **overrides: Any) -> Settings:
+    """The settings of this invocation (walks up to the root command's state); a command's
+    own ``overrides`` (its options that are settings) are validated like every other."""
     root = ctx.find_root()
     state = root.obj if isinstance(root.obj, CliState) else CliState()
-    return state.settings
+    if not overrides:
+        return state.settings
+    return load_settings(state.config_file, **{**state.overrides, **overrides})

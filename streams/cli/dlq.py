@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from streams.adapters.client import TaskClient, replay_count
@@ -22,6 +21,7 @@ from streams.adapters.dlq import (
 )
 from streams.adapters.kafka import require_broker
 from streams.cli.context import settings_of
+from streams.cli.style import wide_console
 from streams.core.model import DeadLetterReason
 from streams.errors import ConfigError
 from streams.settings import Settings
@@ -69,10 +69,7 @@ def list_(
     if not shown:
         typer.echo("no dead letters")
         return
-    console = Console(highlight=False)
-    if console.width < _MIN_WIDTH:
-        console = Console(width=_MIN_WIDTH, highlight=False)
-    console.print(_table(shown))
+    wide_console(_MIN_WIDTH, highlight=False).print(_table(shown))
     typer.echo(f"{len(shown)} of {len(entries)} dead letter(s) shown")
 
 

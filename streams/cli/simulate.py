@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from streams.cli.style import wide_console
 from streams.core.sim import (
     Report,
     Scenario,
@@ -65,9 +65,7 @@ def simulate(
         typer.echo(report_json(report))
         return
     width = _MIN_WIDTH if not report.scenario.variants else _MIN_VARIANTS_WIDTH
-    console = Console()
-    if console.width < width:
-        console = Console(width=width)
+    console = wide_console(width)
     console.print(render(report))
     variants = render_variants(report)
     if variants is not None:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from streams.adapters.kafka import connect_timeout_s
 from streams.cli.context import settings_of
 from streams.errors import TaskdError
 from streams.settings import Settings
@@ -44,15 +45,19 @@ def status(
     ] = None,
 ) -> None:
     """Show the dispatcher's progress: tasks distributed, queue time, load variance, deadlines."""
-    settings = settings_of(ctx)
-    base = url if url is not None else default_url(settings)
-    view = fetch_status(
-        status_url(base), timeout_s=settings.connect_timeout_ms / 1000, token=http_token(settings)
-    )
+    view = fetch_view(settings_of(ctx), url, "status")
     if json_out:
         typer.echo(json.dumps(view, ensure_ascii=False))
         return
     Console(highlight=False).print(render(view))
+
+
+def fetch_view(settings: Settings, url: str | None, view: str) -> dict[str, object]:
+    """The dispatcher's ``/view`` (at ``url``, default from the settings) as JSON, within the
+    connect timeout, with the views' token; TaskdError saying why it could not."""
+    base = url if url is not None else default_url(settings)
+    timeout_s = connect_timeout_s(settings)
+    return fetch_status(view_url(base, view), timeout_s=timeout_s, token=settings.views_token())
 
 
 def default_url(settings: Settings) -> str:
@@ -60,11 +65,6 @@ def default_url(settings: Settings) -> str:
     host = _ANY_ADDRESS.get(settings.http_host, settings.http_host)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{settings.http_port}"
-
-
-def status_url(base: str) -> str:
-    """The ``/status`` URL under ``base`` (which may already end with it); http(s) only."""
-    return view_url(base, "status")
 
 
 def view_url(base: str, view: str) -> str:
@@ -81,11 +81,6 @@ def view_url(base: str, view: str) -> str:
 
 
 _VIEWS = ("status", "context")
-
-
-def http_token(settings: Settings) -> str | None:
-    """The bearer token the dispatcher's views ask for (``http_token``), if any."""
-    return settings.http_token.get_secret_value() if settings.http_token else None
 
 
 def fetch_status(url: str, *, timeout_s: float, token: str | None = None) -> dict[str, object]:

@@ -96,3 +96,10 @@ def usage_message(error: typer.TyperException) -> str:
     if ctx is not None:
         text += f" (see {ctx.command_path} --help)"
     return text
+
+
+def wide_console(min_width: int, **options: Any) -> Console:
+    """A console on stdout at least ``min_width`` columns wide, even into a pipe (rich would
+    squeeze a table to 80 there)."""
+    console = Console(**options)
+    return console if console.width >= min_width else Console(width=min_width, **options)

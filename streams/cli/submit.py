@@ -89,9 +89,11 @@ def submit(
     with _open(source) as lines, client, _display(err, reading) as show:
         tasks = _tasks(lines, reading, settings.priority_levels, priority, task_type, err.print)
         report = client.submit_many(_noted(tasks, sent), show)
-        _finish(reading, report, err, err if wait else None)
-        if wait:
-            _print_outcomes(client, sent, wait_timeout_s, err)
+        failed = _finish(reading, report, err, err if wait else None)
+        if wait:  # the tasks that did go out are waited for, whatever failed before them
+            failed += _print_outcomes(client, sent, wait_timeout_s, err)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _noted(tasks: Iterable[Task], sent: list[str]) -> Iterator[Task]:
@@ -100,21 +102,23 @@ def _noted(tasks: Iterable[Task], sent: list[str]) -> Iterator[Task]:
         yield task
 
 
-def _print_outcomes(
-    client: TaskClient, task_ids: list[str], timeout_s: float, err: Console
-) -> None:
-    """Each task's outcome as a JSON line as it ends; exit 1 if one failed or is still out."""
+def _print_outcomes(client: TaskClient, task_ids: list[str], timeout_s: float, err: Console) -> int:
+    """Each task's outcome as a JSON line as it ends; how many did not succeed, have no
+    outcome (never delivered) or are still out after ``timeout_s``."""
     failed = 0
+    no_outcome: list[BaseException] = []
     try:
-        for outcome in client.as_completed(task_ids, timeout_s):
+        for outcome in client.as_completed(task_ids, timeout_s, no_outcome=no_outcome):
             failed += not outcome.succeeded
             typer.echo(json.dumps(record_json(outcome), ensure_ascii=False))
     except ResultTimeoutError as error:
         err.print(str(error))
-        raise typer.Exit(1) from error
+        return failed + len(no_outcome) + error.pending
     if failed:
         err.print(f"{failed} of {len(task_ids)} task(s) did not succeed")
-        raise typer.Exit(1)
+    if no_outcome:
+        err.print(f"{len(no_outcome)} task(s) have no outcome: {no_outcome[0]}")
+    return failed + len(no_outcome)
 
 
 def _tasks(
@@ -197,12 +201,13 @@ def _plain_progress(err: Console, reading: _Reading) -> Callable[[SubmitReport],
     return show
 
 
-def _finish(reading: _Reading, report: SubmitReport, err: Console, summary: Console | None) -> None:
-    """The summary (on ``summary``, else stdout) and the problems on stderr; exit 1 if any."""
+def _finish(reading: _Reading, report: SubmitReport, err: Console, summary: Console | None) -> int:
+    """The summary (on ``summary``, else stdout) and the problems on stderr; how many lines or
+    tasks failed."""
     say = typer.echo if summary is None else summary.print
     if reading.read == 0:
         say("no tasks read")
-        return
+        return 0
     failed = reading.malformed + report.failed + report.unconfirmed
     say(f"submitted {report.delivered} tasks ({failed} failed)")
     if reading.malformed:
@@ -211,5 +216,4 @@ def _finish(reading: _Reading, report: SubmitReport, err: Console, summary: Cons
         err.print(f"{report.failed} delivery(ies) failed; first error: {report.first_error}")
     if report.unconfirmed:
         err.print(f"{report.unconfirmed} task(s) not confirmed by the broker in time")
-    if failed:
-        raise typer.Exit(1)
+    return failed

@@ -19,7 +19,7 @@ from streams.adapters.admin import (
 )
 from streams.adapters.kafka import require_broker
 from streams.cli.context import settings_of
-from streams.settings import TOPIC_PREFIX, Settings
+from streams.settings import Settings
 
 topics_app = typer.Typer(
     help="Create, list and delete the topics of the architecture.", no_args_is_help=True
@@ -62,10 +62,8 @@ def delete(
     """Delete every topic and consumer group under the topic prefix (--prefix, else
     TASKD_TOPIC_PREFIX or the settings file): what a finished run, or an interrupted one, left
     behind. Their records are gone for good."""
-    settings = settings_of(ctx)
-    if prefix is not None:
-        settings = settings.model_copy(update={"topic_prefix": _valid_prefix(prefix)})
-    settings = _reachable(settings)
+    given = {} if prefix is None else {"topic_prefix": prefix}
+    settings = _reachable(settings_of(ctx, **given))
     names = topics_under(settings)
     if not names:
         _out.print(f"no topic under the prefix {settings.topic_prefix!r}")
@@ -80,15 +78,6 @@ def delete(
         _out.print(f"deleted {len(groups)} consumer group(s): {', '.join(groups)}")
     for line in kept:
         _out.print(f"[yellow]kept[/yellow] {line}")
-
-
-def _valid_prefix(prefix: str) -> str:
-    """``prefix`` if it is a topic prefix the settings would take; a usage error otherwise."""
-    if not prefix or not TOPIC_PREFIX.fullmatch(prefix):
-        raise typer.BadParameter(
-            "a topic prefix holds only letters, digits, '.', '_' and '-'", param_hint="--prefix"
-        )
-    return prefix
 
 
 def _reachable(settings: Settings) -> Settings:

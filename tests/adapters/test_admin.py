@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.adapters.admin import (
     TopicState,
     create_topics,
+    delete_groups,
     delete_topics,
     list_topics,
     topic_partitions,
+    topics_under,
     wait_for_topics,
 )
+from streams.errors import TopicError
 from streams.settings import Settings
 
 
@@ -79,3 +83,12 @@ def test_list_reports_missing_and_differing_topics(settings: Settings, admin: Ad
         assert created[names.tasks(0)] is TopicState.CREATED
     finally:
         delete_topics(settings, admin)
+
+
+def test_an_empty_prefix_names_no_topic_and_no_group_to_delete(
+    settings: Settings, admin: AdminClient
+) -> None:
+    everything = settings.model_copy(update={"topic_prefix": ""})
+    for clean_up in (topics_under, delete_topics, delete_groups):
+        with pytest.raises(TopicError, match="empty topic prefix"):
+            clean_up(everything, admin)

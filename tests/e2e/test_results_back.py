@@ -166,7 +166,7 @@ def test_taskd_submit_wait_prints_each_outcome_as_a_json_line(
         for i in range(3)
     ]
     lines.append({"task_id": "w-bad", "type": "work", "priority": 1, "payload": {"fail": "fatal"}})
-    stdin = "".join(json.dumps(line) + "\n" for line in lines)
+    stdin = "".join(json.dumps(line) + "\n" for line in lines) + '{"type": 5}\n'  # malformed
 
     async def scenario() -> subprocess.CompletedProcess[str]:
         async with pipeline(settings, [2]):
@@ -181,7 +181,8 @@ def test_taskd_submit_wait_prints_each_outcome_as_a_json_line(
     assert by_id["w-bad"]["status"] == "FAILED"
     assert by_id["w-bad"]["dead_letter_reason"] == "FAILED"
     assert result.returncode == 1 and "1 of 4 task(s) did not succeed" in result.stderr
-    assert "submitted 4 tasks (0 failed)" in result.stderr
+    assert "submitted 4 tasks (1 failed)" in result.stderr  # the malformed line, not waited for
+    assert "line 5: " in result.stderr
 
 
 def test_with_record_format_json_every_record_people_read_is_json_text(

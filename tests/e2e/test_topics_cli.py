@@ -61,7 +61,9 @@ def test_delete_takes_the_prefix_to_clean_up_as_an_option(
         assert _ours(left_over, admin) == []
         assert _ours(settings, admin)  # the settings' own prefix: untouched
         empty = taskd(settings, "topics", "delete", "--yes", "--prefix", "")
-        assert empty.returncode == 2 and "--prefix" in empty.stderr
+        assert empty.returncode == 1 and "empty topic prefix" in empty.stderr
+        bad = taskd(settings, "topics", "delete", "--yes", "--prefix", "a b")
+        assert bad.returncode == 1 and "topic_prefix" in bad.stderr
         assert _ours(settings, admin)
     finally:
         delete_topics(settings, admin)

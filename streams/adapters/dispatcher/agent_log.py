@@ -84,9 +84,6 @@ class AgentLog:
             self._emit(logging.INFO, "ready", "agent %s takes work again", (agent_id,), fields)
         self._remember(agent_id, epoch)
 
-    def flush(self, *, force: bool = False) -> None:
-        self._limited.flush(force=force)
-
     def _joined(
         self, agent: AgentInfo, known: int | None, epoch: int, fields: dict[str, object]
     ) -> None:

@@ -48,6 +48,7 @@ from streams.adapters.status import (
     progress_view,
     run_state,
 )
+from streams.adapters.timers import every
 from streams.core.distributor import Distributor
 from streams.errors import ConfigError, TaskdError
 from streams.settings import Settings
@@ -182,10 +183,11 @@ class Dispatcher:
         if self._stopping:  # stopped while starting: its timers must not outlive it
             return
         self._heard_own_ms = self.clock()  # its reports start now
-        self._timers = [
-            asyncio.ensure_future(self._every(self.config.commit_interval_s, self._checkpoint)),
-            asyncio.ensure_future(self._every(GAUGE_REFRESH_S, self._refresh_gauges)),
-        ]
+        steps = (
+            (self.config.commit_interval_s, self._checkpoint, "the checkpoint"),
+            (GAUGE_REFRESH_S, self._refresh_gauges, "refreshing the gauges"),
+        )
+        self._timers = [asyncio.ensure_future(every(*step)) for step in steps]
         log.info(
             "dispatcher ready: shards %s, %d open task(s) recovered",
             sorted(self._states),
@@ -371,15 +373,6 @@ class Dispatcher:
         if not self._stopping:
             self._timers.append(asyncio.ensure_future(self.stop()))
 
-    @staticmethod
-    async def _every(interval_s: float, call: Callable[[], None]) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                call()
-            except Exception:
-                log.exception("dispatcher: a periodic step failed")
-
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def _serve_http(self) -> None:
@@ -393,7 +386,7 @@ class Dispatcher:
             status=self.status_view,
             context=self.context_view,
             registry=self.registry,
-            token=token.get_secret_value() if (token := self.settings.http_token) else None,
+            token=self.settings.views_token(),
             metrics_open=self.settings.http_metrics_open,
         )
         await server.start()

@@ -23,6 +23,7 @@ from streams.adapters.metrics import (
     MetricsServer,
     serve_metrics,
 )
+from streams.adapters.timers import every
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.dispatch import DispatchReader
 from streams.adapters.worker.draining import finish_work, sign_off
@@ -199,7 +200,7 @@ class Agent:
         background = [
             asyncio.create_task(session.heartbeats.keep_sending()),
             asyncio.create_task(session.registrar.keep_renewing()),
-            asyncio.create_task(_every(SUMMARIES_EVERY_S, failures.flush)),
+            asyncio.create_task(every(SUMMARIES_EVERY_S, failures.flush, "the failure summaries")),
         ]
         stack.push_async_callback(_cancel, background)
         stack.callback(lambda: failures.flush(force=True))
@@ -256,12 +257,6 @@ class Agent:
         self._started_or_ended.set()
         if self._on_ready is not None:
             self._on_ready(self.ready)
-
-
-async def _every(interval_s: float, call: Callable[[], None]) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        call()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
