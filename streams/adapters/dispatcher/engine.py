@@ -117,6 +117,7 @@ class Engine:
         self._follow_ups: list[Event] = []
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at = 0.0
+        self._lost_writes: list[asyncio.Future[list[TopicPartition]]] = []
         self.batches = 0
         """Input batches handled (a progress figure)."""
 
@@ -191,18 +192,46 @@ class Engine:
         return count
 
     async def hand_over(self, shards: Iterable[int], *, lost: bool) -> list[TopicPartition]:
-        """Shards go to another instance: checkpoint them (unless ``lost``: then they are
-        another's already and nothing may be written for them), then forget them; the offsets
-        to commit before they go."""
+        """Shards go to another instance: checkpoint them, then forget them; the offsets to
+        commit before they go (none when ``lost``: see :meth:`_keep_lost`)."""
         gone = sorted(set(shards))
         offsets: list[TopicPartition] = []
-        if not lost:  # every owned shard: a shard's results may sit in another's partition
+        if lost:
+            self._keep_lost(gone)
+        else:  # every owned shard: a shard's results may sit in another's partition
             owned = list(self._states)
             offsets = await self._checkpointer.complete(
                 dict(self._states), lambda: self.committable(owned)
             )
         self.release(gone)
         return offsets
+
+    def _keep_lost(self, shards: list[int]) -> None:
+        """The group session ran out, mostly because the broker could not be reached: the
+        shards' open tasks are written for whoever owns them next (this instance, most often,
+        once the broker is back), and nothing is committed. Without this, a task dispatched
+        in the last checkpoint interval would be read again from its input and run twice.
+        Should another instance have taken the shards meanwhile, a late record can only name
+        a task it ended (dropped on recovery, as ended) or hands to another agent (its lease
+        runs out): a task may wait longer, none is lost."""
+        lost = {shard: self._states[shard] for shard in shards if shard in self._states}
+        if lost:
+            write = self._checkpointer.complete(lost, list)
+            self._lost_writes.append(asyncio.ensure_future(write))
+
+    async def lost_written(self, timeout_s: float) -> None:
+        """Wait (up to ``timeout_s``) until what lost shards held is written, so that their
+        recovery reads it."""
+        pending, self._lost_writes = self._lost_writes, []
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        if late:
+            log.warning(
+                "the open tasks of lost shards were not written within %.0f s: tasks "
+                "dispatched just before may run twice",
+                timeout_s,
+            )
 
     def release(self, shards: Iterable[int]) -> None:
         """Forget shards now owned by another instance: their tasks, state and offsets."""

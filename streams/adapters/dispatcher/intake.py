@@ -110,7 +110,7 @@ class Intake:
     ``on_batch(messages)`` runs on the loop for every batch. ``on_assigned(shards)`` and
     ``on_revoked(shards, lost)`` are coroutines run on the loop while this thread waits for
     them; ``lost``: the shards were taken away (the session ran out), not handed over, so
-    nothing may be written for them any more. ``on_revoked`` gives the offsets to commit
+    no offset of theirs may be committed any more. ``on_revoked`` gives the offsets to commit
     before the shards go.
     """
 

@@ -61,6 +61,9 @@ GAUGE_REFRESH_S = 1.0
 DEAF_AFTER_MS = 3_000
 """This instance's own report (written every GAUGE_REFRESH_S) not read back for this long: it
 cannot reach the broker, and the agents' silence proves nothing (``Distributor.set_connected``)."""
+LOST_WRITE_WAIT_S = 30.0
+"""How long a recovery waits for the open tasks of shards lost before to be written (they
+are, within a round trip, once the broker answers: it has just assigned the shards)."""
 SUMMARY_MAX_AGE_MS = 1_000
 """The statistics' summary is shared by the gauges and the views for this long: making one
 sorts every queue-time sample."""
@@ -266,6 +269,7 @@ class Dispatcher:
     async def _on_assigned(self, shards: list[int]) -> None:
         assert self.engine is not None
         started = time.monotonic()
+        await self.engine.lost_written(LOST_WRITE_WAIT_S)
         recovered = await asyncio.to_thread(read_shards, self.settings, self.codec, shards)
         count = self.engine.adopt(recovered)
         running = sum(entry.agent_id is not None for shard in recovered for entry in shard.open)
