@@ -53,11 +53,9 @@ def test_readable_records_are_one_json_object_read_back_the_same_by_any_reader(
     assert JSON.decode(AVRO.encode(record), type(record)) == record
 
 
-@given(ANY_RECORD)
+@given(ANY_RECORD.filter(lambda record: type(record) not in READABLE_RECORDS))
 def test_the_other_records_keep_their_avro_framing(record: WireRecord) -> None:
     data = JSON.encode(record)
-    if type(record) in READABLE_RECORDS:
-        return
     assert data == AVRO.encode(record) and JSON.frames(data)
 
 
