@@ -118,18 +118,23 @@ def test_a_json_task_sent_without_an_id_is_matched_by_its_kafka_key(
     settings = _settings(topics, tmp_path)
     topic = settings.topics.tasks(1)
 
+    def send(*tasks: tuple[str, int]) -> None:
+        producer = Producer(settings.kafka_config())
+        for key, partition in tasks:
+            producer.produce(topic, _json_task(partition), key.encode())
+        assert producer.flush(10) == 0
+
     async def scenario() -> tuple[list[TaskOutcome], int]:
         async with pipeline(settings, [2]):
-            producer = Producer(settings.kafka_config())
-            for key, partition in (("order-17", 0), ("order-18", 0), ("order-19", 9_999)):
-                producer.produce(topic, _json_task(partition), key.encode())
-            producer.flush(10)
-            ran = await until_results(settings, count=3)
-            return await _outcomes(settings, 2), len(ran)
+            send(("order-17", 0), ("order-18", 0), ("order-19", 9_999))
+            ran = await _until_result_count(settings, 3)
+            send(("marker", 0))  # its outcome comes after any the others could have had
+            await _until_result_count(settings, 4)
+            return await _until_outcome_count(settings, 3), len(ran)
 
     outcomes, ran = asyncio.run(scenario())
     assert ran == 3  # the one asking for a partition the topic lacks ran, with no outcome
-    assert sorted(o.source_key or "" for o in outcomes) == ["order-17", "order-18"]
+    assert sorted(o.source_key or "" for o in outcomes) == ["marker", "order-17", "order-18"]
     assert all(o.task_id.startswith(f"{topic}/") and o.succeeded for o in outcomes)
 
 
@@ -139,21 +144,25 @@ def _json_task(reply_partition: int) -> bytes:
     return json.dumps({"type": "work", "payload": {"work_ms": 1}, "headers": headers}).encode()
 
 
-async def until_results(settings: Settings, *, count: int) -> list[TaskResult]:
+async def _until_result_count(settings: Settings, count: int) -> list[TaskResult]:
+    """The results, once there are ``count``; fails past WAIT_S."""
     deadline = time.monotonic() + WAIT_S
     while True:
         found = await asyncio.to_thread(all_results, settings)
-        if len(found) >= count or time.monotonic() > deadline:
+        if len(found) >= count:
             return found
+        assert time.monotonic() < deadline, f"{len(found)} results, {count} expected"
         await asyncio.sleep(0.2)
 
 
-async def _outcomes(settings: Settings, count: int) -> list[TaskOutcome]:
+async def _until_outcome_count(settings: Settings, count: int) -> list[TaskOutcome]:
+    """The outcomes on ``replies``, once there are ``count``; fails past WAIT_S."""
     deadline = time.monotonic() + WAIT_S
     while True:
         found = await asyncio.to_thread(read_all, settings, settings.topics.replies, TaskOutcome)
-        if len(found) >= count or time.monotonic() > deadline:
+        if len(found) >= count:
             return found
+        assert time.monotonic() < deadline, f"{len(found)} outcomes, {count} expected"
         await asyncio.sleep(0.2)
 
 
