@@ -3,6 +3,7 @@ Proven against a TLS broker in tests/e2e/test_secure_broker.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,20 @@ def test_sasl_ssl_with_a_ca_only(pem: dict[str, Path]) -> None:
     assert "ssl.key.password" not in config
 
 
-def test_a_child_process_gets_the_same_tls_settings(pem: dict[str, Path]) -> None:
+def test_a_child_process_gets_the_same_tls_settings(
+    pem: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = load_settings(
         security_protocol="SSL", ssl_cert_file=pem["cert"], ssl_key_file=pem["key"],
         ssl_key_password="pw",
     )  # fmt: skip
-    env = settings.environment()
-    assert env["TASKD_SSL_CERT_FILE"] == str(pem["cert"])
-    assert env["TASKD_SSL_KEY_PASSWORD"] == "pw"
+    for name in [name for name in os.environ if name.startswith("TASKD_")]:
+        monkeypatch.delenv(name)
+    for name, value in settings.environment().items():  # what a child process is given
+        monkeypatch.setenv(name, value)
+    loaded = load_settings()
+    assert loaded == settings
+    assert loaded.kafka_config()["ssl.key.password"] == "pw"
 
 
 @pytest.mark.parametrize(

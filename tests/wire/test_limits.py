@@ -57,7 +57,8 @@ def test_a_task_at_its_limits_passes() -> None:
 def test_limits_a_record_cannot_hold_are_refused_when_the_settings_load() -> None:
     with pytest.raises(ConfigError, match="would not fit max_record_bytes"):
         load_settings(max_payload_bytes=2_000_000)
-    assert load_settings(max_payload_bytes=2_000_000, max_record_bytes=4_000_000)
+    settings = load_settings(max_payload_bytes=2_000_000, max_record_bytes=4_000_000)
+    assert (settings.max_payload_bytes, settings.max_record_bytes) == (2_000_000, 4_000_000)
 
 
 @given(st.lists(st.integers(0, 50)), st.integers(1, 60))
