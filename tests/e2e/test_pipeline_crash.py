@@ -66,14 +66,20 @@ def taskd_env(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def taskd(
-    settings: Settings, log: Path, *args: str, ready: str, env: dict[str, str] | None = None
+    settings: Settings,
+    log: Path,
+    *args: str,
+    ready: str,
+    env: dict[str, str] | None = None,
+    program: list[str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``taskd ARGS`` in the background (output in ``log``), once ``ready`` is in its output;
     SIGTERM (then SIGKILL) at the end if it still runs. ``env``: the process's environment
-    (default: the settings' variables)."""
+    (default: the settings' variables); ``program``: what runs (default: the CLI's code, by
+    this interpreter)."""
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", TASKD, *args],
+            [*(program or [sys.executable, "-c", TASKD]), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env or taskd_env(settings),

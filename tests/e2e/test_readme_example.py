@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from streams.settings import Settings
@@ -16,6 +17,8 @@ from tests.e2e.test_pipeline_crash import taskd, taskd_env
 README = Path(__file__).resolve().parents[2] / "README.md"
 FIRST_EXAMPLE = "## A first example"
 RUN_TIMEOUT_S = 120
+TASKD_SCRIPT = str(Path(sys.executable).with_name("taskd"))
+"""The command the package installs, as a reader runs it."""
 
 
 def _section() -> str:
@@ -61,18 +64,16 @@ def test_the_readme_first_example_runs_as_written(topics: Settings, tmp_path: Pa
     ]
     settings = topics.model_copy(update={"data_dir": tmp_path / "state"})
     env = _env(settings, tmp_path)
-    created = _run(
-        [sys.executable, "-m", "streams.cli.main", *commands[0].split()[1:]], env, tmp_path
-    )
+    created = _run([TASKD_SCRIPT, *commands[0].split()[1:]], env, tmp_path)
     assert created.returncode == 0, created.stderr
     logs = tmp_path / "logs"
     logs.mkdir()
-    dispatcher_args = [*commands[1].split()[1:], "--no-web"]
-    agent_args = commands[2].split()[1:]
-    with (
-        taskd(settings, logs / "dispatcher.log", *dispatcher_args, ready="ready", env=env),
-        taskd(settings, logs / "agent.log", *agent_args, ready="ready", env=env),
-    ):
+
+    def started(name: str, command: str) -> AbstractContextManager[object]:
+        args = command.split()[1:]
+        return taskd(settings, logs / name, *args, ready="ready", env=env, program=[TASKD_SCRIPT])
+
+    with started("dispatcher.log", commands[1]), started("agent.log", commands[2]):
         produced = _run([sys.executable, "producer.py"], env, tmp_path)
     assert produced.returncode == 0, produced.stderr
     promised = files["producer.py"].splitlines()[-1].split("# ")[-1]
@@ -96,4 +97,4 @@ def _env(settings: Settings, folder: Path) -> dict[str, str]:
     them), and the example's folder importable (as ``python producer.py`` and ``taskd``
     started in that folder would have it)."""
     path = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
-    return {**taskd_env(settings), "PYTHONPATH": path}
+    return {**taskd_env(settings), "PYTHONPATH": path, "TASKD_HTTP_PORT": "0"}
