@@ -124,6 +124,9 @@ class Distributor:
         """Heap of (due ms, seq, task id) of the WAITING tasks."""
         self._seq = 0
         self._recovering: dict[str, _Recovering] = {}
+        self._run_lost: list[Lease] = []
+        """Recovered leases whose agent restarted or stopped: their run is lost, unless a result
+        handled in the same pass (one read back at recovery) says it ended."""
         self._connected = True
         self._paused = False
         self._reported_capacity: dict[str, int] = {}
@@ -390,7 +393,7 @@ class Distributor:
             return  # it ended meanwhile (its result came first)
         lease = record.lease
         if lease.incarnation != incarnation:
-            self._take_back(lease, f"agent {lease.agent_id} restarted or stopped", now_ms, actions)
+            self._run_lost.append(lease)  # taken back at the end of the pass (_advance)
             return
         self._tasks.move(task_id, lease.job, Step.CONFIRM)
         self._in_flight.restore(replace(lease, epoch=self._registry.epoch(lease.agent_id)))
@@ -425,7 +428,7 @@ class Distributor:
 
     def _advance(self, now_ms: int, actions: list[Action]) -> None:
         """Retries come due, tasks expire, silent agents and run-out leases lose their tasks,
-        recovered leases whose agent stayed silent go back to the queue."""
+        recovered leases whose agent restarted or stayed silent go back to the queue."""
         while self._due and self._due[0][0] <= now_ms:
             _, _, task_id = heapq.heappop(self._due)
             record = self._tasks.get(task_id)
@@ -435,6 +438,7 @@ class Distributor:
             actions.append(
                 self._dead_letter(removed.job, removed.reason, _why(removed.reason), now_ms)
             )
+        self._take_back_lost_runs(now_ms, actions)
         if not self._connected:
             return  # an outage of our own link: silence and run-out leases prove nothing
         for transition in self._registry.tick(now_ms):
@@ -447,6 +451,16 @@ class Distributor:
                 if record is not None and record.lease is not None:
                     cause = f"agent {agent_id} did not come back"
                     self._take_back(record.lease, cause, now_ms, actions)
+
+    def _take_back_lost_runs(self, now_ms: int, actions: list[Action]) -> None:
+        """Recovered leases of an agent that restarted or stopped, no result having ended them
+        in this pass, go back to the queue."""
+        for lease in self._run_lost:
+            record = self._tasks.get(lease.job.task_id)
+            if record is not None and record.phase is Phase.RECOVERING and record.lease is lease:
+                cause = f"agent {lease.agent_id} restarted or stopped"
+                self._take_back(lease, cause, now_ms, actions)
+        self._run_lost.clear()
 
     # --- releasing ---------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from tests.adapters.test_dispatcher_support import (
     until_read,
     with_state,
 )
+from tests.e2e.test_pipeline_support import all_assignments
 
 
 def test_leases_are_restored_and_held_tasks_read_again(topics: Settings, tmp_path: Path) -> None:
@@ -72,6 +73,37 @@ def test_tasks_of_an_agent_that_did_not_come_back_are_requeued(
             moved = await assignments(settings, 1, 2)
         assert {item.task.task_id for _, item in moved} == {task.task_id for task in sent}
         assert all(item.task.attempt == 1 for _, item in moved)
+
+    asyncio.run(scenario())
+
+
+def test_a_task_whose_run_ended_while_no_dispatcher_ran_is_not_run_again(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """The agent finished one of its two tasks, then restarted, while no dispatcher ran: the
+    restarted dispatcher reads the result back with the leases, so it ends that task and sends
+    only the other, whose run the restart lost, to the agent's new incarnation."""
+    settings = with_state(topics, tmp_path / "first")
+    register(settings, "a1", partition=0, epoch=1, capacity=2)
+
+    async def scenario() -> None:
+        async with FakeAgent(settings, "a1", 2).beating():
+            async with running_dispatcher(settings):
+                await submit(settings, 2)
+                [(_, done), (_, lost)] = await assignments(settings, 0, 2)
+            await answer(settings, done, TaskStatus.SUCCEEDED)
+            register(settings, "a1", partition=0, epoch=2, capacity=2)
+            restarted = with_state(settings, tmp_path / "second")
+            async with running_dispatcher(restarted) as dispatcher:
+                [_, _, (_, again)] = await assignments(settings, 0, 3)
+                assert (again.task.task_id, again.task.attempt) == (lost.task.task_id, 1)
+                await answer(settings, again, TaskStatus.SUCCEEDED)
+                await until(lambda: dispatcher.core.phase_of(again.task.task_id) is None, "done")
+                assert dispatcher.core.phase_of(done.task.task_id) is None
+        sent = [(item.task.task_id, item.task.attempt) for item in all_assignments(settings)]
+        assert sorted(sent) == sorted(
+            [(done.task.task_id, 0), (lost.task.task_id, 0), (lost.task.task_id, 1)]
+        )
 
     asyncio.run(scenario())
 

@@ -412,6 +412,32 @@ def test_a_recovered_lease_goes_back_to_the_queue_when_its_agent_restarted_or_st
     assert again.job.task_id == "t2" and "did not come back" in again.cause
 
 
+def test_a_result_read_back_with_a_recovered_lease_settles_it_though_its_agent_restarted() -> (
+    None
+):
+    """A recovery reads the results written since the last commit with the leases: a task the
+    old run finished ends with its result, not in a second run on the new incarnation."""
+    core = Distributor(CONFIG)
+    core.handle([_beat("a", 2, 0, incarnation=8)], 0)  # the agent restarted meanwhile
+    finished, lost = Job("t1", 0, 0), Job("t2", 0, 0)
+    actions = core.handle(
+        [
+            InFlightRecovered(finished, "a", 7, 0, LEASE_MS),
+            InFlightRecovered(lost, "a", 7, 0, LEASE_MS),
+            ResultReported("t1", "a", 0, ResultStatus.SUCCEEDED),
+        ],
+        10,
+    )
+    assert [type(action) for action in actions if not isinstance(action, Dispatch)] == [
+        Finished,
+        Completed,
+        Requeued,
+    ]
+    (requeued,) = [action for action in actions if isinstance(action, Requeued)]
+    assert requeued.job.task_id == "t2" and requeued.job.attempt == 1
+    assert core.phase_of("t1") is None
+
+
 def test_a_new_incarnation_of_a_live_agent_loses_what_the_old_one_held() -> None:
     core = Distributor(CONFIG)
     core.handle([_beat("a", 2, 0, incarnation=1)], 0)

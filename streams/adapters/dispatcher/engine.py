@@ -167,8 +167,12 @@ class Engine:
         """The shards this instance owns now."""
         return sorted(self._states)
 
-    def adopt(self, recovered: Iterable[Recovered]) -> int:
-        """Take over shards read back from the changelog; how many open tasks they had."""
+    def adopt(
+        self, recovered: Iterable[Recovered], written: Iterable[tuple[int, bytes]] = ()
+    ) -> int:
+        """Take over shards read back from the changelog, with the results ``written`` for them
+        since the last commit ((partition, value), ``results_since_commit``); how many open
+        tasks they had."""
         recovered = list(recovered)
         for shard in recovered:
             assert shard.state is not None
@@ -188,8 +192,26 @@ class Engine:
                         )
                     )
                 count += 1
-        self._handle(events)
+        results = self._written_results(written, {shard.shard for shard in recovered}, events)
+        self._handle(events, results)
         return count
+
+    def _written_results(
+        self, written: Iterable[tuple[int, bytes]], shards: set[int], events: list[Event]
+    ) -> dict[tuple[str, int], TaskResult]:
+        """The events of the results of ``shards`` among ``written`` (the intake reads them
+        again later: the core ignores a result of a task that ended). One that cannot be read
+        is left to the intake, which dead-letters it."""
+        results: dict[tuple[str, int], TaskResult] = {}
+        for partition, raw in written:
+            try:
+                batch = self._codec.decode(raw, ResultBatch)
+            except WireError:
+                continue
+            for result in batch.results:
+                if (partition if result.shard is None else result.shard) in shards:
+                    self._result_events(result, events, results)
+        return results
 
     async def hand_over(self, shards: Iterable[int], *, lost: bool) -> list[TopicPartition]:
         """Shards go to another instance: checkpoint them, then forget them; the offsets to
@@ -275,11 +297,13 @@ class Engine:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _handle(self, events: list[Event]) -> None:
+    def _handle(
+        self, events: list[Event], results: Mapping[tuple[str, int], TaskResult] | None = None
+    ) -> None:
         now_ms = self._clock()
         actions = self._core.handle(events, now_ms)
         self._budget.handled(0, self._core.held)
-        self._follow_ups += self._effects.carry_out(actions, {})
+        self._follow_ups += self._effects.carry_out(actions, results or {})
         self._plan_tick(now_ms)
 
     def _take_follow_ups(self) -> list[Event]:
@@ -369,27 +393,31 @@ class Engine:
             if shard not in self._states:
                 elsewhere.setdefault(shard, []).append(result)
                 continue
-            results[(result.task_id, result.attempt)] = result
-            if result.status is not TaskStatus.REJECTED:
-                events.append(
-                    TaskStarted(result.task_id, result.agent_id, result.attempt, result.started_at)
-                )
-            status = _RESULT_STATUS[result.status]
-            no_handler = status is ResultStatus.REJECTED and (result.error or "").startswith(
-                NO_HANDLER
-            )
-            events.append(
-                ResultReported(
-                    result.task_id,
-                    result.agent_id,
-                    result.attempt,
-                    status,
-                    result.error,
-                    no_handler=no_handler,
-                )
-            )
+            self._result_events(result, events, results)
         for shard, handed_on in elsewhere.items():
             self._effects.forward_results(shard, handed_on)
+
+    @staticmethod
+    def _result_events(
+        result: TaskResult, events: list[Event], results: dict[tuple[str, int], TaskResult]
+    ) -> None:
+        results[(result.task_id, result.attempt)] = result
+        if result.status is not TaskStatus.REJECTED:
+            events.append(
+                TaskStarted(result.task_id, result.agent_id, result.attempt, result.started_at)
+            )
+        status = _RESULT_STATUS[result.status]
+        no_handler = status is ResultStatus.REJECTED and (result.error or "").startswith(NO_HANDLER)
+        events.append(
+            ResultReported(
+                result.task_id,
+                result.agent_id,
+                result.attempt,
+                status,
+                result.error,
+                no_handler=no_handler,
+            )
+        )
 
     def _tracker(self, topic: str, partition: int, offset: int) -> OffsetTracker:
         tracker = self._trackers.get((topic, partition))

@@ -36,6 +36,7 @@ from streams.adapters.dispatcher.state import (
     create_dispatcher_topics,
     group_id,
     read_shards,
+    results_since_commit,
 )
 from streams.adapters.http import StatusServer
 from streams.adapters.kafka import codec_for
@@ -271,17 +272,21 @@ class Dispatcher:
         started = time.monotonic()
         await self.engine.lost_written(LOST_WRITE_WAIT_S)
         recovered = await asyncio.to_thread(read_shards, self.settings, self.codec, shards)
-        count = self.engine.adopt(recovered)
         running = sum(entry.agent_id is not None for shard in recovered for entry in shard.open)
+        written = (
+            await asyncio.to_thread(results_since_commit, self.settings, shards) if running else []
+        )
+        count = self.engine.adopt(recovered, written)
         log.info(
             "state restored for shards %s in %.1f s: %d open task(s) (%d in flight, %d queued "
-            "again), %d ended task(s) remembered",
+            "again), %d ended task(s) remembered, %d result record(s) read back",
             shards,
             time.monotonic() - started,
             count,
             running,
             count - running,
             sum(len(shard.ended) for shard in recovered),
+            len(written),
             extra={"shards": shards, "open_tasks": count, "in_flight": running},
         )
         log.info(

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -195,32 +195,64 @@ def read_shards(settings: Settings, codec: RecordCodec, shards: Iterable[int]) -
         extra={"enable.partition.eof": True, "auto.offset.reset": "earliest"},
     )
     try:
-        return [_read_one(consumer, topic, shard, codec) for shard in shards]
+        found = []
+        for shard in shards:
+            latest: dict[bytes, bytes | None] = {}
+            low, high = watermarks(consumer, topic, shard, timeout_s=_TIMEOUT_S)
+            for message in _read_range(consumer, topic, shard, low, high):
+                latest[message.key() or b""] = message.value()
+            found.append(_recovered(shard, latest, codec))
+        return found
     finally:
         consumer.close()
 
 
-def _read_one(consumer: Consumer, topic: str, shard: int, codec: RecordCodec) -> Recovered:
-    low, high = watermarks(consumer, topic, shard, timeout_s=_TIMEOUT_S)
-    latest: dict[bytes, bytes | None] = {}
-    if high > low:
-        consumer.assign([TopicPartition(topic, shard, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + 10 * _TIMEOUT_S
-        position = low
-        while position < high:
-            if time.monotonic() > deadline:
-                raise KafkaError(f"the state changelog {topic}[{shard}] was not read in time")
-            for message in consumer.consume(10_000, timeout=_POLL_S):
-                error = message.error()
-                if error is None:
-                    latest[message.key() or b""] = message.value()
-                    position = max(position, (message.offset() or 0) + 1)
-                elif error.code() != ClientError._PARTITION_EOF:
-                    raise KafkaError(f"reading {topic}[{shard}]: {error.str()}")
-                else:
-                    position = max(position, message.offset() or 0)
-        consumer.unassign()
-    return _recovered(shard, latest, codec)
+def results_since_commit(settings: Settings, shards: Iterable[int]) -> list[tuple[int, bytes]]:
+    """(partition, value) of the ``results`` records of ``shards`` the dispatcher's group has
+    not committed yet, to their current end (blocking). A recovery hands them to the core with
+    the leases it read back, so that a task whose run ended is not run again because its agent
+    restarted meanwhile."""
+    topic = settings.topics.results
+    consumer = make_consumer(  # the group's offsets, read without joining it
+        settings, group_id=group_id(settings), extra={"enable.partition.eof": True}
+    )
+    try:
+        wanted = [TopicPartition(topic, shard) for shard in shards]
+        found = []
+        for committed in consumer.committed(wanted, timeout=_TIMEOUT_S):
+            low, high = watermarks(consumer, topic, committed.partition, timeout_s=_TIMEOUT_S)
+            start = max(low, committed.offset)  # none committed yet (negative): from the start
+            for message in _read_range(consumer, topic, committed.partition, start, high):
+                found.append((committed.partition, message.value() or b""))
+        return found
+    finally:
+        consumer.close()
+
+
+def _read_range(
+    consumer: Consumer, topic: str, partition: int, start: int, high: int
+) -> list[Message]:
+    """The records of ``topic[partition]`` from offset ``start`` up to ``high``."""
+    if start >= high:
+        return []
+    found: list[Message] = []
+    consumer.assign([TopicPartition(topic, partition, start)])
+    deadline = time.monotonic() + 10 * _TIMEOUT_S
+    position = start
+    while position < high:
+        if time.monotonic() > deadline:
+            raise KafkaError(f"{topic}[{partition}] was not read in time")
+        for message in consumer.consume(10_000, timeout=_POLL_S):
+            error = message.error()
+            if error is None:
+                found.append(message)
+                position = max(position, (message.offset() or 0) + 1)
+            elif error.code() != ClientError._PARTITION_EOF:
+                raise KafkaError(f"reading {topic}[{partition}]: {error.str()}")
+            else:
+                position = max(position, message.offset() or 0)
+    consumer.unassign()
+    return found
 
 
 def _recovered(shard: int, latest: dict[bytes, bytes | None], codec: RecordCodec) -> Recovered:
