@@ -1,10 +1,8 @@
 """The dead letters (``<prefix>dlq``): read a snapshot of them, select some, plan their replay.
 
-Reading captures the end offset of every partition first, then reads each partition from its
-beginning up to that offset. Partitions are assigned directly with a throwaway group id that
-never joins nor commits, so reading changes nothing on the cluster and ends even while the
-dispatcher keeps dead-lettering. A record that does not decode is kept as undecodable: it is
-shown, never fatal.
+Reading is a snapshot (``read_snapshot``): each partition up to the end it had when the read
+began, so it ends even while the dispatcher keeps dead-lettering, and changes nothing on the
+cluster. A record that does not decode is kept as undecodable: it is shown, never fatal.
 
 Replaying sends a dead letter's task back to the topic of its priority with ``attempt`` 0 and the
 task header ``taskd-replay`` one more than before, keeping its task id: the dispatcher's duplicate
@@ -15,26 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from confluent_kafka import KafkaError as ClientError
+from confluent_kafka import Message
 
 from streams.adapters.client import replay_count
-from streams.adapters.kafka import client_config, codec_for, partition_ends
+from streams.adapters.kafka import codec_for, read_snapshot
 from streams.core.model import REPLAY_HEADER, DeadLetterReason
-from streams.errors import ConfigError, DecodeError, KafkaError
+from streams.errors import ConfigError, DecodeError
 from streams.settings import Settings
 from streams.wire import DeadLetter, Task
 from streams.wire.codec import RecordCodec
 
 READ_TIMEOUT_S = 60.0
 """Longest a read of the dead letters may take before it fails (seconds)."""
-_POLL_S = 0.2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _AGE = re.compile(r"(\d+)\s*(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -83,15 +76,7 @@ def read_dead_letters(
     than ``timeout_s`` (seconds), RegistryError if a configured schema registry is unreachable.
     """
     decode = _decoder(codec or codec_for(settings))
-    topic = settings.topics.dlq
-    consumer = Consumer(_reader_config(settings))
-    try:
-        ends = partition_ends(consumer, topic, timeout_s=timeout_s)
-        pending = {partition for partition, (low, high) in ends.items() if high > low}
-        consumer.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in sorted(pending)])
-        return _read_to_ends(consumer, ends, pending, decode, time.monotonic() + timeout_s)
-    finally:
-        consumer.close()
+    return read_snapshot(settings, settings.topics.dlq, decode, timeout_s=timeout_s)
 
 
 def select(
@@ -161,56 +146,6 @@ def _matches(entry: DlqEntry, reason: DeadLetterReason | None, since_ms: int | N
     if reason is not None and (entry.letter is None or entry.letter.reason is not reason):
         return False
     return since_ms is None or entry.dead_at_ms >= since_ms
-
-
-def _reader_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka's own lines go to our logger (``client_config``), not raw to stderr."""
-    return client_config(
-        settings,
-        {
-            "group.id": f"taskd-dlq-reader-{uuid.uuid4().hex[:12]}",  # never joined nor committed
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        },
-    )
-
-
-def _read_to_ends(
-    consumer: Consumer,
-    ends: dict[int, tuple[int, int]],
-    pending: set[int],
-    decode: Callable[[Message], DlqEntry],
-    deadline: float,
-) -> list[DlqEntry]:
-    entries: list[DlqEntry] = []
-    while pending:
-        if time.monotonic() > deadline:
-            raise KafkaError(
-                f"reading the dead letters timed out; partitions {sorted(pending)} left"
-            )
-        message = consumer.poll(_POLL_S)
-        if message is None:
-            continue
-        partition = message.partition() or 0
-        offset = _checked_offset(message)
-        end = ends[partition][1]
-        if offset is not None and offset < end:
-            entries.append(decode(message))
-        if offset is None or offset + 1 >= end:
-            pending.discard(partition)
-    return entries
-
-
-def _checked_offset(message: Message) -> int | None:
-    """The message's offset; None at a partition's end; KafkaError for any other error."""
-    error = message.error()
-    if error is None:
-        return message.offset() or 0
-    if error.code() == ClientError._PARTITION_EOF:
-        return None
-    raise KafkaError(f"reading the dead letters: {error.str()}")
 
 
 def _decoder(codec: RecordCodec) -> Callable[[Message], DlqEntry]:

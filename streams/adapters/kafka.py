@@ -16,10 +16,18 @@ import contextlib
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka.admin import AdminClient
 
@@ -102,6 +110,7 @@ def _avro_codec(settings: Settings) -> RecordCodec:
 
 
 _RETRY_S = 0.1
+_SNAPSHOT_POLL_S = 0.2
 MISSING_TOPIC_GRACE_S = 2.0
 """How long a missing topic is waited for before it is reported missing."""
 _TRANSIENT = frozenset(
@@ -323,3 +332,56 @@ def partition_ends(
         partition: watermarks(consumer, topic, partition, timeout_s=timeout_s)
         for partition in sorted(metadata.partitions)
     }
+
+
+def read_snapshot(
+    settings: Settings, topic: str, decode: Callable[[Message], T], *, timeout_s: float
+) -> list[T]:
+    """Every record of ``topic`` up to the end each partition had when called, decoded, in
+    partition order. The partitions are assigned with a throwaway group id that never joins
+    nor commits, so reading changes nothing on the cluster and ends while others write on.
+    TopicError if the topic does not exist; KafkaError if the read fails or takes longer than
+    ``timeout_s``."""
+    consumer = Consumer(
+        client_config(
+            settings,
+            {
+                "group.id": f"taskd-reader-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    try:
+        ends = partition_ends(consumer, topic, timeout_s=timeout_s)
+        pending = {partition for partition, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in sorted(pending)])
+        found: list[T] = []
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise KafkaError(f"reading {topic} timed out; partitions {sorted(pending)} left")
+            message = consumer.poll(_SNAPSHOT_POLL_S)
+            if message is None:
+                continue
+            end = ends[message.partition() or 0][1]
+            offset = _snapshot_offset(topic, message)
+            if offset is not None and offset < end:
+                found.append(decode(message))
+            if offset is None or offset + 1 >= end:
+                pending.discard(message.partition() or 0)
+        return found
+    finally:
+        consumer.close()
+
+
+def _snapshot_offset(topic: str, message: Message) -> int | None:
+    """The message's offset; None at a partition's end; KafkaError for any other error."""
+    error = message.error()
+    if error is None:
+        return message.offset() or 0
+    if error.code() == ClientError._PARTITION_EOF:
+        return None
+    raise KafkaError(f"reading {topic}: {error.str()}")
