@@ -257,7 +257,7 @@ class Distributor:
             self._remember_ended(event.dedupe_key)
         elif isinstance(event, Withdrawn):
             for task_id in event.task_ids:
-                self._withdraw(task_id)
+                self._withdraw(task_id, now_ms)
 
     def _agent_event(
         self,
@@ -312,6 +312,9 @@ class Distributor:
         record = self._tasks.get(event.task_id)
         if record is None:
             return
+        if _ran_before(record.phase, record.job, event):
+            self._ended_before(record.job, event, now_ms, actions)
+            return
         if record.phase is Phase.RECOVERING:
             lease = record.lease
             if lease is None or not _same_run(lease, event.agent_id, event.attempt):
@@ -338,6 +341,19 @@ class Distributor:
             self._take_back(lease, cause, now_ms, actions, run_counted=True, spent=False)
             return
         self._settle(lease, event.status, event.error, now_ms, actions)
+
+    def _ended_before(
+        self, job: Job, event: ResultReported, now_ms: int, actions: list[Action]
+    ) -> None:
+        """A task read again after a restart, which this dispatcher has not sent yet, has a
+        result of that very attempt: its run before the restart succeeded. It ends with it
+        instead of running again (its queue time counts up to now: its start is not known)."""
+        self._scheduler.remove(job.task_id)  # None when it waits for its retry's due time
+        self.stats.task_started(job, event.agent_id, now_ms)
+        self.stats.task_finished(job, event.agent_id, now_ms, event.status.value)
+        actions.append(Finished(job, event.agent_id, event.status))
+        self._end(job)
+        actions.append(Completed(job, event.agent_id, event.status))
 
     def _heartbeat(self, hb: Heartbeat, now_ms: int, actions: list[Action]) -> None:
         """Registers or updates the agent (a new incarnation first loses what the old one held:
@@ -398,11 +414,13 @@ class Distributor:
         self._tasks.move(task_id, lease.job, Step.CONFIRM)
         self._in_flight.restore(replace(lease, epoch=self._registry.epoch(lease.agent_id)))
 
-    def _withdraw(self, task_id: str) -> None:
-        """Forget a task handed to another driver: out of the queues, its slot freed."""
+    def _withdraw(self, task_id: str, now_ms: int) -> None:
+        """Forget a task handed to another driver: out of the queues and the statistics (the
+        other driver counts it from now), its slot freed."""
         record = self._tasks.get(task_id)
         if record is None:
             return
+        self.stats.task_withdrawn(task_id, now_ms)
         if record.phase is Phase.HELD:
             self._scheduler.remove(task_id)
         elif record.phase is Phase.IN_FLIGHT:
@@ -603,6 +621,16 @@ class Distributor:
     def _capacity_of(self, agent_id: str) -> int:
         agent = self._registry.get(agent_id)
         return agent.capacity if agent is not None and agent.state is AgentState.READY else 0
+
+
+def _ran_before(phase: Phase, job: Job, event: ResultReported) -> bool:
+    """Whether ``event`` is the success of the attempt ``job`` waits to start: a run this
+    dispatcher never sent (it was sent before a restart, and the task read again)."""
+    return (
+        phase in (Phase.HELD, Phase.WAITING)
+        and event.attempt == job.attempt
+        and event.status is ResultStatus.SUCCEEDED
+    )
 
 
 def _same_run(lease: Lease, agent_id: str, attempt: int) -> bool:

@@ -367,6 +367,13 @@ class Statistics:
             if deadline_ms is not None:
                 self._deadline_missed += 1
 
+    def task_withdrawn(self, task_id: str, now_ms: int) -> None:
+        """The task went to another driver (its shard moved): it is neither waiting nor running
+        here any more, and its deadline is the other driver's to meet."""
+        self._pending.pop(task_id, None)
+        self._pending_dispatched.discard(task_id)
+        self._close(task_id, now_ms)
+
     def intake_dead_lettered(self, reason: DeadLetterReason = DeadLetterReason.MALFORMED) -> None:
         """A record refused at the intake went to the dead letters (MALFORMED: no valid task;
         TOO_LARGE: over a size limit): no task was received, so only the dead letters count

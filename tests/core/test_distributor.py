@@ -41,6 +41,7 @@ from streams.core.events import (
     ResultReported,
     TaskArrived,
     TaskStarted,
+    Withdrawn,
 )
 from streams.core.lifecycle import TRANSITIONS, Lifecycle, Phase, Step
 from streams.core.model import REPLAY_HEADER, AgentState, Job
@@ -412,9 +413,7 @@ def test_a_recovered_lease_goes_back_to_the_queue_when_its_agent_restarted_or_st
     assert again.job.task_id == "t2" and "did not come back" in again.cause
 
 
-def test_a_result_read_back_with_a_recovered_lease_settles_it_though_its_agent_restarted() -> (
-    None
-):
+def test_a_result_read_back_with_a_recovered_lease_settles_it_though_its_agent_restarted() -> None:
     """A recovery reads the results written since the last commit with the leases: a task the
     old run finished ends with its result, not in a second run on the new incarnation."""
     core = Distributor(CONFIG)
@@ -436,6 +435,37 @@ def test_a_result_read_back_with_a_recovered_lease_settles_it_though_its_agent_r
     (requeued,) = [action for action in actions if isinstance(action, Requeued)]
     assert requeued.job.task_id == "t2" and requeued.job.attempt == 1
     assert core.phase_of("t1") is None
+
+
+def test_a_task_read_again_ends_with_the_success_of_its_run_before_a_restart() -> None:
+    """No agent has a free slot, so the task is held: a success of the same attempt (its run
+    before the restart) ends it; another attempt's, or a failure, is not its run."""
+    core = Distributor(CONFIG)
+    core.handle([TaskArrived(Job("t", 0, 0)), TaskArrived(Job("u", 0, 0))], 0)
+    assert core.held == 2
+    ignored = [
+        ResultReported("t", "a", 1, ResultStatus.SUCCEEDED),  # not the attempt it waits for
+        ResultReported("t", "a", 0, ResultStatus.FAILED),  # it may run again: not a result
+    ]
+    assert core.handle(ignored, 1) == [] and core.held == 2
+    actions = core.handle([ResultReported("t", "a", 0, ResultStatus.SUCCEEDED)], 2)
+    assert [type(action) for action in actions] == [Finished, Completed]
+    assert core.phase_of("t") is None and core.is_duplicate(Job("t", 0, 0))
+    assert core.held == 1 and core.phase_of("u") is Phase.HELD
+
+
+def test_tasks_handed_to_another_driver_leave_this_ones_statistics() -> None:
+    """A shard moved away: its waiting task's deadline, and its running task's slot, are the
+    other instance's from then on, not misses or busy slots here."""
+    core = Distributor(CONFIG)
+    core.handle([_beat("a", 1, 0, incarnation=1)], 0)
+    running, waiting = Job("r", 0, 0), Job("w", 0, 0, deadline_ms=50)
+    core.handle([TaskArrived(running), TaskArrived(waiting)], 1)  # one slot: "w" waits
+    assert core.stats.summary(100).deadline_missed == 1  # overdue while it waits here
+    core.handle([Withdrawn(("r", "w"))], 100)
+    later = core.stats.summary(1_000)
+    assert later.deadline_missed == 0
+    assert core.stats.summary(2_000).utilization < later.utilization  # the slot is free
 
 
 def test_a_new_incarnation_of_a_live_agent_loses_what_the_old_one_held() -> None:

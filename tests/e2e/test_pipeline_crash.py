@@ -18,10 +18,21 @@ import pytest
 from streams.core.model import DeadLetterReason
 from streams.settings import Settings
 from streams.wire import DeadLetter, TaskResult, TaskStatus
-from tests.adapters.test_dispatcher_support import submit_now, with_state
+from tests.adapters.test_dispatcher_support import (
+    FakeAgent,
+    answer,
+    assignments,
+    register,
+    running_dispatcher,
+    submit,
+    submit_now,
+    until,
+    with_state,
+)
 from tests.e2e.test_pipeline_support import (
     DEMO,
     agents_running,
+    all_assignments,
     all_results,
     pipeline,
     pipeline_config,
@@ -140,6 +151,33 @@ def test_a_dispatcher_killed_under_load_loses_nothing(topics: Settings, tmp_path
             with taskd(settings, log, "dispatcher", *CRASH, ready=ready):
                 results = await until_results(settings, {task.task_id for task in sent})
             _no_loss(settings, {task.task_id for task in sent}, results)
+
+    asyncio.run(scenario())
+
+
+def test_a_task_that_ran_before_a_kill_ends_with_its_result_when_read_again(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """A dispatcher killed before any checkpoint: its task is read again from the input, and
+    the success its agent wrote meanwhile (read again as well, before or after it) ends it
+    instead of a second run."""
+    settings = with_state(topics, tmp_path / "state")
+    register(settings, "a1", partition=0, epoch=1, capacity=2)
+    no_checkpoint = [*CRASH, "--commit-interval-ms", "600000"]
+
+    async def scenario() -> None:
+        async with FakeAgent(settings, "a1", 2).beating():
+            with taskd(settings, tmp_path / "first.log", "dispatcher", *no_checkpoint,
+                       ready="dispatcher ready") as first:  # fmt: skip
+                [task] = await submit(settings, 1)
+                [(_, sent)] = await assignments(settings, 0, 1)
+                _kill(first)
+        await answer(settings, sent, TaskStatus.SUCCEEDED)  # the agent finished it meanwhile
+        async with running_dispatcher(with_state(settings, tmp_path / "again")) as dispatcher:
+            stats, clock = dispatcher.core.stats, dispatcher.clock
+            await until(lambda: stats.summary(clock()).completed == 1, "it ended with its result")
+            assert dispatcher.core.phase_of(task.task_id) is None
+        assert [item.task.task_id for item in all_assignments(settings)] == [task.task_id]
 
     asyncio.run(scenario())
 

@@ -51,6 +51,7 @@ from streams.core.events import (
     Withdrawn,
 )
 from streams.core.model import DeadLetterReason
+from streams.core.window import LruMap
 from streams.errors import TooLargeError, WireError
 from streams.settings import Settings
 from streams.wire import (
@@ -73,6 +74,10 @@ _TASK, _RETRY, _RESULT = range(3)
 _RESULT_STATUS = {status: ResultStatus[status.name] for status in TaskStatus}
 """The core's result status of each wire status (the same names)."""
 _MIN_SLEEP_S = 0.001
+RAN_BEFORE_WINDOW = 4_096
+RAN_BEFORE_OUTPUT_BYTES = 8_192
+"""The successes of unknown tasks kept, and the largest output kept (at most 32 MiB in all):
+what a restart can have read before their tasks, dispatched in the at-least-once window."""
 
 
 class Engine:
@@ -118,6 +123,8 @@ class Engine:
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at = 0.0
         self._lost_writes: list[asyncio.Future[list[TopicPartition]]] = []
+        self._ran_before: LruMap[tuple[str, int], TaskResult] = LruMap(RAN_BEFORE_WINDOW)
+        """Successes read for tasks the core did not know, by (task id, attempt)."""
         self.batches = 0
         """Input batches handled (a progress figure)."""
 
@@ -210,8 +217,20 @@ class Engine:
                 continue
             for result in batch.results:
                 if (partition if result.shard is None else result.shard) in shards:
+                    self._remember_unmatched(result)
                     self._result_events(result, events, results)
         return results
+
+    def _remember_unmatched(self, result: TaskResult) -> None:
+        """A success of a task the core does not know (yet): after a restart, its task may be
+        read again from its input, and then ends with it instead of running twice."""
+        if (
+            result.status is not TaskStatus.SUCCEEDED
+            or self._core.phase_of(result.task_id) is not None
+        ):
+            return
+        if result.output is None or len(result.output) <= RAN_BEFORE_OUTPUT_BYTES:
+            self._ran_before.put((result.task_id, result.attempt), result)
 
     async def hand_over(self, shards: Iterable[int], *, lost: bool) -> list[TopicPartition]:
         """Shards go to another instance: checkpoint them, then forget them; the offsets to
@@ -375,6 +394,10 @@ class Engine:
             return 0
         origin = Origin(task, partition, topic=topic, offset=offset, tracker=tracker)
         events.append(TaskArrived(task_to_job(task, origin), due_ms))
+        ran = self._ran_before.get((task.task_id, task.attempt))
+        if ran is not None:  # read again after a restart, and its run then succeeded
+            self._ran_before.discard((task.task_id, task.attempt))
+            self._result_events(ran, events, results)
         return int(kind == _TASK and task.attempt == 0)
 
     def _results(
@@ -393,6 +416,7 @@ class Engine:
             if shard not in self._states:
                 elsewhere.setdefault(shard, []).append(result)
                 continue
+            self._remember_unmatched(result)
             self._result_events(result, events, results)
         for shard, handed_on in elsewhere.items():
             self._effects.forward_results(shard, handed_on)

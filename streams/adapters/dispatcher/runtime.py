@@ -272,11 +272,9 @@ class Dispatcher:
         started = time.monotonic()
         await self.engine.lost_written(LOST_WRITE_WAIT_S)
         recovered = await asyncio.to_thread(read_shards, self.settings, self.codec, shards)
-        running = sum(entry.agent_id is not None for shard in recovered for entry in shard.open)
-        written = (
-            await asyncio.to_thread(results_since_commit, self.settings, shards) if running else []
-        )
+        written = await asyncio.to_thread(results_since_commit, self.settings, shards)
         count = self.engine.adopt(recovered, written)
+        running = sum(entry.agent_id is not None for shard in recovered for entry in shard.open)
         log.info(
             "state restored for shards %s in %.1f s: %d open task(s) (%d in flight, %d queued "
             "again), %d ended task(s) remembered, %d result record(s) read back",

@@ -195,11 +195,14 @@ def read_shards(settings: Settings, codec: RecordCodec, shards: Iterable[int]) -
         extra={"enable.partition.eof": True, "auto.offset.reset": "earliest"},
     )
     try:
+        ranges = {
+            shard: watermarks(consumer, topic, shard, timeout_s=_TIMEOUT_S) for shard in shards
+        }
+        messages = _read_ranges(consumer, topic, ranges)
         found = []
-        for shard in shards:
+        for shard in ranges:
             latest: dict[bytes, bytes | None] = {}
-            low, high = watermarks(consumer, topic, shard, timeout_s=_TIMEOUT_S)
-            for message in _read_range(consumer, topic, shard, low, high):
+            for message in messages[shard]:
                 latest[message.key() or b""] = message.value()
             found.append(_recovered(shard, latest, codec))
         return found
@@ -209,48 +212,54 @@ def read_shards(settings: Settings, codec: RecordCodec, shards: Iterable[int]) -
 
 def results_since_commit(settings: Settings, shards: Iterable[int]) -> list[tuple[int, bytes]]:
     """(partition, value) of the ``results`` records of ``shards`` the dispatcher's group has
-    not committed yet, to their current end (blocking). A recovery hands them to the core with
-    the leases it read back, so that a task whose run ended is not run again because its agent
-    restarted meanwhile."""
+    not committed yet, to their current end (blocking). A recovery hands them to the core
+    before any input: a lease whose run ended is settled by its result even if its agent
+    restarted meanwhile, and a task read again from its input ends with the success of its run
+    before the crash."""
     topic = settings.topics.results
     consumer = make_consumer(  # the group's offsets, read without joining it
         settings, group_id=group_id(settings), extra={"enable.partition.eof": True}
     )
     try:
         wanted = [TopicPartition(topic, shard) for shard in shards]
-        found = []
+        ranges = {}
         for committed in consumer.committed(wanted, timeout=_TIMEOUT_S):
             low, high = watermarks(consumer, topic, committed.partition, timeout_s=_TIMEOUT_S)
-            start = max(low, committed.offset)  # none committed yet (negative): from the start
-            for message in _read_range(consumer, topic, committed.partition, start, high):
-                found.append((committed.partition, message.value() or b""))
-        return found
+            # none committed: from the start, as the intake will
+            ranges[committed.partition] = (max(low, committed.offset), high)
+        messages = _read_ranges(consumer, topic, ranges)
+        return [
+            (partition, message.value() or b"")
+            for partition, found in messages.items()
+            for message in found
+        ]
     finally:
         consumer.close()
 
 
-def _read_range(
-    consumer: Consumer, topic: str, partition: int, start: int, high: int
-) -> list[Message]:
-    """The records of ``topic[partition]`` from offset ``start`` up to ``high``."""
-    if start >= high:
-        return []
-    found: list[Message] = []
-    consumer.assign([TopicPartition(topic, partition, start)])
+def _read_ranges(
+    consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]]
+) -> dict[int, list[Message]]:
+    """The records of each ``topic[partition]`` from its start offset up to its high offset
+    (``ranges``: partition -> (start, high)), all partitions read at once."""
+    found: dict[int, list[Message]] = {partition: [] for partition in ranges}
+    position = {p: start for p, (start, high) in ranges.items() if start < high}
+    if not position:
+        return found
+    consumer.assign([TopicPartition(topic, p, start) for p, start in position.items()])
     deadline = time.monotonic() + 10 * _TIMEOUT_S
-    position = start
-    while position < high:
+    while any(position[p] < ranges[p][1] for p in position):
         if time.monotonic() > deadline:
-            raise KafkaError(f"{topic}[{partition}] was not read in time")
+            raise KafkaError(f"{topic} {sorted(position)} was not read in time")
         for message in consumer.consume(10_000, timeout=_POLL_S):
-            error = message.error()
+            partition, error = message.partition() or 0, message.error()
             if error is None:
-                found.append(message)
-                position = max(position, (message.offset() or 0) + 1)
+                found[partition].append(message)
+                position[partition] = max(position[partition], (message.offset() or 0) + 1)
             elif error.code() != ClientError._PARTITION_EOF:
                 raise KafkaError(f"reading {topic}[{partition}]: {error.str()}")
             else:
-                position = max(position, message.offset() or 0)
+                position[partition] = max(position[partition], message.offset() or 0)
     consumer.unassign()
     return found
 

@@ -69,5 +69,8 @@ class ShardStatistics(Statistics):
     def task_dead_lettered(self, job: Job, reason: DeadLetterReason, now_ms: int) -> None:
         self._shared.task_dead_lettered(job, reason, now_ms)
 
+    def task_withdrawn(self, task_id: str, now_ms: int) -> None:
+        self._shared.task_withdrawn(task_id, now_ms)
+
     def summary(self, now_ms: int) -> Summary:
         return self._shared.summary(now_ms)
