@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -38,6 +38,8 @@ from taskd_lab.bench.procs import RssSampler
 from taskd_lab.procs import Child, Children, taskd_command
 
 READY_S = 90.0
+AGENT_READY = " ready: partition"
+"""What an agent's log says once it has claimed its partition."""
 HALF_MS_S = 0.0005
 """``finished_at`` is truncated to the millisecond: half of one puts it mid-way."""
 
@@ -60,11 +62,12 @@ def start_dispatcher(
     strategy: str | None = None,
     events: bool = False,
     name: str = "dispatcher",
+    extra: Sequence[str] = (),
 ) -> Child:
-    """``taskd dispatcher`` as a child (lifecycle events only with ``events``); returns once
-    it says it is ready. Only the one named ``dispatcher`` serves the HTTP views (the
-    section's port); others of the same group (``name``) serve none."""
-    argv = [*taskd_command(), "dispatcher", "--loglevel", "info", "--lease-ms", "120000"]
+    """``taskd dispatcher`` as a child (lifecycle events only with ``events``; ``extra``: more
+    options); returns once it says it is ready. Only the one named ``dispatcher`` serves the
+    HTTP views (the section's port); others of the same group (``name``) serve none."""
+    argv = [*taskd_command(), "dispatcher", "--loglevel", "info", "--lease-ms", "120000", *extra]
     if name != "dispatcher":
         argv.append("--no-web")
     if max_held is not None:
@@ -85,21 +88,20 @@ def agent_id(index: int) -> str:
 
 def start_agents(children: Children, count: int, capacity: int) -> list[Child]:
     """``count`` agents ``bench-a<i>`` running the demo handler; once each has its partition."""
-    agents = [
-        children.start(
-            f"agent-{i}",
-            [
-                *taskd_command(),
-                "agent",
-                *("--id", agent_id(i), "--capacity", str(capacity)),
-                *("--handler", DEMO_HANDLER, "--heartbeat-ms", "500"),
-            ],
-        )
-        for i in range(count)
-    ]
+    agents = [children.start(f"agent-{i}", agent_argv(i, capacity)) for i in range(count)]
     for agent in agents:
-        agent.wait_for_log(" ready: partition", READY_S)
+        agent.wait_for_log(AGENT_READY, READY_S)
     return agents
+
+
+def agent_argv(index: int, capacity: int) -> list[str]:
+    """The command of agent ``bench-a<index>``."""
+    return [
+        *taskd_command(),
+        "agent",
+        *("--id", agent_id(index), "--capacity", str(capacity)),
+        *("--handler", DEMO_HANDLER, "--heartbeat-ms", "500"),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
