@@ -8,6 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.core.scheduling import Scheduler, SchedulerConfig
+from streams.core.scheduling.fairness import MAX_TENANTS, FairShare
+from streams.core.scheduling.priority import ESCALATED
 from streams.core.scheduling.quotas import TokenBucket
 from tests.core.test_scheduler_fakes import Fleet, agent, job
 
@@ -203,3 +205,43 @@ def test_lower_levels_never_take_the_reserved_slots(
     assert lower_started == min(lower, max(0, capacity - reserved))
     _backlog(scheduler, "top", urgent, level=0)
     assert len(scheduler.release(0, fleet)) == min(urgent, capacity - lower_started)
+
+
+class _Unpruned:
+    """FairShare's arithmetic without pruning: the reference the pruned tables must match."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.weights = weights
+        self.finish: dict[str, float] = {}
+        self.floor = 0.0
+
+    def tag(self, tenant: str) -> float:
+        return max(self.finish.get(tenant, 0.0), self.floor)
+
+    def charge(self, tenant: str) -> None:
+        start = self.tag(tenant)
+        self.finish[tenant] = start + 1.0 / self.weights.get(tenant, 1.0)
+        self.floor = start
+
+
+@given(
+    st.lists(st.integers(0, 300), min_size=1, max_size=2_000),
+    st.dictionaries(st.integers(0, 300).map(str), st.floats(0.1, 10), max_size=20),
+)
+def test_pruned_tenant_tables_serve_as_the_unpruned_ones(
+    charges: list[int], weights: dict[str, float]
+) -> None:
+    pruned, reference = FairShare(weights, levels=2), _Unpruned(weights)
+    eff = ESCALATED
+    for tenant in map(str, charges):
+        assert pruned.tag(eff, tenant) == reference.tag(tenant)
+        pruned.charge(eff, tenant)
+        reference.charge(tenant)
+    assert all(pruned.tag(eff, t) == reference.tag(t) for t in reference.finish)
+
+
+def test_a_stream_of_new_tenant_names_keeps_the_table_bounded() -> None:
+    share = FairShare({}, levels=2)
+    for number in range(100_000):
+        share.charge(ESCALATED, f"tenant-{number}")  # each served once, never again
+    assert share.tenants(ESCALATED) <= MAX_TENANTS

@@ -29,7 +29,7 @@ from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.outputs import Outputs
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.state import ShardState
-from streams.adapters.logs import log_dead_letter
+from streams.adapters.logs import RateLimitedLog, log_dead_letter
 from streams.adapters.metrics import DispatcherMetrics
 from streams.core import actions as act
 from streams.core.events import AgentLeft, Event
@@ -91,8 +91,8 @@ class Effects:
         self._replies_partitions = replies_partitions
         self._record_bytes = record_bytes
         """The largest record to write: an agent's assignments of one pass are cut to fit."""
-        self._unanswerable: set[int] = set()
-        """Reply partitions asked for that the replies topic lacks (warned about once each)."""
+        self._unanswerable = RateLimitedLog(log, "outcomes asked on missing partitions", burst=1)
+        """Warns of tasks asking for a reply partition the topic lacks (bounded in keys)."""
         self._results: ResultsByRun = {}
         self._owned: list[int] = []
 
@@ -262,14 +262,14 @@ class Effects:
         """The task's outcome to the replies partition it asked for (confirmed before the
         checkpoint commits its end, so a waiting client is never left without it)."""
         if partition >= self._replies_partitions:
-            if partition not in self._unanswerable:
-                self._unanswerable.add(partition)
-                log.warning(
-                    "tasks ask for outcomes on partition %d of %s, which has %d: none written",
-                    partition,
-                    self._topics.replies,
-                    self._replies_partitions,
-                )
+            self._unanswerable.log(
+                logging.WARNING,
+                str(partition),
+                "tasks ask for outcomes on partition %d of %s, which has %d: none written",
+                partition,
+                self._topics.replies,
+                self._replies_partitions,
+            )
             return
         failed = ending.reason is not None
         outcome = TaskOutcome(
