@@ -6,10 +6,12 @@ The same pipeline as ``taskd bench`` (``taskd dispatcher`` and ``plan.agents`` `
 child processes, the no-op task) is fed ``rate`` tasks a second for ``minutes``, in windows of
 WINDOW_S. After each window: the backlog (tasks sent whose result has not been seen) and the
 resident memory of every process. At the end it waits for every result and reports whether
-anything was lost, the largest backlog, and each process's RSS after the warm-up (the first
-WARM_UP share of the run): its median and how far its lowest and highest samples stray from
-it. The goal the soak checks: every RSS within ±10% of its median after warm-up, nothing lost,
-the backlog bounded. It writes ``soak.json`` into ``--out``.
+anything was lost, the largest backlog, and each process's RSS after the warm-up: its median
+and how far its lowest and highest samples stray from it. The warm-up is the first WARM_UP
+share of the run, or longer if the agents' windows of attempts already run (``seen_attempts``,
+docs/memory.md) take longer to fill at the rate: memory bounded by design grows until its
+windows are full, then stays. The goal the soak checks: every RSS within ±10% of its median
+after warm-up, nothing lost, the backlog bounded. It writes ``soak.json`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streams.adapters.worker.config import SEEN_ATTEMPTS
 from streams.settings import load_settings
 from taskd_lab.bench.measure import paced, run_ids
 from taskd_lab.bench.ours import running_pipeline
@@ -56,6 +59,7 @@ def run_soak(plan: BenchPlan, *, minutes: float, rate: float, progress: Progress
         samples = list(pipeline.rss.samples)
         failed = run.failed()
     elapsed = max(at for at, _ in backlog)
+    warm_up = warm_up_s(plan, rate, elapsed)
     return {
         "minutes": minutes,
         "rate_tps": rate,
@@ -65,16 +69,21 @@ def run_soak(plan: BenchPlan, *, minutes: float, rate: float, progress: Progress
         "failed": failed,
         "max_backlog": max(count for _, count in backlog),
         "backlog": backlog,
-        "rss": _rss_after_warm_up(samples, started, elapsed),
+        "warm_up_s": warm_up,
+        "rss": _rss_after(samples, started + warm_up),
     }
 
 
-def _rss_after_warm_up(
-    samples: list[tuple[float, str, int]], started: float, elapsed: float
-) -> dict[str, dict[str, float]]:
-    """Per process, after warm-up: the median RSS (MiB) and the lowest and highest samples
+def warm_up_s(plan: BenchPlan, rate: float, elapsed: float) -> float:
+    """Seconds left out of the memory figures: the WARM_UP share of the run, or the time each
+    agent's window of attempts takes to fill (its share of ``rate``), if longer."""
+    fill_s = SEEN_ATTEMPTS * plan.agents / rate
+    return max(WARM_UP * elapsed, fill_s)
+
+
+def _rss_after(samples: list[tuple[float, str, int]], after: float) -> dict[str, dict[str, float]]:
+    """Per process, from ``after`` on: the median RSS (MiB) and the lowest and highest samples
     as a share off it, and whether all stay within FLAT."""
-    after = started + WARM_UP * elapsed
     by_name: dict[str, list[int]] = {}
     for at, name, rss in samples:
         if at >= after:
@@ -106,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{report['tasks']:,} tasks at {args.rate:g}/s over {args.minutes:g} min: "
         f"{report['lost']} lost, max backlog {report['max_backlog']:,}, "
-        f"RSS {'flat' if flat else 'NOT flat'} within ±{FLAT:.0%} after warm-up"
+        f"RSS {'flat' if flat else 'NOT flat'} within ±{FLAT:.0%} after a warm-up of "
+        f"{report['warm_up_s']:.0f} s"
     )
     for name, entry in report["rss"].items():
         print(

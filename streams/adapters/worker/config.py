@@ -20,6 +20,10 @@ def default_agent_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+SEEN_ATTEMPTS = 100_000
+"""The default window of (task id, attempt) pairs an agent remembers (docs/memory.md)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentConfig:
     """One agent's settings; the broker and topics come from :class:`~streams.settings.Settings`.
@@ -45,7 +49,7 @@ class AgentConfig:
     """How long to wait for the broker on start before giving up."""
     claim_attempts: int = 5
     """Races for a partition the agent may lose before it gives up."""
-    seen_attempts: int = 100_000
+    seen_attempts: int = SEEN_ATTEMPTS
     """How many (task_id, attempt) pairs are remembered to drop repeats (bounded memory)."""
     result_linger_ms: int = 0
     """How long a result waits for others to leave in the same record (0: those ending in the
