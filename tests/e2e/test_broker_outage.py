@@ -29,7 +29,7 @@ from tests.e2e.test_pipeline_support import all_results, pipeline, pipeline_conf
 from tests.secure_broker import free_ports
 
 BROKER = Path(__file__).resolve().parents[2] / "scripts" / "kafka_broker.py"
-OUTAGE_S = 15.0
+OUTAGE_S = 30.0
 """Longer than the agents' down timeout below (6 s): without the rule, every task in flight
 would run again."""
 TASKS = 40
