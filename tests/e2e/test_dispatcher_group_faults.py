@@ -36,7 +36,7 @@ from tests.e2e.test_pipeline_support import (
 
 CAPACITIES = (4, 4, 4)
 SHARDS = 6
-GROUP = ["dispatcher", *FAST, "--no-web", "--lease-ms", "5000", "--session-timeout-ms", "6000"]
+GROUP = ["dispatcher", *FAST, "--no-web", "--session-timeout-ms", "6000"]
 TAKEOVER_GOAL_MS = 10_000
 """The goal for the median takeover; each one must be within ``TAKEOVER_LIMIT_MS`` (a busy
 machine can delay one rebalance by seconds)."""
