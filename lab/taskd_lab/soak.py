@@ -70,15 +70,25 @@ def run_soak(plan: BenchPlan, *, minutes: float, rate: float, progress: Progress
         "max_backlog": max(count for _, count in backlog),
         "backlog": backlog,
         "warm_up_s": warm_up,
+        "windows_filled": warm_up >= windows_fill_s(plan, rate),
         "rss": _rss_after(samples, started + warm_up),
+        "rss_samples_mib": [
+            (round(at - started, 1), name, round(rss / 2**20, 1)) for at, name, rss in samples
+        ],
     }
 
 
 def warm_up_s(plan: BenchPlan, rate: float, elapsed: float) -> float:
     """Seconds left out of the memory figures: the WARM_UP share of the run, or the time each
-    agent's window of attempts takes to fill (its share of ``rate``), if longer."""
-    fill_s = SEEN_ATTEMPTS * plan.agents / rate
-    return max(WARM_UP * elapsed, fill_s)
+    agent's window of attempts takes to fill (its share of ``rate``) if longer and the run
+    goes on for a WARM_UP share after it (a shorter run's figures include the filling)."""
+    fill_s = windows_fill_s(plan, rate)
+    return fill_s if WARM_UP * elapsed < fill_s <= (1 - WARM_UP) * elapsed else WARM_UP * elapsed
+
+
+def windows_fill_s(plan: BenchPlan, rate: float) -> float:
+    """How long the agents' windows of attempts take to fill at ``rate`` (shared evenly)."""
+    return SEEN_ATTEMPTS * plan.agents / rate
 
 
 def _rss_after(samples: list[tuple[float, str, int]], after: float) -> dict[str, dict[str, float]]:
