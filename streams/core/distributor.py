@@ -192,6 +192,10 @@ class Distributor:
             return False
         return record.phase is not Phase.RETRYING or job.attempt < record.job.attempt
 
+    def ended_recently(self, dedupe_key: str) -> bool:
+        """Whether a task of ``dedupe_key`` ended within the duplicate window."""
+        return self._ended is not None and dedupe_key in self._ended
+
     def phase_of(self, task_id: str) -> Phase | None:
         """Where a live task is; None when it is not known (never seen, or ended)."""
         record = self._tasks.get(task_id)
@@ -630,6 +634,7 @@ def _ran_before(phase: Phase, job: Job, event: ResultReported) -> bool:
         phase in (Phase.HELD, Phase.WAITING)
         and event.attempt == job.attempt
         and event.status is ResultStatus.SUCCEEDED
+        and job.dedupe_key == job.task_id  # a replay runs again, whatever ran before
     )
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.settings import Settings
-from streams.wire import TaskStatus, task_to_job
+from streams.wire import EndedTasks, Task, TaskState, TaskStatus, task_to_job
 from tests.adapters.test_dispatcher_support import (
+    CODEC,
     FakeAgent,
     answer,
     assignments,
@@ -163,3 +164,34 @@ def _state_records(settings: Settings) -> dict[str, int]:
     finally:
         consumer.close()
     return counts
+
+
+def test_a_state_record_of_a_task_already_ended_is_deleted_when_recovered(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """A late write (an instance that lost its shard, once the broker answered) can leave an
+    open record of a task that ended: the recovery drops it as ended, and deletes it, so that
+    it is not taken for a lease once the ended task falls out of the duplicate window."""
+    settings = with_state(topics, tmp_path / "state")
+    stale = Task(task_id="stale", type="work", priority=1, payload=b"", submitted_at=1)
+    record = TaskState(
+        task=stale, shard=0, agent_id="a1", epoch=1, dispatched_at=1, lease_ms=300_000
+    )
+    producer = Producer(settings.kafka_config())
+    topic = settings.topics.state
+    producer.produce(topic, CODEC.encode(record), key=b"t:stale", partition=0)
+    ended = EndedTasks(keys=("stale",), ended_at=1)
+    producer.produce(topic, CODEC.encode(ended), key=b"e:000000000000", partition=0)
+    assert producer.flush(10) == 0
+    assert "stale" in durable(settings)[0]
+
+    async def scenario() -> None:
+        async with running_dispatcher(settings) as dispatcher:
+            checkpointer = dispatcher.checkpointer
+            assert checkpointer is not None
+            await until(lambda: checkpointer.taken >= 2, "two checkpoints")
+            assert dispatcher.core.phase_of("stale") is None
+
+    asyncio.run(scenario())
+    open_tasks, ended_keys = durable(settings)
+    assert "stale" not in open_tasks and "stale" in ended_keys

@@ -225,7 +225,7 @@ class _Unpruned:
 
 
 @given(
-    st.lists(st.integers(0, 300), min_size=1, max_size=2_000),
+    st.lists(st.integers(0, 300), min_size=300, max_size=2_000),  # past PRUNE_FROM tenants
     st.dictionaries(st.integers(0, 300).map(str), st.floats(0.1, 10), max_size=20),
 )
 def test_pruned_tenant_tables_serve_as_the_unpruned_ones(

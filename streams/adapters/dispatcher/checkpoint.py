@@ -61,11 +61,17 @@ class Checkpointer:
         return self._under_way is not None and not self._under_way.done()
 
     def take(
-        self, shards: dict[int, ShardState], committable: Committable, *, final: bool = False
+        self,
+        shards: dict[int, ShardState],
+        committable: Committable,
+        *,
+        final: bool = False,
+        ended: bool = True,
     ) -> asyncio.Future[list[TopicPartition]] | None:
         """Start a checkpoint of ``shards`` now, unless one is under way (None then). The future
         gives the offsets to commit (asked of ``committable`` at once) when steps 1 and 2 are
-        done. ``final``: the shards are given up, every open task is written now."""
+        done. ``final``: the shards are given up, every open task is written now; without
+        ``ended``, no ended keys are written (``ShardState.drain``)."""
         if self.under_way:
             return None
         done: asyncio.Future[list[TopicPartition]] = asyncio.get_running_loop().create_future()
@@ -73,7 +79,9 @@ class Checkpointer:
         epoch = self._outputs.close_epoch()
         now_ms = self._clock()
         records = {
-            shard: state.drain(self._codec, now_ms=now_ms, window=self._window, final=final)
+            shard: state.drain(
+                self._codec, now_ms=now_ms, window=self._window, final=final, ended=ended
+            )
             for shard, state in shards.items()
         }
         offsets = committable()
@@ -81,13 +89,14 @@ class Checkpointer:
         return done
 
     async def complete(
-        self, shards: dict[int, ShardState], committable: Committable
+        self, shards: dict[int, ShardState], committable: Committable, *, ended: bool = True
     ) -> list[TopicPartition]:
         """Steps 1 and 2 for ``shards``, after the checkpoint under way, every open task written:
-        when it returns, everything done for them so far is durable; the offsets to commit."""
+        when it returns, everything done for them so far is durable; the offsets to commit.
+        ``ended``: as for :meth:`take`."""
         while self._under_way is not None and not self._under_way.done():
             await asyncio.wait([self._under_way])
-        done = self.take(shards, committable, final=True)
+        done = self.take(shards, committable, final=True, ended=ended)
         assert done is not None
         return await done
 

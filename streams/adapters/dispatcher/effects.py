@@ -106,7 +106,7 @@ class Effects:
             if isinstance(action, act.Dispatch):
                 self._dispatch(action, batches)
             elif isinstance(action, act.Dropped):
-                _origin(action.job).finish_input()
+                self._drop(action.job)
             elif isinstance(action, act.Finished):
                 self._finished(action, results)
             else:
@@ -230,6 +230,15 @@ class Effects:
         log_dead_letter(log, job.task_id, action.reason, action.error, task_type=job.task_type,
                         attempts=action.attempts)  # fmt: skip
         self._end(job, Ending(reason=action.reason, error=action.error, attempts=action.attempts))
+
+    def _drop(self, job: Job) -> None:
+        """A duplicate: its input is done with; a state record it was recovered from (no input
+        behind it) is deleted at the next checkpoint, so that it does not outlive the window
+        of ended tasks that made it a duplicate."""
+        origin = _origin(job)
+        if origin.topic is None:
+            self._note(origin, job.task_id, None)
+        origin.finish_input()
 
     def _end(self, job: Job, ending: Ending) -> None:
         """The task ended: its state closed, its dedupe key ended, its input finished, its

@@ -76,8 +76,10 @@ _RESULT_STATUS = {status: ResultStatus[status.name] for status in TaskStatus}
 _MIN_SLEEP_S = 0.001
 RAN_BEFORE_WINDOW = 4_096
 RAN_BEFORE_OUTPUT_BYTES = 8_192
-"""The successes of unknown tasks kept, and the largest output kept (at most 32 MiB in all):
-what a restart can have read before their tasks, dispatched in the at-least-once window."""
+RAN_BEFORE_MAX_AGE_MS = 600_000
+"""The successes of unknown tasks kept, the largest output kept (at most 32 MiB in all) and for
+how long one counts: what a restart can have read before their tasks, dispatched in the
+at-least-once window, are read again."""
 
 
 class Engine:
@@ -123,8 +125,10 @@ class Engine:
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at = 0.0
         self._lost_writes: list[asyncio.Future[list[TopicPartition]]] = []
-        self._ran_before: LruMap[tuple[str, int], TaskResult] = LruMap(RAN_BEFORE_WINDOW)
-        """Successes read for tasks the core did not know, by (task id, attempt)."""
+        self._ran_before: LruMap[tuple[str, int], tuple[TaskResult, int]] = LruMap(
+            RAN_BEFORE_WINDOW
+        )
+        """Successes read for tasks the core did not know, by (task id, attempt), with when."""
         self.batches = 0
         """Input batches handled (a progress figure)."""
 
@@ -141,6 +145,7 @@ class Engine:
             fresh += self._decode(message, now_ms, events, results)
             fresh_records += self._kinds[message.topic() or ""][0] == _TASK
         actions = self._core.handle(events, now_ms)
+        self._remember_unmatched(results.values(), now_ms)
         self._budget.handled(fresh_records, self._core.held)
         dropped = sum(1 for a in actions if isinstance(a, Dropped) and a.job.attempt == 0)
         self._metrics.received.inc(fresh - dropped)
@@ -217,20 +222,33 @@ class Engine:
                 continue
             for result in batch.results:
                 if (partition if result.shard is None else result.shard) in shards:
-                    self._remember_unmatched(result)
                     self._result_events(result, events, results)
         return results
 
-    def _remember_unmatched(self, result: TaskResult) -> None:
-        """A success of a task the core does not know (yet): after a restart, its task may be
-        read again from its input, and then ends with it instead of running twice."""
-        if (
-            result.status is not TaskStatus.SUCCEEDED
-            or self._core.phase_of(result.task_id) is not None
-        ):
-            return
-        if result.output is None or len(result.output) <= RAN_BEFORE_OUTPUT_BYTES:
-            self._ran_before.put((result.task_id, result.attempt), result)
+    def _remember_unmatched(self, results: Iterable[TaskResult], now_ms: int) -> None:
+        """Once the core has handled ``results``: the successes of tasks it neither knows nor
+        has seen end. After a restart such a task may be read again from its input, and then
+        ends with its success instead of running twice (:meth:`_ran_before_of`)."""
+        core = self._core
+        for result in results:
+            if (
+                result.status is TaskStatus.SUCCEEDED
+                and (result.output is None or len(result.output) <= RAN_BEFORE_OUTPUT_BYTES)
+                and core.phase_of(result.task_id) is None
+                and not core.ended_recently(result.task_id)
+            ):
+                self._ran_before.put((result.task_id, result.attempt), (result, now_ms))
+
+    def _ran_before_of(self, task: Task, now_ms: int) -> TaskResult | None:
+        """The success remembered for ``task``'s attempt, if recent enough to be its run before
+        a restart (not a reuse of its id long after)."""
+        key = (task.task_id, task.attempt)
+        found = self._ran_before.get(key)
+        if found is None:
+            return None
+        self._ran_before.discard(key)
+        result, at_ms = found
+        return result if now_ms - at_ms <= RAN_BEFORE_MAX_AGE_MS else None
 
     async def hand_over(self, shards: Iterable[int], *, lost: bool) -> list[TopicPartition]:
         """Shards go to another instance: checkpoint them, then forget them; the offsets to
@@ -253,11 +271,12 @@ class Engine:
         once the broker is back), and nothing is committed. Without this, a task dispatched
         in the last checkpoint interval would be read again from its input and run twice.
         Should another instance have taken the shards meanwhile, a late record can only name
-        a task it ended (dropped on recovery, as ended) or hands to another agent (its lease
-        runs out): a task may wait longer, none is lost."""
+        a task it ended (dropped on recovery, as ended, and then deleted) or hands to another
+        agent (its lease runs out): a task may wait longer, none is lost. The ended keys are
+        not written: their record's key may be the other instance's next one too."""
         lost = {shard: self._states[shard] for shard in shards if shard in self._states}
         if lost:
-            write = self._checkpointer.complete(lost, list)
+            write = self._checkpointer.complete(lost, list, ended=False)
             self._lost_writes.append(asyncio.ensure_future(write))
 
     async def lost_written(self, timeout_s: float) -> None:
@@ -321,6 +340,8 @@ class Engine:
     ) -> None:
         now_ms = self._clock()
         actions = self._core.handle(events, now_ms)
+        if results:
+            self._remember_unmatched(results.values(), now_ms)
         self._budget.handled(0, self._core.held)
         self._follow_ups += self._effects.carry_out(actions, results or {})
         self._plan_tick(now_ms)
@@ -394,9 +415,8 @@ class Engine:
             return 0
         origin = Origin(task, partition, topic=topic, offset=offset, tracker=tracker)
         events.append(TaskArrived(task_to_job(task, origin), due_ms))
-        ran = self._ran_before.get((task.task_id, task.attempt))
+        ran = self._ran_before_of(task, now_ms) if self._ran_before else None
         if ran is not None:  # read again after a restart, and its run then succeeded
-            self._ran_before.discard((task.task_id, task.attempt))
             self._result_events(ran, events, results)
         return int(kind == _TASK and task.attempt == 0)
 
@@ -416,7 +436,6 @@ class Engine:
             if shard not in self._states:
                 elsewhere.setdefault(shard, []).append(result)
                 continue
-            self._remember_unmatched(result)
             self._result_events(result, events, results)
         for shard, handed_on in elsewhere.items():
             self._effects.forward_results(shard, handed_on)

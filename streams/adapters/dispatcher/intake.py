@@ -109,9 +109,10 @@ class Intake:
 
     ``on_batch(messages)`` runs on the loop for every batch. ``on_assigned(shards)`` and
     ``on_revoked(shards, lost)`` are coroutines run on the loop while this thread waits for
-    them; ``lost``: the shards were taken away (the session ran out), not handed over, so
-    no offset of theirs may be committed any more. ``on_revoked`` gives the offsets to commit
-    before the shards go.
+    them; ``lost``: the shards were taken away (the session ran out), not handed over, so no
+    offset of theirs may be committed any more. ``on_revoked`` gives the offsets to commit
+    before the shards go. ``on_failure()`` runs on the loop if the thread stops by itself (the
+    dispatcher then stops: one that reads nothing must not look alive).
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class Intake:
         on_batch: Callable[[Batch], None],
         on_assigned: Callable[[Shards], Awaitable[None]],
         on_revoked: Callable[[Shards, bool], Awaitable[list[TopicPartition]]],
+        on_failure: Callable[[], None],
     ) -> None:
         topics = settings.topics
         self._topics = [*topics.all_tasks(), *topics.all_retries(), topics.results]
@@ -135,6 +137,7 @@ class Intake:
         self._on_batch = on_batch
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
+        self._on_failure = on_failure
         self.consumer: Consumer = make_consumer(
             settings, group_id=group_id, extra=consumer_config(session_timeout_ms, instance_id)
         )
@@ -190,6 +193,7 @@ class Intake:
         except BaseException as error:
             self.failure = error
             log.exception("the dispatcher's input thread stopped")
+            self._loop.call_soon_threadsafe(self._on_failure)  # nothing is read any more
         finally:
             self._close()
 

@@ -145,6 +145,7 @@ class Dispatcher:
             on_batch=self._on_batch,
             on_assigned=self._on_assigned,
             on_revoked=self._on_revoked,
+            on_failure=self._fail,
         )
         effects = Effects(
             outputs=outputs,
@@ -272,7 +273,7 @@ class Dispatcher:
         started = time.monotonic()
         await self.engine.lost_written(LOST_WRITE_WAIT_S)
         recovered = await asyncio.to_thread(read_shards, self.settings, self.codec, shards)
-        written = await asyncio.to_thread(results_since_commit, self.settings, shards)
+        written = await self._results_since_commit(shards)
         count = self.engine.adopt(recovered, written)
         running = sum(entry.agent_id is not None for shard in recovered for entry in shard.open)
         log.info(
@@ -294,6 +295,19 @@ class Dispatcher:
             extra={"assigned": shards, "owned_shards": self.owned_shards},
         )
         self._assigned.set()
+
+    async def _results_since_commit(self, shards: list[int]) -> list[tuple[int, bytes]]:
+        """The results a recovery reads before any input (``results_since_commit``); none if
+        they cannot be read: the intake reads them anyway, the recovery only sooner."""
+        try:
+            return await asyncio.to_thread(results_since_commit, self.settings, shards)
+        except TaskdError as error:
+            log.warning(
+                "results since the last commit not read back (%s): tasks ended "
+                "just before may run again",
+                error,
+            )
+            return []
 
     async def _on_revoked(self, shards: list[int], lost: bool) -> list[TopicPartition]:
         assert self.engine is not None

@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 OPEN_PREFIX = b"t:"
 ENDED_PREFIX = b"e:"
 _TIMEOUT_S = 30.0
+RESULTS_READ_BACK_MOST = 50_000
+RESULTS_READ_BACK_S = 20.0
+"""A recovery reads at most this many results records per partition, within this long: the
+results since the last commit are a checkpoint interval's worth, except for a group that never
+committed on an old topic (the intake reads them anyway, later)."""
 _POLL_S = 0.2
 
 
@@ -99,11 +104,18 @@ class ShardState:
             self.fresh.discard(task_id)
 
     def drain(
-        self, codec: RecordCodec, *, now_ms: int, window: int, final: bool = False
+        self,
+        codec: RecordCodec,
+        *,
+        now_ms: int,
+        window: int,
+        final: bool = False,
+        ended: bool = True,
     ) -> list[Record]:
         """The records that bring the changelog up to date, net; tasks dispatched since the last
         checkpoint wait for the next one, unless ``final``. The input record of a task written
-        is finished (its state backs it now)."""
+        is finished (its state backs it now). Without ``ended``, the open tasks only: no ended
+        keys' record, whose key another instance may be writing too."""
         changes, self.changes = self.changes, {}
         fresh, self.fresh = self.fresh, set()
         out = []
@@ -114,6 +126,8 @@ class ShardState:
             record = self._open_record(task_id, change, codec)
             if record is not None:
                 out.append(record)
+        if not ended:
+            return out
         if self.ended:
             out.append(self._ended_record(codec, now_ms))
         while len(self.buckets) > 1 and sum(count for _, count in self.buckets) > window:
@@ -225,9 +239,10 @@ def results_since_commit(settings: Settings, shards: Iterable[int]) -> list[tupl
         ranges = {}
         for committed in consumer.committed(wanted, timeout=_TIMEOUT_S):
             low, high = watermarks(consumer, topic, committed.partition, timeout_s=_TIMEOUT_S)
-            # none committed: from the start, as the intake will
-            ranges[committed.partition] = (max(low, committed.offset), high)
-        messages = _read_ranges(consumer, topic, ranges)
+            # none committed: from the start, as the intake will, but never more than a bound
+            start = max(low, committed.offset, high - RESULTS_READ_BACK_MOST)
+            ranges[committed.partition] = (start, high)
+        messages = _read_ranges(consumer, topic, ranges, within_s=RESULTS_READ_BACK_S)
         return [
             (partition, message.value() or b"")
             for partition, found in messages.items()
@@ -238,16 +253,21 @@ def results_since_commit(settings: Settings, shards: Iterable[int]) -> list[tupl
 
 
 def _read_ranges(
-    consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]]
+    consumer: Consumer,
+    topic: str,
+    ranges: dict[int, tuple[int, int]],
+    *,
+    within_s: float = 10 * _TIMEOUT_S,
 ) -> dict[int, list[Message]]:
     """The records of each ``topic[partition]`` from its start offset up to its high offset
-    (``ranges``: partition -> (start, high)), all partitions read at once."""
+    (``ranges``: partition -> (start, high)), all partitions read at once; KafkaError past
+    ``within_s``."""
     found: dict[int, list[Message]] = {partition: [] for partition in ranges}
     position = {p: start for p, (start, high) in ranges.items() if start < high}
     if not position:
         return found
     consumer.assign([TopicPartition(topic, p, start) for p, start in position.items()])
-    deadline = time.monotonic() + 10 * _TIMEOUT_S
+    deadline = time.monotonic() + within_s
     while any(position[p] < ranges[p][1] for p in position):
         if time.monotonic() > deadline:
             raise KafkaError(f"{topic} {sorted(position)} was not read in time")
