@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaException,
     Message,
@@ -356,25 +355,37 @@ def read_snapshot(
     )
     try:
         ends = partition_ends(consumer, topic, timeout_s=timeout_s)
-        pending = {partition for partition, (low, high) in ends.items() if high > low}
-        consumer.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in sorted(pending)])
-        found: list[T] = []
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise KafkaError(f"reading {topic} timed out; partitions {sorted(pending)} left")
-            message = consumer.poll(_SNAPSHOT_POLL_S)
-            if message is None:
-                continue
-            end = ends[message.partition() or 0][1]
-            offset = _snapshot_offset(topic, message)
-            if offset is not None and offset < end:
-                found.append(decode(message))
-            if offset is None or offset + 1 >= end:
-                pending.discard(message.partition() or 0)
-        return found
+        found = read_ranges(consumer, topic, ends, within_s=timeout_s)
+        return [decode(message) for partition in sorted(found) for message in found[partition]]
     finally:
         consumer.close()
+
+
+def read_ranges(
+    consumer: Consumer, topic: str, ranges: Mapping[int, tuple[int, int]], *, within_s: float
+) -> dict[int, list[Message]]:
+    """The records of each ``topic[partition]`` from its start offset up to (not including) its
+    end offset (``ranges``: partition -> (start, end)), all partitions read at once by
+    ``consumer`` (which needs ``enable.partition.eof``); KafkaError past ``within_s``."""
+    found: dict[int, list[Message]] = {partition: [] for partition in ranges}
+    pending = {p for p, (start, end) in ranges.items() if start < end}
+    if not pending:
+        return found
+    consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in sorted(pending)])
+    deadline = time.monotonic() + within_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise KafkaError(f"reading {topic} timed out; partitions {sorted(pending)} left")
+        for message in consumer.consume(10_000, timeout=_SNAPSHOT_POLL_S):
+            partition = message.partition() or 0
+            end = ranges[partition][1]
+            offset = _snapshot_offset(topic, message)
+            if offset is not None and offset < end:
+                found[partition].append(message)
+            if offset is None or offset + 1 >= end:
+                pending.discard(partition)
+    consumer.unassign()
+    return found
 
 
 def _snapshot_offset(topic: str, message: Message) -> int | None:

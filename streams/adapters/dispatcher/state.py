@@ -22,22 +22,20 @@ its deletion one more when it ends. A restart reads the shard's partition back
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from confluent_kafka import KafkaError as ClientError
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.adapters.admin import topic_partitions
 from streams.adapters.dispatcher.origin import Origin
-from streams.adapters.kafka import client_config, make_consumer, watermarks
+from streams.adapters.kafka import client_config, make_consumer, read_ranges, watermarks
 from streams.core.actions import Dispatch, Requeued
-from streams.errors import DecodeError, KafkaError, TopicError
+from streams.errors import DecodeError, TopicError
 from streams.settings import Settings
 from streams.wire import EndedTasks, TaskState
 from streams.wire.codec import RecordCodec
@@ -53,7 +51,6 @@ RESULTS_READ_BACK_S = 20.0
 """A recovery reads at most this many results records per partition, within this long: the
 results since the last commit are a checkpoint interval's worth, except for a group that never
 committed on an old topic (the intake reads them anyway, later)."""
-_POLL_S = 0.2
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -212,7 +209,7 @@ def read_shards(settings: Settings, codec: RecordCodec, shards: Iterable[int]) -
         ranges = {
             shard: watermarks(consumer, topic, shard, timeout_s=_TIMEOUT_S) for shard in shards
         }
-        messages = _read_ranges(consumer, topic, ranges)
+        messages = read_ranges(consumer, topic, ranges, within_s=10 * _TIMEOUT_S)
         found = []
         for shard in ranges:
             latest: dict[bytes, bytes | None] = {}
@@ -242,7 +239,7 @@ def results_since_commit(settings: Settings, shards: Iterable[int]) -> list[tupl
             # none committed: from the start, as the intake will, but never more than a bound
             start = max(low, committed.offset, high - RESULTS_READ_BACK_MOST)
             ranges[committed.partition] = (start, high)
-        messages = _read_ranges(consumer, topic, ranges, within_s=RESULTS_READ_BACK_S)
+        messages = read_ranges(consumer, topic, ranges, within_s=RESULTS_READ_BACK_S)
         return [
             (partition, message.value() or b"")
             for partition, found in messages.items()
@@ -250,38 +247,6 @@ def results_since_commit(settings: Settings, shards: Iterable[int]) -> list[tupl
         ]
     finally:
         consumer.close()
-
-
-def _read_ranges(
-    consumer: Consumer,
-    topic: str,
-    ranges: dict[int, tuple[int, int]],
-    *,
-    within_s: float = 10 * _TIMEOUT_S,
-) -> dict[int, list[Message]]:
-    """The records of each ``topic[partition]`` from its start offset up to its high offset
-    (``ranges``: partition -> (start, high)), all partitions read at once; KafkaError past
-    ``within_s``."""
-    found: dict[int, list[Message]] = {partition: [] for partition in ranges}
-    position = {p: start for p, (start, high) in ranges.items() if start < high}
-    if not position:
-        return found
-    consumer.assign([TopicPartition(topic, p, start) for p, start in position.items()])
-    deadline = time.monotonic() + within_s
-    while any(position[p] < ranges[p][1] for p in position):
-        if time.monotonic() > deadline:
-            raise KafkaError(f"{topic} {sorted(position)} was not read in time")
-        for message in consumer.consume(10_000, timeout=_POLL_S):
-            partition, error = message.partition() or 0, message.error()
-            if error is None:
-                found[partition].append(message)
-                position[partition] = max(position[partition], (message.offset() or 0) + 1)
-            elif error.code() != ClientError._PARTITION_EOF:
-                raise KafkaError(f"reading {topic}[{partition}]: {error.str()}")
-            else:
-                position[partition] = max(position[partition], message.offset() or 0)
-    consumer.unassign()
-    return found
 
 
 def _recovered(shard: int, latest: dict[bytes, bytes | None], codec: RecordCodec) -> Recovered:
