@@ -8,16 +8,15 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Message
 
 from streams.adapters.dispatcher import Dispatcher, DispatcherConfig
-from streams.adapters.kafka import codec_for
+from streams.adapters.kafka import codec_for, read_snapshot
 from streams.settings import Settings
 from streams.wire import (
     Assignment,
@@ -150,28 +149,13 @@ def read_values(settings: Settings, topic: str) -> list[bytes]:
 
 
 def read_stamped(settings: Settings, topic: str) -> list[tuple[int, bytes]]:
-    """(timestamp in ms, value) of every record of ``topic`` up to its current end."""
-    consumer = Consumer({**settings.kafka_config(), "group.id": f"test-{uuid.uuid4().hex}"})
-    try:
-        parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in parts
-        }
-        wanted = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
-        found: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + 60
-        while wanted and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=0.2):
-                assert message.error() is None, message.error()
-                found.append((message.timestamp()[1], message.value() or b""))
-                if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
-                    wanted.discard(message.partition())
-        assert not wanted, f"{topic}: not read to its end within 60 s"
-        return found
-    finally:
-        consumer.close()
+    """(timestamp in ms, value) of every record of ``topic`` up to its current end, in the
+    order of each partition (what any reader of the topic sees: ``read_snapshot``)."""
+
+    def stamped(message: Message) -> tuple[int, bytes]:
+        return message.timestamp()[1], message.value() or b""
+
+    return read_snapshot(settings, topic, stamped, timeout_s=60)
 
 
 def all_results(settings: Settings) -> list[TaskResult]:
