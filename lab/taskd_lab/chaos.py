@@ -22,6 +22,7 @@ It writes ``chaos.json`` into ``--out``; the exit status is 0 when nothing was l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
@@ -43,10 +44,11 @@ from taskd_lab.bench.ours import (
     READY_S,
     PipelineRun,
     agent_argv,
+    bench_task,
     start_agents,
     start_dispatcher,
 )
-from taskd_lab.bench.plan import TASK_TYPE, BenchPlan, section_settings
+from taskd_lab.bench.plan import BenchPlan, section_settings
 from taskd_lab.procs import Child, Children
 
 Progress = Callable[[str], None]
@@ -99,13 +101,8 @@ def run_chaos(
 
 
 def _task(key: str, payload: bytes) -> Task:
-    return Task(
-        task_id=key,
-        type=TASK_TYPE,
-        priority=1,
-        payload=payload,
-        submitted_at=time.time_ns() // 1_000_000,
-    )
+    """The bench's task, doing ``payload``'s work."""
+    return dataclasses.replace(bench_task(key), payload=payload)
 
 
 def _kill_along(
