@@ -75,3 +75,20 @@ def test_an_agents_life_in_the_dispatchers_log(lines: io.StringIO) -> None:
         f"INFO {name} agent a1 restarted: claim epoch 4 -> 5, capacity 2, skills gpu, zone eu",
         f"WARNING {name} agent a1 left (signed off); 1 task(s) it held go back to the queue",
     ]
+
+
+def test_an_agent_joining_before_this_instance_owns_shards_shows_its_own_capacity(
+    lines: io.StringIO,
+) -> None:
+    log = AgentLog(
+        suspect_after_ms=HEALTH.suspect_after_ms,
+        down_after_ms=HEALTH.down_after_ms,
+        capacity_of={"a1": 2}.get,
+    )
+    core = Distributor(DistributorConfig(health=HEALTH), on_transition=log)
+    share_before_shards = Heartbeat("a1", 0, frozenset(), None, 1.0, 0.0, "READY", 0, 4)
+    core.handle([HeartbeatReceived(share_before_shards)], 0)
+    assert _said(lines) == [
+        "INFO streams.adapters.dispatcher.agent_log agent a1 joined: claim epoch 4, capacity 2, "
+        "skills -, zone -"
+    ]

@@ -17,6 +17,7 @@ from streams.adapters.dispatcher.engine import Engine
 from streams.adapters.dispatcher.intake import TaskBudget
 from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.registrations import Registrations
+from streams.adapters.dispatcher.slots import AgentSlots
 from streams.adapters.dispatcher.state import Record, ShardState
 from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.offsets import OffsetTracker
@@ -295,6 +296,7 @@ def test_results_of_a_shard_owned_elsewhere_are_handed_on_to_it() -> None:
             clock=lambda: 1,
         ),
         regs=Registrations(),
+        slots=AgentSlots(settings.shards),
         states=effects._states,
         budget=TaskBudget(10, 5),
         metrics=DispatcherMetrics(CollectorRegistry()),

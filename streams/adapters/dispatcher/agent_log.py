@@ -15,6 +15,7 @@ rate-limited (``TRANSITION_BURST`` a minute in full, then a summary).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from streams.adapters.logs import RateLimitedLog
 from streams.core.agents import HealthEvent, Transition
@@ -32,7 +33,17 @@ _INCARNATIONS_KEPT = 100_000
 class AgentLog:
     """``Distributor(on_transition=AgentLog(...))``: logs each agent transition."""
 
-    def __init__(self, *, suspect_after_ms: int, down_after_ms: int) -> None:
+    def __init__(
+        self,
+        *,
+        suspect_after_ms: int,
+        down_after_ms: int,
+        capacity_of: Callable[[str], int | None] = lambda _agent_id: None,
+    ) -> None:
+        """``capacity_of``: the capacity an agent announced. The core counts only this
+        instance's share of its slots, which is 0 until the instance owns shards, and is
+        logged as ``share``."""
+        self._capacity_of = capacity_of
         self._suspect_after_ms = suspect_after_ms
         self._down_after_ms = down_after_ms
         self._limited = RateLimitedLog(log, "agent transitions", burst=TRANSITION_BURST)
@@ -88,7 +99,10 @@ class AgentLog:
         self, agent: AgentInfo, known: int | None, epoch: int, fields: dict[str, object]
     ) -> None:
         skills = ",".join(sorted(agent.skills)) or "-"
-        offer = f"capacity {agent.capacity}, skills {skills}, zone {agent.zone or '-'}"
+        capacity = self._capacity_of(agent.agent_id)
+        fields["share"] = agent.capacity
+        shown = agent.capacity if capacity is None else capacity
+        offer = f"capacity {shown}, skills {skills}, zone {agent.zone or '-'}"
         if agent.state is not _S.READY:
             offer += f", {agent.state.value}"
         args: tuple[int, ...]

@@ -95,6 +95,7 @@ class Engine:
         effects: Effects,
         checkpointer: Checkpointer,
         regs: Registrations,
+        slots: AgentSlots,
         states: dict[int, ShardState],
         budget: TaskBudget,
         metrics: DispatcherMetrics,
@@ -120,7 +121,7 @@ class Engine:
         self._kinds.update({name: (_RETRY, None) for name in topics.all_retries()})
         self._kinds[topics.results] = (_RESULT, None)
         self._trackers: dict[tuple[str, int], OffsetTracker] = {}
-        self._slots = AgentSlots(settings.shards)
+        self._slots = slots
         self._follow_ups: list[Event] = []
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at = 0.0
@@ -167,7 +168,9 @@ class Engine:
                 self._slots.forget(record.agent_id)
             else:
                 offered = self._config.slots(record.capacity)
-                slots = self._slots.announced(record.agent_id, claim.partition, offered)
+                slots = self._slots.announced(
+                    record.agent_id, claim.partition, record.capacity, offered
+                )
                 beat = heartbeat_of(record, slots=slots, incarnation=claim.epoch)
                 events.append(HeartbeatReceived(beat))
         self._handle(events)

@@ -31,6 +31,7 @@ from streams.adapters.dispatcher.group import STOPPED, GroupView, instance_name,
 from streams.adapters.dispatcher.intake import Intake, TaskBudget
 from streams.adapters.dispatcher.outputs import Outputs
 from streams.adapters.dispatcher.registrations import Registrations
+from streams.adapters.dispatcher.slots import AgentSlots
 from streams.adapters.dispatcher.state import (
     ShardState,
     create_dispatcher_topics,
@@ -92,9 +93,11 @@ class Dispatcher:
         self.config = config or DispatcherConfig()
         self.clock = clock
         self.codec = codec_for(settings)
+        self._slots = AgentSlots(settings.shards)
         agent_log = AgentLog(
             suspect_after_ms=self.config.suspect_after_ms,
             down_after_ms=self.config.down_after_ms,
+            capacity_of=self._slots.capacity,
         )
         self.core = Distributor(self.config.distributor(settings), on_transition=agent_log)
         self.registry = CollectorRegistry()
@@ -174,6 +177,7 @@ class Dispatcher:
             effects=effects,
             checkpointer=self.checkpointer,
             regs=self._regs,
+            slots=self._slots,
             states=self._states,
             budget=budget,
             metrics=self.metrics,

@@ -24,19 +24,28 @@ class AgentSlots:
         self._announced: dict[str, tuple[int, int]] = {}
         """Agent id -> (its dispatch partition, the slots the dispatcher counts for it:
         capacity plus prefetch)."""
+        self._capacity: dict[str, int] = {}
+        """Agent id -> the capacity its last heartbeat announced."""
 
     @property
     def owned(self) -> frozenset[int]:
         return self._owned
 
-    def announced(self, agent_id: str, partition: int, slots: int) -> int:
-        """Note what the heartbeat of the agent on ``dispatch`` partition ``partition`` offers;
-        this instance's share of it."""
+    def announced(self, agent_id: str, partition: int, capacity: int, slots: int) -> int:
+        """Note what the heartbeat of the agent on ``dispatch`` partition ``partition`` offers
+        (its ``capacity``, counted as ``slots``); this instance's share of the slots."""
         self._announced[agent_id] = (partition, slots)
+        self._capacity[agent_id] = capacity
         return share(partition, slots, self._owned, self._shards)
+
+    def capacity(self, agent_id: str) -> int | None:
+        """The capacity the agent announced (``None``: unknown), whatever this instance's
+        share of it: what an operator set, for the logs."""
+        return self._capacity.get(agent_id)
 
     def forget(self, agent_id: str) -> None:
         self._announced.pop(agent_id, None)
+        self._capacity.pop(agent_id, None)
 
     def own(self, shards: Iterable[int]) -> list[SlotsResized]:
         """This instance now owns ``shards`` (and no others): every agent's new share."""
