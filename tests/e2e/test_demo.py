@@ -82,6 +82,15 @@ def test_a_small_demo_writes_its_figures_and_report_and_leaves_nothing_running(
     assert "goal: inversions <= 0.1% of tasks (" in printed
 
     report = json.loads((out / "demo.json").read_text())
+    # the summary sentence on one line of its own (not wrapped at the pipe's 80 columns), as
+    # demo.json holds it, with the figures it states
+    summary = report["summary"]
+    assert summary["sentence"] in done.stdout.splitlines()
+    assert summary["sentence"].startswith("Distributed 600 tasks: average queue time ")
+    assert "against round-robin." in summary["sentence"]
+    assert summary["figures"]["tasks"] == 600
+    assert summary["figures"]["mean_queue_ms"] == report["runs"]["affinity"]["queue_ms"]["mean"]
+    assert summary["figures"]["wait_cut"] == report["wait_cut"]
     assert set(report) >= {"summary", "workload", "runs", "wait_cut", "simulated", "gap", "wall_s"}
     assert set(report["runs"]) == {"affinity", "round-robin-push"}
     for run in report["runs"].values():

@@ -26,22 +26,41 @@ def wait_cut(strategy: Figures, baseline: Figures) -> float | None:
     return 1 - float(ours) / float(theirs)
 
 
-def sentence(strategy: str, runs: Mapping[str, Figures]) -> str:
-    """The delivery summary in the reference's terms, measured."""
+def summary(strategy: str, runs: Mapping[str, Figures]) -> dict[str, Any]:
+    """The delivery summary in the reference's terms, measured: ``{"sentence", "figures"}``,
+    the figures being exactly those the sentence states (unrounded), so ``demo.json`` and
+    ``taskd_lab.repeat`` read them instead of parsing the sentence."""
     run = runs[strategy]
-    text = (
-        f"Distributed {run['tasks']:,} tasks: average queue time {_ms(_mean_queue(run))}, "
-        f"load variance {_pct(run['load_cv'])}, deadline success {_pct(run['deadline_success'])}, "
-        f"utilization {_pct(run['utilization'])}, completion {_pct(run['completion'])}"
-    )
+    figures: dict[str, Any] = {
+        "strategy": strategy,
+        "tasks": run["tasks"],
+        "mean_queue_ms": _mean_queue(run),
+        "load_cv": run["load_cv"],
+        "deadline_success": run["deadline_success"],
+        "utilization": run["utilization"],
+        "completion": run["completion"],
+        "wait_cut": None,
+    }
     if BASELINE in runs and strategy != BASELINE:
-        cut = wait_cut(run, runs[BASELINE])
-        if cut is not None:
-            verb = "cut" if cut >= 0 else "raised"
-            text += (
-                f"; intelligent routing ({strategy}) {verb} the mean wait by {abs(cut):.1%} "
-                f"against round-robin"
-            )
+        figures["wait_cut"] = wait_cut(run, runs[BASELINE])
+    return {"sentence": sentence(figures), "figures": figures}
+
+
+def sentence(figures: Figures) -> str:
+    """The summary sentence of ``summary``'s figures, on one line."""
+    text = (
+        f"Distributed {figures['tasks']:,} tasks: average queue time "
+        f"{_ms(figures['mean_queue_ms'])}, load variance {_pct(figures['load_cv'])}, "
+        f"deadline success {_pct(figures['deadline_success'])}, "
+        f"utilization {_pct(figures['utilization'])}, completion {_pct(figures['completion'])}"
+    )
+    cut = figures.get("wait_cut")
+    if cut is not None:
+        verb = "cut" if cut >= 0 else "raised"
+        text += (
+            f"; intelligent routing ({figures['strategy']}) {verb} the mean wait by "
+            f"{abs(cut):.1%} against round-robin"
+        )
     return text + "."
 
 

@@ -57,7 +57,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict
         runs[strategy] = _run_live(settings, plan, console)
         if strategy == STRATEGY:
             simulated = _simulate(settings, plan, console)
-    summary = report.sentence(STRATEGY, runs)
+    summary = report.summary(STRATEGY, runs)
     result = {
         "summary": summary,
         "workload": _workload_dict(workload, options),
@@ -71,7 +71,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict
     }
     json_path, png_path = report.write(options.out_dir, result)
     console.print(report.table(runs))
-    console.print(summary, style="bold", highlight=False)
+    # soft_wrap: one line whatever the console's width (80 columns when piped), so the
+    # sentence can be grepped and pasted whole
+    console.print(summary["sentence"], style="bold", highlight=False, soft_wrap=True)
     _print_gap(console, result)
     console.print(f"figures: {json_path}   report: {png_path}   logs: {options.out_dir / 'logs'}")
     return result
