@@ -22,11 +22,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from streams.config_errors import ENV_NESTING, ENV_PREFIX, describe
+from streams.dispatcher_config import DispatcherConfig
 from streams.errors import ConfigError
 from streams.wire.limits import EXCERPT_BYTES, TaskLimits
 from streams.wire.topics import TopicNames
 
-ENV_PREFIX = "TASKD_"
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
 """What a topic prefix may hold: characters of Kafka topic names (empty: no prefix)."""
 _HOST_PORT = re.compile(r"^[^\s,:]+:\d{1,5}$")
@@ -36,7 +37,11 @@ class Settings(BaseSettings):
     """Every setting of Task Distributor, with its default and its meaning."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_ignore_empty=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTING,
+        frozen=True,
+        extra="forbid",
+        env_ignore_empty=True,
     )
 
     bootstrap_servers: str = Field(
@@ -144,6 +149,11 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="the dispatcher's and agents' logs on stderr: text, or json lines"
+    )
+    dispatcher: DispatcherConfig = Field(
+        default_factory=DispatcherConfig,
+        description="the dispatcher's timings, bounds and scheduling and routing policies "
+        "(the [dispatcher] table; docs/operations.md, Policies)",
     )
 
     @field_validator("bootstrap_servers")
@@ -259,7 +269,10 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-            text = json.dumps(list(value)) if isinstance(value, tuple) else str(value)
+            if name == "dispatcher":  # a table: the whole of it, as JSON
+                text = self.dispatcher.model_dump_json()
+            else:
+                text = json.dumps(list(value)) if isinstance(value, tuple) else str(value)
             if not text:  # an empty variable means unset (env_ignore_empty): it would not hold
                 raise ConfigError(f"{name} is empty: it cannot be passed as {ENV_PREFIX}*")
             env[f"{ENV_PREFIX}{name.upper()}"] = text
@@ -314,7 +327,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        raise ConfigError(_describe(error, toml_path)) from error
+        raise ConfigError(describe(error, toml_path=toml_path, secrets=_SECRETS)) from error
     finally:
         _config_file["path"] = None
 
@@ -330,26 +343,6 @@ def _check_toml(path: Path) -> Path:
     except OSError as error:
         raise ConfigError(f"settings file {path} cannot be read: {error}") from error
     return path
-
-
-def _describe(error: ValidationError, toml_path: Path | None) -> str:
-    """One line for every problem; a secret's value is never shown (nor is the input of a
-    check across settings, which holds them all)."""
-    problems = []
-    for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if not name:  # a check across settings
-            problems.append(message)
-            continue
-        where = f"{name} (env {ENV_PREFIX}{name.upper()}"
-        where += f" or {toml_path})" if toml_path else ")"
-        if item["type"] == "extra_forbidden":
-            problems.append(f"unknown setting {name!r}" + (f" in {toml_path}" if toml_path else ""))
-            continue
-        shown = "***" if name in _SECRETS else repr(item.get("input"))
-        problems.append(f"{where}: {message} (got {shown})")
-    return "invalid settings: " + "; ".join(problems)
 
 
 _SECRETS = frozenset(

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from streams.adapters.dispatcher.agent_log import _INCARNATIONS_KEPT
-from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.adapters.dispatcher.engine import RAN_BEFORE_OUTPUT_BYTES, RAN_BEFORE_WINDOW
 from streams.adapters.dispatcher.group import FORGET_AFTER_MS
 from streams.adapters.dispatcher.intake import QUEUED_KBYTES
@@ -44,6 +43,7 @@ from streams.core.routing.strategies.hashing import MAX_RINGS
 from streams.core.scheduling.fairness import MAX_TENANTS
 from streams.core.stats import EXACT_SAMPLES
 from streams.core.window import LruMap
+from streams.dispatcher_config import DispatcherConfig
 from streams.settings import Settings
 from streams.wire import AgentRegistration, Assignment, RegistrationStatus, Task
 

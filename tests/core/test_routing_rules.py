@@ -16,7 +16,7 @@ from streams.core.routing import (
     RoutingConfig,
     RoutingRule,
 )
-from tests.core.test_routing_support import by_id, fleets, job, jobs
+from tests.core.test_routing_support import SKILLS, ZONES, by_id, fleets, job, jobs
 
 ROUTED, BUSY, NONE = RouteOutcome.ROUTED, RouteOutcome.BUSY, RouteOutcome.NO_CAPABLE_AGENT
 
@@ -134,13 +134,37 @@ def test_late_binding_follows_the_strategy_the_rules_choose() -> None:
     assert pushed == Route(ROUTED, "full", "random-push")
 
 
+def test_a_pool_selects_agents_by_skill_or_zone_for_tasks_that_ask_for_neither() -> None:
+    fleet = [
+        AgentInfo("cpu-1", 2, zone="us"),
+        AgentInfo("gpu-1", 2, skills=frozenset({"gpu"}), zone="us"),
+        AgentInfo("eu-1", 2, zone="eu"),
+    ]
+    render = RoutingRule(match_type="render", pool=frozenset({"skill=gpu"}), fallback=("WAIT",))
+    local = RoutingRule(match_type="invoice", pool=frozenset({"zone=eu"}))
+    router = _router(render, local)
+    assert router.route(job(task_type="render"), fleet, 0, 0).agent_id == "gpu-1"
+    assert router.route(job(task_type="invoice"), fleet, 0, 0).agent_id == "eu-1"
+    assert router.route(job(task_type="index"), fleet, 0, 0).agent_id == "cpu-1"
+    busy_gpu = [fleet[0], AgentInfo("gpu-1", 2, skills=frozenset({"gpu"}), in_flight=2)]
+    assert router.route(job(task_type="render"), busy_gpu, 0, 0).outcome is BUSY
+
+
 rule_lists = st.lists(
     st.builds(
         RoutingRule,
         match_type=st.none() | st.sampled_from(["render", "index"]),
         match_tenant=st.none() | st.sampled_from(["acme", "globex"]),
         match_header=st.none() | st.just(("lane", "fast")),
-        pool=st.none() | st.sampled_from([frozenset({"tier=gold"}), frozenset({"agent-1"})]),
+        pool=st.none()
+        | st.sampled_from(
+            [
+                frozenset({"tier=gold"}),
+                frozenset({"agent-1"}),
+                frozenset({f"skill={SKILLS[0]}"}),
+                frozenset({f"zone={ZONES[0]}", "agent-2"}),
+            ]
+        ),
         strategy=st.none() | st.sampled_from(STRATEGY_NAMES),
         fallback=st.sampled_from([(), (Fallback.WIDEN,), (Fallback.WAIT,)]),
     ),
@@ -149,7 +173,9 @@ rule_lists = st.lists(
 
 
 def _in_pool(agent: AgentInfo, pool: frozenset[str] | None) -> bool:
-    return pool is None or agent.agent_id in pool or f"tier={agent.labels.get('tier')}" in pool
+    if pool is None or agent.agent_id in pool or f"tier={agent.labels.get('tier')}" in pool:
+        return True
+    return any(f"skill={s}" in pool for s in agent.skills) or f"zone={agent.zone}" in pool
 
 
 @given(rules=rule_lists, fleet=fleets(min_size=1), task=jobs())

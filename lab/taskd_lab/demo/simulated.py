@@ -34,7 +34,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.core.sim import (
     AgentGroup,
     Arrival,
@@ -45,6 +44,7 @@ from streams.core.sim import (
     WorkSpec,
     simulate,
 )
+from streams.dispatcher_config import DispatcherConfig
 from streams.examples import parse_payload
 from streams.settings import Settings
 from streams.wire import Task, task_to_job

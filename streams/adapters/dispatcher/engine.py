@@ -27,7 +27,6 @@ from confluent_kafka import Message, TopicPartition
 
 from streams.adapters.dispatcher.agents_view import AgentRecord
 from streams.adapters.dispatcher.checkpoint import Checkpointer
-from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.adapters.dispatcher.effects import DUE_HEADER, Effects
 from streams.adapters.dispatcher.intake import TaskBudget
 from streams.adapters.dispatcher.origin import Origin
@@ -52,6 +51,7 @@ from streams.core.events import (
 )
 from streams.core.model import DeadLetterReason
 from streams.core.window import LruMap
+from streams.dispatcher_config import DispatcherConfig
 from streams.errors import TooLargeError, WireError
 from streams.settings import Settings
 from streams.wire import (

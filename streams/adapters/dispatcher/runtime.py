@@ -24,7 +24,6 @@ from streams.adapters import heap
 from streams.adapters.dispatcher.agent_log import AgentLog
 from streams.adapters.dispatcher.agents_view import AgentRecord, AgentsView, ViewRecord
 from streams.adapters.dispatcher.checkpoint import Checkpointer
-from streams.adapters.dispatcher.config import DispatcherConfig
 from streams.adapters.dispatcher.effects import Effects
 from streams.adapters.dispatcher.engine import Engine
 from streams.adapters.dispatcher.group import STOPPED, GroupView, instance_name, status_record
@@ -52,6 +51,7 @@ from streams.adapters.status import (
 )
 from streams.adapters.timers import every
 from streams.core.distributor import Distributor
+from streams.dispatcher_config import DispatcherConfig
 from streams.errors import ConfigError, TaskdError
 from streams.settings import Settings
 from streams.wire import DispatcherStatus
@@ -90,7 +90,7 @@ class Dispatcher:
         clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.settings = settings
-        self.config = config or DispatcherConfig()
+        self.config = config or settings.dispatcher
         self.clock = clock
         self.codec = codec_for(settings)
         self._slots = AgentSlots(settings.shards)

@@ -12,8 +12,10 @@ exist but are merely busy: then the job waits for them):
 The chain is walked in order; ``WAIT`` and ``DEAD_LETTER`` end it, so they may only come last.
 A chain that runs out answers NO_CAPABLE_AGENT.
 
-Pools are sets of selectors. A selector is either an agent id, or ``name=value``, which selects
-every agent whose ``labels[name] == value``; an agent is in the pool if any selector selects it.
+Pools are sets of selectors. A selector is an agent id, ``skill=NAME`` (every agent with that
+skill), ``zone=NAME`` (every agent in that zone), or ``name=value``, which selects every agent
+whose ``labels[name] == value``; an agent is in the pool if any selector selects it. So a rule
+can send a type to the agents of a skill or a zone even when its tasks ask for neither.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class Fallback(enum.Enum):
 
 
 TERMINAL_FALLBACKS: frozenset[Fallback] = frozenset({Fallback.WAIT, Fallback.DEAD_LETTER})
+SKILL_SELECTOR = "skill="
+"""``skill=gpu`` in a pool selects every agent with the skill ``gpu``."""
+ZONE_SELECTOR = "zone="
+"""``zone=eu`` in a pool selects every agent in the zone ``eu``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +90,13 @@ def first_match(rules: tuple[RoutingRule, ...], job: Job) -> RoutingRule | None:
 
 
 def in_pool(agent: AgentInfo, pool: frozenset[str]) -> bool:
-    """True when a selector of ``pool`` names the agent's id or one of its ``name=value`` labels."""
+    """True when a selector of ``pool`` names the agent's id, one of its skills
+    (``skill=NAME``), its zone (``zone=NAME``) or one of its ``name=value`` labels."""
     if agent.agent_id in pool:
+        return True
+    if any(f"{SKILL_SELECTOR}{skill}" in pool for skill in agent.skills):
+        return True
+    if agent.zone is not None and f"{ZONE_SELECTOR}{agent.zone}" in pool:
         return True
     return any(f"{name}={value}" in pool for name, value in agent.labels.items())
 
