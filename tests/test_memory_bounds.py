@@ -41,7 +41,7 @@ from streams.core.routing.snapshot import MAX_CLASSES
 from streams.core.routing.strategies.base import MAX_TIER_STATES
 from streams.core.routing.strategies.hashing import MAX_RINGS
 from streams.core.scheduling.fairness import MAX_TENANTS
-from streams.core.stats import EXACT_SAMPLES
+from streams.core.stats import BREAKDOWN_KEYS, EXACT_SAMPLES
 from streams.core.window import LruMap
 from streams.dispatcher_config import DispatcherConfig
 from streams.settings import Settings
@@ -75,6 +75,7 @@ CODE_BOUNDS: dict[str, Any] = {
     "Settings.shards": _default(Settings, "shards"),
     "RateLimitedLog.max_keys": inspect.signature(RateLimitedLog).parameters["max_keys"].default,
     "EXACT_SAMPLES": EXACT_SAMPLES,
+    "BREAKDOWN_KEYS": BREAKDOWN_KEYS,
     "MAX_RINGS": MAX_RINGS,
     "MAX_TENANTS": MAX_TENANTS,
     "MAX_TIER_STATES": MAX_TIER_STATES,

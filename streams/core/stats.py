@@ -21,6 +21,10 @@ and ``summary(now_ms)`` computes the figures at that time. Definitions:
   below it (so always a real sample) while a series holds at most ``EXACT_SAMPLES``; past
   that, within ``SKETCH_ACCURACY`` (relative) of it, so memory stays bounded. Means are
   always exact. Statistics of no samples are ``None``.
+- *Breakdowns* count tasks by priority, by task type and by tenant (received, first starts and
+  their queue time, succeeded, dead-lettered): exact integers, so the figures of any interval
+  are the difference of two summaries. Types and tenants come from producers: the first
+  ``BREAKDOWN_KEYS`` of each are counted apart, every later one under ``OTHER``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import statistics
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from streams.core.model import DeadLetterReason, Job
 from streams.errors import ConfigError, CoreError
@@ -141,6 +146,63 @@ def _sketch_quantile(sketch: dict[int, int], count: int, percent: int) -> int:
     return round(2 * upper / (_GAMMA + 1))
 
 
+BREAKDOWN_KEYS = 20
+"""Task types (and, apart, tenants) a breakdown counts under their own name: the first ones
+seen. A producer sending a new type with every task grows no breakdown past this."""
+OTHER = "other"
+"""The breakdown key of every type (or tenant) past the first ``BREAKDOWN_KEYS``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Tasks of one group (a priority, a task type or a tenant) since the start."""
+
+    received: int = 0
+    started: int = 0
+    """First starts: the tasks whose queue time is counted."""
+    queue_ms_total: int = 0
+    """Sum of those queue times (exact: a mean over any interval is a difference of two)."""
+    completed: int = 0
+    """Finish reports with status SUCCEEDED."""
+    dead_lettered: int = 0
+
+    @property
+    def mean_queue_ms(self) -> float | None:
+        return self.queue_ms_total / self.started if self.started else None
+
+
+_Key = TypeVar("_Key", int, str)
+
+
+class _Breakdown(Generic[_Key]):
+    """Counts per key: five integers a key (no object per event), for at most ``limit`` keys
+    of their own, and every later key under ``other``."""
+
+    __slots__ = ("_counts", "_limit", "_other")
+
+    def __init__(self, limit: int, other: _Key) -> None:
+        self._limit = limit
+        self._other: _Key = other
+        self._counts: dict[_Key, list[int]] = {}
+
+    def add(self, key: _Key, field_index: int, amount: int = 1) -> None:
+        counts = self._counts.get(key)
+        if counts is None:
+            if len(self._counts) >= self._limit:
+                key = self._other
+                counts = self._counts.get(key)
+            if counts is None:
+                counts = self._counts[key] = [0] * 5
+        counts[field_index] += amount
+
+    def snapshot(self) -> dict[_Key, Counts]:
+        return {key: Counts(*counts) for key, counts in self._counts.items()}
+
+
+_RECEIVED, _STARTED, _QUEUE_MS, _COMPLETED, _DEAD = range(5)
+"""Indexes of the ``Counts`` fields in a ``_Breakdown``'s lists."""
+
+
 @dataclass(slots=True)
 class _Agent:
     """Slot-time of one agent, integrated up to ``since_ms``: available and busy."""
@@ -209,6 +271,12 @@ class Summary:
     affinity_hit_rate: float | None
     """Hits over keyed dispatches; ``None`` when no dispatch was keyed."""
     affinity_dispatches: int
+    by_priority: Mapping[int, Counts] = field(default_factory=dict)
+    """Every priority level, also those with nothing counted yet."""
+    by_type: Mapping[str, Counts] = field(default_factory=dict)
+    """The task types seen (at most ``BREAKDOWN_KEYS`` and ``OTHER``)."""
+    by_tenant: Mapping[str, Counts] = field(default_factory=dict)
+    """The tenants seen (at most ``BREAKDOWN_KEYS`` and ``OTHER``)."""
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready: ms rounded to 0.1, ratios to 1e-4, keys in a fixed order."""
@@ -289,6 +357,11 @@ class Statistics:
         self._inversions = 0
         self._keyed = 0
         self._hits = 0
+        self._by_priority = _Breakdown(levels, levels - 1)
+        for level in range(levels):  # every level shows, counted or not
+            self._by_priority.add(level, _RECEIVED, 0)
+        self._by_type = _Breakdown(BREAKDOWN_KEYS, OTHER)
+        self._by_tenant = _Breakdown(BREAKDOWN_KEYS, OTHER)
 
     def agent_capacity(self, agent_id: str, capacity: int, now_ms: int) -> None:
         """The agent joined or changed capacity at ``now_ms``; 0 when it is down or left."""
@@ -309,6 +382,7 @@ class Statistics:
             return
         self._pending[job.task_id] = job.deadline_ms
         self._received += 1
+        self._count(job, _RECEIVED)
 
     def task_dispatched(
         self,
@@ -344,6 +418,8 @@ class Statistics:
         queue_ms = max(0, now_ms - job.submitted_ms)
         self._queue.add(queue_ms)
         self._queue_by_priority[job.priority].add(queue_ms)
+        self._count(job, _STARTED)
+        self._count(job, _QUEUE_MS, queue_ms)
         if job.deadline_ms is None:
             return
         if now_ms <= job.deadline_ms:
@@ -354,12 +430,15 @@ class Statistics:
     def task_finished(self, job: Job, agent_id: str, now_ms: int, status: str) -> None:
         """The attempt on ``agent_id`` ended with ``status``; its slot is free again."""
         self._finished[status] = self._finished.get(status, 0) + 1
+        if status == SUCCEEDED:
+            self._count(job, _COMPLETED)
         if self._open.get(job.task_id) == agent_id:
             self._close(job.task_id, now_ms)
 
     def task_dead_lettered(self, job: Job, reason: DeadLetterReason, now_ms: int) -> None:
         """The task ended in the dead letters; unstarted with a deadline, it missed it."""
         self._dead[reason] += 1
+        self._count(job, _DEAD)
         self._close(job.task_id, now_ms)
         if job.task_id in self._pending:
             deadline_ms = self._pending.pop(job.task_id)
@@ -413,7 +492,17 @@ class Statistics:
             priority_inversions=self._inversions,
             affinity_hit_rate=self._hits / self._keyed if self._keyed else None,
             affinity_dispatches=self._keyed,
+            by_priority=self._by_priority.snapshot(),
+            by_type=self._by_type.snapshot(),
+            by_tenant=self._by_tenant.snapshot(),
         )
+
+    def _count(self, job: Job, field_index: int, amount: int = 1) -> None:
+        """Add to the breakdowns of the task's priority, type and tenant."""
+        if 0 <= job.priority < self._levels:
+            self._by_priority.add(job.priority, field_index, amount)
+        self._by_type.add(job.task_type, field_index, amount)
+        self._by_tenant.add(job.tenant, field_index, amount)
 
     def _agent(self, agent_id: str, now_ms: int) -> _Agent:
         agent = self._agents.get(agent_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
@@ -12,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.core.model import DeadLetterReason, Job
-from streams.core.stats import SKETCH_ACCURACY, Series, Statistics, Summary, nearest_rank
+from streams.core.stats import (
+    BREAKDOWN_KEYS,
+    OTHER,
+    SKETCH_ACCURACY,
+    Counts,
+    Series,
+    Statistics,
+    Summary,
+    nearest_rank,
+)
 from streams.errors import ConfigError, CoreError
 
 
@@ -437,3 +447,90 @@ def test_malformed_records_count_as_dead_letters_and_as_no_task() -> None:
     summary = run.summary(10)
     assert summary.dead_lettered["MALFORMED"] == 2
     assert (summary.tasks, summary.dispatched, summary.deadline_missed) == (0, 0, 0)
+
+
+# --- breakdowns by priority, type and tenant -------------------------------------------------
+
+OUTCOMES = st.sampled_from(["waiting", "started", "succeeded", "failed", "dead"])
+BREAKDOWN_TASKS = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # priority
+        st.integers(0, 2 * BREAKDOWN_KEYS),  # its type, of more than the breakdown keeps
+        st.sampled_from(["acme", "globex", OTHER]),  # its tenant ("other" is a name too)
+        st.integers(0, 5_000),  # queue time, if it starts
+        OUTCOMES,
+    ),
+    max_size=120,
+)
+
+
+BreakdownTask = tuple[int, int, str, int, str]
+"""Priority, type number, tenant, queue time, outcome."""
+
+
+def _breakdown_run(tasks: list[BreakdownTask]) -> Summary:
+    run = Statistics(levels=4)
+    for i, (priority, type_number, tenant, queue_ms, outcome) in enumerate(tasks):
+        job = Job(f"t{i}", priority, 0, tenant=tenant, task_type=f"type{type_number}")
+        run.task_received(job, 0)
+        if outcome == "dead":
+            run.task_dead_lettered(job, DeadLetterReason.EXPIRED, 10)
+        elif outcome != "waiting":
+            run.task_dispatched(job, "a", queue_ms)
+            run.task_started(job, "a", queue_ms)
+            if outcome in ("succeeded", "failed"):
+                status = "SUCCEEDED" if outcome == "succeeded" else "FAILED"
+                run.task_finished(job, "a", queue_ms + 1, status)
+    return run.summary(10_000)
+
+
+def _reference(
+    tasks: list[BreakdownTask], group: Callable[[int, str, str], object]
+) -> dict[object, Counts]:
+    """The counts of each group, counted the plain way."""
+    found: dict[object, list[int]] = {}
+    for priority, type_number, tenant, queue_ms, outcome in tasks:
+        counts = found.setdefault(group(priority, f"type{type_number}", tenant), [0] * 5)
+        started = outcome in ("started", "succeeded", "failed")
+        counts[0] += 1
+        counts[1] += started
+        counts[2] += queue_ms if started else 0
+        counts[3] += outcome == "succeeded"
+        counts[4] += outcome == "dead"
+    return {key: Counts(*counts) for key, counts in found.items()}
+
+
+@settings(max_examples=80)
+@given(BREAKDOWN_TASKS)
+def test_breakdowns_count_each_group_exactly_and_keep_the_first_types_seen(
+    tasks: list[BreakdownTask],
+) -> None:
+    summary = _breakdown_run(tasks)
+    kept: list[str] = []
+    for _, type_number, _, _, _ in tasks:
+        name = f"type{type_number}"
+        if name not in kept and len(kept) < BREAKDOWN_KEYS:
+            kept.append(name)
+
+    levels = {level: Counts() for level in range(4)}
+    assert summary.by_priority == levels | _reference(tasks, lambda priority, _, __: priority)
+    assert summary.by_tenant == _reference(tasks, lambda _, __, tenant: tenant)
+    assert summary.by_type == _reference(tasks, lambda _, name, __: name if name in kept else OTHER)
+    assert len(summary.by_type) <= BREAKDOWN_KEYS + 1
+    for level, counts in summary.by_priority.items():  # the same figures as the totals
+        assert counts.started == summary.queue_by_priority[level].count
+        assert counts.mean_queue_ms == summary.queue_by_priority[level].mean_ms
+    assert sum(c.received for c in summary.by_type.values()) == summary.tasks
+    assert sum(c.completed for c in summary.by_tenant.values()) == summary.completed
+    dead = sum(c.dead_lettered for c in summary.by_priority.values())
+    assert dead == sum(summary.dead_lettered.values())
+
+
+def test_a_breakdown_stays_bounded_whatever_producers_send() -> None:
+    run = Statistics()
+    for i in range(10 * BREAKDOWN_KEYS):
+        run.task_received(Job(f"t{i}", 0, 0, tenant=f"tenant{i}", task_type=f"type{i}"), 0)
+    summary = run.summary(1)
+    assert list(summary.by_type) == [f"type{i}" for i in range(BREAKDOWN_KEYS)] + [OTHER]
+    assert summary.by_type[OTHER].received == 9 * BREAKDOWN_KEYS
+    assert len(summary.by_tenant) == BREAKDOWN_KEYS + 1
