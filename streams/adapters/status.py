@@ -12,7 +12,7 @@ shows as ``n/a``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -22,7 +22,7 @@ from streams.core.routing import RoutingConfig
 from streams.core.routing.names import is_late_binding
 from streams.core.routing.rules import RoutingRule
 from streams.core.scheduling import SchedulerConfig
-from streams.core.stats import Statistics, Summary
+from streams.core.stats import BREAKDOWN_KEYS, OTHER, Counts, Statistics, Summary
 from streams.errors import TaskdError
 from streams.settings import Settings
 
@@ -213,16 +213,24 @@ TARGETS: Final[tuple[Target, ...]] = (
 )
 
 
+CapacityOf = Callable[[str], int | None]
+"""The capacity an agent announced, by its id (``None``: not known)."""
+
+
 def context_view(
     distributor: Distributor,
     settings: Settings,
     *,
     now_ms: int,
     summary: Summary | None = None,
+    capacity_of: CapacityOf | None = None,
 ) -> dict[str, object]:
-    """The distribution context: volumes, agents, priority scheme, targets, constraints, strategy.
+    """The distribution context: volumes, agents, dead letters by reason, breakdowns by
+    priority, type and tenant, priority scheme, targets, constraints, strategy.
 
-    Settings are picked field by field: nothing secret (credentials, servers) is shown.
+    ``capacity_of`` gives the capacity each agent announced (``AgentSlots.capacity``); without
+    it the core's slots stand in for it. Settings are picked field by field: nothing secret
+    (credentials, servers) is shown.
     """
     figures = summary if summary is not None else distributor.stats.summary(now_ms)
     config = distributor.config
@@ -231,9 +239,16 @@ def context_view(
         "at_ms": figures.at_ms,
         "volumes": _volumes(distributor, figures),
         "agents": [
-            _agent(info, distributor.heard_at(info.agent_id), now_ms)
+            _agent(
+                info,
+                distributor.heard_at(info.agent_id),
+                now_ms,
+                info.capacity if capacity_of is None else capacity_of(info.agent_id),
+            )
             for info in distributor.agents()
         ],
+        "dead_letters": dict(figures.dead_lettered),
+        "breakdown": _breakdown(figures),
         "priorities": _priorities(config.scheduler, settings),
         "targets": _targets(figures),
         "constraints": _constraints(config, settings),
@@ -255,15 +270,22 @@ def _volumes(distributor: Distributor, figures: Summary) -> dict[str, object]:
     }
 
 
-def _agent(info: AgentInfo, heard_at_ms: int | None, now_ms: int) -> dict[str, object]:
-    """One agent's capabilities and load (``load``: in flight over capacity, at most 1).
+def _agent(
+    info: AgentInfo, heard_at_ms: int | None, now_ms: int, capacity: int | None
+) -> dict[str, object]:
+    """One agent's capabilities and load.
 
-    ``task_types``: the types it has handlers for (None: every type); ``heartbeat_age_ms``: how
-    long ago its last heartbeat came in (None: not known)."""
+    ``capacity``: the tasks it runs at once, as it announced (None: not known); ``slots``: the
+    slots this instance counts for it (its share of capacity plus prefetch: more than the
+    capacity with prefetch, less with several dispatcher instances); ``in_flight``: the tasks
+    this instance dispatched to it and not finished (prefetched ones included); ``load``:
+    in flight over slots, at most 1. ``task_types``: the types it has handlers for (None: every
+    type); ``heartbeat_age_ms``: how long ago its last heartbeat came in (None: not known)."""
     return {
         "id": info.agent_id,
         "state": info.state.value,
-        "capacity": info.capacity,
+        "capacity": capacity,
+        "slots": info.capacity,
         "in_flight": info.in_flight,
         "load": round(slot_load(info), 4),
         "task_types": None if info.task_types is None else sorted(info.task_types),
@@ -275,6 +297,38 @@ def _agent(info: AgentInfo, heard_at_ms: int | None, now_ms: int) -> dict[str, o
         "ewma_run_ms": None if info.ewma_run_ms is None else round(info.ewma_run_ms, 1),
         "ewma_success": round(info.ewma_success, 4),
         "labels": dict(sorted(info.labels.items())),
+    }
+
+
+def _breakdown(figures: Summary) -> dict[str, object]:
+    """Tasks since the start by priority, task type and tenant (the first ``keys`` types and
+    tenants seen by name, the rest under ``other``)."""
+    return {
+        "keys": BREAKDOWN_KEYS,
+        "other": OTHER,
+        "by_priority": {
+            f"p{level}": _counts(c) for level, c in sorted(figures.by_priority.items())
+        },
+        "by_type": _named(figures.by_type),
+        "by_tenant": _named(figures.by_tenant),
+    }
+
+
+def _named(groups: Mapping[str, Counts]) -> dict[str, object]:
+    return {name: _counts(counts) for name, counts in sorted(groups.items())}
+
+
+def _counts(counts: Counts) -> dict[str, object]:
+    """``queue_ms_total`` is exact, so a reader can take the mean queue time of any interval
+    between two views (``mean_queue_ms`` is since the start, rounded to 0.1)."""
+    mean = counts.mean_queue_ms
+    return {
+        "received": counts.received,
+        "started": counts.started,
+        "queue_ms_total": counts.queue_ms_total,
+        "mean_queue_ms": None if mean is None else round(mean, 1),
+        "completed": counts.completed,
+        "dead_lettered": counts.dead_lettered,
     }
 
 

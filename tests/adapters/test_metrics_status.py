@@ -321,12 +321,29 @@ def test_context_has_volumes_agents_scheme_targets_constraints_and_strategy() ->
     }  # fmt: skip
     agents = {agent["id"]: agent for agent in view["agents"]}  # type: ignore[attr-defined]
     assert agents["a"] == {
-        "id": "a", "state": "READY", "capacity": 2, "in_flight": 2, "load": 1.0,
+        "id": "a", "state": "READY", "capacity": 2, "slots": 2, "in_flight": 2, "load": 1.0,
         "task_types": None, "heartbeat_age_ms": 500,
         "skills": ["gpu"], "zone": "eu", "weight": 2.0, "cost_per_task": 0.0,
         "ewma_run_ms": 200.0, "ewma_success": 1.0, "labels": {},
     }  # fmt: skip
     assert (agents["b"]["in_flight"], agents["b"]["load"], agents["b"]["skills"]) == (0, 0.0, [])
+    assert view["dead_letters"] == {reason.value: 0 for reason in DeadLetterReason} | {
+        "EXPIRED": 1,
+        "FAILED": 1,
+    }
+    breakdown = view["breakdown"]
+    assert isinstance(breakdown, dict)
+    assert (breakdown["keys"], breakdown["other"]) == (20, "other")
+    assert breakdown["by_priority"]["p0"] == {
+        "received": 1, "started": 1, "queue_ms_total": 100, "mean_queue_ms": 100.0,
+        "completed": 1, "dead_lettered": 0,
+    }  # fmt: skip
+    assert breakdown["by_priority"]["p3"]["dead_lettered"] == 1  # t4 expired
+    assert {name: c["received"] for name, c in breakdown["by_tenant"].items()} == {
+        "acme": 1,
+        "default": 5,
+    }
+    assert {name: c["dead_lettered"] for name, c in breakdown["by_type"].items()} == {"default": 2}
     assert view["priorities"] == {
         "levels": 4,
         "most_urgent": 0,
@@ -359,6 +376,16 @@ def test_context_has_volumes_agents_scheme_targets_constraints_and_strategy() ->
     }
     shown = json.dumps(view, allow_nan=False)
     assert "hunter2" not in shown and "secret-broker" not in shown and "user" not in shown
+
+
+def test_agents_show_the_capacity_they_announced_beside_the_slots_this_instance_counts() -> None:
+    # a announced 8 and the core counts 2 for it here (with prefetch, or a share of several
+    # instances'); b's announcement is not known (it has no claim any more)
+    announced = {"a": 8}
+    view = context_view(drive().core, load_settings(), now_ms=NOW_MS, capacity_of=announced.get)
+    agents = {agent["id"]: agent for agent in view["agents"]}  # type: ignore[attr-defined]
+    assert (agents["a"]["capacity"], agents["a"]["slots"], agents["a"]["load"]) == (8, 2, 1.0)
+    assert (agents["b"]["capacity"], agents["b"]["slots"]) == (None, 1)
 
 
 def test_context_of_an_empty_distributor_has_no_judgement_without_figures() -> None:
@@ -637,7 +664,9 @@ def test_the_server_answers_every_view_on_a_free_port() -> None:
     status, kind, page = answers["/"]
     assert (status, kind.split(";")[0]) == (200, "text/html")
     assert "<script>" in page and 'view("status")' in page and 'view("context")' in page
-    assert "http://" not in page and "https://" not in page and " src=" not in page
+    local = page.replace('"http://www.w3.org/2000/svg"', "")  # a namespace, not an address
+    assert "http://" not in local and "https://" not in local and " src=" not in page
+    assert "href=" not in page and "@import" not in page and "url(" not in page
     assert answers["/nowhere"][0] == 404
 
 

@@ -259,7 +259,11 @@ class Dispatcher:
         """The distribution context (``/context``)."""
         now_ms = self.clock()
         return context_view(
-            self.core, self.settings, now_ms=now_ms, summary=self._summary.at(now_ms)
+            self.core,
+            self.settings,
+            now_ms=now_ms,
+            summary=self._summary.at(now_ms),
+            capacity_of=self._slots.capacity,
         )
 
     # --- callbacks -----------------------------------------------------------------------------
