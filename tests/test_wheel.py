@@ -150,6 +150,7 @@ def test_the_wheel_holds_the_runtime_and_its_schemas_and_nothing_of_the_lab(whee
     written = {str(path.relative_to(source)): path.read_bytes() for path in source.rglob("*.avsc")}
     assert shipped == written
     assert "streams/examples.py" in names and "streams/py.typed" in names
+    assert "streams/adapters/dashboard.html" in names  # the dispatcher's page at /
     assert "taskd/__init__.py" in names and "streams/app.py" in names  # import taskd
     assert not [n for n in names if re.match(r"(taskd_lab|streams/(bench|demo|procs))\b", n)]
 

@@ -2,14 +2,17 @@
 
 A small aiohttp server on the dispatcher's event loop. The views are plain callables that the
 server calls on that loop for each request, so they may read the distributor, which that loop
-owns, without locks. The dashboard (``/``) is one self-contained page: no external assets.
+owns, without locks. The dashboard (``/``) is one self-contained page shipped beside this module
+(``dashboard.html``: no external assets) that polls ``/status`` and ``/context``.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -130,7 +133,7 @@ class StatusServer:
         return web.json_response(dict(self._context()), headers=_JSON_HEADERS)
 
     async def _dashboard(self, _request: web.Request) -> web.Response:
-        return web.Response(text=DASHBOARD_HTML, content_type="text/html", headers=_PAGE_HEADERS)
+        return web.Response(text=dashboard_html(), content_type="text/html", headers=_PAGE_HEADERS)
 
 
 def check_address(host: str, port: int) -> None:
@@ -152,127 +155,8 @@ def bind_error(host: str, port: int, error: OSError) -> ConfigError:
     )
 
 
-DASHBOARD_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>taskd dashboard</title>
-<style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; background: #fafafa; }
-  h1 { font-size: 20px; margin: 0 0 4px; }
-  h2 { font-size: 15px; margin: 20px 0 8px; }
-  #state { font-weight: bold; }
-  #state.distributing { color: #1a7f37; } #state.idle { color: #666; }
-  #state.starting, #state.draining { color: #9a6700; } #state.unreachable { color: #cf222e; }
-  .cards { display: flex; gap: 12px; flex-wrap: wrap; }
-  .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; }
-  .card b { display: block; font-size: 22px; }
-  .row { display: grid; grid-template-columns: 180px 1fr 140px; gap: 8px; align-items: center;
-         margin: 3px 0; }
-  .track { background: #e8e8e8; height: 14px; border-radius: 3px; overflow: hidden; }
-  .bar { background: #0969da; height: 100%; }
-  .bar.down, .bar.suspect { background: #cf222e; } .bar.draining { background: #9a6700; }
-  .muted { color: #666; }
-  td, th { padding: 2px 10px 2px 0; text-align: left; }
-</style>
-</head>
-<body>
-<h1>Task Distributor <span id="state" class="starting">connecting</span></h1>
-<div class="muted" id="details"></div>
-<div class="cards" id="progress"></div>
-<h2>Queue depth by priority</h2>
-<div id="queues"></div>
-<h2>Load per agent</h2>
-<div id="agents"></div>
-<h2>Targets</h2>
-<table id="targets"></table>
-<script>
-"use strict";
-const LABELS = {tasks_distributed: "tasks distributed", avg_queue_time: "avg queue time",
-                load_variance: "load variance", deadline_success: "deadline success"};
-
-function el(tag, attrs, text) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
-  if (text !== undefined) node.textContent = String(text);
-  return node;
-}
-
-function bars(target, rows) {
-  const box = document.getElementById(target);
-  box.replaceChildren(...rows.map(([label, share, text, css]) => {
-    const row = el("div", {class: "row"});
-    const track = el("div", {class: "track"});
-    const bar = el("div", {class: "bar " + (css || "")});
-    bar.style.width = (100 * Math.max(0, Math.min(1, share))).toFixed(1) + "%";
-    track.append(bar);
-    row.append(el("span", {}, label), track, el("span", {class: "muted"}, text));
-    return row;
-  }));
-}
-
-function showStatus(status) {
-  const state = document.getElementById("state");
-  state.textContent = status.status;
-  state.className = status.status;
-  const cards = Object.entries(status.progress || {}).map(([key, value]) => {
-    const card = el("div", {class: "card"}, LABELS[key] || key);
-    card.prepend(el("b", {}, value));
-    return card;
-  });
-  document.getElementById("progress").replaceChildren(...cards);
-  const d = status.details || {};
-  const agents = d.agents || {};
-  const dead = Object.values(d.dead_lettered || {}).reduce((a, b) => a + b, 0);
-  document.getElementById("details").textContent =
-    `received ${d.tasks} · completed ${d.completed} · dead-lettered ${dead} · ` +
-    `held ${d.held} · in flight ${d.in_flight} · agents ${agents.ready}/${agents.total} ready`;
-}
-
-function showContext(context) {
-  const held = Object.entries((context.volumes || {}).held_by_priority || {});
-  const most = Math.max(1, ...held.map(([, count]) => count));
-  bars("queues", held.map(([level, count]) => [level, count / most, `${count} held`]));
-  bars("agents", (context.agents || []).map((a) => [
-    a.id, a.load, `${a.in_flight}/${a.capacity} ${a.state.toLowerCase()}`, a.state.toLowerCase()
-  ]));
-  const rows = Object.entries(context.targets || {}).map(([name, t]) => {
-    const row = el("tr");
-    const mark = t.met === null ? "-" : (t.met ? "met" : "missed");
-    const value = t.value === null ? "n/a"
-      : (t.unit === "ratio" ? `${(100 * t.value).toFixed(1)}%` : `${t.value} ${t.unit}`);
-    row.append(el("td", {}, name.replace(/_/g, " ")), el("td", {}, t.goal),
-               el("td", {}, value), el("td", {}, mark));
-    return row;
-  });
-  document.getElementById("targets").replaceChildren(...rows);
-}
-
-// With TASKD_HTTP_TOKEN set, open the page as /#token=<token>: the token stays in the browser.
-const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token");
-
-async function view(path) {
-  const headers = TOKEN ? {Authorization: `Bearer ${TOKEN}`} : {};
-  const response = await fetch(path, {cache: "no-store", headers});
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
-  return response.json();
-}
-
-async function poll() {
-  try {
-    const [status, context] = await Promise.all([view("status"), view("context")]);
-    showStatus(status);
-    showContext(context);
-  } catch (error) {
-    const state = document.getElementById("state");
-    state.textContent = "unreachable";
-    state.className = "unreachable";
-  }
-  setTimeout(poll, 1000);
-}
-poll();
-</script>
-</body>
-</html>
-"""
+@functools.cache
+def dashboard_html() -> str:
+    """The dashboard's page (``streams/adapters/dashboard.html``, package data of the wheel)."""
+    page = resources.files("streams.adapters").joinpath("dashboard.html")
+    return page.read_text(encoding="utf-8")
