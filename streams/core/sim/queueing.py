@@ -3,10 +3,13 @@
 Rates are per second, waits in milliseconds. ``erlang_c_wait_ms`` is the mean wait of an
 M/M/n queue (Poisson arrivals, exponential service, n servers, one FIFO queue: late binding);
 ``mm1_wait_ms`` that of an M/M/1 queue (what each agent becomes when tasks are pushed to
-agents at random on arrival).
+agents at random on arrival). ``erlang_c_wait_over`` is the tail: the share of tasks that
+wait longer than a time, which is what a percentile or a deadline asks.
 """
 
 from __future__ import annotations
+
+import math
 
 from streams.errors import CoreError
 
@@ -35,6 +38,16 @@ def erlang_c_wait_ms(servers: int, arrival_per_s: float, service_per_s: float) -
     offered = arrival_per_s / service_per_s
     waiting = erlang_c(servers, offered)
     return 1000.0 * waiting / (servers * service_per_s - arrival_per_s)
+
+
+def erlang_c_wait_over(
+    servers: int, arrival_per_s: float, service_per_s: float, over_ms: float
+) -> float:
+    """P(wait > ``over_ms``) in M/M/n: ``C(n, a) * exp(-(n * mu - lambda) * t)``; with
+    ``servers`` = 1 it is M/M/1's ``rho * exp(-(mu - lambda) * t)``."""
+    _check_rates(arrival_per_s, service_per_s)
+    waiting = erlang_c(servers, arrival_per_s / service_per_s)
+    return waiting * math.exp(-(servers * service_per_s - arrival_per_s) * over_ms / 1000.0)
 
 
 def mm1_wait_ms(arrival_per_s: float, service_per_s: float) -> float:

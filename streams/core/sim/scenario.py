@@ -23,7 +23,8 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
     [arrivals]   process = poisson|constant|bursts, rate_per_s | load, tasks | duration_ms,
                  burst_size
     [[agents]]   name, count, capacity, speed, skills, zone, weight, cost_per_task,
-                 failure_probability, crash_at_ms, recover_at_ms, prefetch
+                 failure_probability, crash_at_ms, recover_at_ms, prefetch,
+                 cost_per_hour (1: what ``taskd plan`` counts as an agent's cost)
     [[tasks]]    share, type, priority, work = {distribution, mean, sigma}, deadline_ms,
                  ttl_ms, required_skills, tenants, zone, max_attempts, affinity_keys,
                  affinity = uniform|zipf, zipf_exponent

@@ -48,6 +48,7 @@ def _agent_group(fields: Fields) -> AgentGroup:
         crash_at_ms=fields.opt_int("crash_at_ms"),
         recover_at_ms=fields.opt_int("recover_at_ms"),
         prefetch=fields.int_("prefetch", 0),
+        cost_per_hour=fields.float_("cost_per_hour", 1.0),
     )
     if group.recover_at_ms is not None and (
         group.crash_at_ms is None or group.recover_at_ms <= group.crash_at_ms

@@ -89,6 +89,9 @@ class AgentGroup:
     """Tasks an agent takes beyond its slots, as a live dispatcher's prefetch share gives a
     real agent: it announces ``capacity + prefetch`` slots, the extra tasks wait at the agent
     and start most urgent first. 0: the push model's plain FIFO (see ``agents_model``)."""
+    cost_per_hour: float = 1.0
+    """What one agent of the group costs per hour, in any currency (``taskd plan`` adds it up
+    over the fleet); 1 by default, so that a plan's cost counts agents."""
     ids: tuple[str, ...] = ()
     """The agents' ids, ``count`` of them; empty (as in scenario files): ``<name>-001``,
     ``<name>-002``, ... A driver replaying a live fleet gives the live ids, because routing
