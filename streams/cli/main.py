@@ -17,6 +17,7 @@ from streams.cli.context import CliState
 from streams.cli.demo import demo
 from streams.cli.dispatcher import dispatcher
 from streams.cli.dlq import dlq_app
+from streams.cli.plan import plan_command
 from streams.cli.simulate import simulate
 from streams.cli.status import status
 from streams.cli.style import USAGE_EXIT, TidyGroup, fail, usage_message
@@ -39,6 +40,7 @@ app.add_typer(topics_app, name="topics", short_help="Create, list and delete the
 app.add_typer(dlq_app, name="dlq", short_help="List and replay the dead letters.")
 app.command("submit", short_help="Submit tasks from JSON lines (a file or stdin).")(submit)
 app.command("simulate", short_help="Compare strategies on a simulated fleet.")(simulate)
+app.command("plan", short_help="Size a fleet for an SLO by simulation.")(plan_command)
 app.command("agent", short_help="Run a worker agent.")(agent)
 app.command("agents", short_help="Show the agents the dispatcher knows.")(agents)
 app.command("status", short_help="Show the dispatcher's progress.")(status)
