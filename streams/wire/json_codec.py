@@ -9,8 +9,9 @@ Readers take either, whatever the setting: a fleet can switch one process at a t
 The object's fields are the Avro field names with their plain values: enums by symbol,
 timestamps as integer milliseconds, a union as its value (``null`` or the value itself), and
 a ``bytes`` field as a JSON string when it is UTF-8 text (payloads and outputs usually are),
-else as ``{"base64": "..."}``. Decoding follows the record's schema, so it gives back the
-same bytes either way.
+else as ``{"base64": "..."}``; a non-finite number (an invalid task's cost in a dead letter)
+as the string ``"inf"``, ``"-inf"`` or ``"nan"``. Decoding follows the record's schema, so it
+gives back the same bytes either way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,7 +91,12 @@ def _to_json(schema: Any, value: Any) -> Any:
         return [_to_json(schema["items"], item) for item in value]
     if kind == "map":
         return {key: _to_json(schema["values"], item) for key, item in value.items()}
+    if kind in _FLOATS and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": JSON has no such numbers
     return value
+
+
+_FLOATS = frozenset({"double", "float"})
 
 
 def _from_json(schema: Any, value: Any) -> Any:
@@ -100,11 +107,7 @@ def _from_json(schema: Any, value: Any) -> Any:
     if kind == "union":
         return _from_json(_branch(schema), value)
     if kind == "bytes":
-        if isinstance(value, dict):
-            return base64.b64decode(value["base64"], validate=True)
-        if not isinstance(value, str):
-            raise TypeError(f"a bytes field holds {type(value).__name__}")
-        return value.encode("utf-8")
+        return _bytes_from_json(value)
     if kind == "record":
         if not isinstance(value, dict):
             raise TypeError(f"{schema['name']} is not a JSON object")
@@ -113,7 +116,17 @@ def _from_json(schema: Any, value: Any) -> Any:
         return [_from_json(schema["items"], item) for item in value]
     if kind == "map":
         return {key: _from_json(schema["values"], item) for key, item in value.items()}
+    if kind in _FLOATS and isinstance(value, str):
+        return float(value)  # what _to_json wrote of a non-finite number (ValueError else)
     return value
+
+
+def _bytes_from_json(value: Any) -> bytes:
+    if isinstance(value, dict):
+        return base64.b64decode(value["base64"], validate=True)
+    if not isinstance(value, str):
+        raise TypeError(f"a bytes field holds {type(value).__name__}")
+    return value.encode("utf-8")
 
 
 def _field(field: dict[str, Any], value: dict[str, Any]) -> Any:
