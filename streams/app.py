@@ -74,6 +74,8 @@ class TaskDefaults:
     affinity_key: str | None = None
     target_agent: str | None = None
     cost: float | None = None
+    ordering_key: str | None = None
+    """Tasks sharing it run one at a time, in the order sent (``docs/ordering.md``)."""
 
 
 class App:
@@ -190,7 +192,8 @@ class AppTask(Generic[P, R]):
     def options(self, **overrides: Any) -> AppTask[P, R]:
         """This task with other defaults for what it sends: ``priority``, ``tenant``,
         ``skills``, ``zone``, ``ttl``, ``deadline``, ``max_attempts``, ``affinity_key``,
-        ``target_agent``, ``cost``."""
+        ``target_agent``, ``cost``, ``ordering_key`` (``.options(ordering_key=account)``:
+        one account's tasks run one at a time, in order)."""
         try:
             defaults = dataclasses.replace(self.defaults, **overrides)
         except TypeError as error:
@@ -209,6 +212,7 @@ class AppTask(Generic[P, R]):
             "affinity_key": d.affinity_key,
             "target_agent": d.target_agent,
             "cost": d.cost,
+            "ordering_key": d.ordering_key,
             "ttl_ms": None if d.ttl is None else _ms(d.ttl),
             "deadline": None if d.deadline is None else int(d.deadline.timestamp() * 1000),
         }

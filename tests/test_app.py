@@ -85,6 +85,10 @@ def test_what_a_task_sends_follows_its_declaration_and_its_options() -> None:
     )
     urgent = area.options(priority=3, tenant="acme", affinity_key="k")._task(b"{}")
     assert (urgent.priority, urgent.tenant, urgent.affinity_key) == (3, "acme", "k")
+    ordered = area.options(ordering_key="account-7", affinity_key="k")._task(b"{}")
+    assert ordered.ordering_key == "account-7"
+    assert ordered.kafka_key == "account-7"  # before the affinity key: one partition, in order
+    assert urgent.kafka_key == "k" and sent.kafka_key == sent.task_id
     assert shout._task(b"{}").priority == app.settings.priority_levels // 2
     with pytest.raises(ConfigError, match="unexpected keyword argument 'colour'"):
         area.options(colour="red")

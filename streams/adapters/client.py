@@ -272,7 +272,7 @@ class TaskClient:
         value = self._encode(task)
         waits = self._expect(task)
         topic = self._topics.tasks(task.priority)
-        key = task.affinity_key if task.affinity_key is not None else task.task_id
+        key = task.kafka_key
         try:
             self._produce(topic, key.encode(), value, _record_headers(task), tally, task.task_id)
         except KafkaError as error:

@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -54,6 +55,7 @@ from streams.core.events import (
 from streams.core.leases import InFlight, Lease
 from streams.core.lifecycle import Lifecycle, Phase, Step
 from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
+from streams.core.ordering import KeyQueues
 from streams.core.placer import RoutingPlacer
 from streams.core.routing import Router, RoutingConfig
 from streams.core.scheduling import OfferResult, Scheduler, SchedulerConfig
@@ -127,6 +129,10 @@ class Distributor:
         self._run_lost: list[Lease] = []
         """Recovered leases whose agent restarted or stopped: their run is lost, unless a result
         handled in the same pass (one read back at recovery) says it ended."""
+        self._keys = KeyQueues()
+        self._turns: deque[str] = deque()
+        """Tasks whose key's earlier tasks all ended: offered to the scheduler in this pass."""
+        self._behind_full = False
         self._connected = True
         self._paused = False
         self._reported_capacity: dict[str, int] = {}
@@ -226,6 +232,11 @@ class Distributor:
         return self._router.late_binding(job)
 
     @property
+    def behind(self) -> int:
+        """Tasks waiting behind an earlier task of their ordering key."""
+        return self._keys.behind
+
+    @property
     def held(self) -> int:
         """Tasks waiting in the scheduler's queues."""
         return self._scheduler.held
@@ -283,6 +294,10 @@ class Distributor:
             return
         if job.attempt == 0:
             self.stats.task_received(job, now_ms)
+        key = job.ordering_key
+        if key is not None and not self._keys.enter(key, job.task_id):
+            self._tasks.move(job.task_id, job, Step.PARK)
+            return
         if due_ms is not None and due_ms > now_ms:
             record = self._tasks.move(job.task_id, job, Step.WAIT)
             assert record is not None
@@ -386,6 +401,8 @@ class Distributor:
             return
         record = self._tasks.move(job.task_id, job, Step.RECOVER)
         assert record is not None
+        if job.ordering_key is not None:  # read back before any input: the key's head
+            self._keys.enter(job.ordering_key, job.task_id)
         record.lease = Lease(
             job,
             event.agent_id,
@@ -434,6 +451,7 @@ class Distributor:
         elif record.phase is Phase.RECOVERING and record.lease is not None:
             self._stop_recovering(record.lease)
         self._tasks.move(task_id, record.job, Step.WITHDRAW)
+        self._key_left(record.job)
 
     def jobs(self) -> list[Job]:
         """Every live task's job (a copy): what a driver handing work over needs to name."""
@@ -461,8 +479,13 @@ class Distributor:
                 self._dead_letter(removed.job, removed.reason, _why(removed.reason), now_ms)
             )
         self._take_back_lost_runs(now_ms, actions)
-        if not self._connected:
-            return  # an outage of our own link: silence and run-out leases prove nothing
+        if self._connected:  # else silence and run-out leases prove nothing (set_connected)
+            self._lose_silent(now_ms, actions)
+        self._take_turns(now_ms, actions)
+
+    def _lose_silent(self, now_ms: int, actions: list[Action]) -> None:
+        """Silent agents, run-out leases and recovered leases of agents that stayed away lose
+        their tasks."""
         for transition in self._registry.tick(now_ms):
             self._on_transition(transition, now_ms, actions)
         for lease in self._in_flight.expired(now_ms):
@@ -516,8 +539,24 @@ class Distributor:
             )
         self._intake_signal(actions)
 
+    def _take_turns(self, now_ms: int, actions: list[Action]) -> None:
+        """Offer the tasks whose key's earlier tasks all ended (one expiring ends its turn and
+        hands it on, in the same loop)."""
+        while self._turns:
+            record = self._tasks.get(self._turns.popleft())
+            if record is not None and record.phase is Phase.BEHIND:
+                self._offer(record.job, now_ms, actions)
+
     def _intake_signal(self, actions: list[Action]) -> None:
-        paused = self._scheduler.paused
+        """Pause reading while the scheduler holds too much, or too many tasks wait behind
+        their keys (a hot key must not grow without bound); resume below ``resume_at``."""
+        behind = self._keys.behind
+        scheduler = self.config.scheduler
+        if behind >= scheduler.max_held:
+            self._behind_full = True
+        elif behind <= scheduler.resume_threshold:
+            self._behind_full = False
+        paused = self._scheduler.paused or self._behind_full
         if paused != self._paused:
             self._paused = paused
             actions.append(PauseIntake() if paused else ResumeIntake())
@@ -610,6 +649,15 @@ class Distributor:
         """The task leaves the table; its dedupe key is remembered."""
         self._tasks.move(job.task_id, job, Step.END)
         self._remember_ended(job.dedupe_key)
+        self._key_left(job)
+
+    def _key_left(self, job: Job) -> None:
+        """A task left: the next of its key, if it was the key's head, takes its turn."""
+        key = job.ordering_key
+        if key is not None:
+            turn = self._keys.leave(key, job.task_id)
+            if turn is not None:
+                self._turns.append(turn)
 
     def _remember_ended(self, dedupe_key: str) -> None:
         if self._ended is not None:

@@ -22,6 +22,8 @@ Phases:
   counts again once the agent heartbeats as the same incarnation.
 - RETRYING: sent to a retry tier, its next attempt counted; remembered until the retry comes
   back, so that an older delivery of the task is dropped meanwhile.
+- BEHIND: waiting behind an earlier task of its ordering key (``ordering.py``), out of the
+  scheduler; offered to it once every earlier task of the key has ended.
 
 Invariants (checked by the property tests of ``tests/core/test_distributor.py``):
 
@@ -55,6 +57,7 @@ class Phase(enum.Enum):
     IN_FLIGHT = "IN_FLIGHT"
     RECOVERING = "RECOVERING"
     RETRYING = "RETRYING"
+    BEHIND = "BEHIND"
 
 
 class Step(enum.Enum):
@@ -66,6 +69,8 @@ class Step(enum.Enum):
     """Offered to the scheduler: read from a task topic, due from a retry tier."""
     WAIT = "WAIT"
     """Read from a retry tier before it is due."""
+    PARK = "PARK"
+    """Arrived while an earlier task of its ordering key is live: waits behind it."""
     RELEASE = "RELEASE"
     """Placed on an agent's free slot."""
     RECOVER = "RECOVER"
@@ -91,6 +96,9 @@ TRANSITIONS: Final[Mapping[tuple[Phase | None, Step], Phase | None]] = {
     (None, _S.WAIT): _P.WAITING,
     (None, _S.RECOVER): _P.RECOVERING,
     (None, _S.END): None,  # expired before it was ever held
+    (None, _S.PARK): _P.BEHIND,
+    (_P.BEHIND, _S.ARRIVE): _P.HELD,
+    (_P.BEHIND, _S.END): None,  # expired the moment its turn came
     (_P.RETRYING, _S.ARRIVE): _P.HELD,
     (_P.RETRYING, _S.WAIT): _P.WAITING,
     (_P.RETRYING, _S.END): None,
@@ -110,6 +118,7 @@ TRANSITIONS: Final[Mapping[tuple[Phase | None, Step], Phase | None]] = {
     (_P.IN_FLIGHT, _S.WITHDRAW): None,
     (_P.RECOVERING, _S.WITHDRAW): None,
     (_P.RETRYING, _S.WITHDRAW): None,
+    (_P.BEHIND, _S.WITHDRAW): None,
 }
 
 

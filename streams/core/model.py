@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 REPLAY_HEADER = "taskd-replay"
 """Task header counting how often a dead letter was replayed (``taskd dlq replay`` raises it)."""
+ORDERING_KEY_HEADER = "taskd-ordering-key"
+"""Task header naming its ordering key: tasks sharing one run one at a time, in arrival order
+(``streams.core.ordering``)."""
 
 
 def replay_number(headers: Iterable[tuple[str, str]]) -> int:
@@ -82,6 +85,11 @@ class Job:
             if key == name:
                 return value
         return None
+
+    @property
+    def ordering_key(self) -> str | None:
+        """Tasks sharing this key run one at a time, in arrival order; None: no such bond."""
+        return self.header(ORDERING_KEY_HEADER) if self.headers else None
 
 
 class AgentState(enum.Enum):

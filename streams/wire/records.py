@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol, Self, TypedDict, TypeVar, Unpack
 
-from streams.core.model import DeadLetterReason
+from streams.core.model import ORDERING_KEY_HEADER, DeadLetterReason
 from streams.errors import EncodeError
 
 AvroDatum = dict[str, Any]
@@ -140,6 +140,9 @@ class TaskOptions(TypedDict, total=False):
     attempt: int
     cost: float | None
     headers: tuple[tuple[str, str], ...]
+    ordering_key: str | None
+    """Tasks sharing it run one at a time, in order (carried as the ``taskd-ordering-key``
+    header; the client makes it the Kafka key, so they share a partition)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,14 +199,36 @@ class Task:
         **options: Unpack[TaskOptions],
     ) -> Task:
         """A fresh task: a new uuid4-hex ``task_id``, submitted at ``now_ms``."""
+        fields: dict[str, Any] = dict(options)
+        ordering_key = fields.pop("ordering_key", None)
+        if ordering_key is not None:
+            headers: Any = fields.get("headers", ())
+            fields["headers"] = (*headers, (ORDERING_KEY_HEADER, ordering_key))
         return cls(
             task_id=uuid.uuid4().hex,
             type=type,
             priority=priority,
             payload=payload,
             submitted_at=now_ms,
-            **options,
+            **fields,
         )
+
+    @property
+    def ordering_key(self) -> str | None:
+        """The task's ordering key (its ``taskd-ordering-key`` header), if any."""
+        for name, value in self.headers:
+            if name == ORDERING_KEY_HEADER:
+                return value
+        return None
+
+    @property
+    def kafka_key(self) -> str:
+        """The key producers give its record: the ordering key, else the affinity key, else
+        the id (a key's tasks then share a partition, hence a dispatcher shard, in order)."""
+        ordering_key = self.ordering_key
+        if ordering_key is not None:
+            return ordering_key
+        return self.affinity_key if self.affinity_key is not None else self.task_id
 
     def to_avro(self) -> AvroDatum:
         datum = _shallow_dict(self)

@@ -44,12 +44,14 @@ from streams.core.events import (
     Withdrawn,
 )
 from streams.core.lifecycle import TRANSITIONS, Lifecycle, Phase, Step
-from streams.core.model import REPLAY_HEADER, AgentState, Job
+from streams.core.model import ORDERING_KEY_HEADER, REPLAY_HEADER, AgentState, Job
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
 from streams.errors import CoreError
 
 AGENTS = {"a": (2, frozenset({"gpu"})), "b": (1, frozenset()), "c": (3, frozenset({"gpu", "io"}))}
+KEYS = ["k1", "k2"]
+"""Ordering keys (``ORDERING_KEY_HEADER``) some tasks carry."""
 SKILLS = st.sampled_from([frozenset(), frozenset({"gpu"}), frozenset({"io"}), frozenset({"x"})])
 LEASE_MS = 2_000
 CONFIG = DistributorConfig(
@@ -104,15 +106,22 @@ class DistributorMachine(RuleBasedStateMachine):
         skills=SKILLS,
         deadline_in_ms=st.none() | st.integers(0, 3_000),
         manual=st.none() | st.sampled_from(sorted(AGENTS)),
+        key=st.none() | st.sampled_from(KEYS),
     )
     def arrive(
-        self, priority: int, skills: frozenset[str], deadline_in_ms: int | None, manual: str | None
+        self,
+        priority: int,
+        skills: frozenset[str],
+        deadline_in_ms: int | None,
+        manual: str | None,
+        key: str | None,
     ) -> None:
         self.count += 1
         task_id = f"t{self.count}"
         deadline = None if deadline_in_ms is None else self.now_ms + deadline_in_ms
+        headers = () if key is None else ((ORDERING_KEY_HEADER, key),)
         job = Job(task_id, priority, self.now_ms, required_skills=skills, deadline_ms=deadline,
-                  target_agent=manual, max_attempts=3)  # fmt: skip
+                  target_agent=manual, max_attempts=3, headers=headers)  # fmt: skip
         self.ledger.jobs[task_id] = job
         self.ledger.arrived.add(task_id)
         self._handle(TaskArrived(job))
@@ -197,13 +206,20 @@ class DistributorMachine(RuleBasedStateMachine):
     @rule()
     def restart(self) -> None:
         """The driver restarts: a new core, fed what a durable store holds (the ended keys, the
-        last dispatch of each task in flight or requeued) and the inputs read again."""
+        last dispatch of each task in flight or requeued, the retry of a key's head) before the
+        inputs, read again in the order they arrived."""
         self.core = Distributor(CONFIG)
         events: list[Event] = [
             EndedRecovered(self.ledger.jobs[task_id].dedupe_key) for task_id in self.ledger.ended
         ]
+        stored = [r for r in self.ledger.retries if r.job.ordering_key is not None]
+        for retry in stored:  # the store holds it: it comes back first, not from its tier
+            self.ledger.retries.remove(retry)
+            self.ledger.early[retry.job.task_id] = retry.due_ms
         waiting_retry = {r.job.task_id for r in self.ledger.retries}
-        for task_id in sorted(self.ledger.arrived - self.ledger.ended.keys() - waiting_retry):
+        inputs: list[Event] = []
+        open_tasks = self.ledger.arrived - self.ledger.ended.keys() - waiting_retry
+        for task_id in sorted(open_tasks, key=_arrival):
             job = self.ledger.jobs[task_id]
             run = self.ledger.dispatched.get(task_id)
             if run is not None and run.job.attempt == job.attempt:
@@ -211,9 +227,11 @@ class DistributorMachine(RuleBasedStateMachine):
                     job, run.agent_id, run.epoch, run.dispatched_ms, run.lease_ms
                 )
                 events.append(recovered)
-            else:
+            elif job.attempt > 0:  # requeued or retried: from the store
                 events.append(TaskArrived(job, due_ms=self.ledger.early.get(task_id)))
-        self._handle(*events)
+            else:
+                inputs.append(TaskArrived(job, due_ms=self.ledger.early.get(task_id)))
+        self._handle(*events, *inputs)
 
     # --- checking each decision --------------------------------------------------------------
 
@@ -258,6 +276,15 @@ class DistributorMachine(RuleBasedStateMachine):
         else:
             assert isinstance(action, Dropped | PauseIntake | ResumeIntake)
 
+    def _check_key_order(self, job: Job) -> None:
+        """A task of an ordering key is dispatched only once every earlier task of its key has
+        ended, and while no other task of its key is at an agent."""
+        same_key = [t for t, j in self.ledger.jobs.items() if j.ordering_key == job.ordering_key]
+        earlier = [t for t in same_key if _arrival(t) < _arrival(job.task_id)]
+        assert all(t in self.ledger.ended for t in earlier), f"{job.task_id} overtook its key"
+        at_agents = [t for t in same_key if t in self.ledger.dispatched and t != job.task_id]
+        assert not at_agents, f"{job.task_id} dispatched beside {at_agents} of its key"
+
     def _note(self, job: Job) -> None:
         assert job.attempt > self.ledger.jobs[job.task_id].attempt, "an attempt is counted"
         self.ledger.jobs[job.task_id] = job
@@ -266,6 +293,8 @@ class DistributorMachine(RuleBasedStateMachine):
     def _check_dispatch(self, action: Dispatch) -> None:
         job = action.job
         assert job.task_id not in self.ledger.ended, f"{job.task_id} dispatched after it ended"
+        if job.ordering_key is not None:
+            self._check_key_order(job)
         last_start = job.last_start_ms()
         assert last_start is None or self.now_ms <= last_start, "dispatched after its deadline"
         agent = next(a for a in self.core.agents() if a.agent_id == action.agent_id)
@@ -296,6 +325,11 @@ class DistributorMachine(RuleBasedStateMachine):
     def no_agent_over_capacity(self) -> None:
         for agent in self.core.agents():
             assert agent.in_flight <= agent.capacity
+
+
+def _arrival(task_id: str) -> int:
+    """The order in which the machine's tasks arrived (``t1``, ``t2``, ...)."""
+    return int(task_id[1:])
 
 
 DistributorMachine.TestCase.settings = settings(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from streams.core.model import DeadLetterReason
+from streams.core.model import ORDERING_KEY_HEADER, DeadLetterReason
 from streams.errors import ConfigError
 from streams.wire import (
     RECORD_TYPES,
@@ -22,6 +22,7 @@ from streams.wire import (
     RegistrationStatus,
     Task,
     TaskStatus,
+    task_to_job,
 )
 from streams.wire.records import TaskOptions
 from streams.wire.schemas import build_wire_schema, current_schemas, named_types
@@ -132,7 +133,17 @@ def test_enums_have_the_avro_symbols() -> None:
 def test_task_new_options_are_the_optional_task_fields() -> None:
     given_by_new = {"task_id", "type", "priority", "payload", "submitted_at"}
     task_fields = {field.name for field in dataclasses.fields(Task)}
-    assert set(TaskOptions.__annotations__) == task_fields - given_by_new
+    as_headers = {"ordering_key"}  # a header, not a field: no schema change for it
+    assert set(TaskOptions.__annotations__) == task_fields - given_by_new | as_headers
+
+
+def test_an_ordering_key_is_a_header_that_survives_the_wire() -> None:
+    task = Task.new(type="t", priority=0, now_ms=1, ordering_key="acct-7", headers=(("a", "b"),))
+    assert task.headers == (("a", "b"), (ORDERING_KEY_HEADER, "acct-7"))
+    decoded = Codec().decode(Codec().encode(task), Task)
+    assert decoded.ordering_key == "acct-7" and decoded.kafka_key == "acct-7"
+    assert task_to_job(decoded).ordering_key == "acct-7"
+    assert Task.new(type="t", priority=0, now_ms=1).ordering_key is None
 
 
 @pytest.mark.parametrize("name", ["taskd.Assignment", "taskd.DeadLetter"])

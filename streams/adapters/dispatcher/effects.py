@@ -203,8 +203,12 @@ class Effects:
             partition=origin.shard,
             headers=[(DUE_HEADER, str(action.due_ms).encode())],
         )
-        self._note(origin, job.task_id, None)
         origin.finish_input()
+        # The head of an ordering key keeps its key through the backoff, across a restart too:
+        # its state record brings it back before the inputs behind it are read (the retry
+        # record alone comes later, and is then a duplicate).
+        kept = act.Requeued(job, "", "retry") if job.ordering_key is not None else None
+        self._note(origin, job.task_id, kept)
         self._metrics.on_retry(action.tier)
 
     def _dead_letter(self, action: act.DeadLetter) -> None:

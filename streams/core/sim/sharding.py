@@ -86,7 +86,11 @@ def partition_of(key: str, partitions: int) -> int:
 
 
 def task_key(job: Job) -> str:
-    """What the producer keys a task by: its affinity key, else its id."""
+    """What the producer keys a task by: its ordering key, else its affinity key, else its id
+    (as ``Task.kafka_key``)."""
+    ordering_key = job.ordering_key
+    if ordering_key is not None:
+        return ordering_key
     return job.affinity_key if job.affinity_key is not None else job.task_id
 
 
