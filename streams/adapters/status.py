@@ -23,6 +23,7 @@ from streams.core.routing.names import is_late_binding
 from streams.core.routing.rules import RoutingRule
 from streams.core.scheduling import SchedulerConfig
 from streams.core.stats import BREAKDOWN_KEYS, OTHER, Counts, Statistics, Summary
+from streams.dispatcher_config import DispatcherConfig
 from streams.errors import TaskdError
 from streams.settings import Settings
 
@@ -177,6 +178,7 @@ def _details(distributor: Distributor, figures: Summary) -> dict[str, object]:
         "finished": exact["finished"],
         "dead_lettered": exact["dead_lettered"],
         "held": distributor.held,
+        "behind": distributor.behind,
         "held_without_capable_agent": distributor.without_capable_agent(),
         "in_flight": distributor.in_flight,
         "agents": {"ready": ready, "total": len(agents)},
@@ -224,9 +226,12 @@ def context_view(
     now_ms: int,
     summary: Summary | None = None,
     capacity_of: CapacityOf | None = None,
+    dispatcher: DispatcherConfig | None = None,
 ) -> dict[str, object]:
     """The distribution context: volumes, agents, dead letters by reason, breakdowns by
-    priority, type and tenant, priority scheme, targets, constraints, strategy.
+    priority, type and tenant, priority scheme, targets, constraints, strategy, and the
+    dispatcher's settings in effect (``dispatcher``: its ``[dispatcher]`` table, flags
+    applied).
 
     ``capacity_of`` gives the capacity each agent announced (``AgentSlots.capacity``); without
     it the core's slots stand in for it. Settings are picked field by field: nothing secret
@@ -253,6 +258,7 @@ def context_view(
         "targets": _targets(figures),
         "constraints": _constraints(config, settings),
         "strategy": _strategy(config.routing),
+        "dispatcher": None if dispatcher is None else dispatcher.shown(),
     }
 
 
@@ -265,6 +271,7 @@ def _volumes(distributor: Distributor, figures: Summary) -> dict[str, object]:
         "dead_lettered": sum(figures.dead_lettered.values()),
         "held": distributor.held,
         "held_by_priority": {f"p{level}": count for level, count in sorted(depth.items())},
+        "behind": distributor.behind,
         "in_flight": distributor.in_flight,
         "intake_paused": distributor.intake_paused,
     }

@@ -43,6 +43,7 @@ from streams.core.events import HeartbeatReceived, ResultReported, TaskArrived, 
 from streams.core.model import DeadLetterReason, Job
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
+from streams.dispatcher_config import DispatcherConfig
 from streams.errors import ConfigError, TaskdError
 from streams.settings import Settings, load_settings
 
@@ -316,9 +317,16 @@ def test_context_has_volumes_agents_scheme_targets_constraints_and_strategy() ->
 
     assert view["volumes"] == {
         "received": 6, "dispatched": 4, "completed": 1, "dead_lettered": 2, "held": 1,
-        "held_by_priority": {"p0": 0, "p1": 0, "p2": 1, "p3": 0}, "in_flight": 2,
-        "intake_paused": False,
+        "held_by_priority": {"p0": 0, "p1": 0, "p2": 1, "p3": 0}, "behind": 0,
+        "in_flight": 2, "intake_paused": False,
     }  # fmt: skip
+    assert view["dispatcher"] is None  # no settings given: nothing claimed
+    config = DispatcherConfig(prefetch_share=0.5, tenants={"acme": {"max_in_flight": 3}})
+    shown = context_view(run.core, settings_for_views(), now_ms=NOW_MS, dispatcher=config)
+    table = shown["dispatcher"]
+    assert isinstance(table, dict)
+    assert (table["prefetch_share"], table["tenants"]["acme"]["max_in_flight"]) == (0.5, 3)
+    assert table == json.loads(json.dumps(table))  # JSON as it is
     agents = {agent["id"]: agent for agent in view["agents"]}  # type: ignore[attr-defined]
     assert agents["a"] == {
         "id": "a", "state": "READY", "capacity": 2, "slots": 2, "in_flight": 2, "load": 1.0,

@@ -131,6 +131,12 @@ def test_a_quota_and_a_routing_rule_from_the_settings_file_hold(
     strategy = context["strategy"]
     assert isinstance(constraints, dict) and isinstance(strategy, dict)
     assert constraints["tenant_max_in_flight"] == {"acme": 1}
+    table = context["dispatcher"]  # the [dispatcher] table in effect, as the file set it
+    assert isinstance(table, dict)
+    assert table["tenants"] == {
+        "acme": {"weight": 1.0, "max_in_flight": 1, "max_rate_per_s": None, "burst": None}
+    }
+    assert (table["heartbeat_interval_ms"], table["down_after_ms"]) == (300, 3_000)
     assert constraints["heartbeat_interval_ms"] == 300
     assert strategy["rules"] == [
         {

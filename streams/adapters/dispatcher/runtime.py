@@ -264,6 +264,7 @@ class Dispatcher:
             now_ms=now_ms,
             summary=self._summary.at(now_ms),
             capacity_of=self._slots.capacity,
+            dispatcher=self.config,
         )
 
     # --- callbacks -----------------------------------------------------------------------------
