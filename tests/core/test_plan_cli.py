@@ -88,7 +88,7 @@ def test_the_erlang_c_answer_is_printed_beside_the_plan_on_an_m_m_c_scenario() -
         "1000",
         "--quiet",
     )
-    assert "Erlang C (M/M/c, 2.8 tasks/s, 1 per s per slot): 5 agents" in output
+    assert "Erlang C (M/M/c, arrivals 2.8/s, service 1/s per slot): 5 agents" in output
 
 
 def test_each_mistake_of_the_slo_is_one_error_line_and_exit_status_2(tmp_path: Path) -> None:

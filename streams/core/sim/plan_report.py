@@ -76,8 +76,8 @@ def closed_form_line(closed: ClosedForm, plan: Plan) -> str:
     figures = closed.figures
     shown = ", ".join(f"{_COLUMNS[m][0]} {_COLUMNS[m][1](figures)}" for m in plan.slo.metrics)
     line = (
-        f"Erlang C ({closed.model}, {closed.arrival_per_s:g} tasks/s, "
-        f"{closed.service_per_s:g} per s per slot): {closed.agents} agents ({shown})"
+        f"Erlang C ({closed.model}, arrivals {closed.arrival_per_s:g}/s, service "
+        f"{closed.service_per_s:g}/s per slot): {closed.agents} agents ({shown})"
     )
     if plan.answer is None:
         return f"{line}; the plan found none"
