@@ -23,6 +23,7 @@ StrategyName = Literal[
     "capacity",
     "performance",
     "affinity",
+    "packing",
     "round-robin-push",
     "random-push",
 ]

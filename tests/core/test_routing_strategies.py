@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import statistics
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -336,3 +338,79 @@ def test_performance_prefers_fast_reliable_agents_and_tries_new_ones() -> None:
     assert router.route(job(), [slow, newcomer, fast], 1, 0).agent_id == "new"
     fast.in_flight = 3  # one free slot left: scaled down below the slow agent's four
     assert router.route(job(), [slow, flaky, fast], 2, 0).agent_id == "slow"
+
+
+@st.composite
+def packing_fleets(draw: st.DrawFn) -> list[AgentInfo]:
+    """Agents with loads, costs and run times varied, some of them slower than the pace."""
+    fleet = draw(fleets(min_size=1))
+    for agent in fleet:
+        agent.cost_per_task = draw(st.sampled_from((0.0, 0.5, 1.0, 2.0)))
+        agent.ewma_run_ms = draw(st.sampled_from((None, 0.0, 10.0, 14.0, 15.0, 16.0, 40.0)))
+    return fleet
+
+
+def _packing_key(agent: AgentInfo, typical_ms: float | None) -> tuple[bool, Fraction, float, str]:
+    """The documented order, restated: at pace first, then busiest, cheapest, smallest id."""
+    run_ms = agent.ewma_run_ms
+    slow = run_ms is not None and typical_ms is not None and run_ms > 1.5 * typical_ms
+    return slow, -Fraction(agent.in_flight, agent.capacity), agent.cost_per_task, agent.agent_id
+
+
+@given(fleet=packing_fleets(), task=jobs())
+def test_packing_picks_the_busiest_free_agent_at_pace_then_the_cheapest(
+    fleet: list[AgentInfo], task: Job
+) -> None:
+    route = Router(RoutingConfig(strategy="packing")).route(task, fleet, 0, 0)
+    tiers = zone_tiers(task, fleet, strict=False)
+    preferred = next((tier for tier in tiers if free(tier)), None)
+    if preferred is None:
+        assert route.agent_id is None
+        return
+    known = [a.ewma_run_ms for a in preferred if a.ewma_run_ms is not None]
+    typical_ms = max(statistics.median(known), 1.0) if known else None
+    best = min(free(preferred), key=lambda agent: _packing_key(agent, typical_ms))
+    assert route.agent_id == best.agent_id
+
+
+@given(
+    capacity=st.integers(1, 6),
+    loads=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+    costs=st.tuples(st.sampled_from((0.0, 1.0, 3.0)), st.sampled_from((0.0, 1.0, 3.0))),
+)
+def test_packing_takes_the_agent_with_more_in_flight_or_the_cheaper_at_equal_load(
+    capacity: int, loads: tuple[int, int], costs: tuple[float, float]
+) -> None:
+    """Two capable agents of one size, both with a free slot: the busier one, whatever it
+    costs; at equal load the cheaper; at equal cost too, the smaller id."""
+    fleet = [
+        AgentInfo(name, capacity, in_flight=min(load, capacity - 1), cost_per_task=cost)
+        for name, load, cost in zip(("a0", "a1"), loads, costs, strict=True)
+    ]
+    chosen = Router(RoutingConfig(strategy="packing")).route(job(), fleet, 0, 0).agent_id
+    first, second = fleet
+    if first.in_flight != second.in_flight:
+        assert chosen == max(fleet, key=lambda agent: agent.in_flight).agent_id
+    elif first.cost_per_task != second.cost_per_task:
+        assert chosen == min(fleet, key=lambda agent: agent.cost_per_task).agent_id
+    else:
+        assert chosen == "a0"
+
+
+def test_packing_fills_one_agent_before_opening_the_next_and_spares_slow_agents() -> None:
+    fleet = [
+        AgentInfo("cheap", 2, cost_per_task=1.0, ewma_run_ms=90.0),
+        AgentInfo("dear", 2, cost_per_task=5.0),
+        AgentInfo("slow", 2, in_flight=1, ewma_run_ms=400.0),  # half full, but too slow
+        AgentInfo("fast", 2, ewma_run_ms=100.0, cost_per_task=9.0),
+    ]
+    router = Router(RoutingConfig(strategy="packing"))
+    picks = []
+    for number in range(6):
+        route = router.route(job(number), fleet, 0, 0)
+        picks.append(route.agent_id)
+        by_id(fleet, route.agent_id).in_flight += 1
+    # The cheapest idle agent opens first and is filled before the next one opens; the slow
+    # agent, though the busiest, takes work only once every agent at pace is full.
+    assert picks == ["cheap", "cheap", "dear", "dear", "fast", "fast"]
+    assert router.route(job(7), fleet, 0, 0).agent_id == "slow"

@@ -17,6 +17,7 @@ CONSISTENT_HASH = "consistent-hash"
 CAPACITY = "capacity"
 PERFORMANCE = "performance"
 AFFINITY = "affinity"
+PACKING = "packing"
 ROUND_ROBIN_PUSH = "round-robin-push"
 RANDOM_PUSH = "random-push"
 
@@ -33,6 +34,7 @@ STRATEGY_NAMES: tuple[str, ...] = (
     CAPACITY,
     PERFORMANCE,
     AFFINITY,
+    PACKING,
     ROUND_ROBIN_PUSH,
     RANDOM_PUSH,
 )

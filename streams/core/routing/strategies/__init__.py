@@ -9,6 +9,7 @@ from streams.core.routing.config import RoutingConfig
 from streams.core.routing.strategies.affinity import Affinity
 from streams.core.routing.strategies.base import Pick, Strategy
 from streams.core.routing.strategies.hashing import BoundedLoads, ConsistentHash
+from streams.core.routing.strategies.packing import Packing
 from streams.core.routing.strategies.rotation import RoundRobin, SmoothWeighted
 from streams.core.routing.strategies.sampling import PowerOfTwoChoices, RandomChoice
 from streams.core.routing.strategies.scoring import LeastConnections, MostCapacity, Performance
@@ -27,6 +28,7 @@ _FACTORIES: dict[str, _Factory] = {
     names.CAPACITY: lambda config, loads: MostCapacity(),
     names.PERFORMANCE: lambda config, loads: Performance(),
     names.AFFINITY: lambda config, loads: Affinity(loads, keys_max=config.affinity_keys_max),
+    names.PACKING: lambda config, loads: Packing(),
     names.ROUND_ROBIN_PUSH: lambda config, loads: RoundRobin(free_only=False),
     names.RANDOM_PUSH: lambda config, loads: RandomChoice(seed=config.seed, free_only=False),
 }
