@@ -33,9 +33,9 @@ from streams.core.sim import (
 )
 from streams.errors import ConfigError
 
-_MIN_WIDTH = 180
+_MIN_WIDTH = 210
 """Columns the table is laid out for even when piped (rich would squeeze it to 80)."""
-_MIN_VARIANTS_WIDTH = 220
+_MIN_VARIANTS_WIDTH = 250
 """The same with variants, whose names widen the first column."""
 
 

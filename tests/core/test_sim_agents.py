@@ -222,3 +222,45 @@ def test_failure_draws_are_uniform() -> None:
     # Uniform(0, 1): mean 0.5 with sd 0.002 over 20,000 draws; 5% of them below 0.05.
     assert statistics.fmean(draws) == pytest.approx(0.5, abs=0.01)
     assert sum(d < 0.05 for d in draws) / len(draws) == pytest.approx(0.05, abs=0.006)
+
+
+@given(
+    capacity=st.integers(1, 3),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["deliver", "finish", "crash", "recover"]),
+            st.integers(0, 9),
+            st.integers(0, 50),
+        ),
+        max_size=60,
+    ),
+)
+def test_occupied_time_is_the_time_with_at_least_one_task_running(
+    capacity: int, ops: list[tuple[str, int, int]]
+) -> None:
+    """Whatever happens, the agent-ms with a task running are those a plain model counts, at
+    most the time it was up, and at least its slot-ms of running over its slots."""
+    agent = SimAgent("g-001", AgentGroup(name="g", count=1, capacity=capacity, speed=1.0))
+    running: list[Job] = []
+    occupied, now_ms, delivered = 0, 0, 0
+    for op, n, elapsed_ms in ops:
+        if running:
+            occupied += elapsed_ms
+        now_ms += elapsed_ms
+        if op == "deliver":
+            delivered += 1
+            if agent.deliver(job(delivered), 1.0, now_ms) is not None:
+                running.append(job(delivered))
+        elif op == "finish" and running:
+            _, following = agent.finish(running.pop(n % len(running)), agent.incarnation, now_ms)
+            if following is not None:
+                running.append(following.job)
+        elif op == "crash":
+            agent.crash(now_ms)
+            running.clear()
+        elif op == "recover":
+            agent.recover(now_ms)
+        assert agent.occupied_at(now_ms) == occupied
+    up_ms = agent.available_ms(now_ms) // capacity
+    assert agent.busy_at(now_ms) / capacity <= agent.occupied_at(now_ms) <= up_ms
+    assert agent.occupied_at(now_ms) <= agent.busy_at(now_ms)

@@ -122,6 +122,10 @@ def assert_sound(result: RunResult) -> None:
     assert tally.dead_lettered == dict(summary.dead_lettered)
     for agent in result.agents:
         assert agent.peak_running <= agent.capacity, agent
+        # With a task running for a while, one slot at least and every slot at most is busy.
+        assert agent.busy_ms / agent.capacity <= agent.occupied_ms <= agent.busy_ms, agent
+        assert agent.occupied_ms <= agent.up_ms, agent
+    assert result.agent_busy_ms + result.agent_idle_ms == sum(a.up_ms for a in result.agents)
     if result.strategy not in PUSH_STRATEGIES:
         assert tally.overbooked == 0
         assert tally.locally_queued == 0
@@ -293,3 +297,22 @@ def test_a_scenario_whose_duration_holds_no_arrival_reports_zeros() -> None:
     assert report.tasks == 0
     for result in report.results:
         assert (result.tasks, result.accounted, result.summary.mean_queue_ms) == (0, 0, None)
+
+
+def test_packing_keeps_fewer_agents_busy_than_spreading_at_a_low_load() -> None:
+    """Ten equal agents at 20% of their capacity: least-connections spreads the work over all
+    of them, packing runs it on a few and leaves the others idle, with waits still near 0."""
+    data = eventful(
+        agents=[{"name": "a", "count": 10, "capacity": 4, "speed": 1.0}],
+        tasks=[{"share": 1.0, "work": {"distribution": "exponential", "mean": 0.5}}],
+        arrivals={"process": "poisson", "load": 0.2, "tasks": 2_000},
+    )
+    spread, packed = (run(data, strategy) for strategy in ("least-connections", "packing"))
+    for result in (spread, packed):
+        assert_sound(result)
+        assert result.tally.completed == 2_000
+    assert spread.agents_unused == 0
+    assert packed.agents_unused > 0
+    assert packed.agent_busy_ms < spread.agent_busy_ms / 2
+    assert packed.agent_idle_ms > spread.agent_idle_ms
+    assert (packed.summary.mean_queue_ms or 0.0) < 10

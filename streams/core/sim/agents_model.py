@@ -50,6 +50,8 @@ class SimAgent:
 
     __slots__ = (
         "_available_ms",
+        "_occupied_ms",
+        "_occupied_since_ms",
         "_running",
         "_up_since_ms",
         "_waiting",
@@ -89,6 +91,10 @@ class SimAgent:
         """Priority level -> tasks of that level waiting."""
         self._available_ms = 0
         self._up_since_ms = 0
+        self._occupied_ms = 0
+        """Ms with at least one task running, up to the last time none was (closed spans)."""
+        self._occupied_since_ms = 0
+        """When the current span with at least one task running began (while one runs)."""
 
     @property
     def running(self) -> int:
@@ -135,6 +141,8 @@ class SimAgent:
         if started_ms is None:
             return (False, None)
         self.busy_ms += now_ms - started_ms
+        if not self._running:
+            self._occupied_ms += now_ms - self._occupied_since_ms
         if not self._waiting:
             return (True, None)
         return (True, self._start_waiting(now_ms))
@@ -145,6 +153,8 @@ class SimAgent:
             return 0
         lost = len(self._running) + len(self._waiting)
         self.busy_ms += sum(now_ms - started_ms for started_ms in self._running.values())
+        if self._running:
+            self._occupied_ms += now_ms - self._occupied_since_ms
         self._running.clear()
         self._waiting.clear()
         self._waiting_levels.clear()
@@ -170,6 +180,12 @@ class SimAgent:
         """Slot-ms spent running up to ``now_ms`` (runs in progress counted so far)."""
         return self.busy_ms + sum(now_ms - started_ms for started_ms in self._running.values())
 
+    def occupied_at(self, now_ms: int) -> int:
+        """Ms with at least one task running up to ``now_ms``, however many ran: the time the
+        agent could not have been powered down or scaled in."""
+        open_ms = now_ms - self._occupied_since_ms if self._running else 0
+        return self._occupied_ms + open_ms
+
     def _start_waiting(self, now_ms: int) -> Start:
         """Start the next waiting task, noting an inversion if a more urgent one waits."""
         job, work = self._waiting.pop()
@@ -185,6 +201,8 @@ class SimAgent:
         run = (job.task_id, job.attempt)
         if run in self._running:
             raise CoreError(f"agent {self.agent_id} was given attempt {run} twice")
+        if not self._running:
+            self._occupied_since_ms = now_ms
         self._running[run] = now_ms
         self.peak_running = max(self.peak_running, len(self._running))
         run_ms = round(1000.0 * work / self.speed)

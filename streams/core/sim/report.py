@@ -111,6 +111,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("p99 q ms", lambda r: _ms(r.summary.p99_queue_ms)),
     Column("p0 mean ms", lambda r: _ms(_level_mean(r, 0))),
     Column("util", lambda r: _pct(r.run_utilization)),
+    Column("busy agent-s", lambda r: f"{r.agent_busy_ms / 1000:,.0f}"),
+    Column("unused agents", lambda r: f"{r.agents_unused:,}"),
     Column("load cv", lambda r: f"{r.summary.load_cv:.3f}"),
     Column("max/mean", lambda r: f"{r.summary.max_load_ratio:.2f}"),
     Column("deadline ok", lambda r: _pct(r.summary.deadline_success)),

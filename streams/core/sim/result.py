@@ -2,7 +2,9 @@
 
 ``RunResult.to_dict`` is what ``taskd simulate --json`` prints per strategy: the headline
 figures flat (``mean_queue_ms``, ``utilization``, ...), then the simulator's (``makespan_ms``,
-``events``, what is still unfinished), then the rest of ``Summary.to_dict``.
+``events``, the agent-seconds with a task running and with none, ``agent_busy_s`` and
+``agent_idle_s``, the agents that ran nothing, ``agents_unused``, what is still unfinished),
+then the rest of ``Summary.to_dict``.
 ``priority_inversions`` adds the inversions in the agents' local FIFOs (``local_inversions``,
 push baselines only) to the distributor's, which sees only its own queue. No wall-clock
 figure is in it, so the same scenario and seed print the same bytes.
@@ -54,6 +56,10 @@ class AgentFigures:
     locally_queued: int
     local_inversions: int
     """Starts from its FIFO while a more urgent task waited there (push baselines)."""
+    occupied_ms: int
+    """Ms with at least one task running, however many: time it could not idle."""
+    up_ms: int
+    """Ms it was up for."""
 
 
 def agent_figures(agents: Iterable[SimAgent], now_ms: int) -> tuple[AgentFigures, ...]:
@@ -67,6 +73,8 @@ def agent_figures(agents: Iterable[SimAgent], now_ms: int) -> tuple[AgentFigures
             agent.available_ms(now_ms),
             agent.queued,
             agent.inversions,
+            agent.occupied_at(now_ms),
+            agent.available_ms(now_ms) // agent.capacity,  # slot-ms of all its slots
         )
         for agent in agents
     )
@@ -152,6 +160,22 @@ class RunResult:
         )
 
     @property
+    def agent_busy_ms(self) -> int:
+        """Agent-ms with at least one task running, summed over the agents: what a fleet that
+        powers down or scales in its empty agents would pay for."""
+        return sum(agent.occupied_ms for agent in self.agents)
+
+    @property
+    def agent_idle_ms(self) -> int:
+        """Agent-ms up with nothing running, summed over the agents."""
+        return sum(agent.up_ms - agent.occupied_ms for agent in self.agents)
+
+    @property
+    def agents_unused(self) -> int:
+        """Agents that ran nothing in the whole run (they could have been left out)."""
+        return sum(1 for agent in self.agents if agent.peak_running == 0)
+
+    @property
     def peak_slot_ratio(self) -> float:
         """Max over agents of peak running over capacity (at most 1)."""
         return max((a.peak_running / a.capacity for a in self.agents), default=0.0)
@@ -195,6 +219,9 @@ class RunResult:
             "all_ended": self.finished,
             "events": self.events,
             "run_utilization": _ratio(self.run_utilization),
+            "agent_busy_s": _seconds(self.agent_busy_ms),
+            "agent_idle_s": _seconds(self.agent_idle_ms),
+            "agents_unused": self.agents_unused,
             "peak_slot_ratio": _ratio(self.peak_slot_ratio),
             "local_inversions": self.local_inversions,
             "unfinished": dict(self.unfinished),
@@ -218,3 +245,7 @@ def _ms(value: float | None) -> float | None:
 
 def _ratio(value: float) -> float:
     return round(value, 4)
+
+
+def _seconds(ms: int) -> float:
+    return round(ms / 1000, 1)
