@@ -30,6 +30,10 @@ def agent(
     skills: Annotated[str, typer.Option("--skills", help="comma-separated skills")] = "",
     zone: Annotated[str | None, typer.Option("--zone", help="the agent's zone")] = None,
     weight: Annotated[float, typer.Option("--weight", help="routing weight (> 0)")] = 1.0,
+    cost: Annotated[
+        float,
+        typer.Option("--cost", help="cost per task (>= 0): packing opens cheaper agents first"),
+    ] = 0.0,
     handler: Annotated[
         list[str] | None,
         typer.Option(
@@ -67,6 +71,7 @@ def agent(
         skills=skills,
         zone=zone,
         weight=weight,
+        cost=cost,
         handlers=handler or [],
         app_handlers=None if app is None else load_app(app).handlers(),
         heartbeat_ms=heartbeat_ms,
@@ -84,6 +89,7 @@ def _config(
     skills: str,
     zone: str | None,
     weight: float,
+    cost: float,
     handlers: list[str],
     app_handlers: Mapping[str, Callable[[Task], Any]] | None,
     heartbeat_ms: int,
@@ -103,6 +109,7 @@ def _config(
         skills=tuple(skill.strip() for skill in skills.split(",") if skill.strip()),
         zone=zone,
         weight=weight,
+        cost_per_task=cost,
         heartbeat_interval_ms=heartbeat_ms,
         connect_timeout_ms=connect_timeout_ms,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -169,6 +170,9 @@ def test_the_config_refuses_bad_values_naming_them() -> None:
         AgentConfig(agent_id="a", capacity=1)
     with pytest.raises(ConfigError, match="weight must be > 0"):
         AgentConfig(agent_id="a", capacity=1, handler=work, weight=0)
+    for cost in (-1.0, math.inf, math.nan):
+        with pytest.raises(ConfigError, match="cost_per_task must be a finite number >= 0"):
+            AgentConfig(agent_id="a", capacity=1, handler=work, cost_per_task=cost)
     config = AgentConfig(capacity=2, handlers={"x": "streams.examples:work"})
     assert config.agent_id and config.prefetch_slots == 2
     assert json.dumps(dict(config.handlers)) == '{"x": "streams.examples:work"}'

@@ -299,7 +299,14 @@ def test_a_batch_handler_gets_lists_and_its_outputs_become_results(topics: Setti
 def test_heartbeats_say_ready_then_draining_then_stopping(topics: Settings) -> None:
     settings = on_any_port(topics)
     agent = Agent(
-        config(handler=_fail_retryable, skills=("gpu", "ocr"), zone="eu", weight=2.5), settings
+        config(
+            handler=_fail_retryable,
+            skills=("gpu", "ocr"),
+            zone="eu",
+            weight=2.5,
+            cost_per_task=0.75,
+        ),
+        settings,
     )
 
     async def scenario() -> None:
@@ -321,6 +328,7 @@ def test_heartbeats_say_ready_then_draining_then_stopping(topics: Settings) -> N
         "eu",
         2.5,
     )
+    assert last.cost_per_task == 0.75
     assert (last.in_flight, last.completed) == (0, 1)
     registry = read(settings, settings.topics.registry, AgentRegistration, count=2)
     assert registry[-1][1].status is RegistrationStatus.RELEASED

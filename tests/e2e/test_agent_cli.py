@@ -164,6 +164,10 @@ def _closed_port() -> int:
         ),
         (["--capacity", "1"], "--handler or --app is required"),
         (
+            ["--capacity", "1", "--handler", "streams.examples:work", "--cost", "-1"],
+            "cost_per_task must be a finite number >= 0 (got -1.0)",
+        ),
+        (
             ["--capacity", "1", "--handler", "nowhere.mod:work"],
             "cannot import module 'nowhere.mod'",
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -40,6 +41,9 @@ class AgentConfig:
     skills: tuple[str, ...] = ()
     zone: str | None = None
     weight: float = 1.0
+    cost_per_task: float = 0.0
+    """What a task costs on this agent, in any unit (money, energy), announced in its
+    heartbeats: the packing strategy opens the cheapest idle agent first."""
     heartbeat_interval_ms: int = 1_000
     registration_ttl_ms: int = 30_000
     """A claim not renewed for this long no longer holds its partition; renewed every third."""
@@ -85,6 +89,8 @@ def _check(config: AgentConfig) -> None:
         problems.append("agent id must not be empty")
     if not config.weight > 0:
         problems.append(f"weight must be > 0 (got {config.weight})")
+    if not 0 <= config.cost_per_task < math.inf:
+        problems.append(f"cost_per_task must be a finite number >= 0 (got {config.cost_per_task})")
     if config.handler is None and not config.handlers:
         problems.append("at least one handler is needed (--handler module:function)")
     if problems:

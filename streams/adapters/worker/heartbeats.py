@@ -63,6 +63,7 @@ class Heartbeats:
             skills=config.skills,
             zone=config.zone,
             weight=config.weight,
+            cost_per_task=config.cost_per_task,
             status=self.status,
             in_flight=in_flight,
             completed=completed,
