@@ -27,7 +27,8 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
                  cost_per_hour (1: what ``taskd plan`` counts as an agent's cost)
     [[tasks]]    share, type, priority, work = {distribution, mean, sigma}, deadline_ms,
                  ttl_ms, required_skills, tenants, zone, max_attempts, affinity_keys,
-                 affinity = uniform|zipf, zipf_exponent
+                 affinity = uniform|zipf, zipf_exponent, ordering_keys (tasks sharing a key
+                 run one at a time, in order)
     [[variants]] name, dispatcher_shards, dispatcher_instances, sharding, steal_ms: run every
                  strategy once per variant (each defaults to the scenario's own)
 """

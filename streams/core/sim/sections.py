@@ -90,6 +90,7 @@ def _task_class(fields: Fields, levels: int) -> TaskClass:
         affinity_keys=keys,
         affinity=fields.choice("affinity", KEY_DISTRIBUTIONS, UNIFORM),
         zipf_exponent=fields.positive("zipf_exponent", 1.0),
+        ordering_keys=fields.int_("ordering_keys", 0),
     )
     fields.done()
     return task

@@ -63,6 +63,9 @@ class TaskClass:
     affinity: str = UNIFORM
     """How keys are drawn: ``uniform`` or ``zipf`` (key of rank k with weight 1 / k**s)."""
     zipf_exponent: float = 1.0
+    ordering_keys: int = 0
+    """Distinct ordering keys its tasks draw from, uniformly (0: none): the tasks sharing one
+    run one at a time, in arrival order (``streams.core.ordering``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from streams.core.model import Job
+from streams.core.model import ORDERING_KEY_HEADER, Job
 from streams.core.sim.scenario import Scenario
 from streams.core.sim.spec import BURSTS, CONSTANT, EXPONENTIAL, ZIPF, Arrivals, TaskClass
 
@@ -95,6 +95,7 @@ class TaskMix:
             affinity_key=self._key(which),
             cost=task.work.mean,
             max_attempts=task.max_attempts,
+            headers=self._ordering(task),
         )
         return Arrival(at_ms, job, self._work(task))
 
@@ -107,6 +108,14 @@ class TaskMix:
             return names[self._rng.randrange(len(names))]
         rank = bisect.bisect(weights, self._rng.random() * weights[-1])
         return names[min(rank, len(names) - 1)]
+
+    def _ordering(self, task: TaskClass) -> tuple[tuple[str, str], ...]:
+        """The ordering-key header (drawn only for a class that has keys: the draws of other
+        scenarios stay as they were)."""
+        if not task.ordering_keys:
+            return ()
+        key = f"{task.task_type}#{self._rng.randrange(task.ordering_keys)}"
+        return ((ORDERING_KEY_HEADER, key),)
 
     def _work(self, task: TaskClass) -> float:
         work = task.work
