@@ -74,7 +74,16 @@ def metavar(option: TyperOption) -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` on stderr as one line and exit with ``code``."""
+    """Print ``error: message`` on stderr and exit with ``code``: one line, or for a message
+    listing several mistakes (lines after the first starting with ``  - ``, as the settings'
+    errors do), its head and one line per mistake."""
+    head, *rest = message.splitlines() or [""]
+    mistakes = [line.strip()[2:] for line in rest if line.strip().startswith("- ")]
+    if mistakes and len(mistakes) == len(rest):
+        _err.print(Text.assemble(("error:", "red"), " ", " ".join(head.split())))
+        for mistake in mistakes:
+            _err.print(Text(f"  - {' '.join(mistake.split())}"))
+        sys.exit(code)
     line = " ".join(message.split())  # one line, whatever the message held
     _err.print(Text.assemble(("error:", "red"), " ", line))
     sys.exit(code)

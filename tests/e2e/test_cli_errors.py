@@ -174,3 +174,17 @@ def test_a_group_without_its_command_shows_its_help() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("Usage: taskd topics [OPTIONS] COMMAND")
     assert "create" in result.stderr and "error:" not in result.stderr
+
+
+def test_settings_mistakes_are_one_line_each_and_nothing_starts() -> None:
+    env = {"TASKD_DISPATCHER__LEASE_MS": "-1", "TASKD_DISPATCHER__STRATEGY": "fastest"}
+    result, _ = run("dispatcher", env=env)
+    assert (result.returncode, result.stdout) == (1, "")
+    head, *mistakes = result.stderr.strip().splitlines()
+    assert head == "error: invalid settings (2 mistakes):"
+    assert [line.split(":")[0] for line in mistakes] == [
+        "  - dispatcher.lease_ms (env TASKD_DISPATCHER__LEASE_MS)",
+        "  - dispatcher.strategy (env TASKD_DISPATCHER__STRATEGY)",
+    ]
+    single, _ = run("dispatcher", env={"TASKD_DISPATCHER__LEASE_MS": "-1"})
+    assert one_line(single).startswith("error: invalid settings: dispatcher.lease_ms (env ")

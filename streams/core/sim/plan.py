@@ -367,6 +367,7 @@ def _is_mmc(scenario: Scenario, strategy: str) -> bool:
         and task.zone is None
         and len(task.tenants) == 1
         and task.affinity_keys == 0
+        and task.ordering_keys == 0  # keyed tasks wait for each other: no longer M/M/c
         and group.failure_probability == 0
         and group.crash_at_ms is None
         and group.prefetch == 0
