@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from streams.errors import ConfigError
 from streams.settings import Settings
-from taskd_lab.repeat.quoted import bench_figures
+from taskd_lab.repeat.quoted import bench_figures, demo_figures
 from taskd_lab.repeat.run import command_kind
 from taskd_lab.repeat.spread import describe, spread, spreads
 
@@ -96,6 +96,30 @@ def test_the_bench_figures_leave_out_skipped_sections_and_compare_us_to_each_pee
         "peers.celery.throughput_tps": 1000.0,
         "peers.celery.ours_x": None,
     }
+
+
+def test_a_dead_letter_reason_a_demo_run_did_not_see_counts_as_zero_not_as_missing() -> None:
+    run = {
+        "completed": 95,
+        "completion": 0.95,
+        "dead_lettered": 5,
+        "dead_by_reason": {"FAILED": 5},
+        "unsettled": 0,
+        "queue_ms": {"mean": 37.7, "p99": 290},
+        "queue_ms_by_priority": {"p0": {"mean": 19.0}},
+        "deadline_success": 1.0,
+        "utilization": 0.9,
+        "load_cv": 0.02,
+        "inversions": 3,
+        "wall_ms": 1500,
+    }
+    summary = {"sentence": "...", "figures": {"strategy": "affinity", "mean_queue_ms": 37.7}}
+    figures = demo_figures({"summary": summary, "runs": {"affinity": run}, "wall_s": 2.0})
+    assert figures["affinity.dead_FAILED"] == 5
+    assert figures["affinity.dead_MAX_ATTEMPTS"] == 0
+    assert figures["summary.mean_queue_ms"] == figures["affinity.mean_queue_ms"] == 37.7
+    assert figures["affinity.mean_queue_ms_p0"] == 19.0
+    assert figures["affinity.wall_s"] == 1.5
 
 
 @pytest.mark.broker

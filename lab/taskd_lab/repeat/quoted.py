@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from streams.core.model import DeadLetterReason
+
 Doc = Mapping[str, Any]
 Flat = dict[str, float | None]
 
@@ -56,8 +58,8 @@ def _run_row(name: str, run: Doc) -> Flat:
     }
     for level, queue in run["queue_ms_by_priority"].items():
         row[f"mean_queue_ms_{level}"] = queue["mean"]
-    for reason, count in run["dead_by_reason"].items():
-        row[f"dead_{reason}"] = count
+    for reason in DeadLetterReason:  # every reason, 0 included: a run without one counted none
+        row[f"dead_{reason.value}"] = run["dead_by_reason"].get(reason.value, 0)
     return {f"{name}.{key}": _number(value) for key, value in row.items()}
 
 
