@@ -25,6 +25,11 @@ and ``summary(now_ms)`` computes the figures at that time. Definitions:
   their queue time, succeeded, dead-lettered): exact integers, so the figures of any interval
   are the difference of two summaries. Types and tenants come from producers: the first
   ``BREAKDOWN_KEYS`` of each are counted apart, every later one under ``OTHER``.
+- *Demand* counts tasks by what they need of an agent (required skills, preferred zone):
+  received, and *waiting* (received, not started yet, not ended): what an autoscaler sizes pools
+  from (``scaling.py``) and what the bottleneck verdict weighs (``bottleneck.py``). Read it with
+  ``demand()``, cheap (no summary). The first ``BREAKDOWN_KEYS`` needs are counted apart, later
+  ones under ``OTHER_NEED``.
 """
 
 from __future__ import annotations
@@ -199,6 +204,28 @@ class _Breakdown(Generic[_Key]):
         return {key: Counts(*counts) for key, counts in self._counts.items()}
 
 
+Need = tuple[frozenset[str], str | None]
+"""What a task needs of an agent: its required skills and its preferred zone (None: any)."""
+ANY_NEED: Need = (frozenset(), None)
+"""The need of a task that asks for no skill and no zone: every agent can run it."""
+OTHER_NEED: Need = (frozenset({OTHER}), None)
+"""The need every need past the first ``BREAKDOWN_KEYS`` is counted under."""
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """Tasks of one need since the start (``received``) and waiting now (``waiting``)."""
+
+    received: int = 0
+    waiting: int = 0
+    """Received and not started nor ended yet (dispatched ones not started included)."""
+
+
+def need_of(job: Job) -> Need:
+    """The need of ``job``: its required skills and preferred zone."""
+    return (job.required_skills, job.zone)
+
+
 _RECEIVED, _STARTED, _QUEUE_MS, _COMPLETED, _DEAD = range(5)
 """Indexes of the ``Counts`` fields in a ``_Breakdown``'s lists."""
 
@@ -362,6 +389,10 @@ class Statistics:
             self._by_priority.add(level, _RECEIVED, 0)
         self._by_type = _Breakdown(BREAKDOWN_KEYS, OTHER)
         self._by_tenant = _Breakdown(BREAKDOWN_KEYS, OTHER)
+        self._demand: dict[Need, list[int]] = {}
+        """Need -> [received, waiting]: at most ``BREAKDOWN_KEYS`` needs and ``OTHER_NEED``."""
+        self._pending_need: dict[str, Need] = {}
+        """Need of the waiting tasks that need something (most need nothing: no entry)."""
 
     def agent_capacity(self, agent_id: str, capacity: int, now_ms: int) -> None:
         """The agent joined or changed capacity at ``now_ms``; 0 when it is down or left."""
@@ -383,6 +414,16 @@ class Statistics:
         self._pending[job.task_id] = job.deadline_ms
         self._received += 1
         self._count(job, _RECEIVED)
+        need = need_of(job)
+        counts = self._demand.get(need)
+        if counts is None:
+            if len(self._demand) >= BREAKDOWN_KEYS:
+                need = OTHER_NEED
+            counts = self._demand.setdefault(need, [0, 0])
+        counts[0] += 1
+        counts[1] += 1
+        if need != ANY_NEED:
+            self._pending_need[job.task_id] = need
 
     def task_dispatched(
         self,
@@ -415,6 +456,7 @@ class Statistics:
             return
         del self._pending[job.task_id]
         self._pending_dispatched.discard(job.task_id)
+        self._unwait(job.task_id)
         queue_ms = max(0, now_ms - job.submitted_ms)
         self._queue.add(queue_ms)
         self._queue_by_priority[job.priority].add(queue_ms)
@@ -443,13 +485,16 @@ class Statistics:
         if job.task_id in self._pending:
             deadline_ms = self._pending.pop(job.task_id)
             self._pending_dispatched.discard(job.task_id)
+            self._unwait(job.task_id)
             if deadline_ms is not None:
                 self._deadline_missed += 1
 
     def task_withdrawn(self, task_id: str, now_ms: int) -> None:
         """The task went to another driver (its shard moved): it is neither waiting nor running
         here any more, and its deadline is the other driver's to meet."""
-        self._pending.pop(task_id, None)
+        if task_id in self._pending:
+            del self._pending[task_id]
+            self._unwait(task_id)
         self._pending_dispatched.discard(task_id)
         self._close(task_id, now_ms)
 
@@ -458,6 +503,14 @@ class Statistics:
         TOO_LARGE: over a size limit): no task was received, so only the dead letters count
         it."""
         self._dead[reason] += 1
+
+    def demand(self) -> dict[Need, Demand]:
+        """Tasks by need: received since the start and waiting now (cheap: no summary)."""
+        return {need: Demand(*counts) for need, counts in self._demand.items()}
+
+    def _unwait(self, task_id: str) -> None:
+        """A waiting task started or ended: one fewer waits for its need."""
+        self._demand[self._pending_need.pop(task_id, ANY_NEED)][1] -= 1
 
     def summary(self, now_ms: int) -> Summary:
         """The figures at ``now_ms`` (open intervals are counted up to it)."""
