@@ -1,4 +1,5 @@
-"""The dispatcher's HTTP views: ``/metrics``, ``/status``, ``/context`` and a live dashboard.
+"""The dispatcher's HTTP views: ``/metrics``, ``/status``, ``/context``, ``/scale`` and a live
+dashboard.
 
 A small aiohttp server on the dispatcher's event loop. The views are plain callables that the
 server calls on that loop for each request, so they may read the distributor, which that loop
@@ -20,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from streams.errors import ConfigError, TaskdError
 
 View = Callable[[], Mapping[str, object]]
-"""Builds one JSON view (``/status`` or ``/context``) at the time of the request."""
+"""Builds one JSON view (``/status``, ``/context`` or ``/scale``) at the time of the request."""
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What ``generate_latest`` writes: the Prometheus text exposition format 0.0.4."""
@@ -51,6 +52,7 @@ class StatusServer:
         registry: CollectorRegistry,
         token: str | None = None,
         metrics_open: bool = True,
+        scale: View | None = None,
     ) -> None:
         self._host = host
         self._token = None if token is None else f"Bearer {token}".encode()
@@ -58,6 +60,7 @@ class StatusServer:
         self._wanted_port = port
         self._status = status
         self._context = context
+        self._scale = scale
         self._registry = registry
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -101,6 +104,8 @@ class StatusServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status_view)
         app.router.add_get("/context", self._context_view)
+        if self._scale is not None:
+            app.router.add_get("/scale", self._scale_view)
         return app
 
     @web.middleware
@@ -131,6 +136,10 @@ class StatusServer:
 
     async def _context_view(self, _request: web.Request) -> web.Response:
         return web.json_response(dict(self._context()), headers=_JSON_HEADERS)
+
+    async def _scale_view(self, _request: web.Request) -> web.Response:
+        assert self._scale is not None
+        return web.json_response(dict(self._scale()), headers=_JSON_HEADERS)
 
     async def _dashboard(self, _request: web.Request) -> web.Response:
         return web.Response(text=dashboard_html(), content_type="text/html", headers=_PAGE_HEADERS)

@@ -20,7 +20,7 @@ import errno
 import math
 import statistics
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from wsgiref.simple_server import WSGIServer
@@ -31,6 +31,7 @@ from streams.adapters.status import slot_load
 from streams.core.actions import Action, DeadLetter, Dispatch, ResultStatus, Retry
 from streams.core.distributor import Distributor
 from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
+from streams.core.scaling import PoolSignal
 from streams.core.stats import Summary
 from streams.errors import ConfigError, TaskdError
 
@@ -170,6 +171,8 @@ class DispatcherMetrics:
         self._define_gauges(registry)
         self._agent_series: set[str] = set()
         """Agent ids whose ``taskd_agents_*`` series are exported now."""
+        self._pools: set[str] = set()
+        """Pools whose ``taskd_desired_agents`` series are exported now."""
         self._counted: dict[str, int] = {"inversions": 0, "met": 0, "missed": 0}
         """What the statistics' counts stood at when last copied into the counters."""
         for level in range(levels or 0):
@@ -258,6 +261,15 @@ class DispatcherMetrics:
         self._count_up("inversions", self.priority_inversions, figures.priority_inversions)
         self._count_up("met", self._deadlines_met, figures.deadline_met)
         self._count_up("missed", self._deadlines_missed, figures.deadline_missed)
+
+    def on_scaling(self, signals: Mapping[str, PoolSignal]) -> None:
+        """Set ``taskd_desired_agents`` per pool from the autoscaler's last observation; a pool
+        it no longer reports loses its series."""
+        for pool, signal in signals.items():
+            self.desired_agents.labels(pool=pool).set(signal.desired)
+        for pool in self._pools - signals.keys():
+            self.desired_agents.remove(pool)
+        self._pools = set(signals)
 
     def _count_up(self, key: str, counter: Counter, count: int) -> None:
         """Raise ``counter`` to the statistics' ``count`` (never lower it: the missed deadlines
@@ -396,6 +408,13 @@ class DispatcherMetrics:
         )
         self.shards_owned = gauge("taskd_shards_owned", "Shards this dispatcher instance owns.")
         self.shards = gauge("taskd_shards", "Shards of the topic prefix (the group owns them all).")
+        self.desired_agents = gauge(
+            "taskd_desired_agents",
+            "Agents each pool (agents of one skills+zone) should have for the tasks of this "
+            "instance's shards: Little's law with headroom, backlog drain and a scale-down "
+            "cool-down (sum over instances).",
+            ["pool"],
+        )
 
 
 def load_cv(loads: Sequence[float]) -> float:

@@ -12,15 +12,18 @@ shows as ``n/a``.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Final, Literal, get_args
 
+from streams.core.bottleneck import Load, Verdict, verdict
 from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.model import AgentInfo, AgentState
 from streams.core.routing import RoutingConfig
 from streams.core.routing.names import is_late_binding
 from streams.core.routing.rules import RoutingRule
+from streams.core.scaling import Autoscaler
 from streams.core.scheduling import SchedulerConfig
 from streams.core.stats import BREAKDOWN_KEYS, OTHER, Counts, Statistics, Summary
 from streams.dispatcher_config import DispatcherConfig
@@ -143,15 +146,23 @@ def run_state(distributor: Distributor, *, starting: bool, draining: bool) -> Ru
 
 
 def progress_view(
-    distributor: Distributor, now_ms: int, *, state: RunState, summary: Summary | None = None
+    distributor: Distributor,
+    now_ms: int,
+    *,
+    state: RunState,
+    summary: Summary | None = None,
+    bottleneck: Verdict | None = None,
 ) -> dict[str, object]:
     """The progress JSON (README, "Watching it"), plus exact figures in ``details``.
 
     ``summary`` (from a :class:`SummaryCache`) spares a new one; else it is made at ``now_ms``.
+    ``bottleneck``: the verdict with the dispatcher's loop measured (``bottleneck_of``); else
+    one without it.
     """
     if state not in RUN_STATES:
         raise TaskdError(f"status must be one of {sorted(RUN_STATES)}, got {state!r}")
     figures = summary if summary is not None else distributor.stats.summary(now_ms)
+    found = bottleneck if bottleneck is not None else bottleneck_of(distributor)
     return {
         "agent": AGENT_NAME,
         "status": state,
@@ -161,7 +172,64 @@ def progress_view(
             "load_variance": human_percent(figures.load_cv),
             "deadline_success": human_percent(figures.deadline_success),
         },
-        "details": _details(distributor, figures),
+        "details": {**_details(distributor, figures), "bottleneck": found.to_dict()},
+    }
+
+
+def bottleneck_of(
+    distributor: Distributor, *, loop_busy: float | None = None, window_s: float = 10.0
+) -> Verdict:
+    """What limits throughput now (``streams.core.bottleneck``), from the distributor's state
+    and, when measured, the share ``loop_busy`` of the last ``window_s`` the loop was busy."""
+    return verdict(
+        Load(
+            agents=distributor.agents(),
+            demand=distributor.stats.demand(),
+            held=distributor.held,
+            max_held=distributor.config.scheduler.max_held,
+            intake_paused=distributor.intake_paused,
+            without_capable_agent=distributor.without_capable_agent(),
+            loop_busy=loop_busy,
+            loop_window_s=window_s,
+            zone_strict=distributor.config.routing.zone_strict,
+        )
+    )
+
+
+class LoopLoad:
+    """How busy the dispatcher's event loop was over the last ``window_s``: the CPU time of the
+    loop's thread over the wall time between samples the loop itself takes (about once a
+    second). Cheap: two clock reads per sample, no hook on every callback."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def sample(self, wall_s: float, cpu_s: float) -> None:
+        """The clocks now: a monotonic wall clock and the loop thread's CPU time."""
+        samples = self._samples
+        samples.append((wall_s, cpu_s))
+        while len(samples) > 2 and samples[1][0] <= wall_s - self.window_s:
+            samples.popleft()
+
+    def busy(self) -> float | None:
+        """Busy share (0..1) since the oldest sample of the window; None before two samples."""
+        if len(self._samples) < 2:
+            return None
+        (wall0, cpu0), (wall1, cpu1) = self._samples[0], self._samples[-1]
+        if wall1 <= wall0:
+            return None
+        return min(1.0, max(0.0, (cpu1 - cpu0) / (wall1 - wall0)))
+
+
+def scale_view(scaler: Autoscaler) -> dict[str, object]:
+    """``/scale``: per pool, the agents wanted (``taskd_desired_agents``), those running and
+    the inputs used, as of the scaler's last observation (the gauges' refresh)."""
+    return {
+        "agent": AGENT_NAME,
+        "at_ms": scaler.at_ms,
+        "config": asdict(scaler.config),
+        "pools": {name: signal.to_dict() for name, signal in sorted(scaler.signals.items())},
     }
 
 

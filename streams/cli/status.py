@@ -44,7 +44,8 @@ def status(
         ),
     ] = None,
 ) -> None:
-    """Show the dispatcher's progress: tasks distributed, queue time, load variance, deadlines."""
+    """Show the dispatcher's progress: tasks distributed, queue time, load variance, deadlines,
+    and what limits throughput now."""
     view = fetch_view(settings_of(ctx), url, "status")
     if json_out:
         typer.echo(json.dumps(view, ensure_ascii=False))
@@ -80,7 +81,7 @@ def view_url(base: str, view: str) -> str:
     return f"{trimmed}/{view}"
 
 
-_VIEWS = ("status", "context")
+_VIEWS = ("status", "context", "scale")
 
 
 def fetch_status(url: str, *, timeout_s: float, token: str | None = None) -> dict[str, object]:
@@ -185,6 +186,9 @@ def _detail_rows(details: Mapping[str, object]) -> list[tuple[str, str]]:
         ("utilization", _pct(details.get("utilization"))),
         ("p99 queue time", f"{_n(queue.get('p99'))} ms"),
     ]
+    bottleneck = _mapping(details.get("bottleneck")).get("verdict")
+    if isinstance(bottleneck, str):
+        rows.append(("bottleneck", bottleneck))
     orphans = _mapping(details.get("held_without_capable_agent"))
     if orphans:
         waiting = ", ".join(f"{kind} {_n(count)}" for kind, count in sorted(orphans.items()))

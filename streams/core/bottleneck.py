@@ -165,13 +165,11 @@ def _full_need(load: Load, ready: Sequence[AgentInfo]) -> Verdict | None:
     if named is not None:
         figures["skills"] = sorted(named[0])
         figures["zone"] = named[1]
+    tasks = f"{waiting:,} task waits" if waiting == 1 else f"{waiting:,} tasks wait"
     if slots == 0:
-        text = f"agents: {waiting:,} tasks wait for agents with {described}, and none is ready"
+        text = f"agents: {tasks} for agents with {described}, and none is ready"
     else:
-        text = (
-            f"agents: {waiting:,} tasks wait for agents with {described}: "
-            f"{free:,} free slots of {slots:,}"
-        )
+        text = f"agents: {tasks} for agents with {described}: {free:,} free slots of {slots:,}"
     return Verdict(AGENTS, text, figures)
 
 

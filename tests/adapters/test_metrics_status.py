@@ -28,13 +28,16 @@ from streams.adapters.metrics import AgentMetrics, DispatcherMetrics, load_cv
 from streams.adapters.status import (
     AGENT_NAME,
     NOT_AVAILABLE,
+    LoopLoad,
     SummaryCache,
+    bottleneck_of,
     context_view,
     human_count,
     human_duration,
     human_percent,
     progress_view,
     run_state,
+    scale_view,
 )
 from streams.core.actions import Action, ResultStatus, Retry
 from streams.core.agents import HealthConfig, Heartbeat
@@ -42,7 +45,9 @@ from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.events import HeartbeatReceived, ResultReported, TaskArrived, TaskStarted
 from streams.core.model import DeadLetterReason, Job
 from streams.core.routing import RoutingConfig
+from streams.core.scaling import Autoscaler, ScalingConfig
 from streams.core.scheduling import SchedulerConfig
+from streams.core.stats import Demand
 from streams.dispatcher_config import DispatcherConfig
 from streams.errors import ConfigError, TaskdError
 from streams.settings import Settings, load_settings
@@ -546,7 +551,7 @@ def test_no_gauge_holds_a_count_since_start() -> None:
         "taskd_queue_depth", "taskd_in_flight", "taskd_intake_paused", "taskd_agents_capacity",
         "taskd_agents_in_flight", "taskd_agents_utilization", "taskd_agents",
         "taskd_load_imbalance", "taskd_deadline_success_ratio", "taskd_shards_owned",
-        "taskd_shards",
+        "taskd_shards", "taskd_desired_agents",
     }  # fmt: skip
 
 
@@ -700,3 +705,43 @@ def test_the_server_reports_a_busy_port_and_its_state() -> None:
         await first.stop()  # twice: a no-op
 
     asyncio.run(scenario())
+
+
+# --- autoscaling signal and bottleneck --------------------------------------------------------
+
+
+def test_desired_agents_follow_the_scalers_pools_and_forget_those_gone() -> None:
+    registry = CollectorRegistry()
+    metrics = DispatcherMetrics(registry)
+    scaler = Autoscaler(ScalingConfig(cooldown_ms=0))
+    gpu = (frozenset({"gpu"}), None)
+    metrics.on_scaling(scaler.observe(0, [], {gpu: Demand(6, 6)}))
+    assert samples(registry)[("taskd_desired_agents", (("pool", "gpu"),))] == 1
+    assert scale_view(scaler)["pools"] == {
+        "gpu": {
+            "desired": 1,
+            "current": 0,
+            "raw": 1,
+            "inputs": {
+                "rate_per_s": 0.0,
+                "run_ms": 1000.0,
+                "backlog": 6.0,
+                "in_flight": 0,
+                "slots_per_agent": 1.0,
+            },
+        }
+    }
+    metrics.on_scaling(scaler.observe(1_000, [], {gpu: Demand(6, 0)}))
+    assert not any(name == "taskd_desired_agents" for name, _ in samples(registry))
+
+
+def test_the_loop_load_is_cpu_over_wall_time_in_its_window() -> None:
+    load = LoopLoad(window_s=10)
+    assert load.busy() is None
+    for second in range(30):
+        load.sample(float(second), 0.5 * second if second < 15 else 7.5 + 0.95 * (second - 15))
+    assert load.busy() == pytest.approx(0.95)
+    core = drive().core
+    found = bottleneck_of(core, loop_busy=load.busy())
+    progress = progress_view(core, NOW_MS, state="distributing", bottleneck=found)
+    assert progress["details"]["bottleneck"]["kind"] == "dispatcher_cpu"  # type: ignore[index]

@@ -43,14 +43,18 @@ from streams.adapters.kafka import codec_for
 from streams.adapters.logs import flush_summaries
 from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.status import (
+    LoopLoad,
     RunState,
     SummaryCache,
+    bottleneck_of,
     context_view,
     progress_view,
     run_state,
+    scale_view,
 )
 from streams.adapters.timers import every
 from streams.core.distributor import Distributor
+from streams.core.scaling import Autoscaler
 from streams.dispatcher_config import DispatcherConfig
 from streams.errors import ConfigError, TaskdError
 from streams.settings import Settings
@@ -103,6 +107,10 @@ class Dispatcher:
         self.registry = CollectorRegistry()
         self.metrics = DispatcherMetrics(self.registry, levels=settings.priority_levels)
         self._summary = SummaryCache(self.core.stats, max_age_ms=SUMMARY_MAX_AGE_MS)
+        self.scaler = Autoscaler(zone_strict=self.core.config.routing.zone_strict)
+        """The autoscaling signal (``/scale``, ``taskd_desired_agents``), observed with the
+        gauges."""
+        self._loop_load = LoopLoad()
         self._states: dict[int, ShardState] = {}
         self._regs = Registrations()
         self._server: StatusServer | None = None
@@ -245,7 +253,11 @@ class Dispatcher:
         """The progress JSON (``/status``): "starting" until ready."""
         now_ms = self.clock()
         view = progress_view(
-            self.core, now_ms, state=self._run_state(), summary=self._summary.at(now_ms)
+            self.core,
+            now_ms,
+            state=self._run_state(),
+            summary=self._summary.at(now_ms),
+            bottleneck=bottleneck_of(self.core, loop_busy=self._loop_load.busy()),
         )
         view["instance"] = self.instance
         view["owned_shards"] = self.owned_shards
@@ -370,6 +382,9 @@ class Dispatcher:
         self._check_link(now_ms)
         self.metrics.refresh(self.core, now_ms, summary=self._summary.at(now_ms))
         self.metrics.on_shards(len(self.owned_shards), self.settings.shards)
+        self._loop_load.sample(time.monotonic(), time.thread_time())  # this runs on the loop
+        agents, demand = self.core.agents(), self.core.stats.demand()
+        self.metrics.on_scaling(self.scaler.observe(now_ms, agents, demand, self._slots.capacity))
         self._report(self._run_state())
 
     def _forget_report(self) -> None:
@@ -406,7 +421,7 @@ class Dispatcher:
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def _serve_http(self) -> None:
-        """Serve ``/metrics``, ``/status``, ``/context`` and the dashboard (if enabled);
+        """Serve ``/metrics``, ``/status``, ``/context``, ``/scale`` and the dashboard (if enabled);
         ConfigError naming the address when it cannot be bound."""
         if not self.config.web_enabled:
             return
@@ -418,6 +433,7 @@ class Dispatcher:
             registry=self.registry,
             token=self.settings.views_token(),
             metrics_open=self.settings.http_metrics_open,
+            scale=lambda: scale_view(self.scaler),
         )
         await server.start()
         self._server = server
