@@ -59,6 +59,7 @@ class SimAgent:
         "agent_id",
         "busy_ms",
         "capacity",
+        "draining",
         "group",
         "incarnation",
         "inversions",
@@ -69,13 +70,16 @@ class SimAgent:
         "up",
     )
 
-    def __init__(self, agent_id: str, group: AgentGroup) -> None:
+    def __init__(self, agent_id: str, group: AgentGroup, started_ms: int = 0) -> None:
         self.agent_id = agent_id
         self.group = group
         self.capacity = group.capacity
         self.speed = group.speed
         self.prefetch = group.prefetch
         self.up = True
+        self.draining = False
+        """Told to stop (scaled in): it announces DRAINING, takes no more work and stops once
+        idle."""
         self.incarnation = 0
         self.peak_running = 0
         self.queued = 0
@@ -90,7 +94,8 @@ class SimAgent:
         self._waiting_levels: dict[int, int] = {}
         """Priority level -> tasks of that level waiting."""
         self._available_ms = 0
-        self._up_since_ms = 0
+        self._up_since_ms = started_ms
+        """Up from ``started_ms`` (an agent an autoscaler starts during the run)."""
         self._occupied_ms = 0
         """Ms with at least one task running, up to the last time none was (closed spans)."""
         self._occupied_since_ms = 0
@@ -105,8 +110,9 @@ class SimAgent:
         return len(self._waiting)
 
     def heartbeat(self, now_ms: int) -> Heartbeat:
-        """The heartbeat it sends at ``now_ms`` (always READY while up): its slots, and its
-        prefetch places as slots too (what a dispatcher counts for a real agent)."""
+        """The heartbeat it sends at ``now_ms`` (READY while up, DRAINING once scaled in): its
+        slots, and its prefetch places as slots too (what a dispatcher counts for a real
+        agent)."""
         group = self.group
         return Heartbeat(
             self.agent_id,
@@ -115,7 +121,7 @@ class SimAgent:
             group.zone,
             group.weight,
             group.cost_per_task,
-            "READY",
+            "DRAINING" if self.draining else "READY",
             now_ms,
         )
 

@@ -27,6 +27,10 @@ a *cross-shard inversion* (between shards of different instances): no instance c
 the engine counts it, from each instance's held tasks per level after each of its calls. With
 one instance every step is what it was before shards existed, byte for byte.
 
+With an autoscaler (``Scenario.autoscaled``, one instance only) the engine reads the signal of
+``streams.core.scaling`` every ``interval_ms`` from the distributor's agents and statistics, as
+the dispatcher does, and starts or drains agents of the scaled group (``_on_scale``).
+
 The run ends when every task has ended (completed or dead-lettered) or at the time limit.
 """
 
@@ -61,12 +65,13 @@ from streams.core.events import (
 )
 from streams.core.lifecycle import Phase
 from streams.core.model import Job
+from streams.core.scaling import Autoscaler, ScalingConfig, pool_name
 from streams.core.sim.agents_model import SimAgent, Start, failure_draw
 from streams.core.sim.fleet_stats import FleetCapacity, ShardStatistics
 from streams.core.sim.result import RunResult, agent_figures
 from streams.core.sim.scenario import Scenario
 from streams.core.sim.sharding import ShardPlan, Share
-from streams.core.sim.spec import AgentGroup
+from streams.core.sim.spec import AgentGroup, AutoscaleSpec
 from streams.core.sim.steady import SteadyWindow
 from streams.core.sim.stealing import Steal, plan_steals
 from streams.core.sim.tally import Tally
@@ -75,7 +80,7 @@ from streams.core.sim.workload import Arrival
 from streams.core.stats import Statistics
 from streams.errors import CoreError
 
-_RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK, _STEAL = range(7)
+_RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK, _STEAL, _SCALE = range(8)
 
 _Event = tuple[int, int, int, SimAgent | None, Job | None, int]
 """(time_ms, seq, kind, agent, job, token): token is an incarnation, an instance or unused."""
@@ -147,7 +152,8 @@ class Engine:
         self.scenario = scenario
         self.trace = trace
         self.strategy = strategy
-        self.agents = _agents(scenario.agents)
+        self.scaling = scenario.autoscale if scenario.autoscaled else None
+        self.agents = _agents(_starting_groups(scenario.agents, self.scaling))
         self._by_id = {agent.agent_id: agent for agent in self.agents}
         announced = [(agent.agent_id, agent.capacity + agent.prefetch) for agent in self.agents]
         self.plan = ShardPlan.of(
@@ -158,6 +164,9 @@ class Engine:
         self.stats = Statistics(scenario.scheduler.levels)
         self.instances = self._make_instances(distributor_config(scenario, strategy))
         self._sharded = len(self.instances) > 1
+        if self._sharded and self.scaling is not None:
+            raise CoreError("an autoscaled run has one dispatcher instance")
+        self._scaler = None if self.scaling is None else _autoscaler(self.scaling, scenario)
         self._owner = (
             {arrival.job.task_id: self.plan.instance_of(arrival.job) for arrival in arrivals}
             if self._sharded
@@ -195,6 +204,7 @@ class Engine:
             self._on_recover,
             self._on_tick,
             self._on_steal,
+            self._on_scale,
         )
 
     def _make_instances(self, config: DistributorConfig) -> list[_Instance]:
@@ -315,6 +325,8 @@ class Engine:
     # --- events --------------------------------------------------------------------------
 
     def _start_agents(self) -> None:
+        if self.scaling is not None:
+            self._push(self.scaling.interval_ms, _SCALE, None, None, 0)
         if self._sharded and self.scenario.steal_ms:
             self._push(self.scenario.steal_ms, _STEAL, None, None, 0)
         for agent in self.agents:
@@ -363,6 +375,8 @@ class Engine:
             self._started(agent, following)
         reported = ResultReported(job.task_id, agent.agent_id, job.attempt, status, error)
         self._handle(self._instance_of(job), [reported])
+        if agent.draining and not agent.running and not agent.waiting:
+            self._stop(agent)
 
     def _outcome(self, agent: SimAgent, job: Job) -> tuple[ResultStatus, str | None]:
         if job.task_id in self._fatal:
@@ -393,6 +407,65 @@ class Engine:
         instance.tick_at = None
         instance.last_tick_ms = self._now_ms
         self._handle(instance, [])
+
+    def _on_scale(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
+        """The autoscaler reads the signal and starts or drains agents of its group."""
+        spec, scaler = self.scaling, self._scaler
+        assert spec is not None and scaler is not None
+        now_ms = self._now_ms
+        self._push(now_ms + spec.interval_ms, _SCALE, None, None, 0)
+        core = self.instances[0].distributor
+        group = next(g for g in self.scenario.agents if g.name == spec.group)
+        signals = scaler.observe(now_ms, core.agents(), self.stats.demand(), self._announced)
+        pool = pool_name(group.skills, group.zone)
+        signal = signals.get(pool)
+        wanted = signal.desired if signal is not None else spec.min_agents
+        active = [a for a in self.agents if a.up and not a.draining]
+        own = [a for a in active if a.group.name == group.name]
+        others = sum(1 for a in active if a.group.name != group.name and _pool(a.group) == pool)
+        target = max(spec.min_agents, wanted - others)
+        if spec.max_agents is not None:
+            target = min(target, spec.max_agents)
+        for _ in range(target - len(own)):
+            self._boot(group, now_ms + spec.startup_ms)
+        for surplus in reversed(own[target:]):  # the newest first
+            self._drain(surplus)
+
+    def _boot(self, group: AgentGroup, ready_ms: int) -> None:
+        """A new agent of ``group``: paid from now, heartbeating (taking work) from
+        ``ready_ms``."""
+        agent_id = f"{group.name}-{sum(a.group.name == group.name for a in self.agents) + 1:03d}"
+        agent = SimAgent(agent_id, group, started_ms=self._now_ms)
+        self.agents.append(agent)
+        self._by_id[agent_id] = agent
+        self._shares[agent_id] = ((0, agent.capacity + agent.prefetch),)
+        self.tally.scaled_up += 1
+        self._push(ready_ms, _HEARTBEAT, agent, None, agent.incarnation)
+
+    def _drain(self, agent: SimAgent) -> None:
+        """Scale ``agent`` in: it announces DRAINING at once and stops once idle (at once when
+        it never took work: it was still starting)."""
+        agent.draining = True
+        self.tally.scaled_down += 1
+        core = self.instances[0].distributor
+        if core.heard_at(agent.agent_id) is not None:
+            self._handle(self.instances[0], [HeartbeatReceived(agent.heartbeat(self._now_ms))])
+        if not agent.running and not agent.waiting:
+            self._stop(agent)
+
+    def _stop(self, agent: SimAgent) -> None:
+        """A drained agent exits: it says STOPPING (if it was ever heard) and goes down
+        without losing anything (nothing runs or waits there)."""
+        core = self.instances[0].distributor
+        if core.heard_at(agent.agent_id) is not None:
+            stopping = replace(agent.heartbeat(self._now_ms), status="STOPPING")
+            self._handle(self.instances[0], [HeartbeatReceived(stopping)])
+        agent.crash(self._now_ms)  # empty: a clean stop; its heartbeat chain ends here
+
+    def _announced(self, agent_id: str) -> int | None:
+        """The slots an agent announces without its prefetch, as a live agent does."""
+        agent = self._by_id.get(agent_id)
+        return None if agent is None else agent.capacity
 
     def _on_steal(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         """A round of work stealing between the instances (``stealing.py``)."""
@@ -542,7 +615,36 @@ class Engine:
             arrivals_end_ms=self._arrivals_end_ms,
             arrivals_slot_ms=self._arrivals_slot_ms,
             steady=self._steady.figures(self._arrivals_slot_ms),
+            autoscaled=self.scaling is not None,
         )
+
+
+def _starting_groups(
+    groups: Sequence[AgentGroup], scaling: AutoscaleSpec | None
+) -> list[AgentGroup]:
+    """The groups as they start: the autoscaled one with its ``initial`` agents."""
+    if scaling is None:
+        return list(groups)
+    return [
+        replace(group, count=scaling.initial) if group.name == scaling.group else group
+        for group in groups
+        if group.name != scaling.group or scaling.initial > 0
+    ]
+
+
+def _autoscaler(spec: AutoscaleSpec, scenario: Scenario) -> Autoscaler:
+    config = ScalingConfig(
+        headroom=spec.headroom,
+        drain_s=spec.drain_s,
+        window_ms=spec.window_ms,
+        cooldown_ms=spec.cooldown_ms,
+        default_run_ms=1000 * scenario.mean_work,
+    )
+    return Autoscaler(config, zone_strict=scenario.routing.zone_strict)
+
+
+def _pool(group: AgentGroup) -> str:
+    return pool_name(group.skills, group.zone)
 
 
 def _held_most_urgent_first(core: Distributor) -> list[Job]:

@@ -16,6 +16,7 @@ from streams.core.routing.names import check_strategy_name
 from streams.core.sim.engine import simulate
 from streams.core.sim.result import RunResult
 from streams.core.sim.scenario import Scenario
+from streams.core.sim.slo import Figures, parse_slo
 from streams.core.sim.spec import Variant
 from streams.core.sim.steady import Steady
 from streams.core.sim.workload import Arrival, generate
@@ -56,9 +57,13 @@ def run(planned: Run, arrivals: Sequence[Arrival] | None = None) -> RunResult:
     scenario = planned.scenario
     work = generate(scenario) if arrivals is None else arrivals
     if planned.variant is None:
-        return simulate(scenario, planned.strategy, work)
-    result = simulate(scenario.with_variant(planned.variant), planned.strategy, work)
-    return replace(result, variant=planned.variant.name)
+        result = simulate(scenario, planned.strategy, work)
+    else:
+        result = simulate(scenario.with_variant(planned.variant), planned.strategy, work)
+        result = replace(result, variant=planned.variant.name)
+    if scenario.slo is not None:
+        result = replace(result, slo_met=parse_slo(scenario.slo).met(Figures.of(result)))
+    return result
 
 
 def compare(scenario: Scenario, strategies: Sequence[str] | None = None) -> Report:
@@ -179,10 +184,25 @@ def against_first(report: Report) -> list[str]:
     return lines
 
 
+SCALING_COLUMNS: tuple[Column, ...] = (
+    Column("p99 q ms (all)", lambda r: _ms(r.summary.p99_queue_ms)),
+    Column("agent-s", lambda r: f"{r.agent_up_ms / 1000:,.0f}"),
+    Column("started/drained", lambda r: f"{r.tally.scaled_up}/{r.tally.scaled_down}"),
+    Column("slo", lambda r: "-" if r.slo_met is None else ("met" if r.slo_met else "missed")),
+)
+"""Added to the comparison of variants of a scenario with ``[autoscale]`` or an ``slo``: the
+whole run's p99 queue time, the agent-seconds paid (up time, boots included), the agents an
+autoscaler started and drained, and the SLO judged on the whole run."""
+
+
 def variant_table(report: Report) -> tuple[list[str], list[list[str]]] | None:
     """Headers and one row per run when the scenario has variants; ``None`` otherwise."""
-    if not report.scenario.variants:
+    scenario = report.scenario
+    if not scenario.variants:
         return None
-    headers = [column.header for column in VARIANT_COLUMNS]
-    rows = [[column.show(result) for column in VARIANT_COLUMNS] for result in report.results]
+    columns = VARIANT_COLUMNS
+    if scenario.autoscale is not None or scenario.slo is not None:
+        columns += SCALING_COLUMNS
+    headers = [column.header for column in columns]
+    rows = [[column.show(result) for column in columns] for result in report.results]
     return headers, rows

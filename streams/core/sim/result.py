@@ -120,6 +120,10 @@ class RunResult:
     """Figures after the scenario's warm-up (``steady.py``)."""
     variant: str | None = None
     """The scenario variant the run belongs to (``None``: the scenario as written)."""
+    autoscaled: bool = False
+    """An autoscaler started and drained agents of one group during the run."""
+    slo_met: bool | None = None
+    """Whether the run met the scenario's ``slo`` (``None``: it has none)."""
 
     @property
     def label(self) -> str:
@@ -164,6 +168,12 @@ class RunResult:
         """Agent-ms with at least one task running, summed over the agents: what a fleet that
         powers down or scales in its empty agents would pay for."""
         return sum(agent.occupied_ms for agent in self.agents)
+
+    @property
+    def agent_up_ms(self) -> int:
+        """Agent-ms up, summed over the agents: what the fleet is paid for (an autoscaled
+        agent from the decision to start it, its boot included, to its stop)."""
+        return sum(agent.up_ms for agent in self.agents)
 
     @property
     def agent_idle_ms(self) -> int:
@@ -211,6 +221,15 @@ class RunResult:
                 "steal_ms": self.steal_ms,
                 "stolen": self.tally.stolen,
                 "cross_shard_inversions": self.cross_shard_inversions,
+            }
+        if self.autoscaled or self.slo_met is not None:
+            shape = {
+                **shape,
+                "agent_up_s": _seconds(self.agent_up_ms),
+                "autoscaled": self.autoscaled,
+                "scaled_up": self.tally.scaled_up,
+                "scaled_down": self.tally.scaled_down,
+                "slo_met": self.slo_met,
             }
         return {
             **shape,

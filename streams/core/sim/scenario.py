@@ -29,8 +29,15 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
                  ttl_ms, required_skills, tenants, zone, max_attempts, affinity_keys,
                  affinity = uniform|zipf, zipf_exponent, ordering_keys (tasks sharing a key
                  run one at a time, in order)
-    [[variants]] name, dispatcher_shards, dispatcher_instances, sharding, steal_ms: run every
-                 strategy once per variant (each defaults to the scenario's own)
+    [[variants]] name, dispatcher_shards, dispatcher_instances, sharding, steal_ms, autoscale:
+                 run every strategy once per variant (each defaults to the scenario's own)
+    [arrivals]   phases = [{duration_ms, rate_per_s | load}, ...] instead of one rate: a load
+                 that rises and falls
+    [autoscale]  group, initial, startup_ms, interval_ms, min_agents, max_agents, headroom,
+                 drain_s, window_ms, cooldown_ms: an autoscaler following the signal of
+                 ``streams.core.scaling`` for that group (a variant with autoscale = true, or
+                 every run when the scenario has no variants)
+    slo = "p99_queue<2s"          (optional: each run of the report is judged on it)
 """
 
 from __future__ import annotations
@@ -44,9 +51,16 @@ from streams.core.routing.config import RoutingConfig
 from streams.core.routing.names import AFFINITY, check_strategy_name
 from streams.core.scheduling.config import SchedulerConfig
 from streams.core.sim.fields import Fields
-from streams.core.sim.sections import parse_agents, parse_arrivals, parse_tasks, parse_variants
+from streams.core.sim.sections import (
+    parse_agents,
+    parse_arrivals,
+    parse_autoscale,
+    parse_tasks,
+    parse_variants,
+)
 from streams.core.sim.sharding import SHARDINGS, SPLIT_SLOTS
-from streams.core.sim.spec import AgentGroup, Arrivals, TaskClass, Variant
+from streams.core.sim.slo import parse_slo
+from streams.core.sim.spec import AgentGroup, Arrivals, AutoscaleSpec, TaskClass, Variant
 from streams.errors import ConfigError
 
 
@@ -80,6 +94,13 @@ class Scenario:
     """Steady-state figures count the tasks submitted from then on (``steady.py``)."""
     variants: tuple[Variant, ...] = ()
     """Ways to run it in one comparison; empty: just as written."""
+    autoscale: AutoscaleSpec | None = None
+    """An autoscaler for one agent group (``[autoscale]``), used when ``autoscaled``."""
+    autoscaled: bool = False
+    """Run with ``autoscale``: true for a scenario with ``[autoscale]`` and no variants, and
+    for its variants with ``autoscale = true``."""
+    slo: str | None = None
+    """An objective each run of a report is judged on (``slo.py``'s grammar)."""
 
     @property
     def work_rate(self) -> float:
@@ -105,6 +126,7 @@ class Scenario:
             sharding=variant.sharding,
             steal_ms=variant.steal_ms,
             variants=(),
+            autoscaled=variant.autoscale and self.autoscale is not None,
         )
 
     def limit_ms(self, last_arrival_ms: int) -> int:
@@ -155,7 +177,17 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         steal_ms=shape.steal_ms,
         warmup_ms=top.int_("warmup_ms", 0),
         variants=parse_variants(top, shape),
+        autoscale=parse_autoscale(top, agents),
+        slo=top.opt_str("slo"),
     )
+    scenario = replace(scenario, autoscaled=bool(scenario.autoscale and not scenario.variants))
+    if scenario.slo is not None:
+        try:
+            parse_slo(scenario.slo)
+        except ConfigError as error:
+            raise top.error("slo", str(error)) from error
+    if any(variant.autoscale for variant in scenario.variants) and scenario.autoscale is None:
+        raise top.error("variants", "a variant with autoscale = true needs an [autoscale] table")
     top.done()
     return scenario
 

@@ -13,6 +13,8 @@ from streams.core.sim.spec import (
     WORK_DISTRIBUTIONS,
     AgentGroup,
     Arrivals,
+    AutoscaleSpec,
+    RatePhase,
     TaskClass,
     Variant,
     WorkSpec,
@@ -107,8 +109,11 @@ def _work(fields: Fields) -> WorkSpec:
 def parse_arrivals(
     fields: Fields, agents: tuple[AgentGroup, ...], tasks: tuple[TaskClass, ...]
 ) -> Arrivals:
-    """``[arrivals]``: one of ``rate_per_s``/``load`` and one of ``tasks``/``duration_ms``."""
+    """``[arrivals]``: one of ``rate_per_s``/``load`` and one of ``tasks``/``duration_ms``, or
+    ``phases``: a list of ``{duration_ms, rate_per_s | load}``, one after the other."""
     process = fields.choice("process", ARRIVAL_PROCESSES, "poisson")
+    if fields.has("phases"):
+        return _phased(fields, process, agents, tasks)
     arrivals = Arrivals(
         process=process,
         rate_per_s=_rate(fields, agents, tasks),
@@ -122,6 +127,59 @@ def parse_arrivals(
         raise fields.error("burst_size", f"only applies to process = {BURSTS!r}")
     fields.done()
     return arrivals
+
+
+def _phased(
+    fields: Fields, process: str, agents: tuple[AgentGroup, ...], tasks: tuple[TaskClass, ...]
+) -> Arrivals:
+    for key in ("rate_per_s", "load", "tasks", "duration_ms"):
+        if fields.has(key):
+            raise fields.error(key, "not with phases (each phase has its own rate and duration)")
+    phases = []
+    for index, table in enumerate(fields.tables("phases")):
+        phase = Fields(table, fields.name(f"phases[{index}]"))
+        duration_ms = phase.int_("duration_ms", minimum=1)
+        phases.append(RatePhase(duration_ms, _rate(phase, agents, tasks)))
+        phase.done()
+    total_ms = sum(phase.duration_ms for phase in phases)
+    mean = sum(phase.rate_per_s * phase.duration_ms for phase in phases) / total_ms
+    arrivals = Arrivals(
+        process=process,
+        rate_per_s=mean,
+        duration_ms=total_ms,
+        burst_size=fields.int_("burst_size", 1, minimum=1),
+        phases=tuple(phases),
+    )
+    if process != BURSTS and arrivals.burst_size != 1:
+        raise fields.error("burst_size", f"only applies to process = {BURSTS!r}")
+    fields.done()
+    return arrivals
+
+
+def parse_autoscale(top: Fields, agents: tuple[AgentGroup, ...]) -> AutoscaleSpec | None:
+    """``[autoscale]`` (optional): the group it scales and the autoscaler's settings."""
+    if not top.has("autoscale"):
+        return None
+    fields = top.sub("autoscale")
+    default = AutoscaleSpec(group="")
+    spec = AutoscaleSpec(
+        group=fields.str_("group"),
+        initial=fields.int_("initial", default.initial),
+        startup_ms=fields.int_("startup_ms", default.startup_ms),
+        interval_ms=fields.int_("interval_ms", default.interval_ms, minimum=1),
+        min_agents=fields.int_("min_agents", default.min_agents),
+        max_agents=fields.opt_int("max_agents", minimum=1),
+        headroom=fields.float_("headroom", default.headroom),
+        drain_s=fields.positive("drain_s", default.drain_s),
+        window_ms=fields.int_("window_ms", default.window_ms, minimum=1),
+        cooldown_ms=fields.int_("cooldown_ms", default.cooldown_ms),
+    )
+    if spec.group not in {group.name for group in agents}:
+        raise fields.error("group", f"no agent group is named {spec.group!r}")
+    if spec.max_agents is not None and spec.max_agents < spec.min_agents:
+        raise fields.error("max_agents", f"must be >= min_agents ({spec.min_agents})")
+    fields.done()
+    return spec
 
 
 def _rate(fields: Fields, agents: tuple[AgentGroup, ...], tasks: tuple[TaskClass, ...]) -> float:
@@ -158,6 +216,7 @@ def _variant(fields: Fields, default: Variant) -> Variant:
         sharding=fields.choice("sharding", SHARDINGS, default.sharding),
         steal_ms=fields.int_("steal_ms", default.steal_ms),
         dispatcher_instances=fields.int_("dispatcher_instances", default.dispatcher_instances),
+        autoscale=fields.bool_("autoscale", default.autoscale),
     )
     fields.done()
     return variant

@@ -111,16 +111,50 @@ class AgentGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class RatePhase:
+    """One phase of piecewise arrivals: ``rate_per_s`` for ``duration_ms``."""
+
+    duration_ms: int
+    rate_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Arrivals:
     """The arrival process: ``process`` at ``rate_per_s``, for ``tasks`` or ``duration_ms``."""
 
     process: str
     rate_per_s: float
+    """With ``phases``: their mean rate, weighted by their durations."""
     tasks: int | None = None
     """Generate exactly this many tasks; else as many as arrive within ``duration_ms``."""
     duration_ms: int | None = None
     burst_size: int = 1
     """``bursts`` only: tasks arriving together; bursts come as a Poisson process."""
+    phases: tuple[RatePhase, ...] = ()
+    """Rates that change over time (a load that rises and falls): each phase's process runs at
+    its own rate for its duration, one after the other; ``duration_ms`` is their sum."""
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscaleSpec:
+    """An autoscaler following the signal of ``streams.core.scaling`` for one agent group:
+    every ``interval_ms`` it asks for the pool's desired agents, starts the missing ones (each
+    takes work ``startup_ms`` later, and counts as up from the decision: it is paid while it
+    boots) and drains the ones too many, newest first (they take no more work and stop once
+    idle). The group's ``count`` is the fixed fleet it is compared with; an autoscaled run
+    starts with ``initial`` agents."""
+
+    group: str
+    initial: int = 1
+    startup_ms: int = 30_000
+    interval_ms: int = 15_000
+    """How often the autoscaler reads the signal (KEDA polls every 30 s by default)."""
+    min_agents: int = 1
+    max_agents: int | None = None
+    headroom: float = 0.2
+    drain_s: float = 60.0
+    window_ms: int = 60_000
+    cooldown_ms: int = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +172,6 @@ class Variant:
     """Work stealing between the instances every this many ms (``stealing.py``); 0: none."""
     dispatcher_instances: int = 0
     """Instances sharing the shards (range assignment); 0: one per shard."""
+    autoscale: bool = False
+    """Run with the scenario's ``[autoscale]`` (its group starts small and follows the
+    signal); False: the fleet as written."""

@@ -39,6 +39,10 @@ class Tally:
     intake_pauses: int = 0
     stolen: int = 0
     """Held tasks one shard took from another (work stealing; sharded runs only)."""
+    scaled_up: int = 0
+    """Agents an autoscaler started (autoscaled runs only)."""
+    scaled_down: int = 0
+    """Agents an autoscaler drained (autoscaled runs only)."""
     last_end_ms: int = 0
     ended: set[str] = field(default_factory=set)
 

@@ -11,7 +11,7 @@ import bisect
 import itertools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from streams.core.model import ORDERING_KEY_HEADER, Job
 from streams.core.sim.scenario import Scenario
@@ -39,11 +39,27 @@ def generate(scenario: Scenario) -> tuple[Arrival, ...]:
 
 def arrival_times(arrivals: Arrivals, rng: random.Random) -> Iterator[int]:
     """Arrival times (ms, non-decreasing) of the process, cut at ``tasks`` or ``duration_ms``."""
+    if arrivals.phases:
+        return _phased(arrivals, rng)
     times = _unbounded(arrivals, rng)
     if arrivals.tasks is not None:
         return itertools.islice(times, arrivals.tasks)
     end_ms = arrivals.duration_ms
     return itertools.takewhile(lambda at_ms: end_ms is None or at_ms < end_ms, times)
+
+
+def _phased(arrivals: Arrivals, rng: random.Random) -> Iterator[int]:
+    """Each phase's process at its rate from its start to its end, one after the other
+    (exact for Poisson arrivals: they have no memory, so a phase may start afresh)."""
+    start_ms = 0
+    for phase in arrivals.phases:
+        end_ms = start_ms + phase.duration_ms
+        process = replace(arrivals, rate_per_s=phase.rate_per_s, phases=())
+        for at_ms in _unbounded(process, rng):
+            if start_ms + at_ms >= end_ms:
+                break
+            yield start_ms + at_ms
+        start_ms = end_ms
 
 
 def _unbounded(arrivals: Arrivals, rng: random.Random) -> Iterator[int]:
