@@ -34,6 +34,12 @@ Invariants the registry keeps:
 9. An outage of the dispatcher's own link to the broker is not the agents' silence: while it
    lasts the caller does not ``tick``, and once it ends (``hear_again``) silence is counted
    from then, so an agent goes DOWN only if it stays silent ``down_after_ms`` after it.
+10. Nor is the silence of the whole fleet at once: when no live agent (of two or more) has
+    heartbeated for ``suspect_after_ms``, the trouble is more likely between the agents and
+    the broker than in every agent, and requeueing could not run anything anyway. Agents then
+    go SUSPECT but not DOWN; the first heartbeat heard after it ends the fleet's silence, and
+    the others' silence counts from then (as ``hear_again``). A lone agent's silence cannot be
+    told from its failure: it goes DOWN as before.
 """
 
 from __future__ import annotations
@@ -244,6 +250,10 @@ class AgentRegistry:
         self._heard_again_ms = 0
         """When the dispatcher last heard from the broker again after an outage: silence before
         it is not counted (``hear_again``)."""
+        self._last_beat_ms = 0
+        """When any agent last heartbeated READY or DRAINING (invariant 10)."""
+        self._fleet_was_silent = False
+        """Some agent's DOWN waits for the fleet to be heard again (invariant 10)."""
 
     @property
     def config(self) -> HealthConfig:
@@ -294,6 +304,13 @@ class AgentRegistry:
     def heartbeat(self, hb: Heartbeat, now_ms: int) -> list[Transition]:
         """Apply a heartbeat received at ``now_ms``: register, update the offer, move state."""
         event = HEARTBEAT_EVENTS[hb.status]
+        if event is HealthEvent.HEARTBEAT_STOPPING:
+            self._fleet_shrank()
+        else:
+            if self._fleet_was_silent:  # invariant 10: the others' silence counts from now
+                self._fleet_was_silent = False
+                self.hear_again(now_ms)
+            self._last_beat_ms = max(self._last_beat_ms, now_ms)
         record = self._records.get(hb.agent_id)
         transitions: list[Transition] = []
         if record is None:
@@ -317,16 +334,47 @@ class AgentRegistry:
     def tick(self, now_ms: int) -> list[Transition]:
         """Apply silence up to ``now_ms``: READY/DRAINING -> SUSPECT -> DOWN."""
         transitions: list[Transition] = []
+        fleet_silent: bool | None = None  # asked once per call, at the first DOWN due
         while self._due and self._due[0][0] <= now_ms:
             due_ms, agent_id = heapq.heappop(self._due)
             record = self._records[agent_id]
             if self._due_ms(record) != due_ms:
                 continue
             event = self._silence_event(record, now_ms)
+            if event is HealthEvent.SILENT_DOWN:
+                if fleet_silent is None:
+                    fleet_silent = self.fleet_silent(now_ms)
+                if fleet_silent:  # invariant 10: SUSPECT at most, until the fleet is heard
+                    self._fleet_was_silent = True
+                    if TRANSITIONS[(record.info.state, HealthEvent.SILENT_SUSPECT)] is not (
+                        record.info.state
+                    ):
+                        transitions += self._fire(record, HealthEvent.SILENT_SUSPECT, now_ms)
+                    continue
             if event is not None:
                 transitions += self._fire(record, event, now_ms)
             self._schedule(record)
         return transitions
+
+    def _fleet_shrank(self) -> None:
+        """An agent left while the fleet's silence held others back from DOWN: judge them
+        again at the next tick (a lone agent left is judged alone, invariant 10)."""
+        if self._fleet_was_silent:
+            self._compact()
+
+    def fleet_silent(self, now_ms: int) -> bool:
+        """Whether no live agent, of two or more, has heartbeated for ``suspect_after_ms``
+        (invariant 10): silence then proves nothing about any one agent."""
+        heard_ms = max(self._last_beat_ms, self._heard_again_ms)
+        if now_ms - heard_ms <= self._config.suspect_after_ms:
+            return False
+        live = 0
+        for info in self._agents:
+            if info.state is not AgentState.DOWN:
+                live += 1
+                if live >= 2:
+                    return True
+        return False
 
     def hear_again(self, now_ms: int) -> None:
         """The dispatcher hears from the broker again after an outage: every agent's silence
@@ -361,7 +409,11 @@ class AgentRegistry:
     def leave(self, agent_id: str, now_ms: int) -> list[Transition]:
         """The agent left on purpose: DOWN. A leave of an unknown agent is a no-op."""
         record = self._records.get(agent_id)
-        return [] if record is None else self._fire(record, HealthEvent.LEAVE, now_ms)
+        if record is None:
+            return []
+        transitions = self._fire(record, HealthEvent.LEAVE, now_ms)
+        self._fleet_shrank()
+        return transitions
 
     def record_result(self, agent_id: str, run_ms: int, success: bool) -> None:
         """Fold one finished task into the agent's EWMA of run time and success."""

@@ -180,9 +180,10 @@ class Distributor:
         if self._connected:  # else silence and leases wait for the link (set_connected)
             times += [
                 self._registry.next_wakeup_ms(now_ms),
-                self._in_flight.next_expiry_ms(),
                 min((wait.until_ms for wait in self._recovering.values()), default=None),
             ]
+            if not self._registry.fleet_silent(now_ms):  # else leases wait for a heartbeat
+                times.append(self._in_flight.next_expiry_ms())
         pending = [t for t in times if t is not None]
         return min(pending) if pending else None
 
@@ -376,7 +377,11 @@ class Distributor:
 
     def _heartbeat(self, hb: Heartbeat, now_ms: int, actions: list[Action]) -> None:
         """Registers or updates the agent (a new incarnation first loses what the old one held:
-        ``agents.py``, invariant 8); recovered leases of this incarnation count again."""
+        ``agents.py``, invariant 8); recovered leases of this incarnation count again. The
+        first heartbeat after the whole fleet's silence gives every lease ``down_after_ms``
+        more: no result could arrive meanwhile either (``agents.py``, invariant 10)."""
+        if self._registry.fleet_silent(now_ms):
+            self._in_flight.extend_all(now_ms + self._registry.config.down_after_ms)
         for transition in self._registry.heartbeat(hb, now_ms):
             self._on_transition(transition, now_ms, actions)
         self._report_capacity(hb.agent_id, now_ms)
@@ -488,6 +493,8 @@ class Distributor:
         their tasks."""
         for transition in self._registry.tick(now_ms):
             self._on_transition(transition, now_ms, actions)
+        if self._registry.fleet_silent(now_ms):
+            return  # a run-out lease proves nothing either while no agent is heard
         for lease in self._in_flight.expired(now_ms):
             self._take_back(lease, "lease expired", now_ms, actions)
         for agent_id in [a for a, wait in self._recovering.items() if wait.until_ms <= now_ms]:

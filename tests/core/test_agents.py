@@ -242,8 +242,18 @@ class Model:
         self.sent_ms: dict[str, int] = {}
         self.epoch: dict[str, int] = {}
         self.order: list[str] = []
+        self.last_beat_ms = 0
+        """The last READY or DRAINING heartbeat from any agent."""
+        self.counted_from_ms = 0
+        """Silence before this does not count: the fleet was heard again after its silence."""
+        self.fleet_held = False
 
     def heartbeat(self, agent: str, status: str, sent_ms: int, now_ms: int) -> list[Move]:
+        if status != "STOPPING":
+            if self.fleet_held:  # the fleet is heard again: silence counts from now
+                self.fleet_held = False
+                self.counted_from_ms = now_ms
+            self.last_beat_ms = max(self.last_beat_ms, now_ms)
         if agent in self.state and sent_ms < self.sent_ms[agent]:
             return []
         if agent not in self.state:
@@ -266,13 +276,22 @@ class Model:
         return path
 
     def tick(self, now_ms: int) -> dict[str, Move]:
+        """Silence up to ``now_ms``; with two or more live agents all silent past
+        ``suspect_after_ms``, none goes DOWN (SUSPECT at most) until one is heard again."""
         moved: dict[str, Move] = {}
+        live = sum(1 for state in self.state.values() if state is not S.DOWN)
+        quiet_ms = now_ms - max(self.last_beat_ms, self.counted_from_ms)
+        fleet_silent = live >= 2 and quiet_ms > self.config.suspect_after_ms
         for agent, state in self.state.items():
-            silent_ms = now_ms - self.seen_ms[agent]
+            silent_ms = now_ms - max(self.seen_ms[agent], self.counted_from_ms)
             if state is S.DOWN:
                 continue
-            if silent_ms > self.config.down_after_ms:
+            if silent_ms > self.config.down_after_ms and not fleet_silent:
                 moved[agent] = (state, S.DOWN)
+            elif silent_ms > self.config.down_after_ms:
+                self.fleet_held = True
+                if state is not S.SUSPECT:
+                    moved[agent] = (state, S.SUSPECT)
             elif silent_ms > self.config.suspect_after_ms and state is not S.SUSPECT:
                 moved[agent] = (state, S.SUSPECT)
         for agent, (_, after) in moved.items():
@@ -366,8 +385,12 @@ class RegistryMachine(RuleBasedStateMachine):
         for agent in self.model.order:
             info = self.registry.get(agent)
             assert info is not None
-            if self.now_ms - self.model.seen_ms[agent] > CONFIG.down_after_ms:
-                assert info.state is S.DOWN
+            assert info.state is self.model.state[agent]
+        if not self.model.fleet_held:  # else the whole fleet's silence holds DOWN back
+            for agent in self.model.order:
+                silent_ms = self.now_ms - max(self.model.seen_ms[agent], self.model.counted_from_ms)
+                if silent_ms > CONFIG.down_after_ms:
+                    assert self.model.state[agent] is S.DOWN
 
     @rule(agent=AGENTS, advance_ms=st.integers(0, 2_000))
     def leave(self, agent: str, advance_ms: int) -> None:
@@ -389,7 +412,8 @@ class RegistryMachine(RuleBasedStateMachine):
         """next_wakeup_ms is exactly the first time tick() changes something."""
         wakeup_ms = self.registry.next_wakeup_ms(self.now_ms)
         alive = any(state is not S.DOWN for state in self.model.state.values())
-        assert (wakeup_ms is not None) == alive
+        held = self.model.fleet_held  # the fleet's silence: nothing moves until it is heard
+        assert (wakeup_ms is not None) == alive or held
         if wakeup_ms is None:
             return
         assert wakeup_ms >= self.now_ms
@@ -400,7 +424,7 @@ class RegistryMachine(RuleBasedStateMachine):
             assert self.registry.next_wakeup_ms(self.now_ms) == wakeup_ms
         before = snapshot(self.registry)
         self.tick(wakeup_ms - self.now_ms)
-        assert snapshot(self.registry) != before
+        assert snapshot(self.registry) != before or self.model.fleet_held
 
     @invariant()
     def states_match_the_model(self) -> None:

@@ -574,8 +574,8 @@ def test_an_outage_of_the_dispatchers_own_link_takes_nothing_from_the_agents(
 ) -> None:
     """Agents last heard at 0, a task running on each; the dispatcher loses the broker before
     anyone is DOWN (down after 1 s) and hears it again ``outage_ms`` later. Nothing is taken
-    back until 1 s of silence *after* the link is back, then everything is (the agents are
-    really silent); tasks submitted meanwhile still wait for a slot."""
+    back until 1 s of silence *after* the link is back, then everything is once an agent is
+    heard (the others are really silent); tasks submitted meanwhile still wait for a slot."""
     core = Distributor(CONFIG)
     core.handle([_beat("a", 1, 0), _beat("b", 1, 0)], 0)
     core.handle([TaskArrived(Job("t1", 0, 0)), TaskArrived(Job("t2", 0, 0))], 0)
@@ -595,6 +595,58 @@ def test_an_outage_of_the_dispatchers_own_link_takes_nothing_from_the_agents(
     assert all(now > grace_end for now in taken_back)
     if not core.connected:
         core.set_connected(True, back_ms)
+    # Both agents silent is the whole fleet's silence (agents.py, invariant 10): nothing moves
+    # until an agent is heard. Agent a beats again; b stays silent, its task goes elsewhere,
+    # and a's runs past its lease.
     late = grace_end + LEASE_MS + 1
-    requeued = [a for a in core.handle([], late) if isinstance(a, Requeued)]
+    later = late + CONFIG.health.down_after_ms + LEASE_MS + 1
+    requeued = [
+        action
+        for now in range(late, later + 1, CONFIG.health.heartbeat_interval_ms)
+        for action in core.handle([_beat("a", 1, now)], now)
+        if isinstance(action, Requeued) and action.job.attempt == 1  # not a's later runs
+    ]
     assert len(taken_back) + len(requeued) == 2  # each of the two, once
+
+
+def test_the_whole_fleet_silent_at_once_keeps_its_tasks_and_a_lone_agent_does_not() -> None:
+    """Two agents both silent past down_after_ms (a network fault between them and the broker,
+    most likely): their tasks stay theirs, and once one is heard again the other's silence
+    counts from then. A lone agent's silence is its failure: its task goes back at once."""
+    health = CONFIG.health
+    config = replace(CONFIG, lease_ms=1_000_000)  # no lease runs out: silence alone decides
+    core = Distributor(config)
+    core.handle([_beat("a", 1, 0), _beat("b", 1, 0)], 0)
+    first = core.handle([TaskArrived(Job("t1", 0, 0)), TaskArrived(Job("t2", 0, 0))], 10)
+    assert sorted(a.agent_id for a in first if isinstance(a, Dispatch)) == ["a", "b"]
+    quiet = core.handle([], 10 * health.down_after_ms)
+    assert not any(isinstance(a, Requeued) for a in quiet)
+    assert {agent.state for agent in core.agents()} == {AgentState.SUSPECT}
+    back_ms = 10 * health.down_after_ms + 1
+    core.handle([_beat("a", 1, back_ms)], back_ms)  # a is heard: b is judged from now
+    assert not any(isinstance(a, Requeued) for a in core.handle([], back_ms + 500))
+    later = back_ms + health.down_after_ms + 1
+    lost = core.handle([_beat("a", 1, later)], later)
+    assert [(a.job.task_id, a.agent_id) for a in lost if isinstance(a, Requeued)] == [("t2", "b")]
+
+    leased = Distributor(CONFIG)  # leases of 2 s: they wait for the fleet too
+    leased.handle([_beat("a", 1, 0), _beat("b", 1, 0)], 0)
+    leased.handle([TaskArrived(Job("t1", 0, 0)), TaskArrived(Job("t2", 0, 0))], 10)
+    assert not any(isinstance(a, Requeued) for a in leased.handle([], 100_000))
+    heard = leased.handle([_beat("a", 1, 100_001), _beat("b", 1, 100_001)], 100_001)
+    assert not any(isinstance(a, Requeued) for a in heard)
+    assert leased.lease_of("t1") is not None and leased.lease_of("t2") is not None
+
+    alone = Distributor(config)
+    alone.handle([_beat("a", 1, 0)], 0)
+    alone.handle([TaskArrived(Job("t1", 0, 0))], 10)
+    gone = alone.handle([], health.down_after_ms + 20)
+    assert [a.job.task_id for a in gone if isinstance(a, Requeued)] == ["t1"]
+
+
+def test_while_the_fleet_is_silent_nothing_is_due_until_a_heartbeat() -> None:
+    core = Distributor(CONFIG)  # leases of 2 s, down after 1 s
+    core.handle([_beat("a", 1, 0), _beat("b", 1, 0)], 0)
+    core.handle([TaskArrived(Job("t1", 0, 0))], 10)
+    core.handle([], 50_000)  # far past the lease: the fleet is silent
+    assert core.next_wakeup_ms(50_000) is None  # no busy loop: only a heartbeat changes things
