@@ -32,6 +32,7 @@ from streams.core.distributor import DistributorConfig
 from streams.core.routing import RoutingConfig
 from streams.core.routing.names import STRATEGY_NAMES
 from streams.core.routing.rules import Fallback, RoutingRule
+from streams.core.scaling import ScalingConfig
 from streams.core.scheduling import SchedulerConfig
 from streams.errors import ConfigError
 
@@ -42,7 +43,17 @@ _SCHEDULER = SchedulerConfig()
 _HEALTH = HealthConfig()
 _CORE = DistributorConfig()
 _ROUTING = RoutingConfig()
+_SCALING = ScalingConfig()
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def _as_value_error(check: Any, *args: Any, **kwargs: Any) -> None:
+    """Run a core check inside a pydantic validator: its ConfigError becomes a ValueError,
+    which pydantic reports with the setting's place."""
+    try:
+        check(*args, **kwargs)
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
 
 
 class TenantPolicy(BaseModel):
@@ -70,6 +81,42 @@ class TenantPolicy(BaseModel):
     def _burst_needs_rate(self) -> TenantPolicy:
         if self.burst is not None and self.max_rate_per_s is None:
             raise ValueError("burst needs max_rate_per_s")
+        return self
+
+
+class ScalingSettings(BaseModel):
+    """How the autoscaling signal (``/scale``, ``taskd_desired_agents``) turns demand into
+    agents (``[dispatcher.scaling]``; ``streams/core/scaling.py``)."""
+
+    model_config = _FROZEN
+
+    headroom: float = Field(
+        _SCALING.headroom, ge=0, allow_inf_nan=False, description="capacity over the demand"
+    )
+    drain_s: float = Field(
+        _SCALING.drain_s, gt=0, allow_inf_nan=False, description="the backlog gone within"
+    )
+    window_ms: int = Field(_SCALING.window_ms, ge=1, description="arrival rate measured over")
+    cooldown_ms: int = Field(
+        _SCALING.cooldown_ms, ge=0, description="scale down only after demand stayed lower"
+    )
+    min_agents: int = Field(_SCALING.min_agents, ge=0, description="fewest agents per pool")
+    max_agents: int | None = Field(_SCALING.max_agents, ge=1, description="most per pool")
+
+    def core(self) -> ScalingConfig:
+        """The core's configuration (raises ConfigError for min above max)."""
+        return ScalingConfig(
+            headroom=self.headroom,
+            drain_s=self.drain_s,
+            window_ms=self.window_ms,
+            cooldown_ms=self.cooldown_ms,
+            min_agents=self.min_agents,
+            max_agents=self.max_agents,
+        )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ScalingSettings:
+        _as_value_error(self.core)
         return self
 
 
@@ -220,6 +267,11 @@ class DispatcherConfig(BaseModel):
     routing_rules: tuple[RoutingRuleSetting, ...] = Field(
         (), description="type, tenant or header -> pool of agents, strategy, fallback"
     )
+    # --- autoscaling signal ------------------------------------------------------------------
+    scaling: ScalingSettings = Field(
+        default_factory=ScalingSettings.model_construct,  # its defaults, valid as they are
+        description="how demand becomes desired agents",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -302,12 +354,3 @@ class DispatcherConfig(BaseModel):
     def shown(self) -> dict[str, Any]:
         """Every value, JSON-ready (``/context``): nothing here is secret."""
         return self.model_dump(mode="json")
-
-
-def _as_value_error(check: Any, *args: Any, **kwargs: Any) -> None:
-    """Run a core check inside a pydantic validator: its ConfigError becomes a ValueError,
-    which pydantic reports with the setting's place."""
-    try:
-        check(*args, **kwargs)
-    except ConfigError as error:
-        raise ValueError(str(error)) from None

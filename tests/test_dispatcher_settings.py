@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 
 from streams.core.routing import Fallback
 from streams.core.scheduling import SchedulerConfig
-from streams.dispatcher_config import DispatcherConfig, RoutingRuleSetting, TenantPolicy
+from streams.dispatcher_config import (
+    DispatcherConfig,
+    RoutingRuleSetting,
+    ScalingSettings,
+    TenantPolicy,
+)
 from streams.errors import ConfigError
 from streams.settings import Settings, load_settings
 
@@ -33,6 +38,10 @@ zone_strict = true
 [dispatcher.tenants.acme]
 weight = 3
 max_in_flight = 5
+
+[dispatcher.scaling]
+headroom = 0.5
+min_agents = 2
 
 [dispatcher.tenants.globex]
 max_rate_per_s = 20
@@ -92,6 +101,8 @@ def test_every_policy_in_the_file_reaches_the_core(tmp_path: Path) -> None:
         "random",
     )
     assert settings.dispatcher.slots(8) == 10
+    scaling = settings.dispatcher.scaling.core()
+    assert (scaling.headroom, scaling.min_agents, scaling.cooldown_ms) == (0.5, 2, 300_000)
 
 
 def test_the_defaults_are_the_cores() -> None:
@@ -193,6 +204,7 @@ def test_every_setting_of_the_table_is_documented() -> None:
     first_cells = [line.split("|")[1] for line in doc.splitlines() if line.startswith("| `")]
     named = {name for cell in first_cells for name in re.findall(r"`([^`]+)`", cell)}
     rules = {name.removeprefix("routing_rules[].") for name in named}
-    assert set(DispatcherConfig.model_fields) - {"tenants", "routing_rules"} <= named
+    assert set(DispatcherConfig.model_fields) - {"tenants", "routing_rules", "scaling"} <= named
     assert {f"tenants.NAME.{name}" for name in TenantPolicy.model_fields} <= named
+    assert {f"scaling.{name}" for name in ScalingSettings.model_fields} <= named
     assert set(RoutingRuleSetting.model_fields) <= rules

@@ -107,7 +107,9 @@ class Dispatcher:
         self.registry = CollectorRegistry()
         self.metrics = DispatcherMetrics(self.registry, levels=settings.priority_levels)
         self._summary = SummaryCache(self.core.stats, max_age_ms=SUMMARY_MAX_AGE_MS)
-        self.scaler = Autoscaler(zone_strict=self.core.config.routing.zone_strict)
+        self.scaler = Autoscaler(
+            self.config.scaling.core(), zone_strict=self.core.config.routing.zone_strict
+        )
         """The autoscaling signal (``/scale``, ``taskd_desired_agents``), observed with the
         gauges."""
         self._loop_load = LoopLoad()
