@@ -152,15 +152,16 @@ class ReplyReader:
         try:
             while not self._stopping.is_set():
                 first = consumer.poll(_POLL_S)  # returns with the first outcome that arrives
+                if first is not None:
+                    # consume(n, t) waits for n records or t s: only what is already here
+                    for message in [first, *consumer.consume(_DRAIN, timeout=0)]:
+                        if message.error() is not None:
+                            log.warning("reading %s: %s", self._topic, message.error())
+                            continue
+                        self._take(message.value() or b"")
+                # after the outcomes: the delivery reports it serves (one callback per task
+                # sent) must not stand between an outcome that arrived and its caller
                 self._between()
-                if first is None:
-                    continue
-                # consume(n, t) waits for n records or t s: only what is already here, at once
-                for message in [first, *consumer.consume(_DRAIN, timeout=0)]:
-                    if message.error() is not None:
-                        log.warning("reading %s: %s", self._topic, message.error())
-                        continue
-                    self._take(message.value() or b"")
         finally:
             self._stopping.set()
             consumer.close()
