@@ -11,8 +11,9 @@ from streams.core.shares import share
 def test_a_heartbeat_gets_the_share_of_the_shards_owned_and_a_rebalance_recounts_all() -> None:
     slots = AgentSlots(shards=6)
     assert slots.own([0, 1, 2, 3, 4, 5]) == []  # nobody known yet
-    assert slots.announced("a", partition=0, slots=8) == 8  # every shard: the whole agent
-    assert slots.announced("b", partition=1, slots=3) == 3
+    assert slots.announced("a", partition=0, capacity=7, slots=8) == 8  # every shard: all
+    assert slots.announced("b", partition=1, capacity=3, slots=3) == 3
+    assert (slots.capacity("a"), slots.capacity("b"), slots.capacity("c")) == (7, 3, None)
     resized = slots.own([0, 1, 2])
     assert resized == [
         SlotsResized("a", share(0, 8, [0, 1, 2], 6)),
@@ -25,7 +26,8 @@ def test_a_heartbeat_gets_the_share_of_the_shards_owned_and_a_rebalance_recounts
 
 def test_a_forgotten_agent_is_not_recounted() -> None:
     slots = AgentSlots(shards=2)
-    slots.announced("a", partition=0, slots=4)
+    slots.announced("a", partition=0, capacity=4, slots=4)
     slots.forget("a")
     slots.forget("never-seen")
     assert slots.own([0]) == []
+    assert slots.capacity("a") is None
