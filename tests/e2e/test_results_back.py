@@ -227,7 +227,13 @@ def test_a_handle_fails_at_once_when_no_outcome_can_come(topics: Settings) -> No
     missing = topics.topics.tasks(3)  # the topic this task goes to is gone
     admin = AdminClient(topics.kafka_config())
     admin.delete_topics([missing])[missing].result()
-    expiring = {"message.timeout.ms": 3_000}
+    deadline = time.monotonic() + WAIT_S  # deleted: no longer in the broker's metadata
+    while missing in admin.list_topics(timeout=WAIT_S).topics:
+        assert time.monotonic() < deadline, f"{missing} still listed after {WAIT_S} s"
+        time.sleep(0.2)
+    # the broker would create the deleted topic again at the producer's first metadata request
+    # (auto.create.topics.enable is on by default): this task must not reach it
+    expiring = {"message.timeout.ms": 3_000, "allow.auto.create.topics": False}
     with TaskClient(topics, results=True, producer_config=expiring) as client:
         lost = client.submit_new(type="work", priority=3, payload=work())
         with pytest.raises(DeliveryError, match=missing):
