@@ -27,6 +27,7 @@ from streams.adapters.worker import (
     RetryableError,
     batch,
 )
+from streams.adapters.worker.cancel import cancelled
 from streams.wire import Task
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "RetryableError",
     "Task",
     "batch",
+    "cancelled",
 ]

@@ -17,6 +17,7 @@ in :mod:`streams.client` (TaskClient) and :mod:`streams.worker` (Agent).
 """
 
 from streams.adapters.replies import TaskHandle
+from streams.adapters.worker.cancel import cancelled
 from streams.app import App, AppTask, Fail, Retry
 from streams.errors import ResultTimeoutError, TaskdError, TaskFailedError
 from streams.settings import Settings, load_settings
@@ -34,5 +35,6 @@ __all__ = [
     "TaskHandle",
     "TaskOutcome",
     "TaskdError",
+    "cancelled",
     "load_settings",
 ]

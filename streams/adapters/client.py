@@ -36,7 +36,13 @@ from streams.adapters.replies import ReplyReader, TaskHandle, outcomes_as_comple
 from streams.core.model import REPLAY_HEADER, replay_number
 from streams.errors import ConfigError, DecodeError, DeliveryError, EncodeError, KafkaError
 from streams.settings import Settings
-from streams.wire import REPLY_PARTITION_HEADER, Task, TaskOutcome, validate_task
+from streams.wire import (
+    REPLY_PARTITION_HEADER,
+    CancelRequest,
+    Task,
+    TaskOutcome,
+    validate_task,
+)
 from streams.wire.codec import RecordCodec
 from streams.wire.records import TaskOptions
 
@@ -115,6 +121,8 @@ class TaskClient:
         none and a handle's ``result()`` says so. ``reply_partition``: the partition of
         the replies topic to read them on (default: one at random)."""
         codec = codec or codec_for(settings)
+        self._codec = codec
+        self._shards = settings.shards
         self._encode = _encoder(encoding, codec)
         self._levels = settings.priority_levels
         self._limits = settings.task_limits()
@@ -212,6 +220,37 @@ class TaskClient:
                 f"task {task.task_id}: no confirmation within {self._timeout(timeout_s)} s",
                 failed=0,
                 unconfirmed=1,
+            )
+
+    def cancel(
+        self,
+        task: TaskHandle[Any] | Task | str,
+        *,
+        reason: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Ask for ``task`` (a handle, a task or an id) to be cancelled; return once the request
+        is on the broker (DeliveryError otherwise). A task still waiting ends CANCELLED; a
+        running one is told to stop (its handler sees ``taskd.cancelled()``, or an
+        ``asyncio`` cancel) and ends CANCELLED; one that ended first keeps its outcome. The
+        request goes to every shard, so it finds the task whatever its Kafka key."""
+        task_id = task if isinstance(task, str) else task.task_id
+        now_ms = time.time_ns() // 1_000_000
+        request = CancelRequest(task_id=task_id, requested_at=now_ms, reason=reason)
+        value = self._codec.encode(request)
+        tally = _Tally()
+        with self._lock:
+            tally.queued = self._shards
+        topic = self._topics.cancels
+        for partition in range(self._shards):
+            self._produce(topic, task_id.encode(), value, None, tally, task_id, partition)
+        report = self._await(tally, timeout_s, _ignore)
+        if report.failed or report.unconfirmed:
+            raise DeliveryError(
+                f"the cancel of {task_id} was not delivered: {report.first_error or 'no answer'}",
+                failed=report.failed,
+                unconfirmed=report.unconfirmed,
+                first_error=report.first_error,
             )
 
     def wait(
@@ -323,12 +362,18 @@ class TaskClient:
         headers: list[tuple[str, str | bytes | None]] | None,
         tally: _Tally | None,
         task_id: str,
+        partition: int | None = None,
     ) -> None:
         callback = partial(self._on_delivery, tally, task_id)
         deadline = time.monotonic() + self._wait_s
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
+                if partition is None:
+                    self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
+                else:
+                    self._producer.produce(
+                        topic, value, key, partition, headers=headers, on_delivery=callback
+                    )
                 break
             except BufferError as error:  # the local queue is full: serve deliveries, retry
                 if time.monotonic() > deadline:

@@ -13,6 +13,7 @@ from streams.adapters.kafka import LIBRDKAFKA_LOG
 from streams.cli.agent import agent
 from streams.cli.agents import agents
 from streams.cli.bench import bench
+from streams.cli.cancel import cancel
 from streams.cli.context import CliState
 from streams.cli.demo import demo
 from streams.cli.dispatcher import dispatcher
@@ -39,6 +40,7 @@ app = typer.Typer(
 app.add_typer(topics_app, name="topics", short_help="Create, list and delete the topics.")
 app.add_typer(dlq_app, name="dlq", short_help="List and replay the dead letters.")
 app.command("submit", short_help="Submit tasks from JSON lines (a file or stdin).")(submit)
+app.command("cancel", short_help="Cancel tasks: waiting ones end, running ones stop.")(cancel)
 app.command("simulate", short_help="Compare strategies on a simulated fleet.")(simulate)
 app.command("plan", short_help="Size a fleet for an SLO by simulation.")(plan_command)
 app.command("agent", short_help="Run a worker agent.")(agent)

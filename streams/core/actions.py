@@ -101,6 +101,24 @@ class ResumeIntake:
     """The scheduler drained below its low watermark; read the task topics again."""
 
 
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The task ended, cancelled before it ran (held, waiting, behind its key, or not yet
+    arrived when the cancel came): its outcome is CANCELLED."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class StopRun:
+    """Tell ``agent_id`` to stop its run of ``job`` (cancelled while running): its result,
+    or its loss, ends the task CANCELLED (a success that came first stands)."""
+
+    job: Job
+    agent_id: str
+    epoch: int
+
+
 Action = (
     Dispatch
     | Dropped
@@ -111,4 +129,6 @@ Action = (
     | Requeued
     | PauseIntake
     | ResumeIntake
+    | Cancelled
+    | StopRun
 )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from streams.core.actions import (
     Action,
+    Cancelled,
     Completed,
     DeadLetter,
     Dispatch,
@@ -38,10 +39,12 @@ from streams.core.actions import (
     ResultStatus,
     ResumeIntake,
     Retry,
+    StopRun,
 )
 from streams.core.agents import AgentRegistry, HealthConfig, Heartbeat, Transition
 from streams.core.events import (
     AgentLeft,
+    CancelRequested,
     EndedRecovered,
     Event,
     HeartbeatReceived,
@@ -133,6 +136,10 @@ class Distributor:
         self._turns: deque[str] = deque()
         """Tasks whose key's earlier tasks all ended: offered to the scheduler in this pass."""
         self._behind_full = False
+        self._cancel_early: LruMap[str, None] = LruMap(CANCEL_WINDOW)
+        """Cancels of tasks not arrived yet: cancelled as they arrive."""
+        self._cancelling: set[str] = set()
+        """Running tasks told to stop: whatever ends their run ends them CANCELLED."""
         self._connected = True
         self._paused = False
         self._reported_capacity: dict[str, int] = {}
@@ -274,6 +281,8 @@ class Distributor:
         elif isinstance(event, Withdrawn):
             for task_id in event.task_ids:
                 self._withdraw(task_id, now_ms)
+        elif isinstance(event, CancelRequested):
+            self._cancel(event.task_id, now_ms, actions)
 
     def _agent_event(
         self,
@@ -295,6 +304,10 @@ class Distributor:
             return
         if job.attempt == 0:
             self.stats.task_received(job, now_ms)
+        if job.task_id in self._cancel_early:  # cancelled before it arrived
+            self._cancel_early.discard(job.task_id)
+            self._end_cancelled(job, now_ms, actions)
+            return
         key = job.ordering_key
         if key is not None and not self._keys.enter(key, job.task_id):
             self._tasks.move(job.task_id, job, Step.PARK)
@@ -355,7 +368,8 @@ class Distributor:
             self._registry.record_result(event.agent_id, max(0, now_ms - started_ms), succeeded)
         self.stats.task_finished(lease.job, event.agent_id, now_ms, event.status.value)
         actions.append(Finished(lease.job, event.agent_id, event.status))
-        if event.no_handler and event.status is ResultStatus.REJECTED:
+        no_handler = event.no_handler and event.status is ResultStatus.REJECTED
+        if no_handler and event.task_id not in self._cancelling:
             self._registry.refuse_type(event.agent_id, lease.job.task_type)
             cause = event.error or f"no handler for type {lease.job.task_type}"
             self._take_back(lease, cause, now_ms, actions, run_counted=True, spent=False)
@@ -440,6 +454,31 @@ class Distributor:
         self._tasks.move(task_id, lease.job, Step.CONFIRM)
         self._in_flight.restore(replace(lease, epoch=self._registry.epoch(lease.agent_id)))
 
+    # --- cancelling ----------------------------------------------------------------------------
+
+    def _cancel(self, task_id: str, now_ms: int, actions: list[Action]) -> None:
+        """Drop a task that waits (CANCELLED), tell the agent of one that runs to stop it, and
+        remember a cancel that came before its task (a window of ``CANCEL_WINDOW``)."""
+        record = self._tasks.get(task_id)
+        if record is None:
+            self._cancel_early.put(task_id, None)
+            return
+        if record.phase is Phase.HELD:
+            self._scheduler.remove(task_id)
+        if record.phase in _WAITING_PHASES:
+            self._end_cancelled(record.job, now_ms, actions)
+            return
+        lease = record.lease if record.phase is Phase.RECOVERING else self._in_flight.get(task_id)
+        if lease is None or task_id in self._cancelling:
+            return
+        self._cancelling.add(task_id)
+        actions.append(StopRun(lease.job, lease.agent_id, lease.epoch))
+
+    def _end_cancelled(self, job: Job, now_ms: int, actions: list[Action]) -> None:
+        self.stats.task_cancelled(job.task_id, now_ms)
+        self._end(job)
+        actions.append(Cancelled(job))
+
     def _withdraw(self, task_id: str, now_ms: int) -> None:
         """Forget a task handed to another driver: out of the queues and the statistics (the
         other driver counts it from now), its slot freed."""
@@ -457,6 +496,7 @@ class Distributor:
             self._stop_recovering(record.lease)
         self._tasks.move(task_id, record.job, Step.WITHDRAW)
         self._key_left(record.job)
+        self._cancelling.discard(task_id)
 
     def jobs(self) -> list[Job]:
         """Every live task's job (a copy): what a driver handing work over needs to name."""
@@ -579,6 +619,8 @@ class Distributor:
         actions: list[Action],
     ) -> None:
         job = lease.job
+        if job.task_id in self._cancelling and status is not ResultStatus.SUCCEEDED:
+            status = ResultStatus.CANCELLED  # stopped, or ended otherwise after the cancel
         if status in (ResultStatus.SUCCEEDED, ResultStatus.CANCELLED):
             self._end(job)
             actions.append(Completed(job, lease.agent_id, status))
@@ -635,6 +677,10 @@ class Distributor:
         if not run_counted:
             self._scheduler.task_finished(job)
             self.stats.task_finished(job, lease.agent_id, now_ms, "LOST")
+        if job.task_id in self._cancelling:  # told to stop: its loss ends it
+            self._end(job)
+            actions.append(Completed(job, lease.agent_id, ResultStatus.CANCELLED))
+            return
         if spent and job.attempt + 1 >= job.max_attempts:
             actions.append(self._dead_letter(job, DeadLetterReason.MAX_ATTEMPTS, cause, now_ms))
             return
@@ -657,6 +703,7 @@ class Distributor:
         self._tasks.move(job.task_id, job, Step.END)
         self._remember_ended(job.dedupe_key)
         self._key_left(job)
+        self._cancelling.discard(job.task_id)
 
     def _key_left(self, job: Job) -> None:
         """A task left: the next of its key, if it was the key's head, takes its turn."""
@@ -680,6 +727,12 @@ class Distributor:
     def _capacity_of(self, agent_id: str) -> int:
         agent = self._registry.get(agent_id)
         return agent.capacity if agent is not None and agent.state is AgentState.READY else 0
+
+
+CANCEL_WINDOW = 10_000
+"""Cancels of tasks not seen yet that are remembered (the oldest forgotten first)."""
+_WAITING_PHASES = frozenset({Phase.HELD, Phase.WAITING, Phase.RETRYING, Phase.BEHIND})
+"""Where a task is not running: a cancel ends it at once."""
 
 
 def _ran_before(phase: Phase, job: Job, event: ResultReported) -> bool:

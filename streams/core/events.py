@@ -106,6 +106,14 @@ class Withdrawn:
     task_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """Someone asked for the task ``task_id`` to be cancelled: dropped if it waits, stopped if
+    it runs; remembered for a while if it has not arrived yet."""
+
+    task_id: str
+
+
 Event = (
     TaskArrived
     | TaskStarted
@@ -116,4 +124,5 @@ Event = (
     | InFlightRecovered
     | EndedRecovered
     | Withdrawn
+    | CancelRequested
 )

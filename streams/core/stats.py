@@ -368,6 +368,8 @@ class Statistics:
         self._dispatched = 0
         self._finished: dict[str, int] = {}
         self._dead = {reason: 0 for reason in DeadLetterReason}
+        self.cancelled = 0
+        """Tasks cancelled before they ran (a run stopped counts as its result's status)."""
         self._queue = Series()
         self._queue_by_priority = [Series() for _ in range(levels)]
         self._dispatch = Series()
@@ -497,6 +499,12 @@ class Statistics:
             self._unwait(task_id)
         self._pending_dispatched.discard(task_id)
         self._close(task_id, now_ms)
+
+    def task_cancelled(self, task_id: str, now_ms: int) -> None:
+        """The task was cancelled before it ran: it waits no more, and no deadline of its is
+        missed or met."""
+        self.cancelled += 1
+        self.task_withdrawn(task_id, now_ms)
 
     def intake_dead_lettered(self, reason: DeadLetterReason = DeadLetterReason.MALFORMED) -> None:
         """A record refused at the intake went to the dead letters (MALFORMED: no valid task;

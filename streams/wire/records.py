@@ -47,6 +47,10 @@ NO_HANDLER = "no handler for type "
 (then the type follows): the dispatcher sends that agent no more of the type."""
 
 
+STOP_HEADER = "taskd-stop"
+"""On a record of an agent's ``dispatch`` partition: its assignments are runs to stop (their
+tasks were cancelled), not runs to start. An agent that does not know the header skips them as
+attempts it has seen."""
 REPLY_PARTITION_HEADER = "taskd-reply-partition"
 """A task header naming the partition of the replies topic (``<prefix>replies``) its outcome is
 written to when it ends; tasks without it get no outcome record."""
@@ -608,6 +612,25 @@ class EndedTasks:
         return cls(keys=tuple(datum["keys"]), ended_at=datum["ended_at"])
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CancelRequest:
+    """A request to cancel the task ``task_id`` (``taskd cancel``, ``TaskClient.cancel``),
+    written to every partition of the ``cancels`` topic: whichever shard owns the task acts."""
+
+    SCHEMA_NAME: ClassVar[str] = "taskd.CancelRequest"
+
+    task_id: str
+    requested_at: int
+    reason: str | None = None
+
+    def to_avro(self) -> AvroDatum:
+        return _shallow_dict(self)
+
+    @classmethod
+    def from_avro(cls, datum: AvroDatum) -> Self:
+        return cls(**datum)
+
+
 RECORD_TYPES: tuple[type[WireRecord], ...] = (
     Task,
     Assignment,
@@ -622,6 +645,7 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     EndedTasks,
     DispatcherStatus,
     TaskOutcome,
+    CancelRequest,
 )
 """Every wire record type, Task first (the others nest it)."""
 

@@ -47,6 +47,7 @@ SCHEMA_FILES = (
     "EndedTasks",
     "DispatcherStatus",
     "TaskOutcome",
+    "CancelRequest",
 )
 """The record schemas, in load order: Task first, since Assignment, DeadLetter and TaskState
 nest it; TaskEvent after TaskResult, whose TaskStatus enum it refers to; TaskOutcome after

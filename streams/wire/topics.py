@@ -82,6 +82,11 @@ class TopicNames:
         return f"{self.prefix}dispatcher-state"
 
     @property
+    def cancels(self) -> str:
+        """Requests to cancel tasks (``CancelRequest``), each on every partition."""
+        return f"{self.prefix}cancels"
+
+    @property
     def dispatchers(self) -> str:
         """The dispatcher instances' reports to each other (compacted, one partition)."""
         return f"{self.prefix}dispatchers"
@@ -89,7 +94,7 @@ class TopicNames:
     def specs(self, *, shards: int, dispatch_partitions: int) -> list[TopicSpec]:
         """Every topic of the architecture with its partition count."""
         sharded = [*self.all_tasks(), *self.all_retries(), self.results, self.heartbeats]
-        sharded += [self.dlq, self.events, self.replies]
+        sharded += [self.dlq, self.events, self.replies, self.cancels]
         specs = [TopicSpec(name, shards) for name in sharded]
         specs.append(TopicSpec(self.dispatch, dispatch_partitions))
         specs.append(TopicSpec(self.registry, 1, compacted=True))

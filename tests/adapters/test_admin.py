@@ -34,7 +34,8 @@ def test_create_makes_every_topic_with_its_partitions(
         assert on_cluster[names.state] == settings.shards
         assert on_cluster[names.dispatchers] == 1
         assert on_cluster[names.replies] == settings.shards
-        assert len(reports) == settings.priority_levels + len(settings.retry_tiers_ms) + 9
+        assert on_cluster[names.cancels] == settings.shards
+        assert len(reports) == settings.priority_levels + len(settings.retry_tiers_ms) + 10
     finally:
         delete_topics(settings, admin)
 

@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from streams.core.actions import (
     Action,
+    Cancelled,
     Completed,
     DeadLetter,
     Dispatch,
@@ -29,11 +30,13 @@ from streams.core.actions import (
     ResultStatus,
     ResumeIntake,
     Retry,
+    StopRun,
 )
 from streams.core.agents import HealthConfig, HealthEvent, Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.events import (
     AgentLeft,
+    CancelRequested,
     EndedRecovered,
     Event,
     HeartbeatReceived,
@@ -93,6 +96,10 @@ class DistributorMachine(RuleBasedStateMachine):
         self.incarnation = dict.fromkeys(AGENTS, 1)
         self.count = 0
         self.finished: set[str] = set()
+        self.stopped: set[str] = set()
+        self.restarted_since_stop = False
+        """Tasks told to stop (cancelled while at an agent): they may only end CANCELLED or
+        SUCCEEDED, never run again."""
 
     # --- the driver's moves ------------------------------------------------------------------
 
@@ -160,6 +167,24 @@ class DistributorMachine(RuleBasedStateMachine):
         actions = self._handle(ResultReported(task_id, agent_id, attempt, ResultStatus.SUCCEEDED))
         assert not any(isinstance(a, Finished) for a in actions)
 
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        """A cancel of a task anywhere, or of the next one before it arrives."""
+        upcoming = f"t{self.count + 1}"
+        task_id = data.draw(st.sampled_from([*sorted(self.ledger.arrived), upcoming]))
+        waiting = (  # held, behind its key, or waiting out a retry's backoff
+            task_id in self.ledger.arrived
+            and task_id not in self.ledger.ended
+            and task_id not in self.ledger.dispatched
+        )
+        actions = self._handle(CancelRequested(task_id))
+        if waiting:  # ended at once
+            assert any(isinstance(a, Cancelled) and a.job.task_id == task_id for a in actions)
+        if task_id in self.ledger.dispatched and task_id not in self.ledger.ended:
+            if task_id not in self.stopped:
+                assert any(isinstance(a, StopRun) and a.job.task_id == task_id for a in actions)
+            self.stopped.add(task_id)
+
     @rule(agent=st.sampled_from(sorted(AGENTS)))
     def crash(self, agent: str) -> None:
         self.alive.discard(agent)
@@ -209,6 +234,7 @@ class DistributorMachine(RuleBasedStateMachine):
         last dispatch of each task in flight or requeued, the retry of a key's head) before the
         inputs, read again in the order they arrived."""
         self.core = Distributor(CONFIG)
+        self.restarted_since_stop = bool(self.stopped)  # a stop is not durable (docs/cancel)
         events: list[Event] = [
             EndedRecovered(self.ledger.jobs[task_id].dedupe_key) for task_id in self.ledger.ended
         ]
@@ -259,8 +285,24 @@ class DistributorMachine(RuleBasedStateMachine):
             assert action.due_ms > self.now_ms
             self._note(action.job)
             self.ledger.retries.append(action)
+        elif isinstance(action, Cancelled):
+            task_id = action.job.task_id
+            assert task_id not in self.ledger.ended, f"{task_id} ended twice"
+            assert task_id not in self.ledger.dispatched, "a running task is stopped, not dropped"
+            self.ledger.ended[task_id] = "Cancelled"
+            # its retry on its way back, if any, will be dropped as a duplicate: none to track
+            self.ledger.retries = [r for r in self.ledger.retries if r.job.task_id != task_id]
+        elif isinstance(action, StopRun):
+            run = self.ledger.dispatched.get(action.job.task_id)
+            assert run is not None and run.agent_id == action.agent_id
         elif isinstance(action, DeadLetter | Completed):
             task_id = action.job.task_id
+            if task_id in self.stopped:
+                stopped_ok = isinstance(action, Completed) and action.status in (
+                    ResultStatus.CANCELLED,
+                    ResultStatus.SUCCEEDED,
+                )
+                assert stopped_ok, f"{task_id}, told to stop, ended {action}"
             assert task_id not in self.ledger.ended, f"{task_id} ended twice"
             self.ledger.ended[task_id] = type(action).__name__
             self.ledger.running.pop(task_id, None)
@@ -292,6 +334,7 @@ class DistributorMachine(RuleBasedStateMachine):
 
     def _check_dispatch(self, action: Dispatch) -> None:
         job = action.job
+        assert job.task_id not in self.stopped or self.restarted_since_stop, "stopped, run again"
         assert job.task_id not in self.ledger.ended, f"{job.task_id} dispatched after it ended"
         if job.ordering_key is not None:
             self._check_key_order(job)

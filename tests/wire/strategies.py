@@ -10,6 +10,7 @@ from streams.wire.records import (
     AgentRegistration,
     AgentStatus,
     Assignment,
+    CancelRequest,
     DeadLetter,
     DispatcherStatus,
     OutcomeStatus,
@@ -214,6 +215,9 @@ RECORD_STRATEGIES: dict[type[WireRecord], st.SearchStrategy[WireRecord]] = {
     TaskEvent: task_events(),
     DispatcherStatus: dispatcher_statuses(),
     TaskOutcome: task_outcomes(),
+    CancelRequest: st.builds(
+        CancelRequest, task_id=SHORT_TEXT, requested_at=INT64, reason=st.none() | SHORT_TEXT
+    ),
 }
 """A strategy per record type, covering every record type of the wire format."""
 

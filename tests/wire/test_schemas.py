@@ -41,6 +41,7 @@ FILES = (
     "EndedTasks",
     "DispatcherStatus",
     "TaskOutcome",
+    "CancelRequest",
 )
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "schemas"
 """Where the schemas are written and reviewed; the package ships copies."""

@@ -37,6 +37,7 @@ from streams.core.model import DeadLetterReason, Job
 from streams.errors import EncodeError
 from streams.wire import (
     SOURCE_KEY_HEADER,
+    STOP_HEADER,
     Assignment,
     AssignmentBatch,
     DeadLetter,
@@ -109,6 +110,8 @@ class Effects:
                 self._drop(action.job)
             elif isinstance(action, act.Finished):
                 self._finished(action, results)
+            elif isinstance(action, act.StopRun):
+                self._stop(action)
             else:
                 self._settle(action)
         return self._write_batches(batches)
@@ -165,6 +168,32 @@ class Effects:
         self._note(origin, job.task_id, action)
         self._metrics.on_dispatched(job, action.dispatched_ms)
 
+    def _stop(self, action: act.StopRun) -> None:
+        """Tell the agent to stop a run: its assignment again, on its partition, under the
+        stop header (an agent that does not know the header skips it as an attempt seen)."""
+        claim = self._regs.active(action.agent_id)
+        if claim is None or claim.epoch != action.epoch:
+            return  # the agent is gone: its run's loss ends the task (the core knows)
+        job = action.job
+        origin = _origin(job)
+        stop = Assignment(
+            task=origin.task_at(job.attempt),
+            agent_id=action.agent_id,
+            epoch=action.epoch,
+            dispatched_at=self._clock(),
+            lease_ms=0,
+            dispatcher_shard=origin.shard,
+            reply_partition=self._reply_partition(action.agent_id, origin.shard),
+        )
+        log.info("task %s cancelled: agent %s told to stop it", job.task_id, action.agent_id)
+        self._outputs.send(
+            self._topics.dispatch,
+            self._codec.encode(AssignmentBatch(assignments=(stop,))),
+            key=action.agent_id.encode(),
+            partition=claim.partition,
+            headers=[(STOP_HEADER, b"1")],
+        )
+
     def _reply_partition(self, agent_id: str, shard: int) -> int:
         """One shard this instance owns per agent (by a stable hash of its id): all its
         results of a turn go out in one record."""
@@ -192,6 +221,9 @@ class Effects:
             self._retry(action)
         elif isinstance(action, act.Requeued):
             self._note(_origin(action.job), action.job.task_id, action)
+        elif isinstance(action, act.Cancelled):
+            log.info("task %s cancelled before it ran", action.job.task_id)
+            self._end(action.job, Ending(status=act.ResultStatus.CANCELLED))
 
     def _retry(self, action: act.Retry) -> None:
         job = action.job

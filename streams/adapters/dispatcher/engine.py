@@ -40,6 +40,7 @@ from streams.core.agents import Heartbeat
 from streams.core.distributor import Distributor
 from streams.core.events import (
     AgentLeft,
+    CancelRequested,
     EndedRecovered,
     Event,
     HeartbeatReceived,
@@ -58,6 +59,7 @@ from streams.wire import (
     NO_HANDLER,
     AgentHeartbeat,
     AgentRegistration,
+    CancelRequest,
     ResultBatch,
     Task,
     TaskResult,
@@ -70,7 +72,7 @@ from streams.wire.codec import RecordCodec
 
 log = logging.getLogger(__name__)
 
-_TASK, _RETRY, _RESULT = range(3)
+_TASK, _RETRY, _RESULT, _CANCEL = range(4)
 _RESULT_STATUS = {status: ResultStatus[status.name] for status in TaskStatus}
 """The core's result status of each wire status (the same names)."""
 _MIN_SLEEP_S = 0.001
@@ -120,6 +122,7 @@ class Engine:
         }
         self._kinds.update({name: (_RETRY, None) for name in topics.all_retries()})
         self._kinds[topics.results] = (_RESULT, None)
+        self._kinds[topics.cancels] = (_CANCEL, None)
         self._trackers: dict[tuple[str, int], OffsetTracker] = {}
         self._slots = slots
         self._follow_ups: list[Event] = []
@@ -389,6 +392,12 @@ class Engine:
         try:
             if kind == _RESULT:
                 self._results(raw, partition, events, results)
+                tracker.finish(offset)
+                return 0
+            if kind == _CANCEL:
+                request = self._codec.decode(raw, CancelRequest)
+                log.info("cancel of task %s asked: %s", request.task_id, request.reason or "-")
+                events.append(CancelRequested(request.task_id))
                 tracker.finish(offset)
                 return 0
             if kind == _TASK:

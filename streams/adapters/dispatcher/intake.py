@@ -130,7 +130,7 @@ class Intake:
         on_failure: Callable[[], None],
     ) -> None:
         topics = settings.topics
-        self._topics = [*topics.all_tasks(), *topics.all_retries(), topics.results]
+        self._topics = [*topics.all_tasks(), *topics.all_retries(), topics.results, topics.cancels]
         self._task_topics = frozenset(topics.all_tasks())
         self._loop = loop
         self._budget = budget

@@ -9,6 +9,7 @@ returns an awaitable has it awaited on the loop (callable objects with an async 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
@@ -125,7 +126,9 @@ def one_task_invoker(function: Callable[..., Any], pool: Executor) -> Invoker:
         return function
 
     async def invoke(task: Task) -> Any:
-        value = await asyncio.get_running_loop().run_in_executor(pool, function, task)
+        # the handler's thread sees this task's context: taskd.cancelled() reads it there
+        context = contextvars.copy_context()
+        value = await asyncio.get_running_loop().run_in_executor(pool, context.run, function, task)
         return await value if inspect.isawaitable(value) else value
 
     return invoke

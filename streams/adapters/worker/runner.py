@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
+import inspect
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -28,6 +30,7 @@ from confluent_kafka import Message
 
 from streams.adapters.metrics import AgentMetrics
 from streams.adapters.offsets import OffsetTracker
+from streams.adapters.worker.cancel import unwatch, watch
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.failures import FailureLog
 from streams.adapters.worker.handlers import Invoker, Invokers
@@ -39,11 +42,13 @@ from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import (
     NO_HANDLER,
+    STOP_HEADER,
     AgentRegistration,
     Assignment,
     AssignmentBatch,
     RecordCodec,
     ResultBatch,
+    Task,
     TaskResult,
     TaskStatus,
 )
@@ -101,6 +106,11 @@ class TaskRunner:
         """ids of the admitted assignments started, while still in ``_arrival``."""
         self._read = 0
         self._running: set[asyncio.Task[None]] = set()
+        self._live: dict[tuple[str, int], tuple[asyncio.Task[Any] | None, threading.Event]] = {}
+        """(task id, attempt) of each run going on -> the asyncio task to cancel (an async
+        handler's; None for one in a thread, which polls its token) and its stop token."""
+        self._stop_asked: LruMap[tuple[str, int], None] = LruMap(STOPS_KEPT)
+        """Runs asked to stop before they started: reported CANCELLED instead of run."""
         self._outbox: dict[int, list[tuple[int, TaskResult]]] = {}
         """Reply partition -> (record offset, result) not written yet."""
         self._flush: asyncio.Handle | None = None
@@ -132,6 +142,11 @@ class TaskRunner:
         except DecodeError as error:
             log.warning("skipping an undecodable assignment batch at offset %d: %s", offset, error)
             return self._skip(offset, "undecodable")
+        if _stops(message):
+            for assignment in batch.assignments:
+                self._stop(assignment.task)
+            self.offsets.finish(offset)
+            return True
         fenced = [item.epoch for item in batch.assignments if item.epoch > self._epoch]
         if fenced:
             self.fenced_by = max(fenced)
@@ -229,12 +244,45 @@ class TaskRunner:
         return chosen
 
     async def _run(self, fetched: Fetched) -> None:
-        self._metrics.started.inc()
-        started_at, clock = now_ms(), time.perf_counter()
         task = fetched.assignment.task
-        outcome = await run_handler(fetched.invoke, task, self._max_output_bytes, self.failures)
+        run = (task.task_id, task.attempt)
+        started_at, clock = now_ms(), time.perf_counter()
+        if run in self._stop_asked:  # cancelled while it waited here
+            self._stop_asked.discard(run)
+            self._report(fetched.offset, fetched.assignment, _CANCELLED, started_at)
+            return
+        self._metrics.started.inc()
+        token = threading.Event()
+        on_loop = inspect.iscoroutinefunction(fetched.invoke)  # else a thread or a batch
+        self._live[run] = (asyncio.current_task() if on_loop else None, token)
+        watching = watch(token)
+        try:
+            outcome = await run_handler(fetched.invoke, task, self._max_output_bytes, self.failures)
+        except asyncio.CancelledError:
+            if not token.is_set():
+                raise  # the agent stopping, not this task's cancel
+            outcome = _CANCELLED
+        finally:
+            unwatch(watching)
+            del self._live[run]
+        if token.is_set():
+            outcome = _CANCELLED  # told to stop: whatever the handler did after that
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         self._report(fetched.offset, fetched.assignment, outcome, started_at)
+
+    def _stop(self, task: Task) -> None:
+        """The dispatcher asks to stop a run (its task was cancelled): cancel it if it runs,
+        skip it when it would start."""
+        run = (task.task_id, task.attempt)
+        live = self._live.get(run)
+        if live is None:
+            self._stop_asked.put(run, None)
+            return
+        asyncio_task, token = live
+        token.set()
+        if asyncio_task is not None:
+            asyncio_task.cancel()
+        log.info("task %s cancelled: its run was told to stop", task.task_id)
 
     # --- results -------------------------------------------------------------------------------
 
@@ -306,6 +354,16 @@ class TaskRunner:
         into.discard(task)
         self._start_waiting(changed=True)
         self._wake.set()
+
+
+def _stops(message: Message) -> bool:
+    """Whether the record asks to stop its runs (``STOP_HEADER``) rather than start them."""
+    return any(pair[0] == STOP_HEADER for pair in message.headers() or ())
+
+
+_CANCELLED = Outcome(TaskStatus.CANCELLED, error="cancelled")
+STOPS_KEPT = 10_000
+"""Stops of runs not started yet that are remembered (the oldest forgotten first)."""
 
 
 def _item_bytes(item: tuple[int, TaskResult]) -> int:
