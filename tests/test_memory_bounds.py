@@ -31,9 +31,9 @@ from streams.adapters.metrics import MAX_TYPE_LABELS, AgentMetrics
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.handlers import Invokers
 from streams.adapters.worker.kafka import Writer
-from streams.adapters.worker.runner import OVERTAKEN_S, TaskRunner
+from streams.adapters.worker.runner import OVERTAKEN_S, STOPS_KEPT, TaskRunner
 from streams.core.actions import DeadLetter
-from streams.core.distributor import Distributor, DistributorConfig
+from streams.core.distributor import CANCEL_WINDOW, Distributor, DistributorConfig
 from streams.core.events import TaskArrived
 from streams.core.model import DeadLetterReason, Job
 from streams.core.routing import RoutingConfig
@@ -87,6 +87,8 @@ CODE_BOUNDS: dict[str, Any] = {
     "OVERTAKEN_S": OVERTAKEN_S,
     "FORGET_AFTER_MS": FORGET_AFTER_MS,
     "_INCARNATIONS_KEPT": _INCARNATIONS_KEPT,
+    "CANCEL_WINDOW": CANCEL_WINDOW,
+    "STOPS_KEPT": STOPS_KEPT,
 }
 """Every bound the page quotes, as the code has it (read, never written twice)."""
 
