@@ -73,7 +73,9 @@ def test_figures_missing_from_a_run_count_as_none_in_that_run() -> None:
 def test_a_figure_is_described_as_the_readme_quotes_it() -> None:
     assert describe(spread([41, 33, 37]), " ms") == "37 ms (33-41 over 3 runs)"
     assert describe(spread([0.022, 0.021, 0.025]), "%", 1, 100) == "2.2% (2.1-2.5 over 3 runs)"
-    assert describe(spread([5, 5]), " ms") == "5 ms (every run, over 2 runs)"
+    assert describe(spread([5, 5]), " ms") == "5 ms (the same in each, over 2 runs)"
+    assert describe(spread([None, 105, None]), "/s") == "105/s (one run of 3)"
+    assert describe(spread([2, None, 4]), "/s") == "3/s (2-4 over 2 runs of 3)"
 
 
 def test_the_repeated_command_is_demo_or_bench_and_repeat_places_its_output() -> None:
@@ -134,7 +136,7 @@ def test_a_repeated_tiny_demo_reports_each_run_and_medians_consistent_with_them(
         "TASKD_SHARDS": "2",
         "TASKD_DISPATCH_PARTITIONS": "16",
     }
-    command = ["--runs", "2", "--out", str(out), "--", "demo", "--tasks", "300", "--no-baseline"]
+    command = ["--runs", "2", "--out", str(out), "--", "demo", "--tasks", "150", "--no-baseline"]
     done = subprocess.run(
         [sys.executable, "-m", "taskd_lab.repeat", *command],
         env=env,
@@ -146,8 +148,8 @@ def test_a_repeated_tiny_demo_reports_each_run_and_medians_consistent_with_them(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((out / "repeat.json").read_text())
-    assert report["command"].endswith("-- demo --tasks 300 --no-baseline")
-    assert report["each_run"] == "taskd demo --tasks 300 --no-baseline --out <out>/run-<n>"
+    assert report["command"].endswith("-- demo --tasks 150 --no-baseline")
+    assert report["each_run"] == "taskd demo --tasks 150 --no-baseline --out <out>/run-<n>"
     assert report["machine"]["cores"] == os.cpu_count()
     assert len(report["git_commit"].split("+")[0]) == 40
     assert report["env"]["TASKD_TOPIC_PREFIX"] == settings.topic_prefix
@@ -158,7 +160,7 @@ def test_a_repeated_tiny_demo_reports_each_run_and_medians_consistent_with_them(
         assert (
             run["figures"]["summary.mean_queue_ms"] == demo["summary"]["figures"]["mean_queue_ms"]
         )
-        assert run["figures"]["summary.tasks"] == 300
+        assert run["figures"]["summary.tasks"] == 150
         # the summary printed on one line, as demo.json holds it
         assert demo["summary"]["sentence"] in Path(run["log"]).read_text().splitlines()
     for name, figure in report["figures"].items():

@@ -56,7 +56,11 @@ def describe(figure: Spread, unit: str = "", digits: int = 0, scale: float = 1.0
     def shown(value: float) -> str:
         return f"{value * scale:,.{digits}f}"
 
-    runs = f"over {figure.measured} runs" if figure.measured != 1 else "one run"
+    # a run without the figure (a sustained rate none of its probes reached) is said, not hidden
+    of = f" of {len(figure.values)}" if figure.measured < len(figure.values) else ""
+    if figure.measured == 1:
+        return f"{shown(figure.median)}{unit} (one run{of})"
+    runs = f"over {figure.measured} runs{of}"
     if shown(figure.low) == shown(figure.high):
-        return f"{shown(figure.median)}{unit} (every run, {runs})"
+        return f"{shown(figure.median)}{unit} (the same in each, {runs})"
     return f"{shown(figure.median)}{unit} ({shown(figure.low)}-{shown(figure.high)} {runs})"
