@@ -234,7 +234,8 @@ class DistributorMachine(RuleBasedStateMachine):
         last dispatch of each task in flight or requeued, the retry of a key's head) before the
         inputs, read again in the order they arrived."""
         self.core = Distributor(CONFIG)
-        self.restarted_since_stop = bool(self.stopped)  # a stop is not durable (docs/cancel)
+        # a stop is not durable (docs/results.md, Cancelling): after a restart a run may go on
+        self.restarted_since_stop = bool(self.stopped)
         events: list[Event] = [
             EndedRecovered(self.ledger.jobs[task_id].dedupe_key) for task_id in self.ledger.ended
         ]
