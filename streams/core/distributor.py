@@ -452,7 +452,10 @@ class Distributor:
             self._run_lost.append(lease)  # taken back at the end of the pass (_advance)
             return
         self._tasks.move(task_id, lease.job, Step.CONFIRM)
-        self._in_flight.restore(replace(lease, epoch=self._registry.epoch(lease.agent_id)))
+        restored = replace(lease, epoch=self._registry.epoch(lease.agent_id))
+        self._in_flight.restore(restored)
+        if task_id in self._cancelling:  # cancelled while its agent was not heard: stop it now
+            actions.append(StopRun(restored.job, restored.agent_id, restored.epoch))
 
     # --- cancelling ----------------------------------------------------------------------------
 
@@ -468,11 +471,14 @@ class Distributor:
         if record.phase in _WAITING_PHASES:
             self._end_cancelled(record.job, now_ms, actions)
             return
-        lease = record.lease if record.phase is Phase.RECOVERING else self._in_flight.get(task_id)
-        if lease is None or task_id in self._cancelling:
+        if task_id in self._cancelling:
             return
         self._cancelling.add(task_id)
-        actions.append(StopRun(lease.job, lease.agent_id, lease.epoch))
+        if record.phase is Phase.IN_FLIGHT:
+            lease = self._in_flight.get(task_id)
+            assert lease is not None
+            actions.append(StopRun(lease.job, lease.agent_id, lease.epoch))
+        # RECOVERING: its agent is told once it is heard from again (``_confirm``)
 
     def _end_cancelled(self, job: Job, now_ms: int, actions: list[Action]) -> None:
         self.stats.task_cancelled(job.task_id, now_ms)

@@ -177,11 +177,12 @@ class DistributorMachine(RuleBasedStateMachine):
             and task_id not in self.ledger.ended
             and task_id not in self.ledger.dispatched
         )
+        running_here = self.core.phase_of(task_id) is Phase.IN_FLIGHT
         actions = self._handle(CancelRequested(task_id))
         if waiting:  # ended at once
             assert any(isinstance(a, Cancelled) and a.job.task_id == task_id for a in actions)
         if task_id in self.ledger.dispatched and task_id not in self.ledger.ended:
-            if task_id not in self.stopped:
+            if running_here and task_id not in self.stopped:  # recovering: once heard from
                 assert any(isinstance(a, StopRun) and a.job.task_id == task_id for a in actions)
             self.stopped.add(task_id)
 
@@ -694,3 +695,14 @@ def test_while_the_fleet_is_silent_nothing_is_due_until_a_heartbeat() -> None:
     core.handle([TaskArrived(Job("t1", 0, 0))], 10)
     core.handle([], 50_000)  # far past the lease: the fleet is silent
     assert core.next_wakeup_ms(50_000) is None  # no busy loop: only a heartbeat changes things
+
+
+def test_a_run_cancelled_before_its_agent_is_heard_again_is_stopped_once_it_is() -> None:
+    core = Distributor(CONFIG)
+    job = Job("t", 0, 0)
+    core.handle([InFlightRecovered(job, "a", 1, 0, LEASE_MS)], 0)  # after a restart
+    assert not any(isinstance(a, StopRun) for a in core.handle([CancelRequested("t")], 1))
+    heard = core.handle([_beat("a", 1, 2)], 2)  # the same incarnation: it still runs it
+    assert [(a.job.task_id, a.agent_id) for a in heard if isinstance(a, StopRun)] == [("t", "a")]
+    ended = core.handle([ResultReported("t", "a", 0, ResultStatus.CANCELLED)], 3)
+    assert [a.status for a in ended if isinstance(a, Completed)] == [ResultStatus.CANCELLED]
