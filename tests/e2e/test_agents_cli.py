@@ -4,45 +4,13 @@ broker, and the table shows the agent with its state, load, types, skills, zone 
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from streams.settings import Settings, child_environment
+from tests.e2e.taskd_process import TASKD, free_port, running
 
-TASKD = Path(sys.executable).parent / "taskd"
 WAIT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _running(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [str(TASKD), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=WAIT_S)
 
 
 def _agents(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,11 +25,11 @@ def _agents(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def test_the_table_shows_a_running_agent(topics: Settings) -> None:
-    settings = topics.model_copy(update={"http_port": _free_port(), "agent_metrics_port": 0})
+    settings = topics.model_copy(update={"http_port": free_port(), "agent_metrics_port": 0})
     env = child_environment(settings)
     agent = ("agent", "--id", "table-a1", "--capacity", "3", "--skills", "gpu,ssd")
     agent += ("--zone", "eu-west", "--handler", "resize=streams.examples:work")
-    with _running(env, "dispatcher", "--heartbeat-ms", "500"), _running(env, *agent):
+    with running(env, "dispatcher", "--heartbeat-ms", "500"), running(env, *agent):
         deadline = time.monotonic() + WAIT_S
         rows: list[dict[str, object]] = []
         while time.monotonic() < deadline:

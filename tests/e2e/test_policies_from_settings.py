@@ -5,21 +5,17 @@ agents of a skill hold on the real broker, and ``/context`` shows them."""
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 from streams.client import TaskClient
 from streams.settings import Settings, child_environment
 from streams.wire import TaskResult, TaskStatus
 from tests.adapters.test_worker_support import WAIT_S, read_results
+from tests.e2e.taskd_process import free_port, running
 
-TASKD = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "taskd"
 WORK = b'{"work_ms": 150}'
 POLICIES = """
 [dispatcher]
@@ -35,33 +31,6 @@ match_type = "render"
 pool = ["skill=gpu"]
 fallback = ["WAIT"]
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _running(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [str(TASKD), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=WAIT_S)
 
 
 def _context(port: int) -> dict[str, object]:
@@ -91,7 +60,7 @@ def _most_at_once(results: list[TaskResult]) -> int:
 def test_a_quota_and_a_routing_rule_from_the_settings_file_hold(
     topics: Settings, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings = topics.model_copy(update={"http_port": port, "agent_metrics_port": 0})
     config = tmp_path / "taskd.toml"
     config.write_text(POLICIES)
@@ -99,12 +68,12 @@ def test_a_quota_and_a_routing_rule_from_the_settings_file_hold(
     del env["TASKD_DISPATCHER"]  # the table comes from the file, as an operator writes it
     env["TASKD_CONFIG"] = str(config)
     handler = ("--handler", "streams.examples:work", "--heartbeat-ms", "300")
-    with ExitStack() as running:
-        running.enter_context(_running(env, "dispatcher"))
+    with ExitStack() as stack:
+        stack.enter_context(running(env, "dispatcher"))
         context = _context(port)
         for agent, skills in (("gpu-1", "gpu"), ("cpu-1", "cpu")):
             agent_args = ("agent", "--id", agent, "--capacity", "4", "--skills", skills)
-            running.enter_context(_running(env, *agent_args, *handler))
+            stack.enter_context(running(env, *agent_args, *handler))
         sent: dict[str, str] = {}  # task id -> render, acme or globex
         with TaskClient(settings) as client:
             for _ in range(6):

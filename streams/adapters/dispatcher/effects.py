@@ -155,14 +155,8 @@ class Effects:
     def _dispatch(self, action: act.Dispatch, batches: dict[str, list[Assignment]]) -> None:
         job = action.job
         origin = _origin(job)
-        assignment = Assignment(
-            task=origin.task_at(job.attempt),
-            agent_id=action.agent_id,
-            epoch=action.epoch,
-            dispatched_at=action.dispatched_ms,
-            lease_ms=action.lease_ms,
-            dispatcher_shard=origin.shard,
-            reply_partition=self._reply_partition(action.agent_id, origin.shard),
+        assignment = self._assignment(
+            job, action.agent_id, action.epoch, action.dispatched_ms, action.lease_ms
         )
         batches.setdefault(action.agent_id, []).append(assignment)
         self._note(origin, job.task_id, action)
@@ -175,16 +169,7 @@ class Effects:
         if claim is None or claim.epoch != action.epoch:
             return  # the agent is gone: its run's loss ends the task (the core knows)
         job = action.job
-        origin = _origin(job)
-        stop = Assignment(
-            task=origin.task_at(job.attempt),
-            agent_id=action.agent_id,
-            epoch=action.epoch,
-            dispatched_at=self._clock(),
-            lease_ms=0,
-            dispatcher_shard=origin.shard,
-            reply_partition=self._reply_partition(action.agent_id, origin.shard),
-        )
+        stop = self._assignment(job, action.agent_id, action.epoch, self._clock(), 0)
         log.info("task %s cancelled: agent %s told to stop it", job.task_id, action.agent_id)
         self._outputs.send(
             self._topics.dispatch,
@@ -192,6 +177,21 @@ class Effects:
             key=action.agent_id.encode(),
             partition=claim.partition,
             headers=[(STOP_HEADER, b"1")],
+        )
+
+    def _assignment(
+        self, job: Job, agent_id: str, epoch: int, dispatched_ms: int, lease_ms: int
+    ) -> Assignment:
+        """``job``'s attempt as ``agent_id`` reads it on its partition."""
+        origin = _origin(job)
+        return Assignment(
+            task=origin.task_at(job.attempt),
+            agent_id=agent_id,
+            epoch=epoch,
+            dispatched_at=dispatched_ms,
+            lease_ms=lease_ms,
+            dispatcher_shard=origin.shard,
+            reply_partition=self._reply_partition(agent_id, origin.shard),
         )
 
     def _reply_partition(self, agent_id: str, shard: int) -> int:
