@@ -17,7 +17,7 @@ DEFAULT_RATE_TPS; ``ended_at`` and ``finished_at`` are whole milliseconds of the
 
 Then the same hop alone, at the same rate, with nothing of the pipeline running: outcomes
 written to a ``replies`` partition by a producer configured as the dispatcher's (idempotent,
-acks=all, linger 0), each stamped ``ended_at`` just before it is encoded and sent as the
+acks=all, linger 0, no Nagle), each stamped ``ended_at`` just before it is encoded and sent as the
 dispatcher does, read by the client's own :class:`~streams.adapters.replies.ReplyReader`.
 What is left of *written → caller* there is Kafka, the reader and this machine at that moment:
 the floor under the pipeline's figure. The 1-minute load average before and after each run is
@@ -35,6 +35,7 @@ from typing import Any
 
 from streams.adapters.admin import create_topics, delete_groups, delete_topics
 from streams.adapters.client import TaskClient
+from streams.adapters.dispatcher.outputs import NO_NAGLE
 from streams.adapters.kafka import BATCHED_BY_CALLER, codec_for, make_producer, now_ms
 from streams.adapters.replies import ReplyReader
 from streams.wire import OutcomeStatus, TaskOutcome
@@ -115,7 +116,7 @@ def _reply_hop_alone(
     ids = run_ids(count, "alone")
     arrivals = _Arrivals(len(ids))
     reader = ReplyReader(settings, codec, partition=0)
-    producer = make_producer(settings, BATCHED_BY_CALLER)  # the dispatcher's configuration
+    producer = make_producer(settings, {**BATCHED_BY_CALLER, **NO_NAGLE})  # as the dispatcher's
     load_before = _load()
     try:
         reader.start()
