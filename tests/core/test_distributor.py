@@ -97,7 +97,6 @@ class DistributorMachine(RuleBasedStateMachine):
         self.count = 0
         self.finished: set[str] = set()
         self.stopped: set[str] = set()
-        self.restarted_since_stop = False
         """Tasks told to stop (cancelled while at an agent): they may only end CANCELLED or
         SUCCEEDED, never run again."""
 
@@ -176,6 +175,7 @@ class DistributorMachine(RuleBasedStateMachine):
             task_id in self.ledger.arrived
             and task_id not in self.ledger.ended
             and task_id not in self.ledger.dispatched
+            and self.core.phase_of(task_id) is not None  # else remembered till it comes
         )
         running_here = self.core.phase_of(task_id) is Phase.IN_FLIGHT
         actions = self._handle(CancelRequested(task_id))
@@ -235,8 +235,7 @@ class DistributorMachine(RuleBasedStateMachine):
         last dispatch of each task in flight or requeued, the retry of a key's head) before the
         inputs, read again in the order they arrived."""
         self.core = Distributor(CONFIG)
-        # a stop is not durable (docs/results.md, Cancelling): after a restart a run may go on
-        self.restarted_since_stop = bool(self.stopped)
+        self.stopped.clear()  # a stop is not durable (docs/results.md, Cancelling)
         events: list[Event] = [
             EndedRecovered(self.ledger.jobs[task_id].dedupe_key) for task_id in self.ledger.ended
         ]
@@ -336,7 +335,7 @@ class DistributorMachine(RuleBasedStateMachine):
 
     def _check_dispatch(self, action: Dispatch) -> None:
         job = action.job
-        assert job.task_id not in self.stopped or self.restarted_since_stop, "stopped, run again"
+        assert job.task_id not in self.stopped, f"{job.task_id}, told to stop, runs again"
         assert job.task_id not in self.ledger.ended, f"{job.task_id} dispatched after it ended"
         if job.ordering_key is not None:
             self._check_key_order(job)
