@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import statistics
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, ItemsView, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -176,29 +176,36 @@ class Counts:
         return self.queue_ms_total / self.started if self.started else None
 
 
-_Key = TypeVar("_Key", int, str)
+_Key = TypeVar("_Key", bound=Hashable)
 
 
 class _Breakdown(Generic[_Key]):
-    """Counts per key: five integers a key (no object per event), for at most ``limit`` keys
-    of their own, and every later key under ``other``."""
+    """Counts per key: ``fields`` integers a key (no object per event), for at most ``limit``
+    keys of their own, and every later key under ``other``."""
 
-    __slots__ = ("_counts", "_limit", "_other")
+    __slots__ = ("_counts", "_fields", "_limit", "_other")
 
-    def __init__(self, limit: int, other: _Key) -> None:
+    def __init__(self, limit: int, other: _Key, fields: int = 5) -> None:
         self._limit = limit
         self._other: _Key = other
+        self._fields = fields
         self._counts: dict[_Key, list[int]] = {}
 
-    def add(self, key: _Key, field_index: int, amount: int = 1) -> None:
+    def add(self, key: _Key, field_index: int, amount: int = 1) -> _Key:
+        """Count ``amount`` in field ``field_index`` of ``key``; the key counted under (``key``,
+        or ``other`` once the limit is reached)."""
         counts = self._counts.get(key)
         if counts is None:
             if len(self._counts) >= self._limit:
                 key = self._other
                 counts = self._counts.get(key)
             if counts is None:
-                counts = self._counts[key] = [0] * 5
+                counts = self._counts[key] = [0] * self._fields
         counts[field_index] += amount
+        return key
+
+    def items(self) -> ItemsView[_Key, list[int]]:
+        return self._counts.items()
 
     def snapshot(self) -> dict[_Key, Counts]:
         return {key: Counts(*counts) for key, counts in self._counts.items()}
@@ -209,6 +216,8 @@ Need = tuple[frozenset[str], str | None]
 ANY_NEED: Need = (frozenset(), None)
 """The need of a task that asks for no skill and no zone: every agent can run it."""
 OTHER_NEED: Need = (frozenset({OTHER}), None)
+_DEMAND_RECEIVED, _DEMAND_WAITING = range(2)
+"""The fields of a need's demand counts (``Demand``)."""
 """The need every need past the first ``BREAKDOWN_KEYS`` is counted under."""
 
 
@@ -391,7 +400,7 @@ class Statistics:
             self._by_priority.add(level, _RECEIVED, 0)
         self._by_type = _Breakdown(BREAKDOWN_KEYS, OTHER)
         self._by_tenant = _Breakdown(BREAKDOWN_KEYS, OTHER)
-        self._demand: dict[Need, list[int]] = {}
+        self._demand: _Breakdown[Need] = _Breakdown(BREAKDOWN_KEYS, OTHER_NEED, fields=2)
         """Need -> [received, waiting]: at most ``BREAKDOWN_KEYS`` needs and ``OTHER_NEED``."""
         self._pending_need: dict[str, Need] = {}
         """Need of the waiting tasks that need something (most need nothing: no entry)."""
@@ -416,14 +425,8 @@ class Statistics:
         self._pending[job.task_id] = job.deadline_ms
         self._received += 1
         self._count(job, _RECEIVED)
-        need = need_of(job)
-        counts = self._demand.get(need)
-        if counts is None:
-            if len(self._demand) >= BREAKDOWN_KEYS:
-                need = OTHER_NEED
-            counts = self._demand.setdefault(need, [0, 0])
-        counts[0] += 1
-        counts[1] += 1
+        need = self._demand.add(need_of(job), _DEMAND_RECEIVED)
+        self._demand.add(need, _DEMAND_WAITING)
         if need != ANY_NEED:
             self._pending_need[job.task_id] = need
 
@@ -518,7 +521,7 @@ class Statistics:
 
     def _unwait(self, task_id: str) -> None:
         """A waiting task started or ended: one fewer waits for its need."""
-        self._demand[self._pending_need.pop(task_id, ANY_NEED)][1] -= 1
+        self._demand.add(self._pending_need.pop(task_id, ANY_NEED), _DEMAND_WAITING, -1)
 
     def summary(self, now_ms: int) -> Summary:
         """The figures at ``now_ms`` (open intervals are counted up to it)."""
