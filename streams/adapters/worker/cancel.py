@@ -10,9 +10,19 @@ CANCELLED, whatever the handler returns after the stop.
 from __future__ import annotations
 
 import contextvars
-import threading
 
-_TOKEN: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+
+class StopToken:
+    """One run's stop flag: set on the agent's loop, read by the handler (a thread, maybe).
+    A plain attribute: one object per run, and a bool needs no lock to be read across threads."""
+
+    __slots__ = ("stopped",)
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+
+_TOKEN: contextvars.ContextVar[StopToken | None] = contextvars.ContextVar(
     "taskd_cancel_token", default=None
 )
 
@@ -20,13 +30,13 @@ _TOKEN: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
 def cancelled() -> bool:
     """Whether the task this handler runs has been cancelled (False outside a handler)."""
     token = _TOKEN.get()
-    return token is not None and token.is_set()
+    return token is not None and token.stopped
 
 
-def watch(token: threading.Event) -> contextvars.Token[threading.Event | None]:
+def watch(token: StopToken) -> contextvars.Token[StopToken | None]:
     """Make ``token`` what :func:`cancelled` reads in this context (and the handler's)."""
     return _TOKEN.set(token)
 
 
-def unwatch(reset: contextvars.Token[threading.Event | None]) -> None:
+def unwatch(reset: contextvars.Token[StopToken | None]) -> None:
     _TOKEN.reset(reset)

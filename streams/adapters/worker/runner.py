@@ -19,7 +19,6 @@ import heapq
 import inspect
 import logging
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -30,7 +29,7 @@ from confluent_kafka import Message
 
 from streams.adapters.metrics import AgentMetrics
 from streams.adapters.offsets import OffsetTracker
-from streams.adapters.worker.cancel import unwatch, watch
+from streams.adapters.worker.cancel import StopToken, unwatch, watch
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.failures import FailureLog
 from streams.adapters.worker.handlers import Invoker, Invokers
@@ -106,11 +105,14 @@ class TaskRunner:
         """ids of the admitted assignments started, while still in ``_arrival``."""
         self._read = 0
         self._running: set[asyncio.Task[None]] = set()
-        self._live: dict[tuple[str, int], tuple[asyncio.Task[Any] | None, threading.Event]] = {}
+        self._live: dict[tuple[str, int], tuple[asyncio.Task[Any] | None, StopToken]] = {}
         """(task id, attempt) of each run going on -> the asyncio task to cancel (an async
         handler's; None for one in a thread, which polls its token) and its stop token."""
         self._stop_asked: LruMap[tuple[str, int], None] = LruMap(STOPS_KEPT)
         """Runs asked to stop before they started: reported CANCELLED instead of run."""
+        self._on_loop: dict[Invoker, bool] = {}
+        """Whether each handler's invoker runs on the loop (an ``async`` handler, which a stop
+        cancels) or in a thread or a batch (which a stop only flags); asked once each."""
         self._outbox: dict[int, list[tuple[int, TaskResult]]] = {}
         """Reply partition -> (record offset, result) not written yet."""
         self._flush: asyncio.Handle | None = None
@@ -252,20 +254,23 @@ class TaskRunner:
             self._report(fetched.offset, fetched.assignment, _CANCELLED, started_at)
             return
         self._metrics.started.inc()
-        token = threading.Event()
-        on_loop = inspect.iscoroutinefunction(fetched.invoke)  # else a thread or a batch
+        token = StopToken()
+        invoke = fetched.invoke
+        on_loop = self._on_loop.get(invoke)
+        if on_loop is None:
+            on_loop = self._on_loop[invoke] = inspect.iscoroutinefunction(invoke)
         self._live[run] = (asyncio.current_task() if on_loop else None, token)
         watching = watch(token)
         try:
             outcome = await run_handler(fetched.invoke, task, self._max_output_bytes, self.failures)
         except asyncio.CancelledError:
-            if not token.is_set():
+            if not token.stopped:
                 raise  # the agent stopping, not this task's cancel
             outcome = _CANCELLED
         finally:
             unwatch(watching)
             del self._live[run]
-        if token.is_set():
+        if token.stopped:
             outcome = _CANCELLED  # told to stop: whatever the handler did after that
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         self._report(fetched.offset, fetched.assignment, outcome, started_at)
@@ -279,7 +284,7 @@ class TaskRunner:
             self._stop_asked.put(run, None)
             return
         asyncio_task, token = live
-        token.set()
+        token.stopped = True
         if asyncio_task is not None:
             asyncio_task.cancel()
         log.info("task %s cancelled: its run was told to stop", task.task_id)
