@@ -77,12 +77,6 @@ class TenantPolicy(BaseModel):
         description="tasks it may send at once above its rate (default: max(1, rate))",
     )
 
-    @model_validator(mode="after")
-    def _burst_needs_rate(self) -> TenantPolicy:
-        if self.burst is not None and self.max_rate_per_s is None:
-            raise ValueError("burst needs max_rate_per_s")
-        return self
-
 
 class ScalingSettings(BaseModel):
     """How the autoscaling signal (``/scale``, ``taskd_desired_agents``) turns demand into

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.core.distributor import DistributorConfig
 from streams.core.routing import Fallback
+from streams.core.scaling import ScalingConfig
 from streams.core.scheduling import SchedulerConfig
 from streams.dispatcher_config import (
     DispatcherConfig,
@@ -106,15 +108,20 @@ def test_every_policy_in_the_file_reaches_the_core(tmp_path: Path) -> None:
 
 
 def test_the_defaults_are_the_cores() -> None:
-    scheduler = SchedulerConfig()
-    config = Settings().dispatcher
-    assert (config.aging_ms, config.escalation_ms, config.max_held) == (
-        scheduler.aging_ms,
-        scheduler.escalation_ms,
-        scheduler.max_held,
+    settings = Settings()
+    core = DistributorConfig(
+        scheduler=SchedulerConfig(levels=settings.priority_levels),
+        retry_backoffs_ms=settings.retry_tiers_ms,
     )
-    assert config.no_capable_agent_ms == scheduler.no_capable_agent_timeout_ms
-    assert config == DispatcherConfig()
+    assert settings.dispatcher.distributor(settings) == core
+    assert settings.dispatcher.scaling.core() == ScalingConfig()
+
+
+def test_a_burst_without_a_rate_is_told_as_the_core_tells_it(tmp_path: Path) -> None:
+    text = "[dispatcher.tenants.acme]\nburst = 5\n"
+    said = r"dispatcher: scheduler\.tenant_burst\['acme'\] needs a tenant_max_rate_per_s"
+    with pytest.raises(ConfigError, match=said):
+        load_settings(_file(tmp_path, text))
 
 
 def test_a_single_value_comes_from_its_variable_over_the_file(
