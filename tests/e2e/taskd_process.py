@@ -10,8 +10,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
+ROOT = Path(__file__).resolve().parents[2]
 TASKD = Path(sys.executable).parent / "taskd"
+CLI = "import sys\nfrom streams.cli.main import main\nsys.argv[0] = 'taskd'\nmain()\n"
+"""The ``taskd`` command run by this interpreter from the checkout, so that an agent can load
+a handler of the tests (``tests.e2e....:function``)."""
 STOP_WAIT_S = 60.0
 
 
@@ -23,20 +28,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
-    """``taskd ARGS`` with ``env``, stopped with SIGTERM (then SIGKILL) at the end; its stderr
-    is kept for the test to read."""
+def running(
+    env: dict[str, str],
+    *args: str,
+    stderr: IO[str] | int = subprocess.PIPE,
+) -> Iterator[subprocess.Popen[str]]:
+    """``taskd ARGS`` with ``env`` (stderr kept for the test, or written to ``stderr``),
+    stopped with SIGTERM (then SIGKILL) at the end if it still runs."""
     process = subprocess.Popen(
-        [str(TASKD), *args],
+        [sys.executable, "-c", CLI, *args],
         env=env,
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
         try:
             process.communicate(timeout=STOP_WAIT_S)
         except subprocess.TimeoutExpired:

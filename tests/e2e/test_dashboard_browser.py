@@ -21,14 +21,13 @@ import asyncio
 import base64
 import itertools
 import json
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from streams.settings import Settings, child_environment
 from streams.wire import Task
 from streams.worker import FatalError
 from tests.adapters.test_worker_support import WAIT_S
-from tests.e2e.test_logs_cli import ROOT, TASKD
+from tests.e2e.taskd_process import ROOT, running
 
 ARTEFACTS = ROOT / "out" / "test-artifacts"
 CHROMIUM_SCRIPT = ROOT / "scripts" / "chromium.py"
@@ -74,30 +73,7 @@ async def work(task: Task) -> bytes:
 # --- the processes -----------------------------------------------------------------------------
 
 
-@contextmanager
-def _taskd(settings: Settings, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``taskd ARGS`` as a child process, its log (stderr) in ``log``; SIGTERM at the end."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-c", TASKD, *args],
-            env=child_environment(settings),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=WAIT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=WAIT_S)
-
-
-def _views_url(log: Path, process: subprocess.Popen[bytes]) -> str:
+def _views_url(log: Path, process: subprocess.Popen[str]) -> str:
     """The dispatcher's views' base URL, from the line of its JSON log that announces them."""
     deadline = time.monotonic() + 2 * WAIT_S
     while time.monotonic() < deadline:
@@ -371,19 +347,22 @@ def test_the_dashboard_shows_agents_dead_letters_and_history_under_load(
         "--no-capable-agent-ms", str(NO_CAPABLE_AGENT_MS),
         "--heartbeat-ms", "500",
     )  # fmt: skip
+    env = child_environment(settings)
     with (
-        _taskd(settings, dispatcher_log, *dispatcher_args) as dispatcher,
-        _taskd(
-            settings,
-            tmp_path / "small.log",
+        dispatcher_log.open("w") as dispatcher_sink,
+        (tmp_path / "agents.log").open("w") as agents_sink,
+        running(env, *dispatcher_args, stderr=dispatcher_sink) as dispatcher,
+        running(
+            env,
             *("agent", "--id", "dash-small", "--capacity", str(AGENTS["dash-small"])),
             *("--handler", HANDLER, "--heartbeat-ms", "500"),
+            stderr=agents_sink,
         ),
-        _taskd(
-            settings,
-            tmp_path / "large.log",
+        running(
+            env,
             *("agent", "--id", "dash-large", "--capacity", str(AGENTS["dash-large"])),
             *("--handler", HANDLER, "--heartbeat-ms", "500"),
+            stderr=agents_sink,
         ),
     ):
         url = _views_url(dispatcher_log, dispatcher)
