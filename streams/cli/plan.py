@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 
 from streams.cli.simulate import load_scenario
-from streams.cli.style import USAGE_EXIT, fail, wide_console
+from streams.cli.style import USAGE_EXIT, fail, grid, wide_console
 from streams.core.routing.names import check_strategy_name
 from streams.core.sim.plan import MAX_RUNS, Plan, Trial, closed_form, plan
 from streams.core.sim.plan_report import closed_form_line, plan_json, plan_table
@@ -132,11 +132,4 @@ def render(result: Plan) -> Table:
         f"{result.strategy}, SLO {result.slo.text}"
     )
     headers, rows = plan_table(result)
-    grid = Table(title=title)
-    last = len(headers) - 1
-    for index, header in enumerate(headers):
-        left = index < 2 or index == last  # run, step and the verdict read as text
-        grid.add_column(header, no_wrap=True, justify="left" if left else "right")
-    for row in rows:
-        grid.add_row(*row)
-    return grid
+    return grid(title, headers, rows, text=(0, 1, len(headers) - 1))  # run, step, verdict

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from streams.cli.style import wide_console
+from streams.cli.style import grid, wide_console
 from streams.core.sim import (
     Report,
     Scenario,
@@ -104,12 +104,7 @@ def render(report: Report) -> Table:
         f"offered load {100 * scenario.offered_load:.0f}%"
     )
     headers, rows = table(report)
-    grid = Table(title=title)
-    for index, header in enumerate(headers):
-        grid.add_column(header, no_wrap=True, justify="left" if index == 0 else "right")
-    for row in rows:
-        grid.add_row(*row)
-    return grid
+    return grid(title, headers, rows)
 
 
 def render_variants(report: Report) -> Table | None:
@@ -119,12 +114,8 @@ def render_variants(report: Report) -> Table | None:
         return None
     headers, rows = shaped
     warmup_s = report.scenario.warmup_ms / 1000
-    grid = Table(
-        title=f"{report.scenario.name}: the variants, steady state (tasks submitted after "
+    title = (
+        f"{report.scenario.name}: the variants, steady state (tasks submitted after "
         f"{warmup_s:g} s; inversions and steals over the whole run)"
     )
-    for index, header in enumerate(headers):
-        grid.add_column(header, no_wrap=True, justify="left" if index == 0 else "right")
-    for row in rows:
-        grid.add_row(*row)
-    return grid
+    return grid(title, headers, rows)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
@@ -112,3 +114,20 @@ def wide_console(min_width: int, **options: Any) -> Console:
     squeeze a table to 80 there)."""
     console = Console(**options)
     return console if console.width >= min_width else Console(width=min_width, **options)
+
+
+def grid(
+    title: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    text: Collection[int] = (0,),
+) -> Table:
+    """A table of figures: the columns numbered in ``text`` read as text (left-aligned), the
+    others as numbers (right-aligned); no cell wraps."""
+    table = Table(title=title)
+    for index, header in enumerate(headers):
+        table.add_column(header, no_wrap=True, justify="left" if index in text else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
