@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -264,13 +271,14 @@ class Settings(BaseSettings):
         """These settings as ``TASKD_*`` variables: a child ``taskd`` process given them (and
         no other ``TASKD_*``, see :func:`child_environment`) loads exactly these settings."""
         env = {}
-        for name, value in self.model_dump().items():
+        for name in type(self).model_fields:
+            value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-            if name == "dispatcher":  # a table: the whole of it, as JSON
-                text = self.dispatcher.model_dump_json()
+            if isinstance(value, BaseModel):  # a table: the whole of it, as JSON
+                text = value.model_dump_json()
             else:
                 text = json.dumps(list(value)) if isinstance(value, tuple) else str(value)
             if not text:  # an empty variable means unset (env_ignore_empty): it would not hold
