@@ -242,12 +242,23 @@ def java_command(libs: Path, main: str, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (a UUID in URL-safe base64, as ``kafka-storage random-uuid``
+    makes). One in 64 starts with a '-', which the storage tool's argument parser takes for an
+    option ("--cluster-id: expected one argument"): those are drawn again, as Kafka's own
+    ``Uuid.randomUuid`` does."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def format_storage(libs: Path) -> None:
     """Format the KRaft log directory on first use (a cluster id of our own)."""
     if (DATA_DIR / "meta.properties").exists():
         return
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     command = java_command(
         libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(CONFIG_FILE)
     )

@@ -6,11 +6,13 @@ is never touched.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +102,17 @@ def test_external_broker_starts_nothing(broker_env: dict[str, str]) -> None:
     result = _run("kafka-start", broker_env)
     assert result.returncode == 0 and "nothing started" in result.stdout
     assert not Path(broker_env["TASKD_KAFKA_RUN_DIR"], "broker.pid").exists()
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool takes '-t -x...' for a missing argument: one id in 64 would fail."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "kafka_broker.py"
+    spec = importlib.util.spec_from_file_location("kafka_broker_under_test", path)
+    assert spec is not None and spec.loader is not None
+    broker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(broker)
+    dashed = uuid.UUID(bytes=b"\xfb" + bytes(15))  # base64 of 0xfb... starts with '-'
+    draws = iter([dashed, uuid.UUID(int=1)])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(draws))
+    assert broker.base64.urlsafe_b64encode(dashed.bytes).decode().startswith("-")
+    assert broker.new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAQ"
