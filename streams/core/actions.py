@@ -111,12 +111,15 @@ class Cancelled:
 
 @dataclass(frozen=True, slots=True)
 class StopRun:
-    """Tell ``agent_id`` to stop its run of ``job`` (cancelled while running): its result,
-    or its loss, ends the task CANCELLED (a success that came first stands)."""
+    """Tell ``agent_id`` to stop its run of ``job``. Cancelled while running: its result, or
+    its loss, ends the task CANCELLED. ``preempted``: its slot is wanted for a more urgent task
+    (``preemption.py``); its result, or its loss, queues it again without spending an attempt.
+    Either way a success that came first stands."""
 
     job: Job
     agent_id: str
     epoch: int
+    preempted: bool = False
 
 
 Action = (

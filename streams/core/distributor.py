@@ -16,7 +16,8 @@ Invariants:
   that a duplicate delivery is dropped.
 - An attempt is counted each time a task leaves an agent without success: a retryable failure,
   a lost agent, a lease that ran out, a rejection. When the attempts are spent it is
-  dead-lettered; it is never dropped.
+  dead-lettered; it is never dropped. A run stopped for a more urgent task (preemption,
+  ``preemption.py``) is not counted: its task goes back to the queue as it was.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ from streams.core.lifecycle import Lifecycle, Phase, Step
 from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
 from streams.core.ordering import KeyQueues
 from streams.core.placer import RoutingPlacer
+from streams.core.preemption import PreemptionConfig, UrgentWatch
 from streams.core.routing import Router, RoutingConfig
-from streams.core.scheduling import OfferResult, Scheduler, SchedulerConfig
+from streams.core.scheduling import OfferResult, Released, Scheduler, SchedulerConfig
+from streams.core.scheduling.queues import class_of
 from streams.core.stats import Statistics
 from streams.core.window import LruMap
 from streams.errors import ConfigError
@@ -84,8 +87,11 @@ class DistributorConfig:
     """Backoff of each retry tier; attempt n waits in tier min(n, last)."""
     dedupe_window: int = 100_000
     """How many ended task ids are remembered to drop duplicate deliveries."""
+    preemption: PreemptionConfig = field(default_factory=PreemptionConfig)
+    """Which levels may stop a running task of a less urgent one, after how long (off)."""
 
     def __post_init__(self) -> None:
+        self.preemption.check_levels(self.scheduler.levels)
         if self.lease_ms <= 0:
             raise ConfigError(f"lease_ms must be > 0 (got {self.lease_ms})")
         if not self.retry_backoffs_ms or any(b <= 0 for b in self.retry_backoffs_ms):
@@ -140,6 +146,17 @@ class Distributor:
         """Cancels of tasks not arrived yet: cancelled as they arrive."""
         self._cancelling: set[str] = set()
         """Running tasks told to stop: whatever ends their run ends them CANCELLED."""
+        self._preempt_on = config.preemption.enabled
+        self._urgent = UrgentWatch(config.preemption, self._is_held)
+        """Held tasks of the levels that may preempt, by when they become overdue."""
+        self._preempting: dict[str, str] = {}
+        """Runs told to stop for a more urgent task -> that task: their slot is its."""
+        self._claimed: set[str] = set()
+        """Urgent tasks with a run stopping for them (one victim each at a time)."""
+        self._times_preempted: dict[str, int] = {}
+        """Live tasks preempted so far -> how often (``max_per_task`` bounds it: no thrash)."""
+        self._handoffs: list[tuple[str, str]] = []
+        """(urgent task, agent) of the slots freed by preemption in this pass: theirs first."""
         self._connected = True
         self._paused = False
         self._reported_capacity: dict[str, int] = {}
@@ -184,6 +201,8 @@ class Distributor:
     def next_wakeup_ms(self, now_ms: int) -> int | None:
         """The earliest time at which ``tick`` would change something by itself."""
         times = [self._scheduler.next_wakeup_ms(now_ms), self._due[0][0] if self._due else None]
+        if self._preempt_on:
+            times.append(self._urgent.next_ms())
         if self._connected:  # else silence and leases wait for the link (set_connected)
             times += [
                 self._registry.next_wakeup_ms(now_ms),
@@ -226,6 +245,10 @@ class Distributor:
     def heard_at(self, agent_id: str) -> int | None:
         """When the agent's last accepted heartbeat came in (None: not known)."""
         return self._registry.heard_at(agent_id)
+
+    def preempting_for(self, task_id: str) -> str | None:
+        """The urgent task whose wait the run of ``task_id`` is stopping for (preemption)."""
+        return self._preempting.get(task_id)
 
     def depth_by_priority(self) -> dict[int, int]:
         """Held tasks per submitted priority level, every level present."""
@@ -330,6 +353,7 @@ class Distributor:
             return
         assert outcome is OfferResult.HELD  # the lifecycle knew it was not held
         self._tasks.move(job.task_id, job, Step.ARRIVE)
+        self._urgent.watch(job)
 
     def _started(self, event: TaskStarted) -> None:
         record = self._tasks.get(event.task_id)
@@ -368,6 +392,13 @@ class Distributor:
             self._registry.record_result(event.agent_id, max(0, now_ms - started_ms), succeeded)
         self.stats.task_finished(lease.job, event.agent_id, now_ms, event.status.value)
         actions.append(Finished(lease.job, event.agent_id, event.status))
+        preempted_for = self._slot_freed(event.task_id, event.agent_id)
+        stopped = event.status is ResultStatus.CANCELLED and event.task_id not in self._cancelling
+        if stopped and (preempted_for is not None or event.preempted):
+            self.stats.task_preempted(now_ms - started_ms)
+            cause = f"preempted for {preempted_for or 'a more urgent task'}"
+            self._take_back(lease, cause, now_ms, actions, run_counted=True, spent=False)
+            return
         no_handler = event.no_handler and event.status is ResultStatus.REJECTED
         if no_handler and event.task_id not in self._cancelling:
             self._registry.refuse_type(event.agent_id, lease.job.task_type)
@@ -503,6 +534,7 @@ class Distributor:
         self._tasks.move(task_id, record.job, Step.WITHDRAW)
         self._key_left(record.job)
         self._cancelling.discard(task_id)
+        self._forget_preemption(task_id)
 
     def jobs(self) -> list[Job]:
         """Every live task's job (a copy): what a driver handing work over needs to name."""
@@ -564,33 +596,127 @@ class Distributor:
 
     def _release(self, now_ms: int, actions: list[Action]) -> None:
         if self._scheduler.held == 0:
+            self._handoffs.clear()  # the urgent tasks went meanwhile
             self._intake_signal(actions)  # nothing waits: skip building a placer
             return
+        self._hand_over(now_ms, actions)
         placer = RoutingPlacer(
             self._router, self._registry, self._in_flight, self.config.lease_ms, now_ms
         )
         for released in self._scheduler.release(now_ms, placer):
-            job = released.job
-            lease = self._in_flight.get(job.task_id)
-            assert lease is not None  # the placer took the lease
-            self._tasks.move(job.task_id, job, Step.RELEASE)
-            agent = self._registry.get(released.agent_id)
-            inversion = (
-                agent is not None
-                and self._scheduler.held > 0
-                and self._scheduler.has_waiting(released.effective_priority, agent.can_run)
-            )
-            self.stats.task_dispatched(
-                job,
-                released.agent_id,
-                now_ms,
-                inversion=inversion,
-                affinity_hit=placer.affinity_hits.get(job.task_id),
-            )
-            actions.append(
-                Dispatch(job, released.agent_id, lease.incarnation, self.config.lease_ms, now_ms)
-            )
+            affinity_hit = placer.affinity_hits.get(released.job.task_id)
+            self._dispatched(released, now_ms, actions, affinity_hit)
+        if self._preempt_on and self._scheduler.held > 0:
+            self._preempt(now_ms, actions)
         self._intake_signal(actions)
+
+    def _dispatched(
+        self, released: Released, now_ms: int, actions: list[Action], affinity_hit: bool | None
+    ) -> None:
+        """A task was placed on an agent (its lease taken): it is in flight; tell the driver."""
+        job = released.job
+        lease = self._in_flight.get(job.task_id)
+        assert lease is not None  # the placer took the lease
+        self._tasks.move(job.task_id, job, Step.RELEASE)
+        agent = self._registry.get(released.agent_id)
+        inversion = (
+            agent is not None
+            and self._scheduler.held > 0
+            and self._scheduler.has_waiting(released.effective_priority, agent.can_run)
+        )
+        self.stats.task_dispatched(
+            job, released.agent_id, now_ms, inversion=inversion, affinity_hit=affinity_hit
+        )
+        actions.append(
+            Dispatch(job, released.agent_id, lease.incarnation, self.config.lease_ms, now_ms)
+        )
+
+    # --- preempting ----------------------------------------------------------------------------
+
+    def _is_held(self, task_id: str) -> bool:
+        record = self._tasks.get(task_id)
+        return record is not None and record.phase is Phase.HELD
+
+    def _preempt(self, now_ms: int, actions: list[Action]) -> None:
+        """Stop a preemptible run for each urgent task overdue (``preemption.py``): after the
+        release, so each one still held has no free slot it could use."""
+        victim_levels = self.config.preemption.victims
+        if not any(self._in_flight.count_of_priority(level) for level in victim_levels):
+            return  # nothing to preempt: skip looking at the overdue tasks
+        no_victim: set[tuple[object, ...]] = set()
+        for job in self._urgent.overdue(now_ms):
+            if job.task_id in self._claimed:
+                continue  # a run is stopping for it already
+            alike = (class_of(job), job.priority, job.tenant, job.zone)
+            if alike in no_victim:
+                continue
+            lease = self._victim_for(job, now_ms)
+            if lease is None:
+                no_victim.add(alike)
+                continue
+            self._preempting[lease.task_id] = job.task_id
+            self._claimed.add(job.task_id)
+            self._times_preempted[lease.task_id] = self._times_preempted.get(lease.task_id, 0) + 1
+            actions.append(StopRun(lease.job, lease.agent_id, lease.epoch, preempted=True))
+
+    def _victim_for(self, job: Job, now_ms: int) -> Lease | None:
+        """The youngest run of the least urgent preemptible level on an agent ``job`` could
+        run on; None when a slot freed would not go to ``job`` (a quota holds it back, a
+        capable agent has a free slot yet it waits, or the strategy queues at agents)."""
+        if not self._router.late_binding(job) or not self._scheduler.admits(job, now_ms):
+            return None
+        registry = self._registry
+        capable = self._router.candidates(job, registry.agents, registry.membership_version)
+        if not capable or any(agent.free_slots > 0 for agent in capable):
+            return None
+        where = {agent.agent_id for agent in capable}
+        limit = self.config.preemption.max_per_task
+        for level in self.config.preemption.victim_levels_for(job):
+            for lease in self._in_flight.youngest_of_priority(level):
+                task_id = lease.task_id
+                if (
+                    lease.agent_id in where
+                    and task_id not in self._preempting
+                    and task_id not in self._cancelling
+                    and self._times_preempted.get(task_id, 0) < limit
+                ):
+                    return lease
+        return None
+
+    def _slot_freed(self, task_id: str, agent_id: str) -> str | None:
+        """The run of ``task_id`` on ``agent_id`` ended: if it was stopped for an urgent task,
+        that task gets its slot in this pass (``_hand_over``); returns that task's id."""
+        urgent_id = self._preempting.pop(task_id, None)
+        if urgent_id is not None:
+            self._claimed.discard(urgent_id)
+            self._handoffs.append((urgent_id, agent_id))
+        return urgent_id
+
+    def _hand_over(self, now_ms: int, actions: list[Action]) -> None:
+        """Dispatch each urgent task to the slot freed for it, before anything else may take
+        the slot; one that went meanwhile (elsewhere, cancelled, expired) leaves it to all."""
+        handoffs, self._handoffs = self._handoffs, []
+        for urgent_id, agent_id in handoffs:
+            record = self._tasks.get(urgent_id)
+            agent = self._registry.get(agent_id)
+            if record is None or record.phase is not Phase.HELD or agent is None:
+                continue
+            job = record.job
+            usable = agent.accepts_work and agent.free_slots > 0
+            if not (usable and agent.can_run(job) and agent.handles(job.task_type)):
+                continue
+            released = self._scheduler.claim(urgent_id, agent_id, now_ms)
+            assert released is not None  # HELD is held by the scheduler
+            self._in_flight.assign(released.job, agent_id, now_ms, self.config.lease_ms)
+            self._dispatched(released, now_ms, actions, None)
+
+    def _forget_preemption(self, task_id: str) -> None:
+        """The task left (ended, or withdrawn): nothing of a preemption of it or for it."""
+        self._times_preempted.pop(task_id, None)
+        self._claimed.discard(task_id)
+        urgent_id = self._preempting.pop(task_id, None)
+        if urgent_id is not None:
+            self._claimed.discard(urgent_id)
 
     def _take_turns(self, now_ms: int, actions: list[Action]) -> None:
         """Offer the tasks whose key's earlier tasks all ended (one expiring ends its turn and
@@ -680,6 +806,8 @@ class Distributor:
         record = self._tasks.get(job.task_id)
         if record is not None and record.phase is Phase.RECOVERING:
             self._stop_recovering(lease)
+        if self._slot_freed(job.task_id, lease.agent_id) is not None and not run_counted:
+            spent = False  # lost after the stop for preemption: the stop may be what ended it
         if not run_counted:
             self._scheduler.task_finished(job)
             self.stats.task_finished(job, lease.agent_id, now_ms, "LOST")
@@ -695,6 +823,7 @@ class Distributor:
             actions.append(self._dead_letter(again, DeadLetterReason.EXPIRED, cause, now_ms))
             return
         self._tasks.move(job.task_id, again, Step.TAKE_BACK)
+        self._urgent.watch(again)
         actions.append(Requeued(again, lease.agent_id, cause))
 
     def _dead_letter(
@@ -710,6 +839,7 @@ class Distributor:
         self._remember_ended(job.dedupe_key)
         self._key_left(job)
         self._cancelling.discard(job.task_id)
+        self._forget_preemption(job.task_id)
 
     def _key_left(self, job: Job) -> None:
         """A task left: the next of its key, if it was the key's head, takes its turn."""

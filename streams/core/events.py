@@ -49,6 +49,10 @@ class ResultReported:
     no_handler: bool = False
     """A REJECTED because the agent has no handler for the task's type: that agent is sent no
     more of the type (until it restarts), and the task goes back without spending an attempt."""
+    preempted: bool = False
+    """A CANCELLED because the dispatcher stopped the run to free its slot (``StopRun`` with
+    ``preempted``): the task goes back without spending an attempt, even when the core that
+    asked is not the one that reads the result (a restart in between)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,9 @@ class InFlight:
         self._registry = registry
         self._leases: dict[str, Lease] = {}
         self._by_agent: dict[str, dict[str, Lease]] = {}
+        self._by_priority: dict[int, dict[str, None]] = {}
+        """Level -> ids of the tasks of that level in flight, in order of dispatch (to find a
+        run to preempt without looking at every lease)."""
         self._expiries: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
@@ -68,6 +71,14 @@ class InFlight:
     def of_agent(self, agent_id: str) -> list[Lease]:
         """The agent's leases, in order of dispatch."""
         return list(self._by_agent.get(agent_id, {}).values())
+
+    def youngest_of_priority(self, level: int) -> Iterator[Lease]:
+        """The leases of tasks of ``level``, the last dispatched first."""
+        leases = self._leases
+        return (leases[task_id] for task_id in reversed(self._by_priority.get(level, {})))
+
+    def count_of_priority(self, level: int) -> int:
+        return len(self._by_priority.get(level, ()))
 
     def assign(
         self, job: Job, agent_id: str, now_ms: int, lease_ms: int, *, overbook: bool = False
@@ -187,6 +198,7 @@ class InFlight:
     def _add(self, lease: Lease) -> None:
         self._leases[lease.task_id] = lease
         self._by_agent.setdefault(lease.agent_id, {})[lease.task_id] = lease
+        self._by_priority.setdefault(lease.job.priority, {})[lease.task_id] = None
         self._push(lease)
         self._sync(lease.agent_id)
 
@@ -196,6 +208,10 @@ class InFlight:
         del held[lease.task_id]
         if not held:
             del self._by_agent[lease.agent_id]
+        level = self._by_priority[lease.job.priority]
+        del level[lease.task_id]
+        if not level:
+            del self._by_priority[lease.job.priority]
         self._sync(lease.agent_id)
 
     def _sync(self, agent_id: str) -> None:

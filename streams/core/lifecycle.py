@@ -32,7 +32,9 @@ Invariants (checked by the property tests of ``tests/core/test_distributor.py``)
 3. A task that ends leaves the table; a delivery of a known or recently ended task is dropped.
    A withdrawn task leaves it too, and is not remembered as ended: its new owner has it.
 4. An attempt is counted each time a task leaves an agent without success (TAKE_BACK, RETRY);
-   when its attempts are spent it ends in the dead letters, never silently.
+   when its attempts are spent it ends in the dead letters, never silently. Two TAKE_BACKs
+   count none, as the run was not the task's fault: a rejection for want of a handler, and a
+   run stopped to free its slot for a more urgent task (``preemption.py``).
 """
 
 from __future__ import annotations

@@ -379,6 +379,10 @@ class Statistics:
         self._dead = {reason: 0 for reason in DeadLetterReason}
         self.cancelled = 0
         """Tasks cancelled before they ran (a run stopped counts as its result's status)."""
+        self.preempted = 0
+        """Runs stopped to free their slot for a more urgent task (their task queued again)."""
+        self.preempted_run_ms = 0
+        """The run time those runs had had when they stopped: the work preemption lost."""
         self._queue = Series()
         self._queue_by_priority = [Series() for _ in range(levels)]
         self._dispatch = Series()
@@ -502,6 +506,12 @@ class Statistics:
             self._unwait(task_id)
         self._pending_dispatched.discard(task_id)
         self._close(task_id, now_ms)
+
+    def task_preempted(self, run_ms: int) -> None:
+        """A run was stopped after ``run_ms`` for a more urgent task; its task waits again
+        (its first start still gives its queue time)."""
+        self.preempted += 1
+        self.preempted_run_ms += max(0, run_ms)
 
     def task_cancelled(self, task_id: str, now_ms: int) -> None:
         """The task was cancelled before it ran: it waits no more, and no deadline of its is

@@ -6,14 +6,16 @@ time passes, retries come back (sometimes before they are due), and the driver i
 from what a durable store would hold. Every decision is checked: a task ends exactly once, none
 is lost or duplicated, none is dispatched after its last start time, no agent is ever over
 capacity, and with strict priority no agent gets a lower-priority task while a higher one it
-could run waits.
+could run waits. Preemption is on (p0 and p1 may stop runs of less urgent levels): a run is
+stopped for it only on an agent the waiting task could use, the victim goes back with the same
+attempt, is preempted at most once, and the slot it frees goes to the task it was stopped for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -48,6 +50,7 @@ from streams.core.events import (
 )
 from streams.core.lifecycle import TRANSITIONS, Lifecycle, Phase, Step
 from streams.core.model import ORDERING_KEY_HEADER, REPLAY_HEADER, AgentState, Job
+from streams.core.preemption import PreemptionConfig
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
 from streams.errors import CoreError
@@ -65,6 +68,7 @@ CONFIG = DistributorConfig(
     health=HealthConfig(heartbeat_interval_ms=100, suspect_after_ms=300, down_after_ms=1_000),
     lease_ms=LEASE_MS,
     retry_backoffs_ms=(50, 200),
+    preemption=PreemptionConfig(after_ms={0: 0, 1: 200}, victims=frozenset({1, 2, 3})),
 )
 
 
@@ -99,6 +103,15 @@ class DistributorMachine(RuleBasedStateMachine):
         self.stopped: set[str] = set()
         """Tasks told to stop (cancelled while at an agent): they may only end CANCELLED or
         SUCCEEDED, never run again."""
+        self.preempting: dict[str, str] = {}
+        """Runs told to stop for preemption (not ended yet) -> the agent they run on."""
+        self.preempting_for: dict[str, str] = {}
+        """Runs told to stop for preemption -> the urgent task they were stopped for."""
+        self.told_to_yield: set[str] = set()
+        """Tasks whose run at an agent was told to stop for preemption: the agent says so in
+        its result (``ResultReported.preempted``), whether the driver restarted or not."""
+        self.times_preempted: dict[str, int] = {}
+        """How often each task was preempted since the driver (re)started."""
 
     # --- the driver's moves ------------------------------------------------------------------
 
@@ -132,6 +145,13 @@ class DistributorMachine(RuleBasedStateMachine):
         self.ledger.arrived.add(task_id)
         self._handle(TaskArrived(job))
 
+    @rule(priority=st.integers(0, 3), count=st.integers(1, 6))
+    def burst(self, priority: int, count: int) -> None:
+        """Plain tasks of one level at once: enough to fill the fleet, so that a more urgent
+        one finds no free slot and preempts."""
+        for _ in range(count):
+            self.arrive(priority, frozenset(), None, None, None)
+
     @rule(data=st.data())
     def duplicate_delivery(self, data: st.DataObject) -> None:
         if self.ledger.arrived:
@@ -151,9 +171,18 @@ class DistributorMachine(RuleBasedStateMachine):
         run = self.ledger.running.pop(task_id)
         job = run.job
         started = TaskStarted(task_id, run.agent_id, job.attempt, self.now_ms)
-        result = ResultReported(task_id, run.agent_id, job.attempt, status, "boom")
+        preempted = task_id in self.told_to_yield and status is ResultStatus.CANCELLED
+        self.told_to_yield.discard(task_id)
+        if not preempted:  # it ended before the stop came: its result stands
+            self.preempting.pop(task_id, None)
+        result = ResultReported(
+            task_id, run.agent_id, job.attempt, status, "boom", preempted=preempted
+        )
+        held = {t for t in self.ledger.arrived if self.core.phase_of(t) is Phase.HELD}
         actions = self._handle(started, result)
         assert actions[:1] == [Finished(job, run.agent_id, status)]
+        if task_id in self.preempting_for:
+            self._check_hand_over(self.preempting_for.pop(task_id), run, held, actions)
 
     @precondition(lambda self: bool(self.ledger.finished_runs))
     @rule(data=st.data())
@@ -163,6 +192,8 @@ class DistributorMachine(RuleBasedStateMachine):
         lease = self.core.lease_of(task_id)
         if lease is not None and (lease.agent_id, lease.attempt) == (agent_id, attempt):
             return
+        if task_id not in self.ledger.ended and self.ledger.jobs[task_id].attempt == attempt:
+            return  # preempted, it runs that attempt again: a success of it may end it
         actions = self._handle(ResultReported(task_id, agent_id, attempt, ResultStatus.SUCCEEDED))
         assert not any(isinstance(a, Finished) for a in actions)
 
@@ -236,6 +267,9 @@ class DistributorMachine(RuleBasedStateMachine):
         inputs, read again in the order they arrived."""
         self.core = Distributor(CONFIG)
         self.stopped.clear()  # a stop is not durable (docs/results.md, Cancelling)
+        self.preempting.clear()  # nor a preemption (the agent's result says it, though)
+        self.preempting_for.clear()
+        self.times_preempted.clear()
         events: list[Event] = [
             EndedRecovered(self.ledger.jobs[task_id].dedupe_key) for task_id in self.ledger.ended
         ]
@@ -271,6 +305,7 @@ class DistributorMachine(RuleBasedStateMachine):
         for task_id, run in list(self.ledger.running.items()):
             if run.agent_id == agent:
                 del self.ledger.running[task_id]  # its results never come
+                self.told_to_yield.discard(task_id)
 
     def _handle(self, *events: Event) -> list[Action]:
         actions = self.core.handle(list(events), self.now_ms)
@@ -296,6 +331,8 @@ class DistributorMachine(RuleBasedStateMachine):
         elif isinstance(action, StopRun):
             run = self.ledger.dispatched.get(action.job.task_id)
             assert run is not None and run.agent_id == action.agent_id
+            if action.preempted:
+                self._check_preemption(action)
         elif isinstance(action, DeadLetter | Completed):
             task_id = action.job.task_id
             if task_id in self.stopped:
@@ -308,16 +345,72 @@ class DistributorMachine(RuleBasedStateMachine):
             self.ledger.ended[task_id] = type(action).__name__
             self.ledger.running.pop(task_id, None)
             self.ledger.dispatched.pop(task_id, None)
+            self.preempting.pop(task_id, None)
+            self.told_to_yield.discard(task_id)
         elif isinstance(action, Requeued):
-            self._note(action.job)
-            run = self.ledger.running.pop(action.job.task_id, None)
-            if run is not None:
-                self.ledger.finished_runs.add((run.job.task_id, run.agent_id, run.job.attempt))
+            self._check_requeued(action)
         elif isinstance(action, Finished):
             key = (action.job.task_id, action.agent_id, action.job.attempt)
             self.ledger.finished_runs.add(key)
         else:
             assert isinstance(action, Dropped | PauseIntake | ResumeIntake)
+
+    def _check_requeued(self, action: Requeued) -> None:
+        task_id = action.job.task_id
+        preempted = action.cause.startswith("preempted")
+        if task_id in self.preempting or preempted:  # stopped for an urgent task: no attempt
+            self.preempting.pop(task_id, None)  # spent, whether it stopped or was lost
+            self.told_to_yield.discard(task_id)
+            assert action.job.attempt == self.ledger.jobs[task_id].attempt
+            self.ledger.jobs[task_id] = action.job
+            self.ledger.dispatched.pop(task_id, None)
+        else:
+            self._note(action.job)
+        run = self.ledger.running.pop(task_id, None)
+        if run is not None:
+            self.ledger.finished_runs.add((run.job.task_id, run.agent_id, run.job.attempt))
+
+    def _check_hand_over(
+        self, urgent: str, run: Dispatch, held: set[str], actions: list[Action]
+    ) -> None:
+        """The slot a preempted run frees goes to the task it was stopped for, if that one
+        still waits and the agent still takes work."""
+        agent = next(a for a in self.core.agents() if a.agent_id == run.agent_id)
+        ended = {a.job.task_id for a in actions if isinstance(a, DeadLetter | Cancelled)}
+        if urgent in held and urgent not in ended and agent.state is AgentState.READY:
+            placed = [
+                a.agent_id for a in actions if isinstance(a, Dispatch) and a.job.task_id == urgent
+            ]
+            assert placed == [run.agent_id], f"{urgent} did not get the slot freed for it"
+            event("a slot freed by preemption handed over")
+
+    def _check_preemption(self, stop: StopRun) -> None:
+        """A run is stopped for an overdue p0 or p1 task held, that could run on its agent,
+        of a more urgent level; at most once per task, and not while it stops already."""
+        victim = stop.job
+        assert victim.task_id not in self.preempting, "stopped twice for preemption"
+        assert victim.priority in CONFIG.preemption.victims
+        count = self.times_preempted.get(victim.task_id, 0) + 1
+        assert count <= CONFIG.preemption.max_per_task, f"{victim.task_id} preempted again"
+        self.times_preempted[victim.task_id] = count
+        agent = next(a for a in self.core.agents() if a.agent_id == stop.agent_id)
+        bounds = CONFIG.preemption.after_ms
+        urgent = [
+            job
+            for task_id, job in self.ledger.jobs.items()
+            if self.core.phase_of(task_id) is Phase.HELD
+            and job.priority in bounds
+            and job.priority < victim.priority
+            and self.now_ms - job.submitted_ms >= bounds[job.priority]
+            and agent.can_run(job)
+        ]
+        assert urgent, f"{victim.task_id} stopped for no overdue task that could use its slot"
+        assert agent.free_slots == 0, "a run was stopped on an agent with a free slot"
+        self.preempting[victim.task_id] = stop.agent_id
+        if victim.task_id in self.ledger.running:  # else its agent is gone: no result comes
+            self.told_to_yield.add(victim.task_id)
+        event("a run preempted")
+        self.preempting_for[victim.task_id] = self.core.preempting_for(victim.task_id) or ""
 
     def _check_key_order(self, job: Job) -> None:
         """A task of an ordering key is dispatched only once every earlier task of its key has

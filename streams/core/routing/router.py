@@ -58,6 +58,18 @@ class Router:
             return self._fall_back(job, rule, snapshot, name)
         return self._choose(job, tiers, name)
 
+    def candidates(
+        self, job: Job, agents: Sequence[AgentInfo], membership_version: int
+    ) -> list[AgentInfo]:
+        """The healthy agents ``route`` could pick for ``job``, busy or not (its rule's pool,
+        widened if the rule says so and the pool has none): where a slot freed would serve it."""
+        rule = first_match(self._config.rules, job) or _DEFAULT_RULE
+        snapshot = self._current_snapshot(agents, membership_version)
+        tiers = snapshot.candidates(job, rule.pool)
+        if not tiers and Fallback.WIDEN in rule.fallback:
+            tiers = snapshot.candidates(job, None)
+        return [agent for tier in tiers for agent in tier.agents]
+
     def late_binding(self, job: Job) -> bool:
         """False when the strategy the rules choose for ``job`` is a push baseline."""
         rule = first_match(self._config.rules, job) or _DEFAULT_RULE

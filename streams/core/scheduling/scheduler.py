@@ -211,7 +211,32 @@ class Scheduler:
         self._refresh(queue, self._now_ms)
         return task.job
 
+    def claim(self, task_id: str, agent_id: str, now_ms: int) -> Released | None:
+        """Release the held ``task_id`` to ``agent_id`` out of turn (a slot freed for it by
+        preemption), counted as any release (quotas, fair share); None if it is not held."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        now_ms = self._clock(now_ms)
+        job = task.job
+        eff, _ = evaluate(
+            job, now_ms, aging_ms=self._config.aging_ms, escalation_ms=self._config.escalation_ms
+        )
+        queue = task.queue
+        queue.discard(task)
+        self._forget(task)
+        self._refresh(queue, now_ms)
+        self._quotas.released(job, now_ms)
+        self._fair.charge(eff, job.tenant)
+        self._orphans.saw_capable(queue.cls)
+        return Released(job, agent_id, eff, max(0, now_ms - job.submitted_ms))
+
     # --- queries -----------------------------------------------------------------------------
+
+    def admits(self, job: Job, now_ms: int) -> bool:
+        """Whether the tenant quotas let ``job`` be released now (a freed slot could serve it)."""
+        tenant = job.tenant
+        return tenant not in self._quotas.limited or self._quotas.admits(tenant, now_ms)
 
     def holds(self, task_id: str) -> bool:
         """Whether ``task_id`` is held (or awaits its expiry report): offering it is a DUPLICATE."""
