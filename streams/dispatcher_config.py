@@ -29,6 +29,7 @@ from pydantic import (
 from streams.config_errors import describe
 from streams.core.agents import HealthConfig
 from streams.core.distributor import DistributorConfig
+from streams.core.preemption import PreemptionConfig
 from streams.core.routing import RoutingConfig
 from streams.core.routing.names import STRATEGY_NAMES
 from streams.core.routing.rules import Fallback, RoutingRule
@@ -44,6 +45,7 @@ _HEALTH = HealthConfig()
 _CORE = DistributorConfig()
 _ROUTING = RoutingConfig()
 _SCALING = ScalingConfig()
+_PREEMPTION = PreemptionConfig()
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -155,6 +157,7 @@ def _off_at_zero(value: Any) -> Any:
 
 
 OptionalMs = Annotated[int | None, Field(ge=1)]
+Level = Annotated[int, Field(ge=0)]
 
 
 class DispatcherConfig(BaseModel):
@@ -248,6 +251,21 @@ class DispatcherConfig(BaseModel):
     tenants: dict[str, TenantPolicy] = Field(
         default_factory=dict, description="each tenant's weight, in-flight quota and rate"
     )
+    # --- preemption --------------------------------------------------------------------------
+    preempt_after_ms: dict[Level, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="level -> how long (ms since submission) a task of that level waits, every "
+        "slot it could use taken, before a preemptible run is stopped for it (none: no level "
+        "preempts)",
+    )
+    preemptible_levels: tuple[Level, ...] = Field(
+        tuple(sorted(_PREEMPTION.victims)),
+        description="levels whose running tasks may be stopped for a more urgent task and "
+        "queued again, their attempt not spent",
+    )
+    preempt_max_per_task: int = Field(
+        _PREEMPTION.max_per_task, ge=1, description="times one task may be preempted"
+    )
     # --- routing -----------------------------------------------------------------------------
     strategy: str = Field(
         _ROUTING.strategy,
@@ -324,6 +342,13 @@ class DispatcherConfig(BaseModel):
             no_capable_agent_timeout_ms=self.no_capable_agent_ms,
         )
 
+    def preemption(self) -> PreemptionConfig:
+        return PreemptionConfig(
+            after_ms=self.preempt_after_ms,
+            victims=frozenset(self.preemptible_levels),
+            max_per_task=self.preempt_max_per_task,
+        )
+
     def routing(self) -> RoutingConfig:
         rules = tuple(setting.rule() for setting in self.routing_rules)
         return RoutingConfig(strategy=self.strategy, rules=rules, zone_strict=self.zone_strict)
@@ -337,6 +362,7 @@ class DispatcherConfig(BaseModel):
             retry_backoffs_ms=settings.retry_tiers_ms,
             dedupe_window=self.dedupe_window,
             routing=self.routing(),
+            preemption=self.preemption(),
         )
 
     def overridden(self, values: dict[str, Any]) -> DispatcherConfig:

@@ -221,6 +221,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_preemption(self) -> Settings:
+        try:  # the levels it names must be levels (the core's check, its message)
+            self.dispatcher.preemption().check_levels(self.priority_levels)
+        except ConfigError as error:
+            raise ValueError(f"dispatcher.{error}") from None
+        return self
+
+    @model_validator(mode="after")
     def _check_limits(self) -> Settings:
         sizes = (("a task", self.task_limits().task_bytes), ("an output", self.max_output_bytes))
         for what, size in sizes:

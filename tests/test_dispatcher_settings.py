@@ -215,3 +215,31 @@ def test_every_setting_of_the_table_is_documented() -> None:
     assert {f"tenants.NAME.{name}" for name in TenantPolicy.model_fields} <= named
     assert {f"scaling.{name}" for name in ScalingSettings.model_fields} <= named
     assert set(RoutingRuleSetting.model_fields) <= rules
+
+
+def test_preemption_from_toml_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off by default; ``[dispatcher.preempt_after_ms]`` names levels as TOML keys."""
+    assert not DispatcherConfig().preemption().enabled
+    path = tmp_path / "taskd.toml"
+    path.write_text(
+        "[dispatcher]\npreemptible_levels = [2, 3]\n[dispatcher.preempt_after_ms]\n0 = 2000\n"
+    )
+    core = load_settings(path).dispatcher.preemption()
+    assert (core.after_ms, core.victims, core.max_per_task) == ({0: 2000}, {2, 3}, 1)
+    monkeypatch.setenv("TASKD_DISPATCHER__PREEMPT_AFTER_MS", '{"1": 50}')
+    monkeypatch.setenv("TASKD_DISPATCHER__PREEMPT_MAX_PER_TASK", "2")
+    settings = load_settings(path)
+    assert settings.dispatcher.distributor(settings).preemption.after_ms == {0: 2000, 1: 50}
+    assert settings.dispatcher.preempt_max_per_task == 2
+
+
+def test_preemption_mistakes_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKD_DISPATCHER__PREEMPT_AFTER_MS", '{"0": -1}')
+    with pytest.raises(ConfigError, match=r"preempt_after_ms\.0 .*greater than or equal to 0"):
+        load_settings()
+    monkeypatch.setenv("TASKD_DISPATCHER__PREEMPT_AFTER_MS", '{"0": 10}')
+    monkeypatch.setenv("TASKD_DISPATCHER__PREEMPTIBLE_LEVELS", "[3, 4]")
+    with pytest.raises(ConfigError, match=r"levels \[4\] do not exist \(levels are 0\.\.3\)"):
+        load_settings()

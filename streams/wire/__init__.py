@@ -14,10 +14,12 @@ from streams.wire.json_input import decode_task, parse_task_json, validate_task
 from streams.wire.mapping import task_to_job
 from streams.wire.records import (
     NO_HANDLER,
+    PREEMPTED,
     RECORD_TYPES,
     REPLY_PARTITION_HEADER,
     SOURCE_KEY_HEADER,
     STOP_HEADER,
+    STOP_PREEMPT,
     AgentHeartbeat,
     AgentRegistration,
     AgentStatus,
@@ -46,11 +48,13 @@ from streams.wire.schemas import SCHEMA_DIR, WireSchema, current_schemas
 
 __all__ = [
     "NO_HANDLER",
+    "PREEMPTED",
     "RECORD_TYPES",
     "REPLY_PARTITION_HEADER",
     "SCHEMA_DIR",
     "SOURCE_KEY_HEADER",
     "STOP_HEADER",
+    "STOP_PREEMPT",
     "AgentHeartbeat",
     "AgentRegistration",
     "AgentStatus",

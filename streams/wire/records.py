@@ -51,6 +51,12 @@ STOP_HEADER = "taskd-stop"
 """On a record of an agent's ``dispatch`` partition: its assignments are runs to stop (their
 tasks were cancelled), not runs to start. An agent that does not know the header skips them as
 attempts it has seen."""
+STOP_PREEMPT = "preempt"
+"""The value of ``STOP_HEADER`` when the runs are stopped to free their slots for more urgent
+tasks (preemption), not cancelled: they will run again, with the same attempt."""
+PREEMPTED = "preempted"
+"""The error of a CANCELLED result whose run was stopped by a ``STOP_PREEMPT`` record: the
+dispatcher queues its task again without spending an attempt."""
 REPLY_PARTITION_HEADER = "taskd-reply-partition"
 """A task header naming the partition of the replies topic (``<prefix>replies``) its outcome is
 written to when it ends; tasks without it get no outcome record."""

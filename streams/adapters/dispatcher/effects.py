@@ -38,6 +38,7 @@ from streams.errors import EncodeError
 from streams.wire import (
     SOURCE_KEY_HEADER,
     STOP_HEADER,
+    STOP_PREEMPT,
     Assignment,
     AssignmentBatch,
     DeadLetter,
@@ -164,19 +165,22 @@ class Effects:
 
     def _stop(self, action: act.StopRun) -> None:
         """Tell the agent to stop a run: its assignment again, on its partition, under the
-        stop header (an agent that does not know the header skips it as an attempt seen)."""
+        stop header (an agent that does not know the header skips it as an attempt seen);
+        its value says whether the run is cancelled or preempted (it will run again)."""
         claim = self._regs.active(action.agent_id)
         if claim is None or claim.epoch != action.epoch:
             return  # the agent is gone: its run's loss ends the task (the core knows)
         job = action.job
         stop = self._assignment(job, action.agent_id, action.epoch, self._clock(), 0)
-        log.info("task %s cancelled: agent %s told to stop it", job.task_id, action.agent_id)
+        why = "preempted" if action.preempted else "cancelled"
+        log.info("task %s %s: agent %s told to stop it", job.task_id, why, action.agent_id)
+        value = STOP_PREEMPT.encode() if action.preempted else b"1"
         self._outputs.send(
             self._topics.dispatch,
             self._codec.encode(AssignmentBatch(assignments=(stop,))),
             key=action.agent_id.encode(),
             partition=claim.partition,
-            headers=[(STOP_HEADER, b"1")],
+            headers=[(STOP_HEADER, value)],
         )
 
     def _assignment(

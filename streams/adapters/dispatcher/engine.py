@@ -57,6 +57,7 @@ from streams.errors import TooLargeError, WireError
 from streams.settings import Settings
 from streams.wire import (
     NO_HANDLER,
+    PREEMPTED,
     AgentHeartbeat,
     AgentRegistration,
     CancelRequest,
@@ -463,6 +464,7 @@ class Engine:
             )
         status = _RESULT_STATUS[result.status]
         no_handler = status is ResultStatus.REJECTED and (result.error or "").startswith(NO_HANDLER)
+        preempted = status is ResultStatus.CANCELLED and result.error == PREEMPTED
         events.append(
             ResultReported(
                 result.task_id,
@@ -471,6 +473,7 @@ class Engine:
                 status,
                 result.error,
                 no_handler=no_handler,
+                preempted=preempted,
             )
         )
 

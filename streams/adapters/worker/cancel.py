@@ -14,12 +14,15 @@ import contextvars
 
 class StopToken:
     """One run's stop flag: set on the agent's loop, read by the handler (a thread, maybe).
-    A plain attribute: one object per run, and a bool needs no lock to be read across threads."""
+    A plain attribute: one object per run, and a bool needs no lock to be read across threads.
+    ``preempted``: stopped to free the slot for a more urgent task, not cancelled; the handler
+    sees the same signal (the task will run again), only the result says which."""
 
-    __slots__ = ("stopped",)
+    __slots__ = ("preempted", "stopped")
 
     def __init__(self) -> None:
         self.stopped = False
+        self.preempted = False
 
 
 _TOKEN: contextvars.ContextVar[StopToken | None] = contextvars.ContextVar(

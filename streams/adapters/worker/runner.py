@@ -41,7 +41,9 @@ from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import (
     NO_HANDLER,
+    PREEMPTED,
     STOP_HEADER,
+    STOP_PREEMPT,
     AgentRegistration,
     Assignment,
     AssignmentBatch,
@@ -108,8 +110,9 @@ class TaskRunner:
         self._live: dict[tuple[str, int], tuple[asyncio.Task[Any] | None, StopToken]] = {}
         """(task id, attempt) of each run going on -> the asyncio task to cancel (an async
         handler's; None for one in a thread, which polls its token) and its stop token."""
-        self._stop_asked: LruMap[tuple[str, int], None] = LruMap(STOPS_KEPT)
-        """Runs asked to stop before they started: reported CANCELLED instead of run."""
+        self._stop_asked: LruMap[tuple[str, int], bool] = LruMap(STOPS_KEPT)
+        """Runs asked to stop before they started -> whether preempted: reported CANCELLED
+        instead of run."""
         self._on_loop: dict[Invoker, bool] = {}
         """Whether each handler's invoker runs on the loop (an ``async`` handler, which a stop
         cancels) or in a thread or a batch (which a stop only flags); asked once each."""
@@ -144,9 +147,10 @@ class TaskRunner:
         except DecodeError as error:
             log.warning("skipping an undecodable assignment batch at offset %d: %s", offset, error)
             return self._skip(offset, "undecodable")
-        if _stops(message):
+        stop = _stop_value(message)
+        if stop is not None:
             for assignment in batch.assignments:
-                self._stop(assignment.task)
+                self._stop(assignment.task, preempted=stop == STOP_PREEMPT.encode())
             self.offsets.finish(offset)
             return True
         fenced = [item.epoch for item in batch.assignments if item.epoch > self._epoch]
@@ -249,9 +253,11 @@ class TaskRunner:
         task = fetched.assignment.task
         run = (task.task_id, task.attempt)
         started_at, clock = now_ms(), time.perf_counter()
-        if run in self._stop_asked:  # cancelled while it waited here
+        if run in self._stop_asked:  # cancelled or preempted while it waited here
+            preempted = self._stop_asked.get(run)
             self._stop_asked.discard(run)
-            self._report(fetched.offset, fetched.assignment, _CANCELLED, started_at)
+            stopped = _PREEMPTED if preempted else _CANCELLED
+            self._report(fetched.offset, fetched.assignment, stopped, started_at)
             return
         self._metrics.started.inc()
         token = StopToken()
@@ -270,24 +276,31 @@ class TaskRunner:
         finally:
             unwatch(watching)
             del self._live[run]
-        if token.stopped:
-            outcome = _CANCELLED  # told to stop: whatever the handler did after that
+        if token.stopped:  # told to stop: whatever the handler did after that
+            outcome = _PREEMPTED if token.preempted else _CANCELLED
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         self._report(fetched.offset, fetched.assignment, outcome, started_at)
 
-    def _stop(self, task: Task) -> None:
-        """The dispatcher asks to stop a run (its task was cancelled): cancel it if it runs,
-        skip it when it would start."""
+    def _stop(self, task: Task, *, preempted: bool) -> None:
+        """The dispatcher asks to stop a run (its task was cancelled, or preempted): cancel it
+        if it runs, skip it when it would start. A preempted task's attempt may come back to
+        run again: it is no longer one seen here."""
         run = (task.task_id, task.attempt)
+        if preempted:
+            self._seen.discard((dedupe_key(task.task_id, task.headers), task.attempt))
         live = self._live.get(run)
         if live is None:
-            self._stop_asked.put(run, None)
+            self._stop_asked.put(run, preempted)
             return
         asyncio_task, token = live
+        if token.stopped:
+            return  # told already (a cancel after a preemption: the dispatcher knows both)
         token.stopped = True
+        token.preempted = preempted
         if asyncio_task is not None:
             asyncio_task.cancel()
-        log.info("task %s cancelled: its run was told to stop", task.task_id)
+        why = "preempted" if preempted else "cancelled"
+        log.info("task %s %s: its run was told to stop", task.task_id, why)
 
     # --- results -------------------------------------------------------------------------------
 
@@ -361,12 +374,18 @@ class TaskRunner:
         self._wake.set()
 
 
-def _stops(message: Message) -> bool:
-    """Whether the record asks to stop its runs (``STOP_HEADER``) rather than start them."""
-    return any(pair[0] == STOP_HEADER for pair in message.headers() or ())
+def _stop_value(message: Message) -> bytes | None:
+    """The ``STOP_HEADER`` of a record that asks to stop its runs rather than start them
+    (``STOP_PREEMPT``: preempted); None for runs to start."""
+    for pair in message.headers() or ():
+        if pair[0] == STOP_HEADER:
+            value = pair[1]
+            return value.encode() if isinstance(value, str) else value or b""
+    return None
 
 
 _CANCELLED = Outcome(TaskStatus.CANCELLED, error="cancelled")
+_PREEMPTED = Outcome(TaskStatus.CANCELLED, error=PREEMPTED)
 STOPS_KEPT = 10_000
 """Stops of runs not started yet that are remembered (the oldest forgotten first)."""
 
