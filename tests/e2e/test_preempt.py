@@ -1,0 +1,92 @@
+"""Preemption through the pipeline, as a user checks it on the results and replies topics: one
+agent with one slot runs a long p3 task; a p0 task arrives. With preemption on (p0 after 1 s,
+p3 preemptible), the p3 run is stopped (its handler sees ``taskd.cancelled()``), the p0 task
+runs in its slot, and the p3 task runs again from its start and succeeds once, its attempt not
+counted. With preemption off, the p0 task waits for the p3 run to end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import taskd
+from streams.adapters.client import TaskClient
+from streams.settings import Settings
+from streams.wire import PREEMPTED, OutcomeStatus, Task, TaskOutcome, TaskResult, TaskStatus
+from tests.adapters.test_dispatcher_support import until, with_state
+from tests.e2e.test_pipeline_support import all_results, pipeline, pipeline_config
+
+HANDLER = "tests.e2e.test_preempt:long_unless_urgent"
+LOW_RUN_S = 8.0
+"""How long the p3 task runs when nothing stops it."""
+AFTER_MS = 1_000
+MARGIN_MS = 4_000
+"""For the dispatcher's loop, the stop's round trip and a busy machine; well below the run."""
+WAIT_S = 90
+
+
+def long_unless_urgent(task: Task) -> str:
+    """A p0 task ends at once; any other runs ``LOW_RUN_S``, polling its cancellation."""
+    if task.priority == 0:
+        return "urgent done"
+    deadline = time.monotonic() + LOW_RUN_S
+    while time.monotonic() < deadline:
+        if taskd.cancelled():
+            return "stopped early"
+        time.sleep(0.05)
+    return "low done"
+
+
+def _run(
+    settings: Settings, preempt: bool
+) -> tuple[str, str, int, list[TaskResult], dict[str, TaskOutcome]]:
+    """(low task id, urgent task id, when the urgent one was submitted, every result, the
+    outcomes) of one run of the scenario."""
+    fields = {"preempt_after_ms": {0: AFTER_MS}, "preemptible_levels": (3,)} if preempt else {}
+    config = pipeline_config(**fields)
+
+    async def scenario() -> tuple[str, str, int, dict[str, TaskOutcome]]:
+        async with pipeline(settings, [1], config, handlers=[HANDLER]) as (dispatcher, _, _):
+            with TaskClient(settings, results=True) as client:
+                low = client.submit_new(type="work", priority=3)
+                await until(lambda: dispatcher.core.in_flight == 1, "the slot taken", WAIT_S)
+                await asyncio.sleep(0.5)  # the p3 run has started
+                submitted_ms = time.time_ns() // 1_000_000
+                urgent = client.submit_new(type="work", priority=0)
+                outcomes = await asyncio.to_thread(client.wait, [low, urgent], WAIT_S)
+        by_id = {outcome.task_id: outcome for outcome in outcomes}
+        return low.task_id, urgent.task_id, submitted_ms, by_id
+
+    low_id, urgent_id, submitted_ms, outcomes = asyncio.run(scenario())
+    return low_id, urgent_id, submitted_ms, all_results(settings), outcomes
+
+
+def test_an_urgent_task_preempts_a_long_low_priority_run(topics: Settings, tmp_path: Path) -> None:
+    settings = with_state(topics, tmp_path / "state")
+    low, urgent, submitted_ms, results, outcomes = _run(settings, preempt=True)
+    low_runs = sorted((r for r in results if r.task_id == low), key=lambda r: r.started_at)
+    (urgent_run,) = [r for r in results if r.task_id == urgent]
+    stopped, again = low_runs  # two runs: stopped for the p0 task, then to its end
+    assert (stopped.status, stopped.error, stopped.attempt) == (
+        TaskStatus.CANCELLED,
+        PREEMPTED,
+        0,
+    )
+    assert (again.status, again.attempt) == (TaskStatus.SUCCEEDED, 0)  # no attempt spent
+    assert urgent_run.status is TaskStatus.SUCCEEDED
+    assert urgent_run.started_at - submitted_ms < AFTER_MS + MARGIN_MS
+    assert stopped.finished_at <= urgent_run.started_at <= again.started_at  # in its slot
+    assert outcomes[low].status is OutcomeStatus.SUCCEEDED and outcomes[low].attempts == 1
+    assert outcomes[urgent].status is OutcomeStatus.SUCCEEDED
+
+
+def test_without_preemption_the_urgent_task_waits(topics: Settings, tmp_path: Path) -> None:
+    settings = with_state(topics, tmp_path / "state")
+    low, urgent, submitted_ms, results, outcomes = _run(settings, preempt=False)
+    (low_run,) = [r for r in results if r.task_id == low]
+    (urgent_run,) = [r for r in results if r.task_id == urgent]
+    assert low_run.status is TaskStatus.SUCCEEDED
+    assert urgent_run.started_at >= low_run.finished_at  # it waited for the whole run
+    assert urgent_run.started_at - submitted_ms >= AFTER_MS + MARGIN_MS
+    assert {o.status for o in outcomes.values()} == {OutcomeStatus.SUCCEEDED}
