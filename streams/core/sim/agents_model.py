@@ -153,6 +153,17 @@ class SimAgent:
             return (True, None)
         return (True, self._start_waiting(now_ms))
 
+    def started_ms(self, job: Job) -> int | None:
+        """When its run of ``job`` (that attempt) started; None when it does not run it."""
+        return self._running.get((job.task_id, job.attempt))
+
+    def unqueue(self, job: Job) -> bool:
+        """Drop ``job`` from the local queue (stopped before it started); False if absent."""
+        if not self._waiting.remove(job):
+            return False
+        self._waiting_levels[job.priority] -= 1
+        return True
+
     def crash(self, now_ms: int) -> int:
         """Lose every run and queued task; return how many were lost."""
         if not self.up:
@@ -244,6 +255,23 @@ class LocalQueue:
             return self._fifo.popleft()
         _, _, _, job, work = heapq.heappop(self._heap)
         return (job, work)
+
+    def remove(self, job: Job) -> bool:
+        """Take out the entry of ``job`` (that attempt), wherever it is; False if absent."""
+        run = (job.task_id, job.attempt)
+        if not self._urgent_first:
+            for index, (queued, _) in enumerate(self._fifo):
+                if (queued.task_id, queued.attempt) == run:
+                    del self._fifo[index]
+                    return True
+            return False
+        for index, entry in enumerate(self._heap):
+            if (entry[3].task_id, entry[3].attempt) == run:
+                self._heap[index] = self._heap[-1]
+                self._heap.pop()
+                heapq.heapify(self._heap)
+                return True
+        return False
 
     def clear(self) -> None:
         self._fifo.clear()

@@ -9,10 +9,13 @@ on, the engine asks the distributor for its next wake-up and plans one ``tick`` 
 plans win; a superseded tick is skipped).
 
 The engine carries out the distributor's actions: a ``Dispatch`` is delivered to the agent (it
-starts the task or queues it locally), a ``Retry`` comes back as a ``TaskArrived`` at its
-due time, ``PauseIntake`` holds new arrivals in per-priority backlogs (Kafka's role) that are
-read again, one level after another, on ``ResumeIntake``. Agents heartbeat every
-``heartbeat_interval_ms`` while up; a crash stops the heartbeats, the distributor notices.
+starts the task or queues it locally), a ``StopRun`` (preemption: ``streams.core.preemption``)
+ends the run at once, its slot freed and its result CANCELLED ``preempted`` reported (in
+production the stop takes a round trip through Kafka), a ``Retry`` comes back as a
+``TaskArrived`` at its due time, ``PauseIntake`` holds new arrivals in per-priority backlogs
+(Kafka's role) that are read again, one level after another, on ``ResumeIntake``. Agents
+heartbeat every ``heartbeat_interval_ms`` while up; a crash stops the heartbeats, the
+distributor notices.
 A run of a poison task (``Arrival.fatal``) ends FAILED; of an agent with a
 ``failure_probability``, RETRYABLE by a draw fixed by the seed; else SUCCEEDED. Given a
 :class:`~streams.core.sim.trace.Trace`, the engine notes every event in it as well.
@@ -53,6 +56,7 @@ from streams.core.actions import (
     ResultStatus,
     ResumeIntake,
     Retry,
+    StopRun,
 )
 from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.events import (
@@ -80,7 +84,7 @@ from streams.core.sim.workload import Arrival
 from streams.core.stats import Statistics
 from streams.errors import CoreError
 
-_RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK, _STEAL, _SCALE = range(8)
+_RETRY, _HEARTBEAT, _FINISH, _CRASH, _RECOVER, _TICK, _STEAL, _SCALE, _STOP = range(9)
 
 _Event = tuple[int, int, int, SimAgent | None, Job | None, int]
 """(time_ms, seq, kind, agent, job, token): token is an incarnation, an instance or unused."""
@@ -94,6 +98,7 @@ def distributor_config(scenario: Scenario, strategy: str) -> DistributorConfig:
         health=scenario.health,
         lease_ms=scenario.lease_ms,
         retry_backoffs_ms=scenario.retry_backoffs_ms,
+        preemption=scenario.preemption,
     )
 
 
@@ -205,7 +210,11 @@ class Engine:
             self._on_tick,
             self._on_steal,
             self._on_scale,
+            self._on_stop,
         )
+        self._cut: dict[tuple[str, str, int], int] = {}
+        """(agent, task, attempt) -> finish events to skip: of runs stopped before their end
+        (the same attempt may run there again, and finish later)."""
 
     def _make_instances(self, config: DistributorConfig) -> list[_Instance]:
         count = self.plan.instances
@@ -365,6 +374,12 @@ class Engine:
 
     def _on_finish(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
         assert agent is not None and job is not None
+        run = (agent.agent_id, job.task_id, job.attempt)
+        if run in self._cut:  # the end of a run stopped earlier: it never came
+            self._cut[run] -= 1
+            if not self._cut[run]:
+                del self._cut[run]
+            return
         live, following = agent.finish(job, token, self._now_ms)
         if not live:
             return
@@ -377,6 +392,29 @@ class Engine:
         self._handle(self._instance_of(job), [reported])
         if agent.draining and not agent.running and not agent.waiting:
             self._stop(agent)
+
+    def _on_stop(self, agent: SimAgent | None, job: Job | None, token: int) -> None:
+        """The agent is told to stop a run (preempted): it ends now, CANCELLED ``preempted``,
+        and its slot starts what waits there; one that waits there is dropped from its queue.
+        Nothing happens when the run ended first (its result came first) or was lost."""
+        assert agent is not None and job is not None
+        started_ms = agent.started_ms(job)
+        following = None
+        if started_ms is not None:
+            _, following = agent.finish(job, agent.incarnation, self._now_ms)
+            run = (agent.agent_id, job.task_id, job.attempt)
+            self._cut[run] = self._cut.get(run, 0) + 1
+        elif not agent.unqueue(job):
+            return
+        self.tally.preempted += 1
+        self.tally.preempted_run_ms += 0 if started_ms is None else self._now_ms - started_ms
+        if following is not None:
+            self._started(agent, following)
+        status = ResultStatus.CANCELLED
+        stopped = ResultReported(
+            job.task_id, agent.agent_id, job.attempt, status, "preempted", preempted=True
+        )
+        self._handle(self._instance_of(job), [stopped])
 
     def _outcome(self, agent: SimAgent, job: Job) -> tuple[ResultStatus, str | None]:
         if job.task_id in self._fatal:
@@ -515,6 +553,9 @@ class Engine:
                     self._push(action.due_ms, _RETRY, None, action.job, 0)
                 case Requeued():
                     self.tally.requeued += 1
+                case StopRun():
+                    agent = self._by_id[action.agent_id]
+                    self._push(self._now_ms, _STOP, agent, action.job, 0)
                 case PauseIntake():
                     instance.paused = True
                     self.tally.intake_pauses += 1

@@ -195,6 +195,20 @@ whole run's p99 queue time, the agent-seconds paid (up time, boots included), th
 autoscaler started and drained, and the SLO judged on the whole run."""
 
 
+PREEMPTION_COLUMNS: tuple[Column, ...] = (
+    Column("p0 p99 ms (all)", lambda r: _ms(_level_p99(r, 0))),
+    Column("preempted", lambda r: f"{r.tally.preempted:,}"),
+    Column("lost run s", lambda r: f"{r.tally.preempted_run_ms / 1000:,.1f}"),
+)
+"""Added to the comparison of variants of a scenario with ``[preemption]``: the whole run's p0
+p99 queue time, the runs stopped for a more urgent task and the run time they lost."""
+
+
+def _level_p99(result: RunResult, level: int) -> int | None:
+    times = result.summary.queue_by_priority.get(level)
+    return None if times is None else times.p99_ms
+
+
 def variant_table(report: Report) -> tuple[list[str], list[list[str]]] | None:
     """Headers and one row per run when the scenario has variants; ``None`` otherwise."""
     scenario = report.scenario
@@ -203,6 +217,8 @@ def variant_table(report: Report) -> tuple[list[str], list[list[str]]] | None:
     columns = VARIANT_COLUMNS
     if scenario.autoscale is not None or scenario.slo is not None:
         columns += SCALING_COLUMNS
+    if scenario.preemption.enabled:
+        columns += PREEMPTION_COLUMNS
     headers = [column.header for column in columns]
     rows = [[column.show(result) for column in columns] for result in report.results]
     return headers, rows

@@ -222,6 +222,12 @@ class RunResult:
                 "stolen": self.tally.stolen,
                 "cross_shard_inversions": self.cross_shard_inversions,
             }
+        if self.tally.preempted:
+            shape = {
+                **shape,
+                "preempted": self.tally.preempted,
+                "preempted_run_s": _seconds(self.tally.preempted_run_ms),
+            }
         if self.autoscaled or self.slo_met is not None:
             shape = {
                 **shape,

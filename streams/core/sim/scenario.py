@@ -29,8 +29,11 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
                  ttl_ms, required_skills, tenants, zone, max_attempts, affinity_keys,
                  affinity = uniform|zipf, zipf_exponent, ordering_keys (tasks sharing a key
                  run one at a time, in order)
-    [[variants]] name, dispatcher_shards, dispatcher_instances, sharding, steal_ms, autoscale:
-                 run every strategy once per variant (each defaults to the scenario's own)
+    [[variants]] name, dispatcher_shards, dispatcher_instances, sharding, steal_ms, autoscale,
+                 preempt (false: without the [preemption]): run every strategy once per
+                 variant (each defaults to the scenario's own)
+    [preemption] after_ms = {"0" = 2000} (level -> wait before it preempts), victims = [2, 3]
+                 (levels that may be preempted), max_per_task (1): ``streams.core.preemption``
     [arrivals]   phases = [{duration_ms, rate_per_s | load}, ...] instead of one rate: a load
                  that rises and falls
     [autoscale]  group, initial, startup_ms, interval_ms, min_agents, max_agents, headroom,
@@ -47,6 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from streams.core.agents import HealthConfig
+from streams.core.preemption import PreemptionConfig
 from streams.core.routing.config import RoutingConfig
 from streams.core.routing.names import AFFINITY, check_strategy_name
 from streams.core.scheduling.config import SchedulerConfig
@@ -101,6 +105,8 @@ class Scenario:
     for its variants with ``autoscale = true``."""
     slo: str | None = None
     """An objective each run of a report is judged on (``slo.py``'s grammar)."""
+    preemption: PreemptionConfig = field(default_factory=PreemptionConfig)
+    """Which levels may stop runs of which (``[preemption]``); off unless given."""
 
     @property
     def work_rate(self) -> float:
@@ -127,6 +133,7 @@ class Scenario:
             steal_ms=variant.steal_ms,
             variants=(),
             autoscaled=variant.autoscale and self.autoscale is not None,
+            preemption=self.preemption if variant.preempt else PreemptionConfig(),
         )
 
     def limit_ms(self, last_arrival_ms: int) -> int:
@@ -179,6 +186,7 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         variants=parse_variants(top, shape),
         autoscale=parse_autoscale(top, agents),
         slo=top.opt_str("slo"),
+        preemption=_preemption(top.sub("preemption"), scheduler.levels),
     )
     scenario = replace(scenario, autoscaled=bool(scenario.autoscale and not scenario.variants))
     if scenario.slo is not None:
@@ -190,6 +198,28 @@ def parse_scenario(data: Mapping[str, object]) -> Scenario:
         raise top.error("variants", "a variant with autoscale = true needs an [autoscale] table")
     top.done()
     return scenario
+
+
+def _preemption(fields: Fields, levels: int) -> PreemptionConfig:
+    waits = fields.raw("after_ms") if fields.has("after_ms") else {}
+    if not isinstance(waits, Mapping):
+        raise fields.error("after_ms", "must be a table: level = ms")
+    after_ms: dict[int, int] = {}
+    for level, wait_ms in waits.items():
+        if not (str(level).isdigit() and isinstance(wait_ms, int) and wait_ms >= 0):
+            raise fields.error("after_ms", f"needs level = ms >= 0, got {level} = {wait_ms!r}")
+        after_ms[int(level)] = wait_ms
+    try:
+        config = PreemptionConfig(
+            after_ms=after_ms,
+            victims=frozenset(fields.int_list("victims", [1]) if fields.has("victims") else ()),
+            max_per_task=fields.int_("max_per_task", 1, minimum=1),
+        )
+        config.check_levels(levels)
+    except ConfigError as error:
+        raise fields.error("after_ms", str(error)) from error
+    fields.done()
+    return config
 
 
 def _strategies(top: Fields) -> tuple[str, ...]:

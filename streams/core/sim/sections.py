@@ -217,6 +217,7 @@ def _variant(fields: Fields, default: Variant) -> Variant:
         steal_ms=fields.int_("steal_ms", default.steal_ms),
         dispatcher_instances=fields.int_("dispatcher_instances", default.dispatcher_instances),
         autoscale=fields.bool_("autoscale", default.autoscale),
+        preempt=fields.bool_("preempt", default.preempt),
     )
     fields.done()
     return variant

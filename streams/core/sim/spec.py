@@ -175,3 +175,5 @@ class Variant:
     autoscale: bool = False
     """Run with the scenario's ``[autoscale]`` (its group starts small and follows the
     signal); False: the fleet as written."""
+    preempt: bool = True
+    """Run with the scenario's ``[preemption]``; False: without (no run is stopped)."""

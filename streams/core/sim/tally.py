@@ -43,6 +43,10 @@ class Tally:
     """Agents an autoscaler started (autoscaled runs only)."""
     scaled_down: int = 0
     """Agents an autoscaler drained (autoscaled runs only)."""
+    preempted: int = 0
+    """Runs stopped for a more urgent task (their task queued again, attempt not spent)."""
+    preempted_run_ms: int = 0
+    """The run time those had had when stopped: the work preemption lost."""
     last_end_ms: int = 0
     ended: set[str] = field(default_factory=set)
 
