@@ -81,6 +81,52 @@ def test_an_urgent_task_preempts_a_long_low_priority_run(topics: Settings, tmp_p
     assert outcomes[urgent].status is OutcomeStatus.SUCCEEDED
 
 
+def test_a_run_still_waiting_at_its_agent_is_preempted_at_once(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """With prefetch places (here one beside the two slots) the youngest run may still wait at
+    its agent: its stop answers at once, and the p0 task takes its place there, to start when
+    one of the agent's slots frees, before the stopped task runs again (docs/results.md,
+    Preempting)."""
+    settings = with_state(topics, tmp_path / "state")
+    fields = {
+        "preempt_after_ms": {0: AFTER_MS},
+        "preemptible_levels": (3,),
+        "prefetch_share": 0.5,
+    }
+
+    async def scenario() -> tuple[list[str], str, str]:
+        config = pipeline_config(**fields)
+        async with pipeline(settings, [2], config, handlers=[HANDLER]) as (dispatcher, _, _):
+            with TaskClient(settings, results=True) as client:
+                running = [client.submit_new(type="work", priority=3) for _ in range(2)]
+                await until(lambda: dispatcher.core.in_flight == 2, "the slots taken", WAIT_S)
+                await asyncio.sleep(0.5)  # both started
+                waiting = client.submit_new(type="work", priority=3)
+                await until(lambda: dispatcher.core.in_flight == 3, "one prefetched", WAIT_S)
+                urgent = client.submit_new(type="work", priority=0)
+                handles = [*running, waiting, urgent]
+                outcomes = await asyncio.to_thread(client.wait, handles, WAIT_S)
+        assert {o.status for o in outcomes} == {OutcomeStatus.SUCCEEDED}
+        return [handle.task_id for handle in running], waiting.task_id, urgent.task_id
+
+    running, waiting, urgent = asyncio.run(scenario())
+    results = all_results(settings)
+    ran = [r for r in results if r.task_id in running]
+    (urgent_run,) = [r for r in results if r.task_id == urgent]
+    stopped, again = sorted((r for r in results if r.task_id == waiting), key=_started)
+    assert (stopped.status, stopped.error, stopped.attempt) == (TaskStatus.CANCELLED, PREEMPTED, 0)
+    first_end = min(r.finished_at for r in ran)
+    assert stopped.finished_at < first_end  # answered at once, not when a slot freed
+    assert [r.status for r in ran] == [TaskStatus.SUCCEEDED] * 2  # the runs were not stopped
+    assert first_end <= urgent_run.started_at <= again.started_at
+    assert (again.status, again.attempt) == (TaskStatus.SUCCEEDED, 0)
+
+
+def _started(result: TaskResult) -> int:
+    return result.started_at
+
+
 def test_without_preemption_the_urgent_task_waits(topics: Settings, tmp_path: Path) -> None:
     settings = with_state(topics, tmp_path / "state")
     low, urgent, submitted_ms, results, outcomes = _run(settings, preempt=False)

@@ -290,7 +290,12 @@ class TaskRunner:
             self._seen.discard((dedupe_key(task.task_id, task.headers), task.attempt))
         live = self._live.get(run)
         if live is None:
-            self._stop_asked.put(run, preempted)
+            waiting = self._take_waiting(run)
+            if waiting is None:  # not here yet (or ended): skipped when it would start
+                self._stop_asked.put(run, preempted)
+            else:  # its result now, not once a slot frees: the slot is wanted
+                stopped = _PREEMPTED if preempted else _CANCELLED
+                self._report(waiting.offset, waiting.assignment, stopped, now_ms())
             return
         asyncio_task, token = live
         if token.stopped:
@@ -301,6 +306,21 @@ class TaskRunner:
             asyncio_task.cancel()
         why = "preempted" if preempted else "cancelled"
         log.info("task %s %s: its run was told to stop", task.task_id, why)
+
+    def _take_waiting(self, run: tuple[str, int]) -> Fetched | None:
+        """Take the assignment of ``run`` out of those waiting for a slot (None: not there)."""
+        waiting = self._waiting
+        for index, entry in enumerate(waiting):
+            fetched = entry[-1]
+            task = fetched.assignment.task
+            if (task.task_id, task.attempt) == run:
+                waiting[index] = waiting[-1]
+                waiting.pop()
+                heapq.heapify(waiting)
+                self._started.add(id(fetched))  # dropped from ``_arrival`` lazily, as started
+                self._metrics.prefetched.set(len(waiting))
+                return fetched
+        return None
 
     # --- results -------------------------------------------------------------------------------
 
