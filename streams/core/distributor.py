@@ -204,12 +204,12 @@ class Distributor:
         if self._preempt_on:
             times.append(self._urgent.next_ms())
         if self._connected:  # else silence and leases wait for the link (set_connected)
-            times += [
-                self._registry.next_wakeup_ms(now_ms),
-                min((wait.until_ms for wait in self._recovering.values()), default=None),
-            ]
-            if not self._registry.fleet_silent(now_ms):  # else leases wait for a heartbeat
-                times.append(self._in_flight.next_expiry_ms())
+            times.append(self._registry.next_wakeup_ms(now_ms))
+            if not self._registry.fleet_silent(now_ms):  # else leases and recovered leases
+                times += [  # wait for a heartbeat (``_lose_silent``)
+                    self._in_flight.next_expiry_ms(),
+                    min((wait.until_ms for wait in self._recovering.values()), default=None),
+                ]
         pending = [t for t in times if t is not None]
         return min(pending) if pending else None
 
@@ -565,6 +565,8 @@ class Distributor:
         if self._connected:  # else silence and run-out leases prove nothing (set_connected)
             self._lose_silent(now_ms, actions)
         self._take_turns(now_ms, actions)
+        if self._preempt_on:
+            self._urgent.advance(now_ms)
 
     def _lose_silent(self, now_ms: int, actions: list[Action]) -> None:
         """Silent agents, run-out leases and recovered leases of agents that stayed away lose
@@ -644,7 +646,7 @@ class Distributor:
         if not any(self._in_flight.count_of_priority(level) for level in victim_levels):
             return  # nothing to preempt: skip looking at the overdue tasks
         no_victim: set[tuple[object, ...]] = set()
-        for job in self._urgent.overdue(now_ms):
+        for job in self._urgent.overdue():
             if job.task_id in self._claimed:
                 continue  # a run is stopping for it already
             alike = (class_of(job), job.priority, job.tenant, job.zone)

@@ -88,9 +88,11 @@ class PreemptionConfig:
 class UrgentWatch:
     """Held tasks of the levels that may preempt, by the time they become overdue.
 
-    ``watch`` a task each time it is offered to the scheduler; ``overdue(now_ms)`` yields the
-    watched tasks whose wait has passed, oldest first, that ``is_held`` still says are held
-    (the others are forgotten as they are met: no removal is needed when a task leaves)."""
+    ``watch`` a task each time it is offered to the scheduler; ``advance(now_ms)`` as time
+    passes; ``overdue()`` yields the watched tasks whose wait has passed, oldest first, that
+    ``is_held`` still says are held (the others are forgotten as they are met: no removal is
+    needed when a task leaves). ``next_ms`` is never a time already passed, so a driver that
+    sleeps until it does not spin while an overdue task finds nothing to preempt."""
 
     def __init__(self, config: PreemptionConfig, is_held: Callable[[str], bool]) -> None:
         self._config = config
@@ -111,13 +113,16 @@ class UrgentWatch:
         self._seq += 1
         heapq.heappush(self._pending, (job.submitted_ms + wait_ms, self._seq, job.task_id, job))
 
-    def overdue(self, now_ms: int) -> Iterator[Job]:
-        """The held tasks overdue at ``now_ms``, in the order they became overdue."""
+    def advance(self, now_ms: int) -> None:
+        """The watched tasks whose wait has passed by ``now_ms`` are overdue."""
         pending = self._pending
         while pending and pending[0][0] <= now_ms:
             _, _, task_id, job = heapq.heappop(pending)
             if self._is_held(task_id):
                 self._overdue[task_id] = job
+
+    def overdue(self) -> Iterator[Job]:
+        """The held tasks overdue, in the order they became overdue."""
         for task_id, job in list(self._overdue.items()):
             if self._is_held(task_id):
                 yield job

@@ -459,6 +459,13 @@ class DistributorMachine(RuleBasedStateMachine):
             assert core.phase_of(task_id) in (Phase.RETRYING, None)  # None: since a restart
 
     @invariant()
+    def no_wake_up_in_the_past(self) -> None:
+        """A driver sleeps until ``next_wakeup_ms``: one at or before now would make it spin
+        (an overdue task with nothing to preempt, say)."""
+        wakeup = self.core.next_wakeup_ms(self.now_ms)
+        assert wakeup is None or wakeup > self.now_ms or not self.core.connected
+
+    @invariant()
     def no_agent_over_capacity(self) -> None:
         for agent in self.core.agents():
             assert agent.in_flight <= agent.capacity

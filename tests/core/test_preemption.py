@@ -219,3 +219,15 @@ def test_config_mistakes_are_named() -> None:
         PreemptionConfig(max_per_task=0)
     assert not PreemptionConfig(after_ms={2: 0}, victims=frozenset({1})).enabled
     assert PREEMPT.enabled and not PreemptionConfig().enabled
+
+
+def test_an_overdue_task_with_nothing_to_preempt_wakes_nobody_up() -> None:
+    """Its wait passed while no preemptible run is in flight: no wake-up in the past (a
+    driver sleeping until it would spin)."""
+    core = _core()
+    _saturated(core, 1)  # p1 is not preemptible
+    core.handle([TaskArrived(Job("urgent", 0, 100))], 100)
+    assert core.next_wakeup_ms(100) == 100 + AFTER_MS
+    assert core.handle([], 5_000) == []
+    wakeup = core.next_wakeup_ms(5_000)
+    assert wakeup is None or wakeup > 5_000
