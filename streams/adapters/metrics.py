@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from streams.adapters.status import slot_load
-from streams.core.actions import Action, DeadLetter, Dispatch, ResultStatus, Retry
+from streams.core.actions import Action, DeadLetter, Dispatch, ResultStatus, Retry, StopRun
 from streams.core.distributor import Distributor
 from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
 from streams.core.scaling import PoolSignal
@@ -224,7 +224,8 @@ class DispatcherMetrics:
             self.expired.inc()
 
     def on_actions(self, actions: Iterable[Action]) -> None:
-        """Count the core's decisions: dispatches, retries and dead letters; others are no-ops."""
+        """Count the core's decisions: dispatches, retries, dead letters and preemptions;
+        others are no-ops."""
         for action in actions:
             if isinstance(action, Dispatch):
                 self.on_dispatched(action.job, action.dispatched_ms)
@@ -232,6 +233,12 @@ class DispatcherMetrics:
                 self.on_retry(action.tier)
             elif isinstance(action, DeadLetter):
                 self.on_dead_letter(action.reason)
+            elif isinstance(action, StopRun) and action.preempted:
+                self.on_preempted(action.job)
+
+    def on_preempted(self, job: Job) -> None:
+        """A run of ``job`` is stopped to free its slot for a more urgent task."""
+        self.preempted.labels(priority=priority_label(job.priority)).inc()
 
     def on_shards(self, owned: int, total: int) -> None:
         """This instance owns ``owned`` of the ``total`` shards (after every rebalance)."""
@@ -323,6 +330,13 @@ class DispatcherMetrics:
         )
         self.dead_lettered = Counter(
             "taskd_tasks_dead_lettered", "Dead letters, by reason.", ["reason"], registry=registry
+        )
+        self.preempted = Counter(
+            "taskd_runs_preempted",
+            "Runs stopped to free their slot for a more urgent task, by the stopped task's "
+            "priority (it goes back to the queue, its attempt not spent).",
+            ["priority"],
+            registry=registry,
         )
         self.expired = Counter(
             "taskd_tasks_expired",

@@ -55,6 +55,10 @@ def _run(
                 submitted_ms = time.time_ns() // 1_000_000
                 urgent = client.submit_new(type="work", priority=0)
                 outcomes = await asyncio.to_thread(client.wait, [low, urgent], WAIT_S)
+            preempted = dispatcher.registry.get_sample_value(
+                "taskd_runs_preempted_total", {"priority": "p3"}
+            )
+            assert (preempted or 0) == (1 if preempt else 0)  # what /metrics shows
         by_id = {outcome.task_id: outcome for outcome in outcomes}
         return low.task_id, urgent.task_id, submitted_ms, by_id
 
