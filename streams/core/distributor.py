@@ -55,6 +55,7 @@ from streams.core.events import (
     TaskStarted,
     Withdrawn,
 )
+from streams.core.grouping import Grouping, GroupingConfig, GroupingPlacer
 from streams.core.leases import InFlight, Lease
 from streams.core.lifecycle import Lifecycle, Phase, Step
 from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
@@ -78,6 +79,7 @@ class DistributorConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
     lease_ms: int = 300_000
     """How long an agent may hold a task before it is taken back (failover)."""
     retry_backoffs_ms: tuple[int, ...] = (1_000, 10_000, 60_000)
@@ -119,7 +121,8 @@ class Distributor:
         self.stats = stats if stats is not None else Statistics(config.scheduler.levels)
         self._registry = AgentRegistry(config.health)
         self._in_flight = InFlight(self._registry)
-        self._scheduler = Scheduler(config.scheduler)
+        self._grouping = Grouping(config.grouping)
+        self._scheduler = Scheduler(config.scheduler, observer=self._grouping.waiting)
         self._router = Router(config.routing)
         self._tasks = Lifecycle()
         self._ended: LruMap[str, None] | None = (
@@ -186,6 +189,7 @@ class Distributor:
         times = [self._scheduler.next_wakeup_ms(now_ms), self._due[0][0] if self._due else None]
         if self._connected:  # else silence and leases wait for the link (set_connected)
             times += [
+                self._grouping.next_release_ms(self._registry.get),
                 self._registry.next_wakeup_ms(now_ms),
                 min((wait.until_ms for wait in self._recovering.values()), default=None),
             ]
@@ -398,6 +402,7 @@ class Distributor:
             self._in_flight.extend_all(now_ms + self._registry.config.down_after_ms)
         for transition in self._registry.heartbeat(hb, now_ms):
             self._on_transition(transition, now_ms, actions)
+        self._grouping.heard(hb.agent_id, hb.batch_handlers)
         self._report_capacity(hb.agent_id, now_ms)
         waiting = self._recovering.pop(hb.agent_id, None)
         if waiting is None:
@@ -566,9 +571,10 @@ class Distributor:
         if self._scheduler.held == 0:
             self._intake_signal(actions)  # nothing waits: skip building a placer
             return
-        placer = RoutingPlacer(
+        routing = RoutingPlacer(
             self._router, self._registry, self._in_flight, self.config.lease_ms, now_ms
         )
+        placer = GroupingPlacer(routing, self._grouping, self._registry.get, now_ms)
         for released in self._scheduler.release(now_ms, placer):
             job = released.job
             lease = self._in_flight.get(job.task_id)
@@ -585,7 +591,7 @@ class Distributor:
                 released.agent_id,
                 now_ms,
                 inversion=inversion,
-                affinity_hit=placer.affinity_hits.get(job.task_id),
+                affinity_hit=routing.affinity_hits.get(job.task_id),
             )
             actions.append(
                 Dispatch(job, released.agent_id, lease.incarnation, self.config.lease_ms, now_ms)
