@@ -316,17 +316,25 @@ class AgentHeartbeat:
     sent_at: int
     task_types: tuple[str, ...] | None = None
     """The task types it has a handler for; None: every type."""
+    batch_max_size: tuple[tuple[str, int], ...] = ()
+    """(task type, most tasks one call takes) of each batch handler, sorted by type."""
+    batch_max_wait_ms: tuple[tuple[str, int], ...] = ()
+    """(task type, how long its batcher waits for more) of each batch handler."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skills", tuple(self.skills))
         if self.task_types is not None:
             object.__setattr__(self, "task_types", tuple(self.task_types))
+        for name in ("batch_max_size", "batch_max_wait_ms"):
+            object.__setattr__(self, name, tuple(sorted(dict(getattr(self, name)).items())))
 
     def to_avro(self) -> AvroDatum:
         datum = _shallow_dict(self)
         datum["status"] = self.status.value
         if self.task_types is not None:  # fastavro reads a tuple in a union as (branch, value)
             datum["task_types"] = list(self.task_types)
+        datum["batch_max_size"] = dict(self.batch_max_size)
+        datum["batch_max_wait_ms"] = dict(self.batch_max_wait_ms)
         return datum
 
     @classmethod

@@ -228,3 +228,42 @@ def test_a_dead_letter_of_the_last_release_is_read_by_this_one() -> None:
     current["taskd.DeadLetter"] = build_wire_schema(old, named_types(current.values()))
     letter = DeadLetter(raw=b"x", reason=DeadLetterReason.EXPIRED, error="e", attempts=1, dead_at=1)
     assert Codec().decode(Codec(current).encode(letter), DeadLetter) == letter
+
+
+def test_a_heartbeat_of_an_agent_without_batch_fields_is_read_with_no_batch_handler() -> None:
+    """``previous/AgentHeartbeat.2.avsc``: an agent of the release before batch handlers were
+    announced still decodes, with none announced (the dispatcher does not group for it)."""
+    old = json.loads((SCHEMA_DIR / "previous" / "AgentHeartbeat.2.avsc").read_text())
+    assert "batch_max_size" not in {field["name"] for field in old["fields"]}
+    current = dict(current_schemas())
+    current["taskd.AgentHeartbeat"] = build_wire_schema(old, named_types(current.values()))
+    beat = AgentHeartbeat(
+        agent_id="a1",
+        capacity=2,
+        skills=(),
+        status=AgentStatus.READY,
+        in_flight=0,
+        completed=0,
+        sent_at=1,
+        task_types=("embed",),
+    )
+    decoded = Codec().decode(Codec(current).encode(beat), AgentHeartbeat)
+    assert decoded == beat
+    assert decoded.batch_max_size == () and decoded.batch_max_wait_ms == ()
+
+
+def test_a_heartbeat_carries_its_batch_handlers() -> None:
+    beat = AgentHeartbeat(
+        agent_id="a1",
+        capacity=16,
+        skills=(),
+        status=AgentStatus.READY,
+        in_flight=0,
+        completed=0,
+        sent_at=1,
+        batch_max_size={"embed": 16}.items(),  # type: ignore[arg-type]
+        batch_max_wait_ms=(("embed", 20),),
+    )
+    decoded = Codec().decode(Codec().encode(beat), AgentHeartbeat)
+    assert decoded.batch_max_size == (("embed", 16),)
+    assert decoded.batch_max_wait_ms == (("embed", 20),)

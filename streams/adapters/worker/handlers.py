@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
-from streams.adapters.worker.batching import Batcher, batch_spec
+from streams.adapters.worker.batching import Batcher, BatchSpec, batch_spec
 from streams.adapters.worker.config import AgentConfig, HandlerRef
 from streams.errors import ConfigError
 from streams.wire import Task
@@ -85,6 +85,12 @@ class Handlers:
     def task_types(self) -> tuple[str, ...] | None:
         """The types there is a handler for, sorted; None with a default handler (every type)."""
         return None if self.default is not None else tuple(sorted(self.by_type))
+
+    def batch_specs(self) -> dict[str, BatchSpec]:
+        """The ``@batch`` settings of each type's batch handler (a default handler names no
+        type, so it is announced for none), for the dispatcher to group by."""
+        specs = {task_type: batch_spec(function) for task_type, function in self.by_type.items()}
+        return {task_type: spec for task_type, spec in sorted(specs.items()) if spec is not None}
 
     def for_type(self, task_type: str) -> Callable[..., Any] | None:
         """The handler of ``task_type``, else the default one, else None."""
