@@ -30,14 +30,17 @@ class Heartbeats:
         codec: RecordCodec,
         load: Load,
         task_types: tuple[str, ...] | None = None,
+        capacity: Callable[[], int] | None = None,
     ) -> None:
-        """``task_types``: the types the agent has handlers for (None: every type)."""
+        """``task_types``: the types the agent has handlers for (None: every type);
+        ``capacity``: the slots to announce now (default: the configured capacity)."""
         self._config = config
         self._task_types = task_types
         self._topic = settings.topics.heartbeats
         self._writer = writer
         self._codec = codec
         self._load = load
+        self._capacity = capacity or (lambda: config.capacity)
         self.status = AgentStatus.READY
 
     async def announce(self, status: AgentStatus) -> None:
@@ -59,7 +62,7 @@ class Heartbeats:
         config = self._config
         heartbeat = AgentHeartbeat(
             agent_id=config.agent_id,
-            capacity=config.capacity,
+            capacity=self._capacity(),
             skills=config.skills,
             zone=config.zone,
             weight=config.weight,
