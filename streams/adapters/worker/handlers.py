@@ -104,6 +104,13 @@ class Invokers:
         self._handlers = handlers
         self._batchers: dict[int, Batcher] = {}
         self._bound: dict[int, Invoker] = {}
+        self._handlers_on_loop = frozenset(
+            function
+            for function in [handlers.default, *handlers.by_type.values()]
+            if function is not None
+            and batch_spec(function) is None
+            and inspect.iscoroutinefunction(function)
+        )
         for function in [handlers.default, *handlers.by_type.values()]:
             if function is not None and id(function) not in self._bound:
                 self._bound[id(function)] = self._bind(function, pool)
@@ -117,6 +124,12 @@ class Invokers:
         """Hand every waiting batch to its handler now (a drain does not wait for the timers)."""
         for batcher in self._batchers.values():
             batcher.flush()
+
+    def on_loop(self, invoke: Invoker) -> bool:
+        """Whether ``invoke`` runs its handler on the event loop (an ``async`` handler, which a
+        stop can cancel), not in a thread or a batch (which a stop only flags: the slot stays
+        taken until the function returns)."""
+        return invoke in self._handlers_on_loop
 
     def _bind(self, function: Callable[..., Any], pool: Executor) -> Invoker:
         spec = batch_spec(function)

@@ -31,9 +31,11 @@ class Heartbeats:
         codec: RecordCodec,
         load: Load,
         task_types: tuple[str, ...] | None = None,
+        capacity: Callable[[], int] | None = None,
         batch_specs: Mapping[str, BatchSpec] | None = None,
     ) -> None:
         """``task_types``: the types the agent has handlers for (None: every type);
+        ``capacity``: the slots to announce now (default: the configured capacity);
         ``batch_specs``: the ``@batch`` settings of its batch handlers, by type."""
         self._config = config
         self._task_types = task_types
@@ -44,6 +46,7 @@ class Heartbeats:
         self._writer = writer
         self._codec = codec
         self._load = load
+        self._capacity = capacity or (lambda: config.capacity)
         self.status = AgentStatus.READY
 
     async def announce(self, status: AgentStatus) -> None:
@@ -65,7 +68,7 @@ class Heartbeats:
         config = self._config
         heartbeat = AgentHeartbeat(
             agent_id=config.agent_id,
-            capacity=config.capacity,
+            capacity=self._capacity(),
             skills=config.skills,
             zone=config.zone,
             weight=config.weight,
