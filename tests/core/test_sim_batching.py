@@ -31,7 +31,7 @@ def test_at_saturation_grouping_changes_nothing() -> None:
 
 
 def test_the_scenario_file_parses_and_a_misspelt_key_is_refused() -> None:
-    scenario = scenario_from_toml((ROOT / "scenarios" / "batching.toml").read_text())
+    scenario = scenario_from_toml((ROOT / "scenarios" / "batching" / "grouping.toml").read_text())
     assert scenario.max_size == 16 and scenario.agents == 8
     with pytest.raises(ConfigError, match="max_sise"):
         scenario_from_toml("[handler]\nmax_sise = 4\n")

@@ -10,7 +10,7 @@ and in the agent's batcher; mean and p99).
 
     python -m taskd_lab.bench.batching --tasks 2000 --rate 400 --agents 8 --capacity 16
 
-``--simulate scenarios/batching.toml`` runs the simulator's model of the same instead
+``--simulate scenarios/batching/grouping.toml`` runs the simulator's model of the same instead
 (``streams.core.sim.batching``): no broker.
 """
 

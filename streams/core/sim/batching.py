@@ -8,7 +8,7 @@ Tasks arrive as a Poisson process at ``rate_per_s``. Figures: throughput (tasks 
 from the first arrival to the last end), handler calls and their mean size, the handler's busy
 ms per task, and each task's wait from arrival to the start of its call (mean, p99).
 
-A scenario (TOML, ``scenarios/batching.toml``)::
+A scenario (TOML, ``scenarios/batching/grouping.toml``)::
 
     name = "batching"
     seed = 7
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import heapq
 import random
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -43,8 +42,7 @@ from streams.core.grouping import BatchHandler, GroupingConfig
 from streams.core.model import Job
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
-from streams.core.sim.fields import Fields
-from streams.errors import ConfigError
+from streams.core.sim.fields import Fields, load_toml
 
 TASK_TYPE = "embed"
 _HEARTBEAT_MS = 1_000
@@ -84,11 +82,7 @@ class BatchFigures:
 
 def scenario_from_toml(text: str) -> BatchScenario:
     """Parse and validate a batching scenario written in TOML (see the module docstring)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"scenario: not valid TOML: {error}") from error
-    return parse_batch_scenario(data)
+    return parse_batch_scenario(load_toml(text))
 
 
 def parse_batch_scenario(data: Mapping[str, object]) -> BatchScenario:
