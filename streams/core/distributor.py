@@ -593,8 +593,16 @@ class Distributor:
                 inversion=inversion,
                 affinity_hit=routing.affinity_hits.get(job.task_id),
             )
+            grouped = placer.in_group(job.task_type, released.agent_id)
             actions.append(
-                Dispatch(job, released.agent_id, lease.incarnation, self.config.lease_ms, now_ms)
+                Dispatch(
+                    job,
+                    released.agent_id,
+                    lease.incarnation,
+                    self.config.lease_ms,
+                    now_ms,
+                    grouped=grouped,
+                )
             )
         self._intake_signal(actions)
 

@@ -13,6 +13,7 @@ from streams.wire.confluent import (
 from streams.wire.json_input import decode_task, parse_task_json, validate_task
 from streams.wire.mapping import task_to_job
 from streams.wire.records import (
+    GROUPED_HEADER,
     NO_HANDLER,
     RECORD_TYPES,
     REPLY_PARTITION_HEADER,
@@ -45,6 +46,7 @@ from streams.wire.records import (
 from streams.wire.schemas import SCHEMA_DIR, WireSchema, current_schemas
 
 __all__ = [
+    "GROUPED_HEADER",
     "NO_HANDLER",
     "RECORD_TYPES",
     "REPLY_PARTITION_HEADER",

@@ -51,6 +51,10 @@ STOP_HEADER = "taskd-stop"
 """On a record of an agent's ``dispatch`` partition: its assignments are runs to stop (their
 tasks were cancelled), not runs to start. An agent that does not know the header skips them as
 attempts it has seen."""
+GROUPED_HEADER = "taskd-grouped"
+"""On a record of an agent's ``dispatch`` partition: the task types (comma-separated) whose
+assignments in it are a group the dispatcher gathered for the agent's batch handler. It waited
+for them already, so the agent hands them to the handler at once rather than wait again."""
 REPLY_PARTITION_HEADER = "taskd-reply-partition"
 """A task header naming the partition of the replies topic (``<prefix>replies``) its outcome is
 written to when it ends; tasks without it get no outcome record."""

@@ -77,6 +77,7 @@ def test_a_group_that_is_not_full_waits_its_maximum_wait_then_goes_whole() -> No
     assert _sent(core.tick(WAIT_MS - 1)) == []
     sent = _sent(core.tick(WAIT_MS))
     assert [d.agent_id for d in sent] == ["a"] * 3
+    assert all(d.grouped for d in sent)  # the agent hands them to its handler at once
 
 
 def test_the_agents_own_max_wait_bounds_the_hold_when_it_is_shorter() -> None:
@@ -96,8 +97,9 @@ def test_a_full_group_goes_at_once_to_one_agent() -> None:
 def test_without_grouping_the_tasks_spread_over_the_agents() -> None:
     core = Distributor(_config(enabled=False))
     events = [_embedder("a"), _embedder("b"), _embedder("c"), *_tasks(16)]
-    spread = Counter(d.agent_id for d in _sent(core.handle(events, 0)))
-    assert sorted(spread.values()) == [5, 5, 6]
+    sent = _sent(core.handle(events, 0))
+    assert sorted(Counter(d.agent_id for d in sent).values()) == [5, 5, 6]
+    assert not any(d.grouped for d in sent)
 
 
 def test_a_task_whose_last_start_is_near_is_not_held() -> None:
@@ -123,6 +125,7 @@ def test_an_agent_without_batch_handlers_and_other_types_are_not_grouped() -> No
     events = [_embedder("a"), *_tasks(2), *_tasks(2, task_type=SINGLE, prefix="s")]
     sent = _sent(core.handle(events, 0))
     assert sorted(d.job.task_id for d in sent) == ["s0", "s1"]
+    assert not any(d.grouped for d in sent)
 
 
 def test_a_batch_size_of_one_or_a_capacity_of_one_is_not_grouped() -> None:

@@ -1,6 +1,6 @@
 """The simulator's batch handlers (``streams.core.sim.batching``): on a load the fleet keeps up
 with, grouping makes the handler's calls full and far fewer; at saturation both run full
-batches at the same throughput; the scenario file is checked like the others."""
+batches, grouping at no cost in throughput; the scenario file is checked like the others."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ def test_grouping_fills_the_calls_of_a_fleet_that_keeps_up_and_costs_the_handler
     assert grouped.p99_wait_ms <= scenario.group_max_wait_ms + scenario.max_wait_ms
 
 
-def test_at_saturation_grouping_changes_nothing() -> None:
+def test_at_saturation_grouping_costs_nothing() -> None:
+    """Both run full calls; grouping's throughput is at least the other's (in a run this short
+    it is higher: its groups go to the handler at once from the first pass)."""
     grouped, spread = run_batching(BatchScenario(tasks=1_500, rates_per_s=(20_000.0,)))
     assert grouped.mean_batch >= 15.5 and spread.mean_batch >= 15.5
-    assert grouped.throughput_tps == pytest.approx(spread.throughput_tps, rel=0.05)
+    assert grouped.throughput_tps >= spread.throughput_tps * 0.95
 
 
 def test_the_scenario_file_parses_and_a_misspelt_key_is_refused() -> None:

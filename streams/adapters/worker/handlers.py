@@ -125,6 +125,12 @@ class Invokers:
         for batcher in self._batchers.values():
             batcher.flush()
 
+    def flush_type(self, task_type: str) -> None:
+        """Hand the waiting batch of ``task_type``'s batch handler to it now, if it has one."""
+        invoke = self.for_type(task_type)
+        if isinstance(invoke, Batcher):
+            invoke.flush()
+
     def on_loop(self, invoke: Invoker) -> bool:
         """Whether ``invoke`` runs its handler on the event loop (an ``async`` handler, which a
         stop can cancel), not in a thread or a batch (which a stop only flags: the slot stays

@@ -39,6 +39,7 @@ from streams.core.window import LruMap
 from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import (
+    GROUPED_HEADER,
     NO_HANDLER,
     STOP_HEADER,
     AgentRegistration,
@@ -173,7 +174,16 @@ class TaskRunner:
         for assignment in admitted:
             self._queue(offset, assignment)
         self._start_waiting(changed=True)
+        grouped = _grouped_types(message)
+        if grouped:  # once the runs just started have joined their batches
+            asyncio.get_running_loop().call_soon(self._hand_over_groups, grouped)
         return True
+
+    def _hand_over_groups(self, task_types: list[str]) -> None:
+        """The dispatcher gathered these types' tasks for their batch handlers, and waited for
+        them: their batches go to the handlers now, not after the handlers' own wait."""
+        for task_type in task_types:
+            self._invokers.flush_type(task_type)
 
     def reject_waiting(self, reason: str) -> None:
         """Refuse every assignment not started yet (a drain): REJECTED, so it is re-queued."""
@@ -402,6 +412,14 @@ class TaskRunner:
         into.discard(task)
         self._start_waiting(changed=True)
         self._wake.set()
+
+
+def _grouped_types(message: Message) -> list[str]:
+    """The task types the record's ``GROUPED_HEADER`` names (none without it)."""
+    for pair in message.headers() or ():
+        if pair[0] == GROUPED_HEADER and isinstance(pair[1], bytes):
+            return pair[1].decode("utf-8", errors="replace").split(",")
+    return []
 
 
 def _stops(message: Message) -> bool:

@@ -92,6 +92,11 @@ class GroupingPlacer:
             return None
         return self._start(job, limit, limit.size) or self._inner.place(job)
 
+    def in_group(self, task_type: str, agent_id: str) -> bool:
+        """Whether a task of ``task_type`` just placed on ``agent_id`` joined a group."""
+        group = self._open.get(task_type)
+        return group is not None and group.agent_id == agent_id
+
     def _start(self, job: Job, limit: GroupLimit, size: int) -> str | None:
         """Start a group of at most ``size`` on the announcing agent with the most free slots
         that takes ``job``; None when none does."""

@@ -191,9 +191,15 @@ class _Run:
         self._handle(events, now_ms)
 
     def _handle(self, events: list[Event], now_ms: int) -> None:
+        grouped: set[str] = set()
         for action in self._core.handle(events, now_ms):
             if isinstance(action, Dispatch):
                 self._deliver(self._agents[action.agent_id], action.job.task_id, now_ms)
+                if action.grouped:
+                    grouped.add(action.agent_id)
+        for agent_id in sorted(grouped):  # as the real agent: a group goes to the handler at once
+            agent = self._agents[agent_id]
+            self._flush(agent, agent.timer, now_ms)
         wake_ms = self._core.next_wakeup_ms(now_ms)
         if wake_ms is not None and wake_ms > now_ms and self._core.held:
             self._push(wake_ms, "tick", None)
