@@ -29,6 +29,7 @@ from pydantic import (
 from streams.config_errors import describe
 from streams.core.agents import HealthConfig
 from streams.core.distributor import DistributorConfig
+from streams.core.grouping import GroupingConfig
 from streams.core.preemption import PreemptionConfig
 from streams.core.routing import RoutingConfig
 from streams.core.routing.names import STRATEGY_NAMES
@@ -279,6 +280,18 @@ class DispatcherConfig(BaseModel):
     routing_rules: tuple[RoutingRuleSetting, ...] = Field(
         (), description="type, tenant or header -> pool of agents, strategy, fallback"
     )
+    # --- grouping for batch handlers -----------------------------------------------------------
+    group_batches: bool = Field(
+        _CORE.grouping.enabled,
+        description="send the tasks of a type whose agents announce a batch handler together, "
+        "up to its max_size, to one agent",
+    )
+    group_max_wait_ms: int = Field(
+        _CORE.grouping.max_wait_ms,
+        ge=0,
+        description="longest a group that is not full is held (the agents' own max_wait_ms, if "
+        "smaller, applies; never within it of a task's deadline)",
+    )
     # --- autoscaling signal ------------------------------------------------------------------
     scaling: ScalingSettings = Field(
         default_factory=ScalingSettings.model_construct,  # its defaults, valid as they are
@@ -362,6 +375,7 @@ class DispatcherConfig(BaseModel):
             retry_backoffs_ms=settings.retry_tiers_ms,
             dedupe_window=self.dedupe_window,
             routing=self.routing(),
+            grouping=GroupingConfig(enabled=self.group_batches, max_wait_ms=self.group_max_wait_ms),
             preemption=self.preemption(),
         )
 

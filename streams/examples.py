@@ -6,6 +6,10 @@ Payload (JSON object, all optional): ``work_ms`` (default 0) how long to work, d
 ``asyncio.sleep`` so an agent's capacity is real concurrency; ``fail``: ``"retryable"`` or
 ``"fatal"`` to end the attempt with that failure after working.
 
+``streams.examples:embed`` is a batch handler (``@batch(max_size=16, max_wait_ms=50)``) whose
+call costs a fixed 20 ms plus 1 ms per task, as a model's forward pass might: each output
+names the size of the batch it ran in, so what grouping did can be read from the results.
+
 Two variables of the agent's process give a fleet different agents with one handler (``taskd
 demo`` sets them): ``TASKD_DEMO_SPEED`` (default 1) divides the work time, so an agent of speed 2
 runs a task in half the time; ``TASKD_DEMO_FAIL_RATE`` (default 0) is the probability that an
@@ -19,10 +23,11 @@ import functools
 import json
 import os
 import random
+import time
 from typing import Any
 
 from streams.errors import ConfigError
-from streams.worker import FatalError, RetryableError, Task
+from streams.worker import FatalError, RetryableError, Task, batch
 
 _FAILURES: dict[Any, type[Exception] | None] = {
     None: None,
@@ -43,6 +48,26 @@ async def work(task: Task) -> dict[str, Any]:
             f"agent is flaky (TASKD_DEMO_FAIL_RATE): task {task.task_id} failed at random"
         )
     return {"task_id": task.task_id, "worked_ms": work_ms}
+
+
+EMBED_CALL_MS = 20.0
+"""The fixed cost of one call of ``embed``, whatever its batch."""
+EMBED_TASK_MS = 1.0
+"""What each task of the batch adds to a call of ``embed``."""
+
+
+@batch(max_size=16, max_wait_ms=50)
+def embed(tasks: list[Task]) -> list[dict[str, Any]]:
+    """A batch handler: 20 ms a call plus 1 ms a task (in the agent's thread pool). Each output
+    names its call (the id of the call's first task), the call's size and how long it took."""
+    began = time.perf_counter()
+    time.sleep((EMBED_CALL_MS + EMBED_TASK_MS * len(tasks)) / 1000)
+    call_ms = round((time.perf_counter() - began) * 1000, 3)
+    call = tasks[0].task_id
+    return [
+        {"task_id": task.task_id, "call": call, "batch": len(tasks), "call_ms": call_ms}
+        for task in tasks
+    ]
 
 
 @functools.cache

@@ -46,9 +46,12 @@ PRODUCER_CONFIG: Mapping[str, ConfigValue] = {
     "batch.num.messages": 10_000,
     "message.timeout.ms": 120_000,
     "partitioner": "murmur2_random",
+    "allow.auto.create.topics": False,
 }
 """librdkafka settings of every producer, besides the settings' batching: confirmed by every
-in-sync replica, a record unconfirmed after 120 s reported failed."""
+in-sync replica, a record unconfirmed after 120 s reported failed. A producer never has a
+missing topic created (on a broker that allows it): a mistyped prefix fails its records, where
+it would make a topic of one partition nobody reads (``taskd topics create`` makes ours)."""
 
 
 BATCHED_BY_CALLER: Mapping[str, ConfigValue] = {"linger.ms": 0}

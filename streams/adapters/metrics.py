@@ -76,6 +76,11 @@ class AgentMetrics:
         self.capacity = Gauge(
             "taskd_agent_capacity", "Slots: tasks the agent runs at once.", registry=registry
         )
+        self.past_lease = Gauge(
+            "taskd_agent_runs_past_lease",
+            "Runs still going after their lease ran out: told to stop, each holds its slot.",
+            registry=registry,
+        )
         self.capacity.set(capacity)
         self.completed_by_status = {
             status.value: self.completed.labels(status=status.value) for status in ResultStatus

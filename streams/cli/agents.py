@@ -61,21 +61,27 @@ def agents(
 
 
 def table(rows: Sequence[Mapping[str, object]]) -> Table:
-    """One row per agent: id, state, in flight / capacity, types, skills, zone, heartbeat age."""
-    grid = Table("agent", "state", "in flight", "types", "skills", "zone", "last heartbeat")
+    """One row per agent: id, state, its capacity, in flight / slots, types, skills, zone,
+    heartbeat age. In flight counts what the dispatcher sent and is not finished, prefetched
+    tasks included, so it is shown against the slots it counts (capacity plus prefetch)."""
+    grid = Table(
+        "agent", "state", "capacity", "in flight / slots", "types", "skills", "zone",
+        "last heartbeat",
+    )  # fmt: skip
     grid.columns[0].overflow = "fold"
     for row in rows:
         state = str(row.get("state", "?"))
         cells = (  # Text, not markup: ids, types and zones come from the agents
             str(row.get("id", "?")),
             state,
-            f"{_count(row.get('in_flight'))} / {_count(row.get('capacity'))}",
+            _count(row.get("capacity")),
+            f"{_count(row.get('in_flight'))} / {_count(row.get('slots'))}",
             _names(row.get("task_types"), every="every type"),
             _names(row.get("skills"), every="-"),
             str(row.get("zone") or "-"),
             age(row.get("heartbeat_age_ms")),
         )
-        styles = ["", _STATE_STYLES.get(state, "dim"), "", "", "", "", ""]
+        styles = ["", _STATE_STYLES.get(state, "dim"), "", "", "", "", "", ""]
         pairs = zip(cells, styles, strict=True)
         grid.add_row(*(Text(plain(cell), style=style) for cell, style in pairs))
     return grid

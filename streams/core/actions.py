@@ -33,6 +33,8 @@ class Dispatch:
     """The agent's incarnation (``Heartbeat.incarnation``) the assignment is for."""
     lease_ms: int
     dispatched_ms: int
+    grouped: bool = False
+    """One of a group gathered for the agent's batch handler, which may take it at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from streams.core.grouping.handlers import BatchHandler
 from streams.core.model import AgentInfo, AgentState
 from streams.errors import ConfigError, CoreError
 
@@ -169,6 +170,8 @@ class Heartbeat:
     incarnation means the agent restarted: what the old one held is lost. 0: not told."""
     task_types: frozenset[str] | None = None
     """The task types it has a handler for; None: every type."""
+    batch_handlers: tuple[BatchHandler, ...] = ()
+    """Its batch handlers (``streams.core.grouping``): how many tasks of a type one call takes."""
 
     def __post_init__(self) -> None:
         if self.status not in HEARTBEAT_EVENTS:

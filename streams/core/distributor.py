@@ -56,6 +56,7 @@ from streams.core.events import (
     TaskStarted,
     Withdrawn,
 )
+from streams.core.grouping import Grouping, GroupingConfig, GroupingPlacer
 from streams.core.leases import InFlight, Lease
 from streams.core.lifecycle import Lifecycle, Phase, Step
 from streams.core.model import AgentInfo, AgentState, DeadLetterReason, Job
@@ -81,6 +82,7 @@ class DistributorConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
     lease_ms: int = 300_000
     """How long an agent may hold a task before it is taken back (failover)."""
     retry_backoffs_ms: tuple[int, ...] = (1_000, 10_000, 60_000)
@@ -125,7 +127,10 @@ class Distributor:
         self.stats = stats if stats is not None else Statistics(config.scheduler.levels)
         self._registry = AgentRegistry(config.health)
         self._in_flight = InFlight(self._registry)
-        self._scheduler = Scheduler(config.scheduler)
+        self._grouping = Grouping(config.grouping)
+        self._released_ms: int | None = None
+        """When the last release pass ran: a group due by then was tried in it."""
+        self._scheduler = Scheduler(config.scheduler, observer=self._grouping.waiting)
         self._router = Router(config.routing)
         self._tasks = Lifecycle()
         self._ended: LruMap[str, None] | None = (
@@ -204,7 +209,7 @@ class Distributor:
         if self._preempt_on:
             times.append(self._urgent.next_ms())
         if self._connected:  # else silence and leases wait for the link (set_connected)
-            times.append(self._registry.next_wakeup_ms(now_ms))
+            times += [self._group_due_ms(), self._registry.next_wakeup_ms(now_ms)]
             if not self._registry.fleet_silent(now_ms):  # else leases and recovered leases
                 times += [  # wait for a heartbeat (``_lose_silent``)
                     self._in_flight.next_expiry_ms(),
@@ -212,6 +217,16 @@ class Distributor:
                 ]
         pending = [t for t in times if t is not None]
         return min(pending) if pending else None
+
+    def _group_due_ms(self) -> int | None:
+        """When a held group becomes due, unless it was due at the last release pass already:
+        then what holds it (no free or capable agent) changes with an event, not with time,
+        and a wake-up in the past would make a driver spin until then."""
+        due_ms = self._grouping.next_release_ms(self._registry.get)
+        released_ms = self._released_ms
+        if due_ms is None or (released_ms is not None and due_ms <= released_ms):
+            return None
+        return due_ms
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -429,6 +444,7 @@ class Distributor:
             self._in_flight.extend_all(now_ms + self._registry.config.down_after_ms)
         for transition in self._registry.heartbeat(hb, now_ms):
             self._on_transition(transition, now_ms, actions)
+        self._grouping.heard(hb.agent_id, hb.batch_handlers)
         self._report_capacity(hb.agent_id, now_ms)
         waiting = self._recovering.pop(hb.agent_id, None)
         if waiting is None:
@@ -597,25 +613,35 @@ class Distributor:
     # --- releasing ---------------------------------------------------------------------------
 
     def _release(self, now_ms: int, actions: list[Action]) -> None:
+        self._released_ms = now_ms
         if self._scheduler.held == 0:
             self._handoffs.clear()  # the urgent tasks went meanwhile
             self._intake_signal(actions)  # nothing waits: skip building a placer
             return
         self._hand_over(now_ms, actions)
-        placer = RoutingPlacer(
+        routing = RoutingPlacer(
             self._router, self._registry, self._in_flight, self.config.lease_ms, now_ms
         )
+        placer = GroupingPlacer(routing, self._grouping, self._registry.get, now_ms)
         for released in self._scheduler.release(now_ms, placer):
-            affinity_hit = placer.affinity_hits.get(released.job.task_id)
-            self._dispatched(released, now_ms, actions, affinity_hit)
+            affinity_hit = routing.affinity_hits.get(released.job.task_id)
+            grouped = placer.in_group(released.job.task_type, released.agent_id)
+            self._dispatched(released, now_ms, actions, affinity_hit, grouped=grouped)
         if self._preempt_on and self._scheduler.held > 0:
             self._preempt(now_ms, actions)
         self._intake_signal(actions)
 
     def _dispatched(
-        self, released: Released, now_ms: int, actions: list[Action], affinity_hit: bool | None
+        self,
+        released: Released,
+        now_ms: int,
+        actions: list[Action],
+        affinity_hit: bool | None,
+        *,
+        grouped: bool = False,
     ) -> None:
-        """A task was placed on an agent (its lease taken): it is in flight; tell the driver."""
+        """A task was placed on an agent (its lease taken): it is in flight; tell the driver
+        (``grouped``: it goes in a group for a batch handler)."""
         job = released.job
         lease = self._in_flight.get(job.task_id)
         assert lease is not None  # the placer took the lease
@@ -630,7 +656,14 @@ class Distributor:
             job, released.agent_id, now_ms, inversion=inversion, affinity_hit=affinity_hit
         )
         actions.append(
-            Dispatch(job, released.agent_id, lease.incarnation, self.config.lease_ms, now_ms)
+            Dispatch(
+                job,
+                released.agent_id,
+                lease.incarnation,
+                self.config.lease_ms,
+                now_ms,
+                grouped=grouped,
+            )
         )
 
     # --- preempting ----------------------------------------------------------------------------

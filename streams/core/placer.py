@@ -6,6 +6,8 @@ the two for one release pass at ``now_ms``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from streams.core.agents import AgentRegistry
 from streams.core.leases import InFlight
 from streams.core.model import Job
@@ -43,6 +45,26 @@ class RoutingPlacer:
         self._in_flight.assign(job, route.agent_id, self._now_ms, self._lease_ms, overbook=overbook)
         self.affinity_hits[job.task_id] = route.affinity_hit
         return route.agent_id
+
+    def place_on(self, job: Job, agent_id: str) -> str | None:
+        """``agent_id`` if the router would send ``job`` there now: the route of ``job`` as if
+        targeted at it (health, skills, type, pool, zone, a free slot); its slot is then taken."""
+        if job.target_agent is not None and job.target_agent != agent_id:
+            return None
+        targeted = replace(job, target_agent=agent_id)
+        registry = self._registry
+        route = self._router.route(
+            targeted, registry.agents, registry.membership_version, self._now_ms
+        )
+        if route.outcome is not RouteOutcome.ROUTED or route.agent_id != agent_id:
+            return None
+        self._in_flight.assign(job, agent_id, self._now_ms, self._lease_ms, overbook=False)
+        self.affinity_hits[job.task_id] = None
+        return agent_id
+
+    def late_binding(self, job: Job) -> bool:
+        """False when the job's strategy is a push baseline (it overbooks agents)."""
+        return self._router.late_binding(job)
 
     @property
     def total_slots(self) -> int:

@@ -13,6 +13,7 @@ from streams.wire.confluent import (
 from streams.wire.json_input import decode_task, parse_task_json, validate_task
 from streams.wire.mapping import task_to_job
 from streams.wire.records import (
+    GROUPED_HEADER,
     NO_HANDLER,
     PREEMPTED,
     RECORD_TYPES,
@@ -47,6 +48,7 @@ from streams.wire.records import (
 from streams.wire.schemas import SCHEMA_DIR, WireSchema, current_schemas
 
 __all__ = [
+    "GROUPED_HEADER",
     "NO_HANDLER",
     "PREEMPTED",
     "RECORD_TYPES",

@@ -57,6 +57,10 @@ tasks (preemption), not cancelled: they will run again, with the same attempt.""
 PREEMPTED = "preempted"
 """The error of a CANCELLED result whose run was stopped by a ``STOP_PREEMPT`` record: the
 dispatcher queues its task again without spending an attempt."""
+GROUPED_HEADER = "taskd-grouped"
+"""On a record of an agent's ``dispatch`` partition: the task types (comma-separated) whose
+assignments in it are a group the dispatcher gathered for the agent's batch handler. It waited
+for them already, so the agent hands them to the handler at once rather than wait again."""
 REPLY_PARTITION_HEADER = "taskd-reply-partition"
 """A task header naming the partition of the replies topic (``<prefix>replies``) its outcome is
 written to when it ends; tasks without it get no outcome record."""
@@ -322,17 +326,25 @@ class AgentHeartbeat:
     sent_at: int
     task_types: tuple[str, ...] | None = None
     """The task types it has a handler for; None: every type."""
+    batch_max_size: tuple[tuple[str, int], ...] = ()
+    """(task type, most tasks one call takes) of each batch handler, sorted by type."""
+    batch_max_wait_ms: tuple[tuple[str, int], ...] = ()
+    """(task type, how long its batcher waits for more) of each batch handler."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skills", tuple(self.skills))
         if self.task_types is not None:
             object.__setattr__(self, "task_types", tuple(self.task_types))
+        for name in ("batch_max_size", "batch_max_wait_ms"):
+            object.__setattr__(self, name, tuple(sorted(dict(getattr(self, name)).items())))
 
     def to_avro(self) -> AvroDatum:
         datum = _shallow_dict(self)
         datum["status"] = self.status.value
         if self.task_types is not None:  # fastavro reads a tuple in a union as (branch, value)
             datum["task_types"] = list(self.task_types)
+        datum["batch_max_size"] = dict(self.batch_max_size)
+        datum["batch_max_wait_ms"] = dict(self.batch_max_wait_ms)
         return datum
 
     @classmethod

@@ -24,7 +24,6 @@ from streams.adapters.registry import ConfluentRegistry
 from streams.errors import ConfigError, DecodeError, EncodeError, RegistryError
 from streams.settings import Settings
 from streams.wire import (
-    SCHEMA_DIR,
     AgentHeartbeat,
     AgentStatus,
     Codec,
@@ -36,8 +35,9 @@ from streams.wire import (
     decode_task,
     topic_name_strategy,
 )
-from streams.wire.schemas import build_wire_schema, current_schemas, named_types
+from streams.wire.schemas import current_schemas
 from tests.registry_stub import RecordedRegistry, recorded_registry
+from tests.wire.previous import schemas_with_previous
 from tests.wire.strategies import ANY_RECORD, tasks
 
 
@@ -248,9 +248,7 @@ def test_a_heartbeat_of_an_agent_of_the_last_release_is_read_through_the_registr
 ) -> None:
     """An agent of the last release registers its older heartbeat schema and writes with it;
     this release's reader fetches that schema by id and fills the new fields' defaults."""
-    old = json.loads((SCHEMA_DIR / "previous" / "AgentHeartbeat.1.avsc").read_text())
-    schemas = dict(current_schemas())
-    schemas["taskd.AgentHeartbeat"] = build_wire_schema(old, named_types(schemas.values()))
+    schemas = schemas_with_previous("AgentHeartbeat.1.avsc")
     older_agent = ConfluentCodec(ConfluentRegistry(registry.url), schemas=schemas)
     beat = AgentHeartbeat(
         agent_id="a1",

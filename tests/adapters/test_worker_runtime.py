@@ -16,6 +16,7 @@ from streams.adapters.worker import runner as runner_module
 from streams.adapters.worker.dispatch import commit_group
 from streams.settings import Settings
 from streams.wire import (
+    GROUPED_HEADER,
     AgentHeartbeat,
     AgentRegistration,
     AgentStatus,
@@ -294,6 +295,33 @@ def test_a_batch_handler_gets_lists_and_its_outputs_become_results(topics: Setti
             assert (result.status, result.error) == (TaskStatus.FAILED, "odd one out")
         else:
             assert (result.status, result.output) == (TaskStatus.SUCCEEDED, b"%d" % i)
+
+
+def test_a_group_the_dispatcher_gathered_goes_to_the_batch_handler_without_waiting_again(
+    topics: Settings,
+) -> None:
+    """A record marked ``GROUPED_HEADER`` for a type: the dispatcher waited for its tasks
+    already, so the agent hands them to the batch handler at once, not after the handler's own
+    wait (two minutes here: the test would run out first)."""
+    settings = on_any_port(topics)
+    calls: list[list[str]] = []
+
+    @batch(max_size=16, max_wait_ms=120_000)
+    def handle(tasks: list[Task]) -> list[object]:
+        calls.append([t.task_id for t in tasks])
+        return ["done"] * len(tasks)
+
+    agent = Agent(config(capacity=8, handler=handle), settings)
+    group = [assignment(epoch=1, task_type="embed") for _ in range(3)]
+    grouped = [(GROUPED_HEADER, b"embed")]
+
+    async def scenario() -> None:
+        async with running(agent):
+            dispatch(settings, 0, group, together=True, headers=grouped)
+            await until(lambda: _completed(agent) == len(group), "the group's results written")
+
+    asyncio.run(scenario())
+    assert calls == [[item.task.task_id for item in group]]
 
 
 def test_heartbeats_say_ready_then_draining_then_stopping(topics: Settings) -> None:

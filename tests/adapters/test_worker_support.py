@@ -72,10 +72,16 @@ def produce(
 
 
 def dispatch(
-    settings: Settings, partition: int, assignments: list[Assignment], *, together: bool = False
+    settings: Settings,
+    partition: int,
+    assignments: list[Assignment],
+    *,
+    together: bool = False,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
     """Write assignments to an agent's dispatch partition as the dispatcher does: in
-    :class:`AssignmentBatch` records, one per assignment (``together``: all in one)."""
+    :class:`AssignmentBatch` records, one per assignment (``together``: all in one), each with
+    ``headers``."""
     producer = Producer({**settings.kafka_config(), "enable.idempotence": True, "acks": "all"})
     groups = [assignments] if together else [[item] for item in assignments]
     for group in groups:
@@ -84,6 +90,7 @@ def dispatch(
             CODEC.encode(AssignmentBatch(assignments=tuple(group))),
             key=group[0].agent_id,
             partition=partition,
+            headers=headers,
         )
     assert producer.flush(WAIT_S) == 0, "could not write the assignments"
 

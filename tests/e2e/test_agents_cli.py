@@ -47,7 +47,7 @@ def test_the_table_shows_a_running_agent(topics: Settings) -> None:
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     header = next(line for line in lines if "agent" in line and "last heartbeat" in line)
-    for column in ("state", "in flight", "types", "skills", "zone"):
+    for column in ("state", "capacity", "in flight / slots", "types", "skills", "zone"):
         assert column in header
     (line,) = [line for line in lines if "table-a1" in line]
     for cell in ("READY", "0 / 3", "resize", "gpu, ssd", "eu-west", "s ago"):

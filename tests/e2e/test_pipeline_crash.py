@@ -4,6 +4,7 @@ started again, an agent killed with SIGKILL: every task still completes, none is
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from streams.adapters.admin import create_topics
+from streams.adapters.client import TaskClient
 from streams.core.model import DeadLetterReason
 from streams.settings import Settings
-from streams.wire import DeadLetter, TaskResult, TaskStatus
+from streams.wire import DeadLetter, OutcomeStatus, TaskOutcome, TaskResult, TaskStatus
 from tests.adapters.test_dispatcher_support import (
     FakeAgent,
     answer,
@@ -152,6 +155,42 @@ def test_a_dispatcher_killed_under_load_loses_nothing(topics: Settings, tmp_path
             _no_loss(settings, {task.task_id for task in sent}, results)
 
     asyncio.run(scenario())
+
+
+def test_a_client_waiting_for_outcomes_gets_each_once_across_a_dispatcher_kill(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """A producer waits for its outcomes while the dispatcher is SIGKILLed with most of them
+    pending, and started again: every handle gets its task's output, and each outcome is one an
+    agent reported (none is lost in the crash; the client drops an outcome written twice)."""
+    settings = with_state(topics, tmp_path / "state")
+    create_topics(settings)
+    log = tmp_path / "dispatcher.log"
+    ready = "dispatcher ready"
+    agents = [make_agent(settings, f"a{i}", capacity) for i, capacity in enumerate((2, 3, 4))]
+
+    async def scenario() -> list[TaskOutcome]:
+        async with agents_running(agents):
+            with TaskClient(settings, results=True) as client:
+                with taskd(settings, log, "dispatcher", *CRASH, ready=ready) as first:
+                    handles = [
+                        client.submit_new(type="work", priority=1, payload=work(10))
+                        for _ in range(400)
+                    ]
+                    await _until_count(settings, 100)
+                    _kill(first)
+                with taskd(settings, log, "dispatcher", *CRASH, ready=ready):
+                    return await asyncio.to_thread(client.wait, handles, 120)
+
+    outcomes = asyncio.run(scenario())
+    assert len({outcome.task_id for outcome in outcomes}) == 400
+    assert all(outcome.status is OutcomeStatus.SUCCEEDED for outcome in outcomes)
+    for outcome in outcomes:
+        assert outcome.output is not None
+        assert json.loads(outcome.output)["task_id"] == outcome.task_id
+    results = {(r.task_id, r.attempt): r for r in all_results(settings)}
+    for outcome in outcomes:  # the outcome is what an agent reported, not a guess
+        assert (outcome.task_id, outcome.attempts - 1) in results
 
 
 def test_a_task_that_ran_before_a_kill_ends_with_its_result_when_read_again(

@@ -118,6 +118,8 @@ def heartbeats() -> st.SearchStrategy[AgentHeartbeat]:
         completed=INT64,
         sent_at=INT64,
         task_types=st.none() | st.lists(NAMES, max_size=4).map(tuple),
+        batch_max_size=st.dictionaries(NAMES, INT32, max_size=3).map(lambda d: tuple(d.items())),
+        batch_max_wait_ms=st.dictionaries(NAMES, INT32, max_size=3).map(lambda d: tuple(d.items())),
     )
 
 

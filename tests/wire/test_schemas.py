@@ -25,7 +25,8 @@ from streams.wire import (
     task_to_job,
 )
 from streams.wire.records import TaskOptions
-from streams.wire.schemas import build_wire_schema, current_schemas, named_types
+from streams.wire.schemas import current_schemas
+from tests.wire.previous import previous_definition, schemas_with_previous
 
 FILES = (
     "Task",
@@ -201,10 +202,9 @@ def test_a_broken_schema_file_is_a_config_error(tmp_path: Path, content: str, me
 def test_a_heartbeat_of_an_agent_of_the_last_release_is_read_with_every_type_handled() -> None:
     """``streams/wire/avsc/previous/``: what an agent not yet upgraded writes (its heartbeat
     has no ``task_types``) still decodes, as an agent that handles every type."""
-    old = json.loads((SCHEMA_DIR / "previous" / "AgentHeartbeat.1.avsc").read_text())
+    old = previous_definition("AgentHeartbeat.1.avsc")
     assert "task_types" not in {field["name"] for field in old["fields"]}
-    current = dict(current_schemas())
-    current["taskd.AgentHeartbeat"] = build_wire_schema(old, named_types(current.values()))
+    current = schemas_with_previous("AgentHeartbeat.1.avsc")
     beat = AgentHeartbeat(
         agent_id="a1",
         capacity=2,
@@ -222,9 +222,45 @@ def test_a_heartbeat_of_an_agent_of_the_last_release_is_read_with_every_type_han
 def test_a_dead_letter_of_the_last_release_is_read_by_this_one() -> None:
     """A dead letter written before TOO_LARGE existed (``previous/DeadLetter.1.avsc``) still
     decodes, so `taskd dlq` reads the dead letters kept from before an upgrade."""
-    old = json.loads((SCHEMA_DIR / "previous" / "DeadLetter.1.avsc").read_text())
-    assert "TOO_LARGE" not in json.dumps(old)
-    current = dict(current_schemas())
-    current["taskd.DeadLetter"] = build_wire_schema(old, named_types(current.values()))
+    assert "TOO_LARGE" not in json.dumps(previous_definition("DeadLetter.1.avsc"))
+    current = schemas_with_previous("DeadLetter.1.avsc")
     letter = DeadLetter(raw=b"x", reason=DeadLetterReason.EXPIRED, error="e", attempts=1, dead_at=1)
     assert Codec().decode(Codec(current).encode(letter), DeadLetter) == letter
+
+
+def test_a_heartbeat_of_an_agent_without_batch_fields_is_read_with_no_batch_handler() -> None:
+    """``previous/AgentHeartbeat.2.avsc``: an agent of the release before batch handlers were
+    announced still decodes, with none announced (the dispatcher does not group for it)."""
+    old = previous_definition("AgentHeartbeat.2.avsc")
+    assert "batch_max_size" not in {field["name"] for field in old["fields"]}
+    current = schemas_with_previous("AgentHeartbeat.2.avsc")
+    beat = AgentHeartbeat(
+        agent_id="a1",
+        capacity=2,
+        skills=(),
+        status=AgentStatus.READY,
+        in_flight=0,
+        completed=0,
+        sent_at=1,
+        task_types=("embed",),
+    )
+    decoded = Codec().decode(Codec(current).encode(beat), AgentHeartbeat)
+    assert decoded == beat
+    assert decoded.batch_max_size == () and decoded.batch_max_wait_ms == ()
+
+
+def test_a_heartbeat_carries_its_batch_handlers() -> None:
+    beat = AgentHeartbeat(
+        agent_id="a1",
+        capacity=16,
+        skills=(),
+        status=AgentStatus.READY,
+        in_flight=0,
+        completed=0,
+        sent_at=1,
+        batch_max_size={"embed": 16}.items(),  # type: ignore[arg-type]
+        batch_max_wait_ms=(("embed", 20),),
+    )
+    decoded = Codec().decode(Codec().encode(beat), AgentHeartbeat)
+    assert decoded.batch_max_size == (("embed", 16),)
+    assert decoded.batch_max_wait_ms == (("embed", 20),)

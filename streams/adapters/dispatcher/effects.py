@@ -36,6 +36,7 @@ from streams.core.events import AgentLeft, Event
 from streams.core.model import DeadLetterReason, Job
 from streams.errors import EncodeError
 from streams.wire import (
+    GROUPED_HEADER,
     SOURCE_KEY_HEADER,
     STOP_HEADER,
     STOP_PREEMPT,
@@ -101,7 +102,7 @@ class Effects:
     def carry_out(self, actions: Sequence[act.Action], results: ResultsByRun) -> list[Event]:
         """Carry out ``actions`` in order; the events the core must be told next (an agent
         whose claim ended before its batch could be written)."""
-        batches: dict[str, list[Assignment]] = {}
+        batches: dict[str, _AgentBatch] = {}
         self._results = results
         self._owned = sorted(self._states)
         for action in actions:
@@ -153,13 +154,18 @@ class Effects:
 
     # --- one action each -----------------------------------------------------------------------
 
-    def _dispatch(self, action: act.Dispatch, batches: dict[str, list[Assignment]]) -> None:
+    def _dispatch(self, action: act.Dispatch, batches: dict[str, _AgentBatch]) -> None:
         job = action.job
         origin = _origin(job)
         assignment = self._assignment(
             job, action.agent_id, action.epoch, action.dispatched_ms, action.lease_ms
         )
-        batches.setdefault(action.agent_id, []).append(assignment)
+        batch = batches.get(action.agent_id)
+        if batch is None:
+            batch = batches[action.agent_id] = _AgentBatch()
+        batch.assignments.append(assignment)
+        if action.grouped:
+            batch.grouped_types.add(job.task_type)
         self._note(origin, job.task_id, action)
         self._metrics.on_dispatched(job, action.dispatched_ms)
 
@@ -379,9 +385,10 @@ class Effects:
 
     # --- the assignment batches ----------------------------------------------------------------
 
-    def _write_batches(self, batches: dict[str, list[Assignment]]) -> list[Event]:
+    def _write_batches(self, batches: dict[str, _AgentBatch]) -> list[Event]:
         follow_ups: list[Event] = []
-        for agent_id, assignments in batches.items():
+        for agent_id, batch in batches.items():
+            assignments = batch.assignments
             claim = self._regs.active(agent_id)
             epoch = assignments[0].epoch
             if claim is None or claim.epoch != epoch:
@@ -392,9 +399,27 @@ class Effects:
             for run in by_size(assignments, assignment_bytes, self._record_bytes):
                 value = self._codec.encode(AssignmentBatch(assignments=tuple(run)))
                 self._outputs.send(
-                    self._topics.dispatch, value, key=agent_id.encode(), partition=claim.partition
+                    self._topics.dispatch,
+                    value,
+                    key=agent_id.encode(),
+                    partition=claim.partition,
+                    headers=batch.headers(),
                 )
         return follow_ups
+
+
+@dataclasses.dataclass(slots=True)
+class _AgentBatch:
+    """What one pass sends an agent: its assignments, and the task types of those that are a
+    group for its batch handler."""
+
+    assignments: list[Assignment] = dataclasses.field(default_factory=list)
+    grouped_types: set[str] = dataclasses.field(default_factory=set)
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        if not self.grouped_types:
+            return None
+        return [(GROUPED_HEADER, ",".join(sorted(self.grouped_types)).encode())]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

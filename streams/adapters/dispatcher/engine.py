@@ -50,6 +50,7 @@ from streams.core.events import (
     TaskStarted,
     Withdrawn,
 )
+from streams.core.grouping import BatchHandler
 from streams.core.model import DeadLetterReason
 from streams.core.window import LruMap
 from streams.dispatcher_config import DispatcherConfig
@@ -501,6 +502,18 @@ def heartbeat_of(
         sent_ms=record.sent_at,
         incarnation=incarnation,
         task_types=None if record.task_types is None else frozenset(record.task_types),
+        batch_handlers=batch_handlers_of(record),
+    )
+
+
+def batch_handlers_of(record: AgentHeartbeat) -> tuple[BatchHandler, ...]:
+    """The batch handlers a heartbeat announces; one with a size below 1 or a negative wait
+    (no agent of ours writes one) is left out rather than stop the dispatcher."""
+    waits = dict(record.batch_max_wait_ms)
+    return tuple(
+        BatchHandler(task_type, size, waits.get(task_type, 0))
+        for task_type, size in record.batch_max_size
+        if size >= 1 and waits.get(task_type, 0) >= 0
     )
 
 

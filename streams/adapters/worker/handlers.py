@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
-from streams.adapters.worker.batching import Batcher, batch_spec
+from streams.adapters.worker.batching import Batcher, BatchSpec, batch_spec
 from streams.adapters.worker.config import AgentConfig, HandlerRef
 from streams.errors import ConfigError
 from streams.wire import Task
@@ -86,6 +86,12 @@ class Handlers:
         """The types there is a handler for, sorted; None with a default handler (every type)."""
         return None if self.default is not None else tuple(sorted(self.by_type))
 
+    def batch_specs(self) -> dict[str, BatchSpec]:
+        """The ``@batch`` settings of each type's batch handler (a default handler names no
+        type, so it is announced for none), for the dispatcher to group by."""
+        specs = {task_type: batch_spec(function) for task_type, function in self.by_type.items()}
+        return {task_type: spec for task_type, spec in sorted(specs.items()) if spec is not None}
+
     def for_type(self, task_type: str) -> Callable[..., Any] | None:
         """The handler of ``task_type``, else the default one, else None."""
         return self.by_type.get(task_type, self.default)
@@ -98,6 +104,13 @@ class Invokers:
         self._handlers = handlers
         self._batchers: dict[int, Batcher] = {}
         self._bound: dict[int, Invoker] = {}
+        self._handlers_on_loop = frozenset(
+            function
+            for function in [handlers.default, *handlers.by_type.values()]
+            if function is not None
+            and batch_spec(function) is None
+            and inspect.iscoroutinefunction(function)
+        )
         for function in [handlers.default, *handlers.by_type.values()]:
             if function is not None and id(function) not in self._bound:
                 self._bound[id(function)] = self._bind(function, pool)
@@ -111,6 +124,18 @@ class Invokers:
         """Hand every waiting batch to its handler now (a drain does not wait for the timers)."""
         for batcher in self._batchers.values():
             batcher.flush()
+
+    def flush_type(self, task_type: str) -> None:
+        """Hand the waiting batch of ``task_type``'s batch handler to it now, if it has one."""
+        invoke = self.for_type(task_type)
+        if isinstance(invoke, Batcher):
+            invoke.flush()
+
+    def on_loop(self, invoke: Invoker) -> bool:
+        """Whether ``invoke`` runs its handler on the event loop (an ``async`` handler, which a
+        stop can cancel), not in a thread or a batch (which a stop only flags: the slot stays
+        taken until the function returns)."""
+        return invoke in self._handlers_on_loop
 
     def _bind(self, function: Callable[..., Any], pool: Executor) -> Invoker:
         spec = batch_spec(function)

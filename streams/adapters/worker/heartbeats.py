@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from streams.adapters.worker.batching import BatchSpec
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.kafka import Writer, now_ms
 from streams.errors import KafkaError
@@ -30,14 +31,22 @@ class Heartbeats:
         codec: RecordCodec,
         load: Load,
         task_types: tuple[str, ...] | None = None,
+        capacity: Callable[[], int] | None = None,
+        batch_specs: Mapping[str, BatchSpec] | None = None,
     ) -> None:
-        """``task_types``: the types the agent has handlers for (None: every type)."""
+        """``task_types``: the types the agent has handlers for (None: every type);
+        ``capacity``: the slots to announce now (default: the configured capacity);
+        ``batch_specs``: the ``@batch`` settings of its batch handlers, by type."""
         self._config = config
         self._task_types = task_types
+        specs = dict(batch_specs or {})
+        self._batch_max_size = tuple((name, spec.max_size) for name, spec in specs.items())
+        self._batch_max_wait_ms = tuple((name, spec.max_wait_ms) for name, spec in specs.items())
         self._topic = settings.topics.heartbeats
         self._writer = writer
         self._codec = codec
         self._load = load
+        self._capacity = capacity or (lambda: config.capacity)
         self.status = AgentStatus.READY
 
     async def announce(self, status: AgentStatus) -> None:
@@ -59,7 +68,7 @@ class Heartbeats:
         config = self._config
         heartbeat = AgentHeartbeat(
             agent_id=config.agent_id,
-            capacity=config.capacity,
+            capacity=self._capacity(),
             skills=config.skills,
             zone=config.zone,
             weight=config.weight,
@@ -69,5 +78,7 @@ class Heartbeats:
             completed=completed,
             sent_at=now_ms(),
             task_types=self._task_types,
+            batch_max_size=self._batch_max_size,
+            batch_max_wait_ms=self._batch_max_wait_ms,
         )
         await self._writer.send(self._topic, self._codec.encode(heartbeat), key=config.agent_id)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
-import inspect
 import logging
 import math
 import time
@@ -40,6 +39,7 @@ from streams.core.window import LruMap
 from streams.errors import DecodeError, KafkaError
 from streams.settings import Settings
 from streams.wire import (
+    GROUPED_HEADER,
     NO_HANDLER,
     PREEMPTED,
     STOP_HEADER,
@@ -71,6 +71,13 @@ class Fetched:
     invoke: Invoker
     admitted_s: float
     """``time.monotonic()`` when it was read."""
+
+    @property
+    def lease_ends_s(self) -> float:
+        """When its lease runs out, on ``time.monotonic()``: counted from when it was read,
+        not from when it was sent (``dispatched_at``, the dispatcher's clock), so a skewed clock
+        never ends a run early; the dispatcher's lease ends first, by the time in transit."""
+        return self.admitted_s + self.assignment.lease_ms / 1000
 
 
 class TaskRunner:
@@ -110,12 +117,12 @@ class TaskRunner:
         self._live: dict[tuple[str, int], tuple[asyncio.Task[Any] | None, StopToken]] = {}
         """(task id, attempt) of each run going on -> the asyncio task to cancel (an async
         handler's; None for one in a thread, which polls its token) and its stop token."""
+        self._past_lease: set[tuple[str, int]] = set()
+        """Runs still going after their lease ran out: the dispatcher has given the task to
+        another run, so each was told to stop, and its slot is not free until it returns."""
         self._stop_asked: LruMap[tuple[str, int], bool] = LruMap(STOPS_KEPT)
         """Runs asked to stop before they started -> whether preempted: reported CANCELLED
         instead of run."""
-        self._on_loop: dict[Invoker, bool] = {}
-        """Whether each handler's invoker runs on the loop (an ``async`` handler, which a stop
-        cancels) or in a thread or a batch (which a stop only flags); asked once each."""
         self._outbox: dict[int, list[tuple[int, TaskResult]]] = {}
         """Reply partition -> (record offset, result) not written yet."""
         self._flush: asyncio.Handle | None = None
@@ -137,6 +144,12 @@ class TaskRunner:
     def load(self) -> tuple[int, int]:
         """(tasks running now, attempts completed so far), for the heartbeats."""
         return len(self._running), self.completed
+
+    def usable_capacity(self) -> int:
+        """The slots the dispatcher may count on: the capacity less the runs past their lease
+        (the dispatcher freed their slots when it took their tasks back; a hung handler keeps
+        its slot here until it returns)."""
+        return max(0, self._config.capacity - len(self._past_lease))
 
     def take(self, message: Message) -> bool:
         """Admit or skip the assignments in ``message``; False if they show the agent fenced."""
@@ -165,7 +178,16 @@ class TaskRunner:
         for assignment in admitted:
             self._queue(offset, assignment)
         self._start_waiting(changed=True)
+        grouped = _grouped_types(message)
+        if grouped:  # once the runs just started have joined their batches
+            asyncio.get_running_loop().call_soon(self._hand_over_groups, grouped)
         return True
+
+    def _hand_over_groups(self, task_types: list[str]) -> None:
+        """The dispatcher gathered these types' tasks for their batch handlers, and waited for
+        them: their batches go to the handlers now, not after the handlers' own wait."""
+        for task_type in task_types:
+            self._invokers.flush_type(task_type)
 
     def reject_waiting(self, reason: str) -> None:
         """Refuse every assignment not started yet (a drain): REJECTED, so it is re-queued."""
@@ -259,14 +281,15 @@ class TaskRunner:
             stopped = _PREEMPTED if preempted else _CANCELLED
             self._report(fetched.offset, fetched.assignment, stopped, started_at)
             return
+        if time.monotonic() >= fetched.lease_ends_s:  # given to another run by now
+            self._report(fetched.offset, fetched.assignment, _LEASE_RAN_OUT, started_at)
+            return
         self._metrics.started.inc()
         token = StopToken()
-        invoke = fetched.invoke
-        on_loop = self._on_loop.get(invoke)
-        if on_loop is None:
-            on_loop = self._on_loop[invoke] = inspect.iscoroutinefunction(invoke)
+        on_loop = self._invokers.on_loop(fetched.invoke)
         self._live[run] = (asyncio.current_task() if on_loop else None, token)
         watching = watch(token)
+        lease_timer = self._watch_lease(run, fetched)
         try:
             outcome = await run_handler(fetched.invoke, task, self._max_output_bytes, self.failures)
         except asyncio.CancelledError:
@@ -274,12 +297,42 @@ class TaskRunner:
                 raise  # the agent stopping, not this task's cancel
             outcome = _CANCELLED
         finally:
+            lease_timer.cancel()
             unwatch(watching)
             del self._live[run]
-        if token.stopped:  # told to stop: whatever the handler did after that
+        if run in self._past_lease:
+            self._past_lease.discard(run)
+            self._metrics.past_lease.set(len(self._past_lease))
+            outcome = _PAST_LEASE
+        elif token.stopped:  # told to stop: whatever the handler did after that
             outcome = _PREEMPTED if token.preempted else _CANCELLED
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         self._report(fetched.offset, fetched.assignment, outcome, started_at)
+
+    def _watch_lease(self, run: tuple[str, int], fetched: Fetched) -> asyncio.TimerHandle:
+        """Stop the run when its lease runs out: the dispatcher then gives the task to another
+        run, and two must not go on at once."""
+        delay_s = max(0.0, fetched.lease_ends_s - time.monotonic())
+        loop = asyncio.get_running_loop()
+        return loop.call_later(delay_s, self._lease_ran_out, run, fetched.assignment)
+
+    def _lease_ran_out(self, run: tuple[str, int], assignment: Assignment) -> None:
+        live = self._live.get(run)
+        if live is None:
+            return
+        self._past_lease.add(run)
+        self._metrics.past_lease.set(len(self._past_lease))
+        asyncio_task, token = live
+        token.stopped = True
+        if asyncio_task is not None:
+            asyncio_task.cancel()
+        log.warning(
+            "task %s (attempt %d) still runs after its lease of %d ms: told to stop; its slot "
+            "stays taken until the handler returns",
+            run[0],
+            run[1],
+            assignment.lease_ms,
+        )
 
     def _stop(self, task: Task, *, preempted: bool) -> None:
         """The dispatcher asks to stop a run (its task was cancelled, or preempted): cancel it
@@ -394,6 +447,14 @@ class TaskRunner:
         self._wake.set()
 
 
+def _grouped_types(message: Message) -> list[str]:
+    """The task types the record's ``GROUPED_HEADER`` names (none without it)."""
+    for pair in message.headers() or ():
+        if pair[0] == GROUPED_HEADER and isinstance(pair[1], bytes):
+            return pair[1].decode("utf-8", errors="replace").split(",")
+    return []
+
+
 def _stop_value(message: Message) -> bytes | None:
     """The ``STOP_HEADER`` of a record that asks to stop its runs rather than start them
     (``STOP_PREEMPT``: preempted); None for runs to start."""
@@ -406,6 +467,10 @@ def _stop_value(message: Message) -> bytes | None:
 
 _CANCELLED = Outcome(TaskStatus.CANCELLED, error="cancelled")
 _PREEMPTED = Outcome(TaskStatus.CANCELLED, error=PREEMPTED)
+_PAST_LEASE = Outcome(TaskStatus.RETRYABLE, error="stopped: it ran past its lease")
+"""The dispatcher took this run's task back when the lease ran out, so it drops the result;
+should the lease have been extended meanwhile, the task is retried, as when a run fails."""
+_LEASE_RAN_OUT = Outcome(TaskStatus.RETRYABLE, error="not started: its lease ran out first")
 STOPS_KEPT = 10_000
 """Stops of runs not started yet that are remembered (the oldest forgotten first)."""
 

@@ -192,6 +192,8 @@ class Agent:
             codec=self._codec,
             load=runner.load,
             task_types=self._handlers.task_types(),
+            capacity=runner.usable_capacity,
+            batch_specs=self._handlers.batch_specs(),
         )
         return _Session(registrar, reader, runner, invokers, heartbeats)
 

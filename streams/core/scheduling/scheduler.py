@@ -62,6 +62,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from streams.core.model import DeadLetterReason, Job
 from streams.core.scheduling.capability import NoCapableTracker
@@ -105,11 +106,21 @@ class _Round:
     """Reserved capacity reached: only escalated and effective priority 0 may still go."""
 
 
+class HeldObserver(Protocol):
+    """Told of every task the scheduler starts holding and of every one that leaves it
+    (released, removed, expired: ``alive`` is then False); the grouping counts them by type."""
+
+    def held(self, task: HeldTask) -> None: ...
+
+    def left(self, task: HeldTask) -> None: ...
+
+
 class Scheduler:
     """Holds ready tasks; releases them by priority, deadline and fair share; see the module."""
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    def __init__(self, config: SchedulerConfig, *, observer: HeldObserver | None = None) -> None:
         self._config = config
+        self._observer = observer
         self._now_ms = _DAWN_MS
         self._seq = 0
         self._tasks: dict[str, HeldTask] = {}
@@ -303,6 +314,8 @@ class Scheduler:
         if last_start_ms is not None:
             self._expiry.add(task, last_start_ms, len(self._tasks))
         self._orphans.offered(task, cls)
+        if self._observer is not None:
+            self._observer.held(task)
         if queue.head is task:
             self._refresh(queue, now_ms)
         if len(self._tasks) >= self._config.max_held:
@@ -313,6 +326,8 @@ class Scheduler:
         job = task.job
         del self._tasks[job.task_id]
         self._depth[job.priority] -= 1
+        if self._observer is not None:
+            self._observer.left(task)
         if self._paused and len(self._tasks) <= self._resume_at:
             self._paused = False
 

@@ -9,9 +9,19 @@ silently ignored line.
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping
+from typing import Any
 
 from streams.errors import ConfigError
+
+
+def load_toml(text: str) -> dict[str, Any]:
+    """The table a scenario's TOML text holds; ConfigError if it is not valid TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"scenario: not valid TOML: {error}") from error
 
 
 class Fields:

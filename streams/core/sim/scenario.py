@@ -45,7 +45,6 @@ Layout (every key but ``[arrivals]``, ``[[agents]]`` and ``[[tasks]]`` is option
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -54,7 +53,7 @@ from streams.core.preemption import PreemptionConfig
 from streams.core.routing.config import RoutingConfig
 from streams.core.routing.names import AFFINITY, check_strategy_name
 from streams.core.scheduling.config import SchedulerConfig
-from streams.core.sim.fields import Fields
+from streams.core.sim.fields import Fields, load_toml
 from streams.core.sim.sections import (
     parse_agents,
     parse_arrivals,
@@ -145,11 +144,7 @@ class Scenario:
 
 def scenario_from_toml(text: str) -> Scenario:
     """Parse and validate a scenario written in TOML."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"scenario: not valid TOML: {error}") from error
-    return parse_scenario(data)
+    return parse_scenario(load_toml(text))
 
 
 def parse_scenario(data: Mapping[str, object]) -> Scenario:

@@ -1,0 +1,64 @@
+"""When a type's group goes: full, or held long enough, or a task's last start is near.
+
+A group of a batch type is *full* once as many of its tasks are held as the group's size
+(``GroupLimit.size``). One that is not full is held until ``wait_ms`` after its longest-held
+task was offered, and never past ``wait_ms`` before the nearest last start (deadline or TTL)
+among its tasks: a task that could have waited no more than that is not held at all, so the
+hold never makes a task expire. Time is an argument; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from streams.core.grouping.config import GroupingConfig
+from streams.core.grouping.handlers import AgentLookup, BatchHandler, BatchHandlers, GroupLimit
+from streams.core.grouping.waiting import WaitingByType
+
+
+class Grouping:
+    """The announced batch handlers and the held tasks per type, and the rule of the module."""
+
+    def __init__(self, config: GroupingConfig) -> None:
+        self.config = config
+        self.handlers = BatchHandlers()
+        self.waiting = WaitingByType()
+
+    def heard(self, agent_id: str, handlers: tuple[BatchHandler, ...]) -> None:
+        """An agent's heartbeat named its batch handlers."""
+        self.handlers.heard(agent_id, handlers)
+
+    def limit(self, task_type: str, agent: AgentLookup) -> GroupLimit | None:
+        """How ``task_type`` is grouped now; None: it is not (off, or no agent batches it)."""
+        if not self.config.enabled:
+            return None
+        return self.handlers.limit(task_type, agent, self.config.max_wait_ms)
+
+    def due_ms(self, task_type: str, limit: GroupLimit) -> int | None:
+        """When the held group of ``task_type`` goes even if not full (None: nothing held)."""
+        first_ms = self.waiting.first_offered_ms(task_type)
+        if first_ms is None:
+            return None
+        due_ms = first_ms + limit.wait_ms
+        nearest_ms = self.waiting.nearest_last_start_ms(task_type)
+        if nearest_ms is not None:
+            due_ms = min(due_ms, nearest_ms - limit.wait_ms)
+        return due_ms
+
+    def ready(self, task_type: str, limit: GroupLimit, now_ms: int) -> bool:
+        """Whether the held tasks of ``task_type`` may go now: the group is full or due."""
+        if self.waiting.count(task_type) >= limit.size:
+            return True
+        due_ms = self.due_ms(task_type, limit)
+        return due_ms is None or due_ms <= now_ms
+
+    def next_release_ms(self, agent: AgentLookup) -> int | None:
+        """The earliest time a held group that is not full becomes due."""
+        times: list[int] = []
+        for task_type in self.handlers.types():
+            count = self.waiting.count(task_type)
+            limit = self.limit(task_type, agent) if count else None
+            if limit is None or count >= limit.size:
+                continue
+            due_ms = self.due_ms(task_type, limit)
+            if due_ms is not None:
+                times.append(due_ms)
+        return min(times, default=None)
