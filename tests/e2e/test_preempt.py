@@ -79,6 +79,7 @@ def test_an_urgent_task_preempts_a_long_low_priority_run(topics: Settings, tmp_p
     )
     assert (again.status, again.attempt) == (TaskStatus.SUCCEEDED, 0)  # no attempt spent
     assert urgent_run.status is TaskStatus.SUCCEEDED
+    print(f"with preemption: the p0 task waited {urgent_run.started_at - submitted_ms} ms")
     assert urgent_run.started_at - submitted_ms < AFTER_MS + MARGIN_MS
     assert stopped.finished_at <= urgent_run.started_at <= again.started_at  # in its slot
     assert outcomes[low].status is OutcomeStatus.SUCCEEDED and outcomes[low].attempts == 1
@@ -137,6 +138,7 @@ def test_without_preemption_the_urgent_task_waits(topics: Settings, tmp_path: Pa
     (low_run,) = [r for r in results if r.task_id == low]
     (urgent_run,) = [r for r in results if r.task_id == urgent]
     assert low_run.status is TaskStatus.SUCCEEDED
+    print(f"without preemption: the p0 task waited {urgent_run.started_at - submitted_ms} ms")
     assert urgent_run.started_at >= low_run.finished_at  # it waited for the whole run
     assert urgent_run.started_at - submitted_ms >= AFTER_MS + MARGIN_MS
     assert {o.status for o in outcomes.values()} == {OutcomeStatus.SUCCEEDED}
