@@ -622,10 +622,15 @@ class Distributor:
         routing = RoutingPlacer(
             self._router, self._registry, self._in_flight, self.config.lease_ms, now_ms
         )
-        placer = GroupingPlacer(routing, self._grouping, self._registry.get, now_ms)
-        for released in self._scheduler.release(now_ms, placer):
-            affinity_hit = routing.affinity_hits.get(released.job.task_id)
-            grouped = placer.in_group(released.job.task_type, released.agent_id)
+        grouping = (  # no agent announces a batch handler: nothing to group, skip the wrapper
+            GroupingPlacer(routing, self._grouping, self._registry.get, now_ms)
+            if self._grouping.active
+            else None
+        )
+        for released in self._scheduler.release(now_ms, grouping or routing):
+            job, agent_id = released.job, released.agent_id
+            affinity_hit = routing.affinity_hits.get(job.task_id)
+            grouped = grouping is not None and grouping.in_group(job.task_type, agent_id)
             self._dispatched(released, now_ms, actions, affinity_hit, grouped=grouped)
         if self._preempt_on and self._scheduler.held > 0:
             self._preempt(now_ms, actions)

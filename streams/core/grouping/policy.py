@@ -22,6 +22,12 @@ class Grouping:
         self.handlers = BatchHandlers()
         self.waiting = WaitingByType()
 
+    @property
+    def active(self) -> bool:
+        """Whether any task type may be grouped now: on, and some agent announces a batch
+        handler."""
+        return self.config.enabled and bool(self.handlers.types())
+
     def heard(self, agent_id: str, handlers: tuple[BatchHandler, ...]) -> None:
         """An agent's heartbeat named its batch handlers."""
         self.handlers.heard(agent_id, handlers)
