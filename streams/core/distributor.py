@@ -219,14 +219,10 @@ class Distributor:
         return min(pending) if pending else None
 
     def _group_due_ms(self) -> int | None:
-        """When a held group becomes due, unless it was due at the last release pass already:
-        then what holds it (no free or capable agent) changes with an event, not with time,
-        and a wake-up in the past would make a driver spin until then."""
-        due_ms = self._grouping.next_release_ms(self._registry.get)
-        released_ms = self._released_ms
-        if due_ms is None or (released_ms is not None and due_ms <= released_ms):
-            return None
-        return due_ms
+        """When a held group becomes due, of those not due at the last release pass already:
+        what holds those (no free or capable agent) changes with an event, not with time, and
+        a wake-up in the past would make a driver spin until then."""
+        return self._grouping.next_release_ms(self._registry.get, self._released_ms)
 
     # --- queries -----------------------------------------------------------------------------
 

@@ -85,6 +85,9 @@ class PreemptionConfig:
         return sorted((v for v in self.victims if v > job.priority), reverse=True)
 
 
+_PRUNE_FLOOR = 1_024
+
+
 class UrgentWatch:
     """Held tasks of the levels that may preempt, by the time they become overdue.
 
@@ -102,6 +105,10 @@ class UrgentWatch:
         self._overdue: dict[str, Job] = {}
         """Overdue and (last we looked) held, in the order they became overdue."""
         self._seq = 0
+        self._kept = _PRUNE_FLOOR
+        """Overdue entries at the last pruning (at least the floor): past twice as many, the
+        ones that left are dropped, so the dict stays bounded by the held tasks even while
+        nothing can be preempted (``overdue()`` is then not called)."""
 
     def __len__(self) -> int:
         return len(self._pending) + len(self._overdue)
@@ -120,6 +127,9 @@ class UrgentWatch:
             _, _, task_id, job = heapq.heappop(pending)
             if self._is_held(task_id):
                 self._overdue[task_id] = job
+        if len(self._overdue) > 2 * self._kept:
+            self._overdue = {k: job for k, job in self._overdue.items() if self._is_held(k)}
+            self._kept = max(_PRUNE_FLOOR, len(self._overdue))
 
     def overdue(self) -> Iterator[Job]:
         """The held tasks overdue, in the order they became overdue."""

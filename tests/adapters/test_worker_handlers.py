@@ -125,6 +125,8 @@ def test_the_batch_decorator_marks_and_checks() -> None:
     assert batch_spec(work) is None
     with pytest.raises(ConfigError, match="max_size >= 1"):
         batch(max_size=0, max_wait_ms=10)
+    with pytest.raises(ConfigError, match="whole numbers"):  # the heartbeat's Avro ints
+        batch(max_size=4, max_wait_ms=2.5)  # type: ignore[arg-type]
 
 
 def _run_batch(function: Any, count: int) -> list[Any]:

@@ -289,3 +289,30 @@ GroupingMachine.TestCase.settings = settings(
     max_examples=200, stateful_step_count=60, deadline=None
 )
 TestGroupingDistributor = GroupingMachine.TestCase
+
+
+def test_a_type_split_over_two_agents_in_one_pass_goes_as_a_group_to_each() -> None:
+    """Both agents get their share marked grouped, so neither waits its own batcher again."""
+    core = Distributor(_config())
+    beats = [_embedder("a", capacity=6), _embedder("b", capacity=6)]
+    core.handle([*beats, *_tasks(4, task_type=SINGLE, prefix="s")], 0)  # two slots taken on each
+    sent = _sent(core.handle(_tasks(6), 10))
+    assert Counter(d.agent_id for d in sent) == {"a": 4, "b": 2}
+    assert all(d.grouped for d in sent)
+
+
+def test_a_group_no_agent_can_take_does_not_hide_another_groups_due_time() -> None:
+    def beat(agent: str, capacity: int, task_type: str) -> HeartbeatReceived:
+        handlers = (BatchHandler(task_type, 8, 500),)
+        hb = Heartbeat(agent, capacity, frozenset(), None, 1.0, 0.0, "READY", 0, 1,
+                       task_types=frozenset({task_type}), batch_handlers=handlers)  # fmt: skip
+        return HeartbeatReceived(hb)
+
+    core = Distributor(_config())
+    core.handle([beat("a", 3, BATCH), beat("b", 4, "other"), *_tasks(3, prefix="f")], 0)
+    core.tick(WAIT_MS)  # a's three slots taken by its first group
+    core.handle(_tasks(2, now_ms=WAIT_MS, prefix="x"), WAIT_MS)
+    assert _sent(core.tick(2 * WAIT_MS)) == []  # due, but a is full: held until a slot frees
+    core.handle(_tasks(2, now_ms=250, task_type="other", prefix="o"), 250)
+    assert core.next_wakeup_ms(250) == 250 + WAIT_MS
+    assert [d.agent_id for d in _sent(core.tick(250 + WAIT_MS))] == ["b", "b"]

@@ -22,7 +22,7 @@ from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.events import CancelRequested, HeartbeatReceived, ResultReported, TaskArrived
 from streams.core.lifecycle import Phase
 from streams.core.model import Job
-from streams.core.preemption import PreemptionConfig
+from streams.core.preemption import PreemptionConfig, UrgentWatch
 from streams.core.routing import RoutingConfig
 from streams.core.scheduling import SchedulerConfig
 from streams.errors import ConfigError
@@ -231,3 +231,19 @@ def test_an_overdue_task_with_nothing_to_preempt_wakes_nobody_up() -> None:
     assert core.handle([], 5_000) == []
     wakeup = core.next_wakeup_ms(5_000)
     assert wakeup is None or wakeup > 5_000
+
+
+def test_the_watch_forgets_overdue_tasks_that_left_though_nothing_is_preempted() -> None:
+    """With nothing to preempt, ``overdue()`` is never asked; tasks overdue once and gone since
+    (dispatched, ended) must not pile up in the watch all the same."""
+    held: set[str] = set()
+    watch = UrgentWatch(
+        PreemptionConfig(after_ms={0: 10}, victims=frozenset({3})), held.__contains__
+    )
+    for i in range(10_000):
+        task_id = f"u{i}"
+        held.add(task_id)
+        watch.watch(Job(task_id, 0, i))
+        watch.advance(i + 10)  # overdue now ...
+        held.discard(task_id)  # ... and dispatched the moment after
+    assert len(watch) <= 2 * 1_024 + 1

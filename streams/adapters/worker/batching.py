@@ -36,6 +36,11 @@ def batch(*, max_size: int, max_wait_ms: int) -> Callable[[F], F]:
     An exception raised ends every task of the batch; an exception *returned* in place of an
     output ends that task alone.
     """
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (max_size, max_wait_ms)):
+        raise ConfigError(  # announced in the heartbeats as Avro ints
+            f"@batch needs whole numbers for max_size and max_wait_ms (got {max_size!r}, "
+            f"{max_wait_ms!r})"
+        )
     if max_size < 1 or max_wait_ms < 0:
         raise ConfigError(
             f"@batch needs max_size >= 1 and max_wait_ms >= 0 (got {max_size}, {max_wait_ms})"

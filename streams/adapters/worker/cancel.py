@@ -16,13 +16,17 @@ class StopToken:
     """One run's stop flag: set on the agent's loop, read by the handler (a thread, maybe).
     A plain attribute: one object per run, and a bool needs no lock to be read across threads.
     ``preempted``: stopped to free the slot for a more urgent task, not cancelled; the handler
-    sees the same signal (the task will run again), only the result says which."""
+    sees the same signal (the task will run again), only the result says which. ``past_lease``:
+    stopped because its lease ran out. ``noticed``: the handler saw the stop (``cancelled()``
+    answered True), so what it returned after that may be a run cut short."""
 
-    __slots__ = ("preempted", "stopped")
+    __slots__ = ("noticed", "past_lease", "preempted", "stopped")
 
     def __init__(self) -> None:
         self.stopped = False
         self.preempted = False
+        self.past_lease = False
+        self.noticed = False
 
 
 _TOKEN: contextvars.ContextVar[StopToken | None] = contextvars.ContextVar(
@@ -33,7 +37,10 @@ _TOKEN: contextvars.ContextVar[StopToken | None] = contextvars.ContextVar(
 def cancelled() -> bool:
     """Whether the task this handler runs has been cancelled (False outside a handler)."""
     token = _TOKEN.get()
-    return token is not None and token.stopped
+    if token is None or not token.stopped:
+        return False
+    token.noticed = True
+    return True
 
 
 def watch(token: StopToken) -> contextvars.Token[StopToken | None]:

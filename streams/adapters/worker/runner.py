@@ -117,7 +117,7 @@ class TaskRunner:
         self._live: dict[tuple[str, int], tuple[asyncio.Task[Any] | None, StopToken]] = {}
         """(task id, attempt) of each run going on -> the asyncio task to cancel (an async
         handler's; None for one in a thread, which polls its token) and its stop token."""
-        self._past_lease: set[tuple[str, int]] = set()
+        self._past_lease: set[StopToken] = set()
         """Runs still going after their lease ran out: the dispatcher has given the task to
         another run, so each was told to stop, and its slot is not free until it returns."""
         self._stop_asked: LruMap[tuple[str, int], bool] = LruMap(STOPS_KEPT)
@@ -287,27 +287,28 @@ class TaskRunner:
         self._metrics.started.inc()
         token = StopToken()
         on_loop = self._invokers.on_loop(fetched.invoke)
-        self._live[run] = (asyncio.current_task() if on_loop else None, token)
+        entry = (asyncio.current_task() if on_loop else None, token)
+        self._live[run] = entry
         watching = watch(token)
         lease_timer = self._watch_lease(run, fetched)
+        interrupted = False
         try:
             outcome = await run_handler(fetched.invoke, task, self._max_output_bytes, self.failures)
         except asyncio.CancelledError:
             if not token.stopped:
                 raise  # the agent stopping, not this task's cancel
-            outcome = _CANCELLED
+            outcome, interrupted = _CANCELLED, True
         finally:
             lease_timer.cancel()
             unwatch(watching)
-            del self._live[run]
-        if run in self._past_lease:
-            self._past_lease.discard(run)
-            self._metrics.past_lease.set(len(self._past_lease))
-            outcome = _PAST_LEASE
-        elif token.stopped:  # told to stop: whatever the handler did after that
-            outcome = _PREEMPTED if token.preempted else _CANCELLED
+            if self._live.get(run) is entry:  # a run of the same attempt may have followed
+                del self._live[run]
+            if token in self._past_lease:
+                self._past_lease.discard(token)
+                self._metrics.past_lease.set(len(self._past_lease))
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
-        self._report(fetched.offset, fetched.assignment, outcome, started_at)
+        instead = _stopped_outcome(token, cut_short=interrupted or token.noticed)
+        self._report(fetched.offset, fetched.assignment, instead or outcome, started_at)
 
     def _watch_lease(self, run: tuple[str, int], fetched: Fetched) -> asyncio.TimerHandle:
         """Stop the run when its lease runs out: the dispatcher then gives the task to another
@@ -320,10 +321,10 @@ class TaskRunner:
         live = self._live.get(run)
         if live is None:
             return
-        self._past_lease.add(run)
-        self._metrics.past_lease.set(len(self._past_lease))
         asyncio_task, token = live
-        token.stopped = True
+        self._past_lease.add(token)
+        self._metrics.past_lease.set(len(self._past_lease))
+        token.past_lease = token.stopped = True
         if asyncio_task is not None:
             asyncio_task.cancel()
         log.warning(
@@ -339,8 +340,6 @@ class TaskRunner:
         if it runs, skip it when it would start. A preempted task's attempt may come back to
         run again: it is no longer one seen here."""
         run = (task.task_id, task.attempt)
-        if preempted:
-            self._seen.discard((dedupe_key(task.task_id, task.headers), task.attempt))
         live = self._live.get(run)
         if live is None:
             waiting = self._take_waiting(run)
@@ -380,7 +379,12 @@ class TaskRunner:
     def _report(
         self, offset: int, assignment: Assignment, outcome: Outcome, started_at: int
     ) -> None:
-        """Queue the result for its reply partition; sent with the others of this turn."""
+        """Queue the result for its reply partition; sent with the others of this turn. A
+        preempted run's attempt will be sent again: from now on it is not one seen here (not
+        before: a run of it still going must not have a twin)."""
+        if outcome is _PREEMPTED:
+            task = assignment.task
+            self._seen.discard((dedupe_key(task.task_id, task.headers), task.attempt))
         result = outcome.result(
             assignment, agent_id=self._config.agent_id, started_at=started_at, finished_at=now_ms()
         )
@@ -445,6 +449,21 @@ class TaskRunner:
         into.discard(task)
         self._start_waiting(changed=True)
         self._wake.set()
+
+
+def _stopped_outcome(token: StopToken, *, cut_short: bool) -> Outcome | None:
+    """What a run told to stop reports instead of its handler's outcome (None: its own).
+
+    A cancel ends the task whatever the handler did after it: CANCELLED. A preemption or a
+    lease that ran out requeues the task, so a run that was not cut short (not interrupted, and
+    its handler never saw the stop) keeps its outcome: a success stands rather than run again."""
+    if not token.stopped:
+        return None
+    if not token.preempted and not token.past_lease:
+        return _CANCELLED
+    if not cut_short:
+        return None
+    return _PAST_LEASE if token.past_lease else _PREEMPTED
 
 
 def _grouped_types(message: Message) -> list[str]:

@@ -93,9 +93,9 @@ class GroupingPlacer:
         return self._start(job, limit, limit.size) or self._inner.place(job)
 
     def in_group(self, task_type: str, agent_id: str) -> bool:
-        """Whether a task of ``task_type`` just placed on ``agent_id`` joined a group."""
-        group = self._open.get(task_type)
-        return group is not None and group.agent_id == agent_id
+        """Whether the tasks of ``task_type`` placed on ``agent_id`` in this pass went as a
+        group (the pass may have started several of the type, on several agents)."""
+        return any(g.task_type == task_type and g.agent_id == agent_id for g in self.sent)
 
     def _start(self, job: Job, limit: GroupLimit, size: int) -> str | None:
         """Start a group of at most ``size`` on the announcing agent with the most free slots

@@ -56,8 +56,10 @@ class Grouping:
         due_ms = self.due_ms(task_type, limit)
         return due_ms is None or due_ms <= now_ms
 
-    def next_release_ms(self, agent: AgentLookup) -> int | None:
-        """The earliest time a held group that is not full becomes due."""
+    def next_release_ms(self, agent: AgentLookup, after_ms: int | None = None) -> int | None:
+        """The earliest time a held group that is not full becomes due, later than
+        ``after_ms`` (a group due by then was tried then: what holds it changes with an event,
+        not with time, and it must not hide the others' due times)."""
         times: list[int] = []
         for task_type in self.handlers.types():
             count = self.waiting.count(task_type)
@@ -65,6 +67,6 @@ class Grouping:
             if limit is None or count >= limit.size:
                 continue
             due_ms = self.due_ms(task_type, limit)
-            if due_ms is not None:
+            if due_ms is not None and (after_ms is None or due_ms > after_ms):
                 times.append(due_ms)
         return min(times, default=None)
