@@ -77,9 +77,6 @@ class PreemptionConfig:
                 f"preemption: levels {outside} do not exist (levels are 0..{levels - 1})"
             )
 
-    def may_preempt(self, job: Job) -> bool:
-        return job.priority in self.after_ms
-
     def victim_levels_for(self, job: Job) -> list[int]:
         """The levels a victim for ``job`` may be of, least urgent first."""
         return sorted((v for v in self.victims if v > job.priority), reverse=True)
@@ -145,7 +142,3 @@ class UrgentWatch:
         while pending and not self._is_held(pending[0][2]):
             heapq.heappop(pending)  # it left the queue before its time came
         return pending[0][0] if pending else None
-
-    def clear(self) -> None:
-        self._pending.clear()
-        self._overdue.clear()
