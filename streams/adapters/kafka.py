@@ -132,6 +132,17 @@ _UNKNOWN = ClientError.UNKNOWN_TOPIC_OR_PART
 T = TypeVar("T")
 
 
+def record_header(message: Message, name: str) -> bytes | None:
+    """The value of a Kafka record's header ``name`` (the first one; b"" for a null value),
+    None when the record has no such header."""
+    headers: Any = message.headers() or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:
+        if key == name:
+            return value.encode() if isinstance(value, str) else bytes(value or b"")
+    return None
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds since the Unix epoch (records carry it)."""
     return time.time_ns() // 1_000_000

@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
@@ -33,6 +32,7 @@ from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.registrations import Registrations
 from streams.adapters.dispatcher.slots import AgentSlots
 from streams.adapters.dispatcher.state import Recovered, ShardState
+from streams.adapters.kafka import record_header
 from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.offsets import OffsetTracker
 from streams.core.actions import Dropped, ResultStatus
@@ -416,7 +416,7 @@ class Engine:
                 due_ms = None
             else:
                 task = validate_task(self._codec.decode(raw, Task), levels=self._levels, raw=raw)
-                due_ms = _due_ms(message.headers())
+                due_ms = _due_ms(message)
         except (WireError, ValueError) as error:  # any record that is no valid task or result
             reason = (
                 DeadLetterReason.TOO_LARGE
@@ -517,10 +517,9 @@ def batch_handlers_of(record: AgentHeartbeat) -> tuple[BatchHandler, ...]:
     )
 
 
-def _due_ms(headers: Any) -> int:
+def _due_ms(message: Message) -> int:
     """The retry record's due time from its headers; ValueError if it has none."""
-    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
-    for key, value in pairs:
-        if key == DUE_HEADER:
-            return int(bytes(value).decode("ascii"))
-    raise ValueError(f"retry record without a {DUE_HEADER} header")
+    value = record_header(message, DUE_HEADER)
+    if value is None:
+        raise ValueError(f"retry record without a {DUE_HEADER} header")
+    return int(value.decode("ascii"))

@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from streams.adapters.kafka import record_header
 from streams.adapters.metrics import AgentMetrics
 from streams.adapters.offsets import OffsetTracker
 from streams.adapters.worker.cancel import StopToken, unwatch, watch
@@ -160,7 +161,7 @@ class TaskRunner:
         except DecodeError as error:
             log.warning("skipping an undecodable assignment batch at offset %d: %s", offset, error)
             return self._skip(offset, "undecodable")
-        stop = _stop_value(message)
+        stop = record_header(message, STOP_HEADER)  # STOP_PREEMPT: preempted; else a cancel
         if stop is not None:
             for assignment in batch.assignments:
                 self._stop(assignment.task, preempted=stop == STOP_PREEMPT.encode())
@@ -468,20 +469,8 @@ def _stopped_outcome(token: StopToken, *, cut_short: bool) -> Outcome | None:
 
 def _grouped_types(message: Message) -> list[str]:
     """The task types the record's ``GROUPED_HEADER`` names (none without it)."""
-    for pair in message.headers() or ():
-        if pair[0] == GROUPED_HEADER and isinstance(pair[1], bytes):
-            return pair[1].decode("utf-8", errors="replace").split(",")
-    return []
-
-
-def _stop_value(message: Message) -> bytes | None:
-    """The ``STOP_HEADER`` of a record that asks to stop its runs rather than start them
-    (``STOP_PREEMPT``: preempted); None for runs to start."""
-    for pair in message.headers() or ():
-        if pair[0] == STOP_HEADER:
-            value = pair[1]
-            return value.encode() if isinstance(value, str) else value or b""
-    return None
+    value = record_header(message, GROUPED_HEADER)
+    return value.decode("utf-8", errors="replace").split(",") if value else []
 
 
 _CANCELLED = Outcome(TaskStatus.CANCELLED, error="cancelled")
