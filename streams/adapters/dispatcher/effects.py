@@ -396,14 +396,16 @@ class Effects:
                 log.warning("agent %s lost its claim before its assignments were written", agent_id)
                 follow_ups.append(AgentLeft(agent_id))
                 continue
-            for run in by_size(assignments, assignment_bytes, self._record_bytes):
+            runs = list(by_size(assignments, assignment_bytes, self._record_bytes))
+            for index, run in enumerate(runs):
                 value = self._codec.encode(AssignmentBatch(assignments=tuple(run)))
+                last = index == len(runs) - 1  # a group split by size is handed over whole
                 self._outputs.send(
                     self._topics.dispatch,
                     value,
                     key=agent_id.encode(),
                     partition=claim.partition,
-                    headers=batch.headers(),
+                    headers=batch.headers() if last else None,
                 )
         return follow_ups
 
