@@ -8,21 +8,13 @@ from streams.adapters.dispatcher.engine import heartbeat_of
 from streams.adapters.worker.batching import BatchSpec
 from streams.adapters.worker.handlers import Handlers
 from streams.core.grouping import BatchHandler
-from streams.wire import AgentHeartbeat, AgentStatus
+from streams.wire import AgentHeartbeat
 from streams.worker import AgentConfig
+from tests.wire.previous import heartbeat
 
 
 def _heartbeat(**fields: object) -> AgentHeartbeat:
-    return AgentHeartbeat(
-        agent_id="a1",
-        capacity=16,
-        skills=(),
-        status=AgentStatus.READY,
-        in_flight=0,
-        completed=0,
-        sent_at=1,
-        **fields,  # type: ignore[arg-type]
-    )
+    return heartbeat(capacity=16, **fields)
 
 
 def test_an_agent_announces_the_batch_handlers_of_its_types_only() -> None:

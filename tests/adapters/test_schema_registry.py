@@ -25,7 +25,6 @@ from streams.errors import ConfigError, DecodeError, EncodeError, RegistryError
 from streams.settings import Settings
 from streams.wire import (
     AgentHeartbeat,
-    AgentStatus,
     Codec,
     ConfluentCodec,
     Task,
@@ -37,7 +36,7 @@ from streams.wire import (
 )
 from streams.wire.schemas import current_schemas
 from tests.registry_stub import RecordedRegistry, recorded_registry
-from tests.wire.previous import schemas_with_previous
+from tests.wire.previous import heartbeat, schemas_with_previous
 from tests.wire.strategies import ANY_RECORD, tasks
 
 
@@ -250,15 +249,7 @@ def test_a_heartbeat_of_an_agent_of_the_last_release_is_read_through_the_registr
     this release's reader fetches that schema by id and fills the new fields' defaults."""
     schemas = schemas_with_previous("AgentHeartbeat.1.avsc")
     older_agent = ConfluentCodec(ConfluentRegistry(registry.url), schemas=schemas)
-    beat = AgentHeartbeat(
-        agent_id="a1",
-        capacity=2,
-        skills=(),
-        status=AgentStatus.READY,
-        in_flight=0,
-        completed=0,
-        sent_at=1,
-    )
+    beat = heartbeat()
     written = older_agent.encode(beat)
     current_id = _codec(registry).register_all()["taskd.AgentHeartbeat"]
     assert int.from_bytes(written[1:5], "big") != current_id  # another registered version

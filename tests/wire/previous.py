@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from streams.wire import SCHEMA_DIR
+from streams.wire import SCHEMA_DIR, AgentHeartbeat, AgentStatus
 from streams.wire.schemas import WireSchema, build_wire_schema, current_schemas, named_types
 
 
@@ -25,3 +25,17 @@ def schemas_with_previous(file: str) -> dict[str, WireSchema]:
         old, named_types(schemas.values())
     )
     return schemas
+
+
+def heartbeat(**fields: Any) -> AgentHeartbeat:
+    """A READY agent ``a1``'s heartbeat (capacity 2, idle), with ``fields`` changed."""
+    values: dict[str, Any] = {
+        "agent_id": "a1",
+        "capacity": 2,
+        "skills": (),
+        "status": AgentStatus.READY,
+        "in_flight": 0,
+        "completed": 0,
+        "sent_at": 1,
+    }
+    return AgentHeartbeat(**(values | fields))

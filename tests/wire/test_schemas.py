@@ -26,7 +26,7 @@ from streams.wire import (
 )
 from streams.wire.records import TaskOptions
 from streams.wire.schemas import current_schemas
-from tests.wire.previous import previous_definition, schemas_with_previous
+from tests.wire.previous import heartbeat, previous_definition, schemas_with_previous
 
 FILES = (
     "Task",
@@ -205,15 +205,7 @@ def test_a_heartbeat_of_an_agent_of_the_last_release_is_read_with_every_type_han
     old = previous_definition("AgentHeartbeat.1.avsc")
     assert "task_types" not in {field["name"] for field in old["fields"]}
     current = schemas_with_previous("AgentHeartbeat.1.avsc")
-    beat = AgentHeartbeat(
-        agent_id="a1",
-        capacity=2,
-        skills=(),
-        status=AgentStatus.READY,
-        in_flight=0,
-        completed=0,
-        sent_at=1,
-    )
+    beat = heartbeat()
     written = Codec(current).encode(beat)  # as the older agent wrote it
     assert Codec().decode(written, AgentHeartbeat) == beat
     assert Codec().decode(written, AgentHeartbeat).task_types is None
@@ -234,32 +226,15 @@ def test_a_heartbeat_of_an_agent_without_batch_fields_is_read_with_no_batch_hand
     old = previous_definition("AgentHeartbeat.2.avsc")
     assert "batch_max_size" not in {field["name"] for field in old["fields"]}
     current = schemas_with_previous("AgentHeartbeat.2.avsc")
-    beat = AgentHeartbeat(
-        agent_id="a1",
-        capacity=2,
-        skills=(),
-        status=AgentStatus.READY,
-        in_flight=0,
-        completed=0,
-        sent_at=1,
-        task_types=("embed",),
-    )
+    beat = heartbeat(task_types=("embed",))
     decoded = Codec().decode(Codec(current).encode(beat), AgentHeartbeat)
     assert decoded == beat
     assert decoded.batch_max_size == () and decoded.batch_max_wait_ms == ()
 
 
 def test_a_heartbeat_carries_its_batch_handlers() -> None:
-    beat = AgentHeartbeat(
-        agent_id="a1",
-        capacity=16,
-        skills=(),
-        status=AgentStatus.READY,
-        in_flight=0,
-        completed=0,
-        sent_at=1,
-        batch_max_size={"embed": 16}.items(),  # type: ignore[arg-type]
-        batch_max_wait_ms=(("embed", 20),),
+    beat = heartbeat(
+        capacity=16, batch_max_size={"embed": 16}.items(), batch_max_wait_ms=(("embed", 20),)
     )
     decoded = Codec().decode(Codec().encode(beat), AgentHeartbeat)
     assert decoded.batch_max_size == (("embed", 16),)
