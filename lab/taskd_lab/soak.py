@@ -8,10 +8,12 @@ WINDOW_S. After each window: the backlog (tasks sent whose result has not been s
 resident memory of every process. At the end it waits for every result and reports whether
 anything was lost, the largest backlog, and each process's RSS after the warm-up: its median
 and how far its lowest and highest samples stray from it. The warm-up is the first WARM_UP
-share of the run, or longer if the agents' windows of attempts already run (``seen_attempts``,
-docs/memory.md) take longer to fill at the rate: memory bounded by design grows until its
-windows are full, then stays. The goal the soak checks: every RSS within ±10% of its median
-after warm-up, nothing lost, the backlog bounded. It writes ``soak.json`` into ``--out``.
+share of the run; for an agent, longer if its window of attempts already run
+(``seen_attempts``, docs/memory.md) filled later: at its ``seen_attempts``-th result, as the
+results say, since agents do not share the tasks evenly. Memory bounded by design grows until
+its windows are full, then stays. The goal the soak checks: every RSS within ±10% of its
+median after its warm-up, nothing lost, the backlog bounded. It writes ``soak.json`` into
+``--out``.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def run_soak(plan: BenchPlan, *, minutes: float, rate: float, progress: Progress
         ends = run.done(sent)
         samples = list(pipeline.rss.samples)
         failed = run.failed()
+        filled = windows_filled_at(run.results_by_agent(sent), started)
     elapsed = max(at for at, _ in backlog)
-    warm_up = warm_up_s(plan, rate, elapsed)
+    warm_up = {
+        name: warm_up_s(elapsed, filled.get(name)) for name in {name for _, name, _ in samples}
+    }
     return {
         "minutes": minutes,
         "rate_tps": rate,
@@ -70,33 +75,44 @@ def run_soak(plan: BenchPlan, *, minutes: float, rate: float, progress: Progress
         "max_backlog": max(count for _, count in backlog),
         "backlog": backlog,
         "warm_up_s": warm_up,
-        "windows_filled": warm_up >= windows_fill_s(plan, rate),
-        "rss": _rss_after(samples, started + warm_up),
+        "windows_filled_s": filled,
+        "rss": _rss_after(samples, {name: started + at for name, at in warm_up.items()}),
         "rss_samples_mib": [
             (round(at - started, 1), name, round(rss / 2**20, 1)) for at, name, rss in samples
         ],
     }
 
 
-def warm_up_s(plan: BenchPlan, rate: float, elapsed: float) -> float:
-    """Seconds left out of the memory figures: the WARM_UP share of the run, or the time each
-    agent's window of attempts takes to fill (its share of ``rate``) if longer and the run
-    goes on for a WARM_UP share after it (a shorter run's figures include the filling)."""
-    fill_s = windows_fill_s(plan, rate)
-    return fill_s if WARM_UP * elapsed < fill_s <= (1 - WARM_UP) * elapsed else WARM_UP * elapsed
+def warm_up_s(elapsed: float, filled_s: float | None) -> float:
+    """Seconds of a process's memory left out of the figures: the WARM_UP share of the run, or
+    until its window of attempts filled (``filled_s``) if later and the run goes on for a
+    WARM_UP share after it (a shorter run's figures include the filling)."""
+    share = WARM_UP * elapsed
+    if filled_s is not None and share < filled_s <= (1 - WARM_UP) * elapsed:
+        return filled_s
+    return share
 
 
-def windows_fill_s(plan: BenchPlan, rate: float) -> float:
-    """How long the agents' windows of attempts take to fill at ``rate`` (shared evenly)."""
-    return SEEN_ATTEMPTS * plan.agents / rate
+def windows_filled_at(finished: dict[str, list[float]], started: float) -> dict[str, float]:
+    """Per agent that ran at least ``SEEN_ATTEMPTS`` tasks: seconds from ``started`` (a
+    ``time.monotonic()``) to its ``SEEN_ATTEMPTS``-th result (``finished``: the wall-clock
+    end times of each agent's results, as ``PipelineRun.results_by_agent`` gives them)."""
+    offset = time.time() - time.monotonic()
+    return {
+        agent: sorted(ends)[SEEN_ATTEMPTS - 1] - offset - started
+        for agent, ends in finished.items()
+        if len(ends) >= SEEN_ATTEMPTS
+    }
 
 
-def _rss_after(samples: list[tuple[float, str, int]], after: float) -> dict[str, dict[str, float]]:
-    """Per process, from ``after`` on: the median RSS (MiB) and the lowest and highest samples
-    as a share off it, and whether all stay within FLAT."""
+def _rss_after(
+    samples: list[tuple[float, str, int]], after: dict[str, float]
+) -> dict[str, dict[str, float]]:
+    """Per process, from its ``after`` on: the median RSS (MiB) and the lowest and highest
+    samples as a share off it, and whether all stay within FLAT."""
     by_name: dict[str, list[int]] = {}
     for at, name, rss in samples:
-        if at >= after:
+        if at >= after[name]:
             by_name.setdefault(name, []).append(rss)
     figures = {}
     for name, values in sorted(by_name.items()):
@@ -125,13 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{report['tasks']:,} tasks at {args.rate:g}/s over {args.minutes:g} min: "
         f"{report['lost']} lost, max backlog {report['max_backlog']:,}, "
-        f"RSS {'flat' if flat else 'NOT flat'} within ±{FLAT:.0%} after a warm-up of "
-        f"{report['warm_up_s']:.0f} s"
+        f"RSS {'flat' if flat else 'NOT flat'} within ±{FLAT:.0%} after each one's warm-up"
     )
     for name, entry in report["rss"].items():
         print(
             f"  {name}: median {entry['median_mib']:.0f} MiB, "
-            f"{entry['low']:+.1%} .. {entry['high']:+.1%}"
+            f"{entry['low']:+.1%} .. {entry['high']:+.1%} after {report['warm_up_s'][name]:.0f} s"
         )
     return 0 if report["lost"] == 0 and flat else 1
 

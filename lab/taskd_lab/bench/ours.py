@@ -179,6 +179,16 @@ class PipelineRun:
         """Results, of every run so far, that are not a success."""
         return sum(1 for result in list(self.results.values()) if not result.ok)
 
+    def results_by_agent(self, ids: Iterable[str]) -> dict[str, list[float]]:
+        """The wall-clock end times (s) of the first results of ``ids`` that were seen, by
+        agent."""
+        ends: dict[str, list[float]] = {}
+        for key in ids:
+            result = self.results.get(key)
+            if result is not None:
+                ends.setdefault(result.agent_id, []).append(result.finished_at_ms / 1000)
+        return ends
+
     def ran_by(self, ids: Iterable[str]) -> Counter[str]:
         """How many of ``ids`` each agent ran (by its first result)."""
         return Counter(self.results[key].agent_id for key in ids)
