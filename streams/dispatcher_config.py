@@ -15,6 +15,7 @@ a tenant may have up to N times its ``max_in_flight`` running.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
@@ -48,6 +49,9 @@ _ROUTING = RoutingConfig()
 _SCALING = ScalingConfig()
 _PREEMPTION = PreemptionConfig()
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+HOST_PLACEHOLDER = "{host}"
+"""Stands for the host name in ``instance_id``: replicas of a container differ by it, and a
+restarted container keeps it, which is what static membership needs."""
 
 
 def _as_value_error(check: Any, *args: Any, **kwargs: Any) -> None:
@@ -211,7 +215,8 @@ class DispatcherConfig(BaseModel):
         None,
         min_length=1,
         description="static group membership: a restart under this id within the session "
-        "gets its shards back without a rebalance (unique per instance)",
+        "gets its shards back without a rebalance (unique per instance; `{host}` in it stands "
+        "for the host name, stable across a container's restarts)",
     )
     commit_interval_ms: int = Field(
         100,
@@ -308,6 +313,11 @@ class DispatcherConfig(BaseModel):
     @classmethod
     def _zero_is_off(cls, value: Any) -> Any:
         return _off_at_zero(value)
+
+    @field_validator("instance_id")
+    @classmethod
+    def _host_in_instance_id(cls, value: str | None) -> str | None:
+        return None if value is None else value.replace(HOST_PLACEHOLDER, socket.gethostname())
 
     @field_validator("strategy")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,10 @@ def test_preemption_mistakes_one_line_each(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("TASKD_DISPATCHER__PREEMPTIBLE_LEVELS", "[3, 4]")
     with pytest.raises(ConfigError, match=r"levels \[4\] do not exist \(levels are 0\.\.3\)"):
         load_settings()
+
+
+def test_host_in_the_instance_id_is_the_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKD_DISPATCHER__INSTANCE_ID", "d-{host}-1")
+    assert load_settings().dispatcher.instance_id == f"d-{socket.gethostname()}-1"
+    flagged = Settings().dispatcher.overridden({"instance_id": "{host}"})
+    assert flagged.instance_id == socket.gethostname()

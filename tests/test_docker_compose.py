@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from streams.dispatcher_config import DispatcherConfig
 from streams.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,7 @@ def test_every_taskd_variable_is_a_valid_setting(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fields = {f"TASKD_{name.upper()}" for name in Settings.model_fields}
+    fields |= {f"TASKD_DISPATCHER__{name.upper()}" for name in DispatcherConfig.model_fields}
     for name, service in compose["services"].items():
         env = _taskd_env(service)
         assert set(env) <= fields, f"{name}: unknown settings {set(env) - fields}"
@@ -127,6 +130,17 @@ def test_dispatchers_scale_to_three_each_with_its_host_port(compose: dict[str, A
     assert "container_name" not in dispatcher  # a fixed name cannot scale
     shards = int(_env(compose["services"]["dispatcher"]).get("TASKD_SHARDS", "6"))
     assert shards % 3 == 0  # three instances own equal numbers of shards
+
+
+def test_each_dispatcher_replica_is_a_static_member_under_its_own_host_name(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas differ by host name, and a restarted container keeps it: an id made of it is
+    unique per replica and stable across its restarts, as static membership needs."""
+    for name, value in _taskd_env(compose["services"]["dispatcher"]).items():
+        monkeypatch.setenv(name, value)
+    instance_id = load_settings().dispatcher.instance_id
+    assert instance_id == f"dispatcher-{socket.gethostname()}"
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, Path]:

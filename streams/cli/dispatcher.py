@@ -88,7 +88,8 @@ def dispatcher(
         typer.Option(
             "--instance-id",
             help="static group membership: a restart under this id within the session "
-            "timeout gets its shards back without a rebalance (unique per instance)",
+            "timeout gets its shards back without a rebalance (unique per instance; "
+            "{host} in it stands for the host name)",
         ),
     ] = None,
     prefetch_share: Annotated[
