@@ -440,7 +440,7 @@ class Distributor:
             self._in_flight.extend_all(now_ms + self._registry.config.down_after_ms)
         for transition in self._registry.heartbeat(hb, now_ms):
             self._on_transition(transition, now_ms, actions)
-        self._grouping.heard(hb.agent_id, hb.batch_handlers)
+        self._grouping.heard(hb.agent_id, hb.batch_handlers, self._scheduler.held_of_type)
         self._report_capacity(hb.agent_id, now_ms)
         waiting = self._recovering.pop(hb.agent_id, None)
         if waiting is None:

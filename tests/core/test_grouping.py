@@ -316,3 +316,23 @@ def test_a_group_no_agent_can_take_does_not_hide_another_groups_due_time() -> No
     core.handle(_tasks(2, now_ms=250, task_type="other", prefix="o"), 250)
     assert core.next_wakeup_ms(250) == 250 + WAIT_MS
     assert [d.agent_id for d in _sent(core.tick(250 + WAIT_MS))] == ["b", "b"]
+
+
+def test_tasks_held_before_a_type_is_announced_count_from_when_they_came() -> None:
+    core = Distributor(_config())
+    assert _sent(core.handle(_tasks(3), 0)) == []  # no agent yet
+    assert _sent(core.handle([_embedder("a", wait_ms=500)], 50)) == []
+    assert core.next_wakeup_ms(50) == WAIT_MS  # held since 0, not since the announcement
+    assert len(_sent(core.tick(WAIT_MS))) == 3
+    late = Distributor(_config())
+    late.handle(_tasks(8), 0)
+    assert len(_sent(late.handle([_embedder("a", size=8)], 10))) == 8  # a full group at once
+
+
+def test_a_type_announced_again_counts_its_held_tasks_again() -> None:
+    core = Distributor(_config())
+    core.handle([_embedder("a", size=8)], 0)
+    core.handle([_beat("a", 0, (), sent_ms=1), *_tasks(3, 1)], 1)  # no slot, no batch handler
+    again = _beat("a", 32, (BatchHandler(BATCH, 4, 500),), sent_ms=2)
+    sent = _sent(core.handle([again, *_tasks(1, 2, prefix="u")], 2))
+    assert len(sent) == 4 and all(d.grouped for d in sent)  # the 3 held ones count again

@@ -9,9 +9,14 @@ hold never makes a task expire. Time is an argument; nothing here reads a clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from streams.core.grouping.config import GroupingConfig
 from streams.core.grouping.handlers import AgentLookup, BatchHandler, BatchHandlers, GroupLimit
 from streams.core.grouping.waiting import WaitingByType
+from streams.core.scheduling.queues import HeldTask
+
+HeldOfType = Callable[[str], Iterable[HeldTask]]
 
 
 class Grouping:
@@ -28,9 +33,20 @@ class Grouping:
         handler."""
         return self.config.enabled and bool(self.handlers.types())
 
-    def heard(self, agent_id: str, handlers: tuple[BatchHandler, ...]) -> None:
-        """An agent's heartbeat named its batch handlers."""
+    def heard(
+        self, agent_id: str, handlers: tuple[BatchHandler, ...], held_of_type: HeldOfType
+    ) -> None:
+        """An agent's heartbeat named its batch handlers; ``held_of_type``: the tasks of a type
+        held now, to count those of a type newly announced."""
+        before = set(self.handlers.types())
         self.handlers.heard(agent_id, handlers)
+        if not self.config.enabled:
+            return
+        after = set(self.handlers.types())
+        for task_type in after - before:
+            self.waiting.watch(task_type, held_of_type(task_type))
+        for task_type in before - after:
+            self.waiting.unwatch(task_type)
 
     def limit(self, task_type: str, agent: AgentLookup) -> GroupLimit | None:
         """How ``task_type`` is grouped now; None: it is not (off, or no agent batches it)."""

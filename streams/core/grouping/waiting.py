@@ -1,7 +1,9 @@
 """The held tasks of each task type: how many, the longest held, the nearest last start.
 
 The scheduler tells it of every task it starts and stops holding (``held`` and ``left``); the
-grouping asks it whether a type's group is full or due. Entries of tasks that left are skipped
+grouping asks it whether a type's group is full or due. Only the types it ``watch``es are kept
+(those some agent has a batch handler for): the held tasks of a type are taken in when it is
+watched, so the others cost one set lookup per task. Entries of tasks that left are skipped
 lazily (``HeldTask.alive``) and compacted once they outnumber the live ones.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streams.core.scheduling.queues import HeldTask
@@ -31,9 +34,27 @@ class WaitingByType:
 
     def __init__(self) -> None:
         self._types: dict[str, _OfType] = {}
+        self._watched: set[str] = set()
+
+    def watch(self, task_type: str, held: Iterable[HeldTask]) -> None:
+        """Keep ``task_type`` from now on; ``held``: its tasks the scheduler holds now."""
+        if task_type in self._watched:
+            return
+        self._watched.add(task_type)
+        for task in sorted(held, key=lambda task: task.seq):  # the order of offer
+            self._add(task)
+
+    def unwatch(self, task_type: str) -> None:
+        """Keep ``task_type`` no more."""
+        self._watched.discard(task_type)
+        self._types.pop(task_type, None)
 
     def held(self, task: HeldTask) -> None:
         """The scheduler holds ``task`` from now on."""
+        if task.job.task_type in self._watched:
+            self._add(task)
+
+    def _add(self, task: HeldTask) -> None:
         of_type = self._types.get(task.job.task_type)
         if of_type is None:
             of_type = self._types[task.job.task_type] = _OfType()
@@ -46,7 +67,9 @@ class WaitingByType:
     def left(self, task: HeldTask) -> None:
         """``task`` left the scheduler (released, removed, expired); ``alive`` is False."""
         task_type = task.job.task_type
-        of_type = self._types[task_type]
+        of_type = self._types.get(task_type)
+        if of_type is None:  # not watched
+            return
         of_type.count -= 1
         if of_type.count == 0:
             del self._types[task_type]

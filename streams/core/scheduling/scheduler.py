@@ -164,6 +164,10 @@ class Scheduler:
         or their own TTL."""
         return self._orphans.waiting_by_type()
 
+    def held_of_type(self, task_type: str) -> list[HeldTask]:
+        """The held tasks of ``task_type`` (walks every held task)."""
+        return [task for task in self._tasks.values() if task.job.task_type == task_type]
+
     def in_flight(self, tenant: str) -> int:
         """Released and unfinished tasks of ``tenant`` (counted for tenants with a limit)."""
         return self._quotas.in_flight(tenant)
