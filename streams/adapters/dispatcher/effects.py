@@ -173,11 +173,11 @@ class Effects:
         """Tell the agent to stop a run: its assignment again, on its partition, under the
         stop header (an agent that does not know the header skips it as an attempt seen);
         its value says whether the run is cancelled or preempted (it will run again)."""
-        if action.preempted:
-            self._metrics.on_preempted(action.job)
         claim = self._regs.active(action.agent_id)
         if claim is None or claim.epoch != action.epoch:
             return  # the agent is gone: its run's loss ends the task (the core knows)
+        if action.preempted:  # counted as told, not as decided: a gone agent is told nothing
+            self._metrics.on_preempted(action.job)
         job = action.job
         stop = self._assignment(job, action.agent_id, action.epoch, self._clock(), 0)
         why = "preempted" if action.preempted else "cancelled"
