@@ -299,6 +299,7 @@ class Settings(BaseSettings):
         config: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
+            **NO_NAGLE,
         }
         if self.sasl_username and self.sasl_password:
             config["sasl.mechanism"] = self.sasl_mechanism
@@ -311,6 +312,14 @@ class Settings(BaseSettings):
             config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         return config
 
+
+NO_NAGLE = {"socket.nagle.disable": True}
+"""librdkafka leaves Nagle's algorithm on (Kafka's Java client and the broker turn it off): a
+small request written while an earlier one is unacknowledged waits in the kernel. Measured on
+the dispatcher's producer (results bench, 2 runs each, load 3 to 6), outcome written -> on the
+broker p50 1 ms to 0, p90 5 to 1-2, p99 23-27 to 12-16. For every other client it made no
+difference that the paced probes (1,000 and 2,000 tasks/s, 2 runs each way) could tell from
+their noise; it is off everywhere so that no client of ours waits for it."""
 
 _TLS_FILES = {
     "ssl_ca_file": "ssl.ca.location",

@@ -35,7 +35,6 @@ from typing import Any
 
 from streams.adapters.admin import create_topics, delete_groups, delete_topics
 from streams.adapters.client import TaskClient
-from streams.adapters.dispatcher.outputs import NO_NAGLE
 from streams.adapters.kafka import BATCHED_BY_CALLER, codec_for, make_producer, now_ms
 from streams.adapters.replies import ReplyReader
 from streams.wire import OutcomeStatus, TaskOutcome
@@ -116,7 +115,7 @@ def _reply_hop_alone(
     ids = run_ids(count, "alone")
     arrivals = _Arrivals(len(ids))
     reader = ReplyReader(settings, codec, partition=0)
-    producer = make_producer(settings, {**BATCHED_BY_CALLER, **NO_NAGLE})  # as the dispatcher's
+    producer = make_producer(settings, BATCHED_BY_CALLER)  # as the dispatcher's
     load_before = _load()
     try:
         reader.start()

@@ -35,12 +35,6 @@ _LOG_EVERY = 1000
 """Unconfirmed failures logged: the first and then one in this many."""
 RETRY_WRITE_S = 1.0
 """Pause before a failed record is written again."""
-NO_NAGLE = {"socket.nagle.disable": True}
-"""librdkafka leaves Nagle's algorithm on (the broker turns it off on its side): a small request
-written while an earlier one is unacknowledged waits in the kernel. The dispatcher has several
-requests in flight (assignments, outcomes, state), so an outcome waited behind them: measured
-in the results bench (2 runs each, load 3 to 6), outcome written -> on the broker p50 1 ms to
-0, p90 5 to 1-2, p99 23-27 to 12-16."""
 Headers = Sequence[tuple[str, bytes]]
 Then = Callable[[], object]
 
@@ -50,7 +44,7 @@ class Outputs:
 
     def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._producer = make_producer(settings, {**BATCHED_BY_CALLER, **NO_NAGLE})
+        self._producer = make_producer(settings, BATCHED_BY_CALLER)
         self._epoch = 0
         self._pending: dict[int, int] = {}
         """Epoch -> its records not confirmed yet (epochs with none are dropped)."""
