@@ -730,7 +730,8 @@ class Distributor:
 
     def _hand_over(self, now_ms: int, actions: list[Action]) -> None:
         """Dispatch each urgent task to the slot freed for it, before anything else may take
-        the slot; one that went meanwhile (elsewhere, cancelled, expired) leaves it to all."""
+        the slot; one that went meanwhile (elsewhere, cancelled, expired) or that its tenant's
+        quota holds back now leaves it to all."""
         handoffs, self._handoffs = self._handoffs, []
         for urgent_id, agent_id in handoffs:
             record = self._tasks.get(urgent_id)
@@ -740,6 +741,8 @@ class Distributor:
             job = record.job
             usable = agent.accepts_work and agent.free_slots > 0
             if not (usable and agent.can_run(job) and agent.handles(job.task_type)):
+                continue
+            if not self._scheduler.admits(job, now_ms):  # the quota was checked at the stop
                 continue
             released = self._scheduler.claim(urgent_id, agent_id, now_ms)
             assert released is not None  # HELD is held by the scheduler

@@ -200,6 +200,32 @@ def test_no_preemption_when_a_capable_agent_has_a_free_slot_or_a_quota_holds_it(
     assert _of(StopRun, core.handle([], 10 + 10 * AFTER_MS)) == []
 
 
+def test_a_slot_freed_for_a_task_its_quota_now_holds_back_goes_to_the_others() -> None:
+    """The quota admitted the urgent task when the run was stopped; by the time the slot is
+    free, another task of its tenant took the tenant's one place: the urgent task waits."""
+    core = Distributor(
+        DistributorConfig(
+            scheduler=SchedulerConfig(aging_ms=None, tenant_max_in_flight={"t": 1}),
+            routing=RoutingConfig(strategy="least-connections"),
+            lease_ms=100_000,
+            preemption=PREEMPT,
+        )
+    )
+    gpu = frozenset({"gpu"})
+    core.handle([HeartbeatReceived(Heartbeat("a", 1, gpu, None, 1.0, 0.0, "READY", 0, 1))], 0)
+    core.handle([TaskArrived(Job("low", 3, 0))], 0)
+    core.handle([TaskArrived(Job("urgent", 0, 10, tenant="t", required_skills=gpu))], 10)
+    (stop,) = _of(StopRun, core.handle([], 10 + AFTER_MS))
+    assert stop.job.task_id == "low"
+    joined = core.handle(
+        [_beat("b", 1, 2_000), TaskArrived(Job("other", 1, 2_000, tenant="t"))], 2_000
+    )
+    assert [(d.job.task_id, d.agent_id) for d in _of(Dispatch, joined)] == [("other", "b")]
+    freed = core.handle([ResultReported("low", "a", 0, ResultStatus.CANCELLED)], 2_100)
+    assert [d.job.task_id for d in _of(Dispatch, freed)] == ["low"]  # not "urgent": quota
+    assert core.phase_of("urgent") is Phase.HELD
+
+
 @pytest.mark.parametrize(
     ("config", "levels", "message"),
     [
