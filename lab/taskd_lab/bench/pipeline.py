@@ -67,7 +67,7 @@ def throughput_run(pipeline: Pipeline, plan: BenchPlan, progress: Progress) -> d
     """A warm-up, then ``plan.tasks`` tasks as fast as the client takes them: rates to the last
     task done and to the last result seen, CPU and records per task."""
     run = pipeline.run
-    _warm_up(run, progress)
+    warm_up(run, progress)
     progress(f"pipeline: max throughput ({plan.tasks:,} tasks as fast as possible)")
     ids = run_ids(plan.tasks, "max")
     before = pipeline.cost.read()
@@ -90,7 +90,8 @@ def throughput_run(pipeline: Pipeline, plan: BenchPlan, progress: Progress) -> d
     }
 
 
-def _warm_up(run: PipelineRun, progress: Progress) -> None:
+def warm_up(run: PipelineRun, progress: Progress) -> None:
+    """WARMUP tasks through the pipeline first, so that connections and caches are warm."""
     progress(f"pipeline: warm-up ({WARMUP} tasks)")
     warm = run_ids(WARMUP, "warm")
     blast(run.send, run.flush, warm)
