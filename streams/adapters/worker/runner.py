@@ -58,6 +58,10 @@ from streams.wire.limits import by_size, result_bytes
 
 log = logging.getLogger(__name__)
 
+LiveRun = tuple["asyncio.Task[Any] | None", StopToken]
+"""A run going on: the asyncio task to cancel (an async handler's; None for one in a thread,
+which polls its token) and its stop token."""
+
 OVERTAKEN_S = 2.0
 """A waiting assignment passed over by more urgent ones for this long starts next."""
 
@@ -115,12 +119,12 @@ class TaskRunner:
         """ids of the admitted assignments started, while still in ``_arrival``."""
         self._read = 0
         self._running: set[asyncio.Task[None]] = set()
-        self._live: dict[tuple[str, int], tuple[asyncio.Task[Any] | None, StopToken]] = {}
-        """(task id, attempt) of each run going on -> the asyncio task to cancel (an async
-        handler's; None for one in a thread, which polls its token) and its stop token."""
-        self._past_lease: set[StopToken] = set()
-        """Runs still going after their lease ran out: the dispatcher has given the task to
-        another run, so each was told to stop, and its slot is not free until it returns."""
+        self._live: dict[tuple[str, int], LiveRun] = {}
+        """(task id, attempt) of each run going on -> that run."""
+        self._past_lease = 0
+        """Runs still going after their lease ran out (``StopToken.past_lease``): the dispatcher
+        has given the task to another run, so each was told to stop, and its slot is not free
+        until it returns."""
         self._stop_asked: LruMap[tuple[str, int], bool] = LruMap(STOPS_KEPT)
         """Runs asked to stop before they started -> whether preempted: reported CANCELLED
         instead of run."""
@@ -150,7 +154,7 @@ class TaskRunner:
         """The slots the dispatcher may count on: the capacity less the runs past their lease
         (the dispatcher freed their slots when it took their tasks back; a hung handler keeps
         its slot here until it returns)."""
-        return max(0, self._config.capacity - len(self._past_lease))
+        return max(0, self._config.capacity - self._past_lease)
 
     def take(self, message: Message) -> bool:
         """Admit or skip the assignments in ``message``; False if they show the agent fenced."""
@@ -288,10 +292,10 @@ class TaskRunner:
         self._metrics.started.inc()
         token = StopToken()
         on_loop = self._invokers.on_loop(fetched.invoke)
-        entry = (asyncio.current_task() if on_loop else None, token)
+        entry: LiveRun = (asyncio.current_task() if on_loop else None, token)
         self._live[run] = entry
         watching = watch(token)
-        lease_timer = self._watch_lease(run, fetched)
+        lease_timer = self._watch_lease(entry, fetched)
         interrupted = False
         try:
             outcome = await run_handler(fetched.invoke, task, self._max_output_bytes, self.failures)
@@ -304,35 +308,33 @@ class TaskRunner:
             unwatch(watching)
             if self._live.get(run) is entry:  # a run of the same attempt may have followed
                 del self._live[run]
-            if token in self._past_lease:
-                self._past_lease.discard(token)
-                self._metrics.past_lease.set(len(self._past_lease))
+            if token.past_lease:
+                self._past_lease -= 1
+                self._metrics.past_lease.set(self._past_lease)
         self._metrics.run_seconds.observe(time.perf_counter() - clock)
         instead = _stopped_outcome(token, cut_short=interrupted or token.noticed)
         self._report(fetched.offset, fetched.assignment, instead or outcome, started_at)
 
-    def _watch_lease(self, run: tuple[str, int], fetched: Fetched) -> asyncio.TimerHandle:
+    def _watch_lease(self, run: LiveRun, fetched: Fetched) -> asyncio.TimerHandle:
         """Stop the run when its lease runs out: the dispatcher then gives the task to another
-        run, and two must not go on at once."""
+        run, and two must not go on at once. The timer holds this run's own entry (a run of
+        the same attempt may follow it in ``_live``), and is cancelled when the run ends."""
         delay_s = max(0.0, fetched.lease_ends_s - time.monotonic())
         loop = asyncio.get_running_loop()
         return loop.call_later(delay_s, self._lease_ran_out, run, fetched.assignment)
 
-    def _lease_ran_out(self, run: tuple[str, int], assignment: Assignment) -> None:
-        live = self._live.get(run)
-        if live is None:
-            return
-        asyncio_task, token = live
-        self._past_lease.add(token)
-        self._metrics.past_lease.set(len(self._past_lease))
+    def _lease_ran_out(self, run: LiveRun, assignment: Assignment) -> None:
+        asyncio_task, token = run
+        self._past_lease += 1
+        self._metrics.past_lease.set(self._past_lease)
         token.past_lease = token.stopped = True
         if asyncio_task is not None:
             asyncio_task.cancel()
         log.warning(
             "task %s (attempt %d) still runs after its lease of %d ms: told to stop; its slot "
             "stays taken until the handler returns",
-            run[0],
-            run[1],
+            assignment.task.task_id,
+            assignment.task.attempt,
             assignment.lease_ms,
         )
 
