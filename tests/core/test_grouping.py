@@ -14,7 +14,7 @@ from streams.core.actions import Action, DeadLetter, Dispatch, ResultStatus
 from streams.core.agents import Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
 from streams.core.events import Event, HeartbeatReceived, ResultReported, TaskArrived
-from streams.core.grouping import BatchHandler, GroupingConfig
+from streams.core.grouping import BatchHandler, BatchHandlers, GroupingConfig
 from streams.core.lifecycle import Phase
 from streams.core.model import Job
 from streams.core.routing import RoutingConfig
@@ -336,3 +336,13 @@ def test_a_type_announced_again_counts_its_held_tasks_again() -> None:
     again = _beat("a", 32, (BatchHandler(BATCH, 4, 500),), sent_ms=2)
     sent = _sent(core.handle([again, *_tasks(1, 2, prefix="u")], 2))
     assert len(sent) == 4 and all(d.grouped for d in sent)  # the 3 held ones count again
+
+
+def test_the_handlers_say_which_types_came_and_went() -> None:
+    handlers = BatchHandlers()
+    assert handlers.heard("a", (BatchHandler(BATCH, 8, 50),)) == ([BATCH], [])
+    assert handlers.heard("b", (BatchHandler(BATCH, 4, 50),)) == ([], [])  # a has it already
+    assert handlers.heard("a", (BatchHandler(BATCH, 16, 50),)) == ([], [])  # only resized
+    assert handlers.heard("a", ()) == ([], [])  # b still announces it
+    assert handlers.heard("b", (BatchHandler(SINGLE, 2, 0),)) == ([SINGLE], [BATCH])
+    assert handlers.heard("b", ()) == ([], [SINGLE]) and not handlers

@@ -50,24 +50,36 @@ class BatchHandlers:
         self._by_type: dict[str, dict[str, BatchHandler]] = {}
         self._by_agent: dict[str, tuple[BatchHandler, ...]] = {}
 
-    def heard(self, agent_id: str, handlers: Iterable[BatchHandler]) -> None:
-        """The agent's announcement replaces its previous one (none: it has no batch handler)."""
+    def heard(self, agent_id: str, handlers: Iterable[BatchHandler]) -> tuple[list[str], list[str]]:
+        """The agent's announcement replaces its previous one (none: it has no batch handler);
+        the types announced by no agent before and those announced by none any more."""
         announced = tuple(handlers)
         if self._by_agent.get(agent_id, ()) == announced:
-            return
+            return [], []
+        gone: list[str] = []
         for old in self._by_agent.pop(agent_id, ()):
             of_type = self._by_type[old.task_type]
             del of_type[agent_id]
             if not of_type:
                 del self._by_type[old.task_type]
+                gone.append(old.task_type)
         if announced:
             self._by_agent[agent_id] = announced
+        new: list[str] = []
         for handler in announced:
-            self._by_type.setdefault(handler.task_type, {})[agent_id] = handler
+            of_type = self._by_type.setdefault(handler.task_type, {})
+            if not of_type and handler.task_type not in gone:
+                new.append(handler.task_type)
+            of_type[agent_id] = handler
+        return new, [task_type for task_type in gone if task_type not in self._by_type]
 
-    def types(self) -> list[str]:
+    def __bool__(self) -> bool:
+        """Whether some agent announces a batch handler."""
+        return bool(self._by_type)
+
+    def types(self) -> Iterable[str]:
         """Every type some agent announced a batch handler for."""
-        return list(self._by_type)
+        return self._by_type.keys()
 
     def limit(self, task_type: str, agent: AgentLookup, max_wait_ms: int) -> GroupLimit | None:
         """How ``task_type`` is grouped now, or None when no READY agent handling it batches.

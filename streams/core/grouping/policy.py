@@ -31,21 +31,19 @@ class Grouping:
     def active(self) -> bool:
         """Whether any task type may be grouped now: on, and some agent announces a batch
         handler."""
-        return self.config.enabled and bool(self.handlers.types())
+        return self.config.enabled and bool(self.handlers)
 
     def heard(
         self, agent_id: str, handlers: tuple[BatchHandler, ...], held_of_type: HeldOfType
     ) -> None:
         """An agent's heartbeat named its batch handlers; ``held_of_type``: the tasks of a type
         held now, to count those of a type newly announced."""
-        before = set(self.handlers.types())
-        self.handlers.heard(agent_id, handlers)
+        new, gone = self.handlers.heard(agent_id, handlers)
         if not self.config.enabled:
             return
-        after = set(self.handlers.types())
-        for task_type in after - before:
+        for task_type in new:
             self.waiting.watch(task_type, held_of_type(task_type))
-        for task_type in before - after:
+        for task_type in gone:
             self.waiting.unwatch(task_type)
 
     def limit(self, task_type: str, agent: AgentLookup) -> GroupLimit | None:
