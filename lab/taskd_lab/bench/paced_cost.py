@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from streams.settings import load_settings
-from taskd_lab.bench.cost import BENCH, BROKER
-from taskd_lab.bench.measure import paced, paced_count, percentile, run_ids
+from taskd_lab.bench.cost import cpu_ms_per_task
+from taskd_lab.bench.measure import latency, paced, paced_count, run_ids
 from taskd_lab.bench.ours import Pipeline, running_pipeline
-from taskd_lab.bench.pipeline import warm_up
+from taskd_lab.bench.pipeline import warm_up, with_sums
 from taskd_lab.bench.plan import BenchPlan, Progress
 
 AGENTS = "agents"
-"""Every agent process together, in the figures."""
+"""Every agent process together, in the figures (``pipeline.with_sums``)."""
 MOST_TASKS = 1_000_000
 
 
@@ -45,25 +45,23 @@ def _one_rate(
     run = pipeline.run
     ids = run_ids(paced_count(rate, seconds, MOST_TASKS), f"paced{rate:g}")
     progress(f"paced cost: {len(ids):,} tasks at {rate:,.0f}/s")
-    before = pipeline.cost.cpu()
+    before = pipeline.cost.read()
     due = paced(run.send, run.flush, ids, rate)
     ends = run.done(ids)
-    after = pipeline.cost.cpu()
-    used = {name: after[name] - before[name] for name in after}
-    named = [*pipeline.dispatchers, BROKER, BENCH]  # the broker only when found running here
-    by_process = {name: used.pop(name) for name in named if name in used}
-    by_process[AGENTS] = sum(used[name] for name in pipeline.agents)
-    elapsed = max(ends.seen.values()) - min(due.values())
-    waits = sorted((ends.seen[key] - due[key]) * 1000 for key in ids)
+    per_task = cpu_ms_per_task(before, pipeline.cost.read(), len(ids))
+    seconds_run = max(ends.seen.values()) - min(due.values())
+    seen = latency(due, ends.seen, rate)
+    total_ms = sum(per_task.values())
+    shown = with_sums(per_task, pipeline)
     return {
         "rate_tps": rate,
         "tasks": len(ids),
-        "cpu_ms_per_task": {name: s * 1000 / len(ids) for name, s in by_process.items()},
-        "cores": {name: s / elapsed for name, s in by_process.items()},
-        "total_ms_per_task": sum(by_process.values()) * 1000 / len(ids),
-        "total_cores": sum(by_process.values()) / elapsed,
-        "p50_ms": percentile(waits, 0.5),
-        "p99_ms": percentile(waits, 0.99),
+        "cpu_ms_per_task": shown,
+        "cores": {name: ms * len(ids) / 1000 / seconds_run for name, ms in shown.items()},
+        "total_ms_per_task": total_ms,
+        "total_cores": total_ms * len(ids) / 1000 / seconds_run,
+        "p50_ms": seen.p50_ms,
+        "p99_ms": seen.p99_ms,
     }
 
 

@@ -84,7 +84,7 @@ def throughput_run(pipeline: Pipeline, plan: BenchPlan, progress: Progress) -> d
         "seconds": done.seconds,
         "seen_tps": throughput(first, ends.seen.values()).tps,
         "submit_tps": (len(sent) - 1) / submit_s if submit_s > 0 else None,
-        "cpu_ms_per_task": _with_sums(per_task, pipeline),
+        "cpu_ms_per_task": with_sums(per_task, pipeline),
         "agents": _per_agent(per_task, run, ids, pipeline.agents),
         "records_per_task": records_per_task(before, after, plan.tasks),
     }
@@ -106,7 +106,7 @@ def _settled(cost: CostMeter) -> Usage:
     return Usage(cpu_s=cpu, records=cost.records())
 
 
-def _with_sums(cpu: dict[str, float], pipeline: Pipeline) -> dict[str, float]:
+def with_sums(cpu: dict[str, float], pipeline: Pipeline) -> dict[str, float]:
     """The processes' CPU per task, the agents' summed under ``agents`` (each one is listed
     in ``agents`` of the run, with the tasks it ran), and with several dispatcher instances
     theirs under ``dispatchers`` too."""
