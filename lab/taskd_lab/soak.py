@@ -60,7 +60,7 @@ def run_soak(plan: BenchPlan, *, minutes: float, rate: float, progress: Progress
         ends = run.done(sent)
         samples = list(pipeline.rss.samples)
         failed = run.failed()
-        filled = windows_filled_at(run.results_by_agent(sent), started)
+        filled = windows_filled_at(run.by_agent(ends.done), started)
     elapsed = max(at for at, _ in backlog)
     warm_up = {
         name: warm_up_s(elapsed, filled.get(name)) for name in {name for _, name, _ in samples}
@@ -93,14 +93,13 @@ def warm_up_s(elapsed: float, filled_s: float | None) -> float:
     return share
 
 
-def windows_filled_at(finished: dict[str, list[float]], started: float) -> dict[str, float]:
-    """Per agent that ran at least ``SEEN_ATTEMPTS`` tasks: seconds from ``started`` (a
-    ``time.monotonic()``) to its ``SEEN_ATTEMPTS``-th result (``finished``: the wall-clock
-    end times of each agent's results, as ``PipelineRun.results_by_agent`` gives them)."""
-    offset = time.time() - time.monotonic()
+def windows_filled_at(done: dict[str, list[float]], started: float) -> dict[str, float]:
+    """Per agent that ran at least ``SEEN_ATTEMPTS`` tasks: seconds from ``started`` to its
+    ``SEEN_ATTEMPTS``-th task done (``done``: when each agent's tasks were done, on
+    ``time.monotonic()``, as ``PipelineRun.by_agent(ends.done)`` gives them)."""
     return {
-        agent: sorted(ends)[SEEN_ATTEMPTS - 1] - offset - started
-        for agent, ends in finished.items()
+        agent: sorted(ends)[SEEN_ATTEMPTS - 1] - started
+        for agent, ends in done.items()
         if len(ends) >= SEEN_ATTEMPTS
     }
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import time
+import pytest
 
 from streams.adapters.worker.config import SEEN_ATTEMPTS
 from taskd_lab.soak import WARM_UP, warm_up_s, windows_filled_at
 
 
 def test_an_agent_is_judged_from_its_own_window_filled_not_from_an_even_share() -> None:
-    started = time.monotonic()
-    wall = time.time() - time.monotonic() + started  # the wall clock at ``started``
-    busy = [wall + i * 0.001 for i in range(SEEN_ATTEMPTS)]  # filled after 100 s
-    idle = [wall + i * 0.004 for i in range(SEEN_ATTEMPTS + 5)]  # filled after 400 s
-    few = [wall + 1.0]
+    started = 1_000.0
+    busy = [started + i * 0.001 for i in range(SEEN_ATTEMPTS)]  # filled after 100 s
+    idle = [started + i * 0.004 for i in reversed(range(SEEN_ATTEMPTS + 5))]  # 400 s, unsorted
+    few = [started + 1.0]
     filled = windows_filled_at({"a0": busy, "a1": idle, "a2": few}, started)
     assert set(filled) == {"a0", "a1"}  # a2 never filled its window
-    assert abs(filled["a0"] - (SEEN_ATTEMPTS - 1) * 0.001) < 0.5
-    assert abs(filled["a1"] - (SEEN_ATTEMPTS - 1) * 0.004) < 0.5
+    assert filled["a0"] == pytest.approx((SEEN_ATTEMPTS - 1) * 0.001, abs=1e-6)
+    assert filled["a1"] == pytest.approx((SEEN_ATTEMPTS - 1) * 0.004, abs=1e-6)
     elapsed = 1_800.0
     assert warm_up_s(elapsed, filled["a1"]) == filled["a1"]
     assert warm_up_s(elapsed, filled["a0"]) == WARM_UP * elapsed  # filled within the share

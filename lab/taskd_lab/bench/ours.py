@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -179,15 +179,13 @@ class PipelineRun:
         """Results, of every run so far, that are not a success."""
         return sum(1 for result in list(self.results.values()) if not result.ok)
 
-    def results_by_agent(self, ids: Iterable[str]) -> dict[str, list[float]]:
-        """The wall-clock end times (s) of the first results of ``ids`` that were seen, by
-        agent."""
-        ends: dict[str, list[float]] = {}
-        for key in ids:
-            result = self.results.get(key)
-            if result is not None:
-                ends.setdefault(result.agent_id, []).append(result.finished_at_ms / 1000)
-        return ends
+    def by_agent(self, times: Mapping[str, float]) -> dict[str, list[float]]:
+        """``times`` (one per task, such as an end point of :class:`Ends`) grouped by the agent
+        that ran each task (its first result)."""
+        grouped: dict[str, list[float]] = {}
+        for key, at in times.items():
+            grouped.setdefault(self.results[key].agent_id, []).append(at)
+        return grouped
 
     def ran_by(self, ids: Iterable[str]) -> Counter[str]:
         """How many of ``ids`` each agent ran (by its first result)."""
