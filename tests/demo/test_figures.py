@@ -132,6 +132,23 @@ def test_a_more_urgent_task_waiting_at_the_agent_is_an_inversion() -> None:
     assert priority_inversions(assignments, lazy_first, grace_ms=50) == 0
 
 
+def test_starts_in_the_same_millisecond_are_not_an_inversion() -> None:
+    """The agent starts what it holds most urgent first in one pass: when both start in the
+    same millisecond their order is not on the record, whatever their ids."""
+    urgent, lazy = _task("z-urgent", 0, 0), _task("a-lazy", 3, 0)
+    assignments = [_assign(lazy, "x", 0), _assign(urgent, "x", 0)]
+    together = [
+        _result(lazy, "x", 120, 200, TaskStatus.SUCCEEDED),
+        _result(urgent, "x", 120, 300, TaskStatus.SUCCEEDED),
+    ]
+    assert priority_inversions(assignments, together) == 0
+    urgent_later = [
+        _result(lazy, "x", 120, 200, TaskStatus.SUCCEEDED),
+        _result(urgent, "x", 121, 300, TaskStatus.SUCCEEDED),
+    ]
+    assert priority_inversions(assignments, urgent_later) == 1
+
+
 def _fields(records: RunRecords) -> dict[str, object]:
     return {name: getattr(records, name) for name in RunRecords.__slots__}
 

@@ -14,7 +14,9 @@ Definitions (the reference's terms, measured on the records the pipeline wrote):
   for comparing two runs when one leaves work unstarted;
 - *priority inversions*: starts of a task at an agent while a more urgent one had already been
   waiting there for ``GRACE_MS`` (what pushing work to an agent's own queue costs; with late
-  binding an agent's queue is empty, so there are none);
+  binding an agent's queue is empty, so there are none). ``started_at`` is whole milliseconds:
+  starts in the same millisecond are taken most urgent first, as the agent takes them from its
+  heap in one pass (their order within the millisecond is not on the record);
 - *load per agent over time*: the share of its slots running a task (started to finished), in
   ``bins`` equal steps of the run.
 """
@@ -187,7 +189,17 @@ def priority_inversions(
         if r.status is not TaskStatus.REJECTED and r.task_id in priority:
             key = f"{r.task_id}#{r.attempt}"
             events[r.agent_id].append((r.started_at, 1, key, priority[r.task_id]))
-    return sum(_agent_inversions(sorted(agent_events)) for agent_events in events.values())
+    return sum(
+        _agent_inversions(sorted(agent_events, key=_in_time_then_urgency))
+        for agent_events in events.values()
+    )
+
+
+def _in_time_then_urgency(event: tuple[int, int, str, int]) -> tuple[int, int, int, str]:
+    """Time, arrivals before starts, then the most urgent level first (ties within one
+    millisecond: the order an agent starts them in one pass)."""
+    at, kind, key, level = event
+    return at, kind, level, key
 
 
 def _agent_inversions(events: Sequence[tuple[int, int, str, int]]) -> int:
