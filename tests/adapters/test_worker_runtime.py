@@ -418,6 +418,26 @@ def test_waiting_assignments_start_most_urgent_first(
     assert started == ["blocker", "p0", "p1-early", "p1-late", "p1-none", "p2", "p3"]
 
 
+def test_records_read_together_start_most_urgent_first(topics: Settings) -> None:
+    """Two records fetched in one poll, one slot free: the later record's more urgent task
+    takes it, not the earlier record's (every record of a poll is queued before any starts)."""
+    settings = on_any_port(topics)
+    started, release, handler = _start_recorder()
+    agent = Agent(config(capacity=2, prefetch=1, handler=handler), settings)
+
+    async def scenario() -> None:
+        async with running(agent):
+            dispatch(settings, 0, [urgent("blocker", 3)])
+            await until(lambda: started == ["blocker"], "one slot taken")
+            dispatch(settings, 0, [urgent("p3", 3), urgent("p0", 0)])  # two records, one flush
+            await until(lambda: len(started) == 3, "both run in the free slot, one by one")
+            release.set()
+            await until(lambda: _completed(agent) == 3, "every task completed")
+
+    asyncio.run(scenario())
+    assert started == ["blocker", "p0", "p3"]
+
+
 def test_an_assignment_overtaken_for_too_long_starts_next(
     topics: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,8 +156,22 @@ class TaskRunner:
         its slot here until it returns)."""
         return max(0, self._config.capacity - self._past_lease)
 
-    def take(self, message: Message) -> bool:
-        """Admit or skip the assignments in ``message``; False if they show the agent fenced."""
+    def take(self, messages: Sequence[Message]) -> None:
+        """Admit or skip the assignments in ``messages`` (one poll's, in partition order), then
+        start the most urgent of what waits: every record of the poll is queued before any
+        starts, so a later record's more urgent task is not passed over by an earlier one's.
+        A record that shows the agent fenced sets ``fenced_by``; the records after it are left.
+        """
+        grouped: list[str] = []
+        for message in messages:
+            if not self._take_one(message, grouped):
+                break
+        self._start_waiting(changed=True)
+        if grouped:  # once the runs just started have joined their batches
+            asyncio.get_running_loop().call_soon(self._hand_over_groups, grouped)
+
+    def _take_one(self, message: Message, grouped: list[str]) -> bool:
+        """Queue the assignments of one record (``grouped`` gets its grouped types)."""
         offset = int(message.offset() or 0)
         self.offsets.take(offset)
         try:
@@ -182,10 +196,7 @@ class TaskRunner:
         self._open[offset] = len(admitted)
         for assignment in admitted:
             self._queue(offset, assignment)
-        self._start_waiting(changed=True)
-        grouped = _grouped_types(message)
-        if grouped:  # once the runs just started have joined their batches
-            asyncio.get_running_loop().call_soon(self._hand_over_groups, grouped)
+        grouped.extend(_grouped_types(message))
         return True
 
     def _hand_over_groups(self, task_types: list[str]) -> None:

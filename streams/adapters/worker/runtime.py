@@ -241,9 +241,9 @@ class Agent:
             if room <= 0:
                 await self._wake.wait()
                 continue
-            for message in await reader.poll(room, timeout_s=POLL_S):
-                if not runner.take(message):
-                    break
+            messages = await reader.poll(room, timeout_s=POLL_S)
+            if messages:
+                runner.take(messages)
 
     def _announce(self, claim: AgentRegistration, start_offset: int, metrics_port: int) -> None:
         self.ready = Ready(
