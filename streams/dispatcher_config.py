@@ -338,9 +338,13 @@ class DispatcherConfig(BaseModel):
     def commit_interval_s(self) -> float:
         return self.commit_interval_ms / 1000
 
-    def slots(self, capacity: int) -> int:
-        """The slots the core counts for an agent of ``capacity``: its own plus the prefetch."""
-        return capacity + int(capacity * self.prefetch_share)
+    def slots(self, capacity: int, prefetch: int | None = None) -> int:
+        """The slots the core counts for an agent of ``capacity``: its own plus the prefetch
+        share, but no more than the agent reads ahead (``prefetch``, as it announced; None:
+        not announced). What it would not read would wait in Kafka, and any stop record
+        behind it would reach the agent late."""
+        extra = int(capacity * self.prefetch_share)
+        return capacity + (extra if prefetch is None else min(extra, max(0, prefetch)))
 
     def health(self) -> HealthConfig:
         return HealthConfig(

@@ -48,6 +48,14 @@ def agent(
     heartbeat_ms: Annotated[
         int, typer.Option("--heartbeat-ms", help="heartbeat interval in ms")
     ] = 1_000,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(
+            "--prefetch",
+            help="assignments read ahead beyond the slots (default: the capacity); the "
+            "dispatcher sends no more than that beyond them",
+        ),
+    ] = None,
     connect_timeout_ms: Annotated[
         int | None,
         typer.Option(
@@ -75,6 +83,7 @@ def agent(
         handlers=handler or [],
         app_handlers=None if app is None else load_app(app).handlers(),
         heartbeat_ms=heartbeat_ms,
+        prefetch=prefetch,
         connect_timeout_ms=connect_timeout_ms or settings.connect_timeout_ms,
     )
     require_broker(settings, config.connect_timeout_ms / 1000)  # else one line, in time
@@ -93,6 +102,7 @@ def _config(
     handlers: list[str],
     app_handlers: Mapping[str, Callable[[Task], Any]] | None,
     heartbeat_ms: int,
+    prefetch: int | None,
     connect_timeout_ms: int,
 ) -> AgentConfig:
     if not handlers and app_handlers is None:
@@ -111,6 +121,7 @@ def _config(
         weight=weight,
         cost_per_task=cost,
         heartbeat_interval_ms=heartbeat_ms,
+        prefetch=prefetch,
         connect_timeout_ms=connect_timeout_ms,
     )
 

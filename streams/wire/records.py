@@ -330,6 +330,8 @@ class AgentHeartbeat:
     """(task type, most tasks one call takes) of each batch handler, sorted by type."""
     batch_max_wait_ms: tuple[tuple[str, int], ...] = ()
     """(task type, how long its batcher waits for more) of each batch handler."""
+    prefetch: int | None = None
+    """Assignments it reads ahead beyond its slots; None: not said (an older agent)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skills", tuple(self.skills))

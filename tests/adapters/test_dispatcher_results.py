@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from streams.adapters.admin import create_topics
 from streams.adapters.dispatcher import Dispatcher
 from streams.core.model import DeadLetterReason
@@ -154,21 +156,29 @@ def test_a_stale_or_repeated_result_changes_nothing(topics: Settings, tmp_path: 
     assert read(settings, settings.topics.dlq, DeadLetter, count=0) == []
 
 
+@pytest.mark.parametrize(
+    ("announced", "in_flight"),
+    [
+        (None, 10),  # 8 slots + int(8 * 0.25): an agent that does not say (an older one)
+        (8, 10),  # it reads ahead more than the share: the share
+        (1, 9),  # it reads ahead 1 only: the rest would wait in Kafka, stops behind them
+    ],
+)
 def test_an_agent_gets_its_slots_plus_the_prefetch_share_and_no_more(
-    topics: Settings, tmp_path: Path
+    topics: Settings, tmp_path: Path, announced: int | None, in_flight: int
 ) -> None:
     settings = with_state(topics, tmp_path)
     register(settings, "a1", partition=0, epoch=1, capacity=8)
 
     async def scenario() -> None:
         async with (
-            FakeAgent(settings, "a1", 8).beating(),
+            FakeAgent(settings, "a1", 8, prefetch=announced).beating(),
             running_dispatcher(settings, dispatcher_config(prefetch_share=0.25)) as dispatcher,
         ):
             await submit(settings, 14)
-            await until(lambda: dispatcher.core.held == 4, "the rest held")
-            assert dispatcher.core.in_flight == 10  # 8 slots + int(8 * 0.25)
-            sent = await assignments(settings, 0, 10)
-            assert len({item.task.task_id for _, item in sent}) == 10
+            await until(lambda: dispatcher.core.held == 14 - in_flight, "the rest held")
+            assert dispatcher.core.in_flight == in_flight
+            sent = await assignments(settings, 0, in_flight)
+            assert len({item.task.task_id for _, item in sent}) == in_flight
 
     asyncio.run(scenario())

@@ -117,10 +117,14 @@ def register(
 class FakeAgent:
     """Heartbeats for an agent played by the test, every 200 ms while ``beating``."""
 
-    def __init__(self, settings: Settings, agent_id: str, capacity: int) -> None:
+    def __init__(
+        self, settings: Settings, agent_id: str, capacity: int, *, prefetch: int | None = None
+    ) -> None:
+        """``prefetch``: what its heartbeats say it reads ahead (None: nothing said)."""
         self.settings = settings
         self.agent_id = agent_id
         self.capacity = capacity
+        self.prefetch = prefetch
         self.status = AgentStatus.READY
         self._producer = Producer(settings.kafka_config())
 
@@ -133,6 +137,7 @@ class FakeAgent:
             in_flight=0,
             completed=0,
             sent_at=time.time_ns() // 1_000_000,
+            prefetch=self.prefetch,
         )
         topic = self.settings.topics.heartbeats
         self._producer.produce(topic, CODEC.encode(record), key=self.agent_id)

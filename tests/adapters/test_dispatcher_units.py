@@ -174,6 +174,20 @@ def test_an_agent_counts_its_slots_plus_the_prefetch_rounded_down(
     assert DispatcherConfig(prefetch_share=0.0).slots(capacity) == capacity
 
 
+@given(
+    capacity=st.integers(min_value=0, max_value=10_000),
+    share=st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
+    prefetch=st.integers(min_value=-1, max_value=20_000),
+)
+def test_an_agent_is_counted_no_more_prefetch_than_it_reads_ahead(
+    capacity: int, share: float, prefetch: int
+) -> None:
+    config = DispatcherConfig(prefetch_share=share)
+    slots = config.slots(capacity, prefetch)
+    assert capacity <= slots <= config.slots(capacity)
+    assert slots - capacity == min(int(capacity * share), max(0, prefetch))
+
+
 @pytest.mark.parametrize("share", [-0.1, 1.5, float("nan")])
 def test_a_prefetch_share_outside_0_to_1_is_refused(share: float) -> None:
     with pytest.raises(ConfigError, match="prefetch_share"):

@@ -357,6 +357,7 @@ def test_heartbeats_say_ready_then_draining_then_stopping(topics: Settings) -> N
         2.5,
     )
     assert last.cost_per_task == 0.75
+    assert last.prefetch == 2  # the default read-ahead: its capacity
     assert (last.in_flight, last.completed) == (0, 1)
     registry = read(settings, settings.topics.registry, AgentRegistration, count=2)
     assert registry[-1][1].status is RegistrationStatus.RELEASED

@@ -103,7 +103,8 @@ def _wait_for_metrics(port: int, **wanted: float) -> None:
 def test_sigterm_drains_finishes_the_running_task_and_rejects_the_waiting(
     topics: Settings,
 ) -> None:
-    args = ("--id", "cli-1", "--capacity", "1", "--skills", "gpu, ocr", "--zone", "eu")
+    args = ("--id", "cli-1", "--capacity", "1", "--prefetch", "1", "--skills", "gpu, ocr")
+    args += ("--zone", "eu")
     with _agent(
         topics, *args, "--handler", "streams.examples:work", "--heartbeat-ms", "200"
     ) as agent:
@@ -142,6 +143,7 @@ def test_sigterm_drains_finishes_the_running_task_and_rejects_the_waiting(
     )
     assert [hb.status for hb in beats][-2:] == [AgentStatus.DRAINING, AgentStatus.STOPPING]
     assert (beats[-1].skills, beats[-1].zone, beats[-1].completed) == (("gpu", "ocr"), "eu", 1)
+    assert beats[-1].prefetch == 1
     registry = read(topics, topics.topics.registry, AgentRegistration, count=2)
     assert [r.status for _, r in registry] == [
         RegistrationStatus.ACTIVE,
@@ -163,6 +165,10 @@ def _closed_port() -> int:
             "capacity must be >= 1 (got 0)",
         ),
         (["--capacity", "1"], "--handler or --app is required"),
+        (
+            ["--capacity", "1", "--handler", "streams.examples:work", "--prefetch", "-1"],
+            "prefetch must be >= 0 (got -1)",
+        ),
         (
             ["--capacity", "1", "--handler", "streams.examples:work", "--cost", "-1"],
             "cost_per_task must be a finite number >= 0 (got -1.0)",

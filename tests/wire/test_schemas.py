@@ -232,6 +232,18 @@ def test_a_heartbeat_of_an_agent_without_batch_fields_is_read_with_no_batch_hand
     assert decoded.batch_max_size == () and decoded.batch_max_wait_ms == ()
 
 
+def test_a_heartbeat_of_an_agent_that_does_not_say_its_prefetch_is_read_with_none() -> None:
+    """``previous/AgentHeartbeat.3.avsc``: an agent of the release before the prefetch was
+    announced still decodes, with none said (the dispatcher sends it its share)."""
+    old = previous_definition("AgentHeartbeat.3.avsc")
+    assert "prefetch" not in {field["name"] for field in old["fields"]}
+    current = schemas_with_previous("AgentHeartbeat.3.avsc")
+    beat = heartbeat(batch_max_size=(("embed", 8),), batch_max_wait_ms=(("embed", 20),))
+    decoded = Codec().decode(Codec(current).encode(beat), AgentHeartbeat)
+    assert decoded == beat and decoded.prefetch is None
+    assert Codec().decode(Codec().encode(heartbeat(prefetch=3)), AgentHeartbeat).prefetch == 3
+
+
 def test_a_heartbeat_carries_its_batch_handlers() -> None:
     beat = heartbeat(
         capacity=16, batch_max_size={"embed": 16}.items(), batch_max_wait_ms=(("embed", 20),)

@@ -172,7 +172,7 @@ class Engine:
             if claim is None:  # an agent without a partition can be sent nothing
                 self._slots.forget(record.agent_id)
             else:
-                offered = self._config.slots(record.capacity)
+                offered = self._config.slots(record.capacity, record.prefetch)
                 slots = self._slots.announced(
                     record.agent_id, claim.partition, record.capacity, offered
                 )

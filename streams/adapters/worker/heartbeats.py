@@ -80,5 +80,6 @@ class Heartbeats:
             task_types=self._task_types,
             batch_max_size=self._batch_max_size,
             batch_max_wait_ms=self._batch_max_wait_ms,
+            prefetch=config.prefetch_slots,
         )
         await self._writer.send(self._topic, self._codec.encode(heartbeat), key=config.agent_id)
