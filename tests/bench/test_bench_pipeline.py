@@ -16,6 +16,7 @@ import pytest
 from streams.errors import ConfigError
 from streams.settings import Settings, load_settings
 from taskd_lab.bench.command import _check_local, _sections
+from taskd_lab.bench.group import dispatchers_cpu, median_ratio, median_run, round_ratios
 from taskd_lab.bench.plan import BenchPlan
 from taskd_lab.bench.procs import leftover_children
 from taskd_lab.bench.report import render_markdown, write_report
@@ -182,12 +183,22 @@ def test_the_group_section_runs_one_dispatcher_then_two_and_reports_them_side_by
     settings: Settings, tmp_path: Path
 ) -> None:
     # long enough for each dispatcher to use clock ticks of CPU (psutil counts in 10 ms steps)
-    plan = dataclasses.replace(_plan(settings, tmp_path / "work"), tasks=3_000)
-    doc = run_suite(plan, ["group"], lambda _line: None, command="test")
+    plan = dataclasses.replace(_plan(settings, tmp_path / "work"), tasks=3_000, group_rounds=2)
+    lines: list[str] = []
+    doc = run_suite(plan, ["group"], lines.append, command="test")
     assert leftover_children() == []
     group = doc["sections"]["group"]
+    started = [line for line in lines if line.startswith("group: round")]
+    assert started == [
+        "group: round 1/2, 1 instance(s)",
+        "group: round 1/2, 2 instance(s)",
+        "group: round 2/2, 2 instance(s)",
+        "group: round 2/2, 1 instance(s)",
+    ]
+    assert [sorted(runs) for runs in group["rounds"]] == [["1", "2"], ["1", "2"]]
     for count in ("1", "2"):
         _check_throughput(group[count], plan)
+        assert group[count] in [runs[count] for runs in group["rounds"]]
     assert "dispatchers" not in group["1"]["cpu_ms_per_task"]
     two = group["2"]["cpu_ms_per_task"]
     assert two["dispatchers"] == pytest.approx(two["dispatcher"] + two["dispatcher-2"])
@@ -195,3 +206,23 @@ def test_the_group_section_runs_one_dispatcher_then_two_and_reports_them_side_by
     doc["out_dir"] = str(tmp_path / "out")
     text = render_markdown(doc)
     assert "## Two dispatcher instances" in text and "two against one" in text
+    (cpu_row,) = [row for row in text.splitlines() if row.startswith("| dispatchers, CPU")]
+    assert cpu_row.count("x") == 3  # the median of the rounds' ratios, then each round's
+
+
+def test_the_group_figures_are_the_median_run_and_the_median_of_each_rounds_ratio() -> None:
+    def run(cpu: float, tps: float) -> dict[str, Any]:
+        return {"cpu_ms_per_task": {"dispatcher": cpu}, "throughput_tps": tps}
+
+    rounds = [
+        {"1": run(0.10, 1000), "2": run(0.12, 900)},
+        {"1": run(0.20, 500), "2": run(0.22, 450)},  # a slow moment: both sides slow
+        {"1": run(0.11, 950), "2": run(0.11, 1000)},
+    ]
+    group = {"rounds": rounds, "1": median_run(rounds, "1"), "2": median_run(rounds, "2")}
+    assert group["1"] is rounds[2]["1"] and group["2"] is rounds[0]["2"]
+    ratios = round_ratios(group, dispatchers_cpu)
+    assert ratios == pytest.approx([1.2, 1.1, 1.0])
+    assert median_ratio(group, dispatchers_cpu) == pytest.approx(1.1)
+    assert median_ratio(group, lambda r: r["throughput_tps"]) == pytest.approx(0.9)
+    assert median_ratio({"1": run(0.1, 1), "2": run(0.1, 0)}, lambda r: r["throughput_tps"]) is None

@@ -1,15 +1,22 @@
 """Two dispatcher instances against one, side by side: the ``group`` section of ``taskd bench``.
 
-The same pipeline (``plan.agents`` agents) is run twice in a row, first with one dispatcher,
-then with two instances of one group sharing the shards, each for one throughput run of
-``plan.tasks`` tasks (:func:`taskd_lab.bench.pipeline.throughput_run`): the throughput, and the
-CPU per task of the dispatchers together, of the broker and of the agents. On a machine of two
-cores the throughput cannot double (every process shares them); what is asked of the second
-instance is that it costs no more per task and takes nothing away.
+The same pipeline (``plan.agents`` agents) is run with one dispatcher and with two instances of
+one group sharing the shards, each for one throughput run of ``plan.tasks`` tasks
+(:func:`taskd_lab.bench.pipeline.throughput_run`): the throughput, and the CPU per task of the
+dispatchers together, of the broker and of the agents. On a machine of two cores the throughput
+cannot double (every process shares them); what is asked of the second instance is that it
+costs no more per task and takes nothing away.
+
+A shared machine drifts by tens of percent within minutes, so one pair of runs says little:
+the pair is run ``plan.group_rounds`` times, in the order one-two, two-one, one-two, ... (a
+drift weighs on both sides alike), each round compared within itself, and the report gives
+the median of the rounds' ratios with every round's.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 from taskd_lab.bench.ours import running_pipeline
@@ -18,18 +25,49 @@ from taskd_lab.bench.plan import BenchPlan, Progress
 
 INSTANCES = (1, 2)
 
+Run = dict[str, Any]
+Figure = Callable[[Run], float | None]
+
 
 def run_group(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
-    """``{"1": run, "2": run}``: a throughput run with each number of instances."""
-    runs: dict[str, Any] = {}
-    for count in INSTANCES:
-        progress(f"group: {count} dispatcher instance(s)")
-        with running_pipeline(plan, f"group{count}", dispatchers=count) as pipeline:
-            runs[str(count)] = throughput_run(pipeline, plan, progress)
-    return runs
+    """``{"rounds": [{"1": run, "2": run}, ...], "1": run, "2": run}``: each round's runs, and
+    for each number of instances the run of median dispatcher CPU per task."""
+    rounds: list[dict[str, Run]] = []
+    for index in range(plan.group_rounds):
+        order = INSTANCES if index % 2 == 0 else INSTANCES[::-1]
+        runs: dict[str, Run] = {}
+        for count in order:
+            progress(f"group: round {index + 1}/{plan.group_rounds}, {count} instance(s)")
+            with running_pipeline(plan, f"group{count}", dispatchers=count) as pipeline:
+                runs[str(count)] = throughput_run(pipeline, plan, progress)
+        rounds.append(runs)
+    return {"rounds": rounds, **{str(c): median_run(rounds, str(c)) for c in INSTANCES}}
 
 
-def dispatchers_cpu(run: dict[str, Any]) -> float:
+def median_run(rounds: list[dict[str, Run]], count: str) -> Run:
+    """The run with ``count`` instances whose dispatcher CPU per task is the median (the lower
+    of the two middle ones for an even number of rounds)."""
+    runs = sorted((r[count] for r in rounds), key=dispatchers_cpu)
+    return runs[(len(runs) - 1) // 2]
+
+
+def round_ratios(group: dict[str, Any], figure: Figure) -> list[float]:
+    """Each round's two instances over one on ``figure`` (rounds lacking it left out)."""
+    ratios = []
+    for runs in group.get("rounds") or [{"1": group["1"], "2": group["2"]}]:
+        one, two = figure(runs["1"]), figure(runs["2"])
+        if one and two:
+            ratios.append(two / one)
+    return ratios
+
+
+def median_ratio(group: dict[str, Any], figure: Figure) -> float | None:
+    """The median of the rounds' ratios on ``figure`` (None when no round has it)."""
+    ratios = round_ratios(group, figure)
+    return statistics.median(ratios) if ratios else None
+
+
+def dispatchers_cpu(run: Run) -> float:
     """The dispatchers' CPU ms per task, summed over the instances of the run."""
     cpu = run["cpu_ms_per_task"]
     return float(cpu.get("dispatchers", cpu["dispatcher"]))

@@ -49,6 +49,9 @@ class BenchPlan:
     """The highest end-to-end p99 (due -> result seen) at a sustained rate."""
     waiting: int = 100_000
     """Tasks submitted with no agent free, for the dispatcher's memory while holding them."""
+    group_rounds: int = 3
+    """Rounds of the ``group`` section: one dispatcher and two instances, each round side by
+    side (see ``taskd_lab.bench.group``)."""
     quality_tasks: int = 12_000
     """Tasks per quality run: at 200/s a minute of steady state, so the ramp-up at the start and
     the drain at the end weigh little on utilization and load CV."""

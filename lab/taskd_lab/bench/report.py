@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -291,30 +292,39 @@ def _results(doc: Doc) -> str | None:
 
 
 def _group(doc: Doc) -> str | None:
-    from taskd_lab.bench.group import dispatchers_cpu
+    from taskd_lab.bench.group import dispatchers_cpu, median_ratio, round_ratios
 
     group = _section(doc, "group")
     if not isinstance(group, dict) or "skipped" in group:
         return _skipped("Two dispatcher instances", group)
     one, two = group["1"], group["2"]
+    rounds = len(group.get("rounds") or [group])
     rows = [
-        "| | one dispatcher | two instances of one group | two against one |",
-        "|---|---|---|---|",
-        f"| throughput, tasks/s | {one['throughput_tps']:,.0f} | {two['throughput_tps']:,.0f} | "
-        f"{_ratio(two['throughput_tps'], one['throughput_tps'])} |",
+        "| | one dispatcher | two instances of one group | two against one, median of the "
+        "rounds | each round |",
+        "|---|---|---|---|---|",
     ]
-    cpu = [
-        ("dispatchers, CPU ms per task (summed)", dispatchers_cpu),
-        ("broker", lambda run: run["cpu_ms_per_task"].get("broker")),
-        ("agents, all of them", lambda run: run["cpu_ms_per_task"].get("agents")),
+    figures: list[tuple[str, Callable[[dict[str, Any]], float | None], Callable[..., str]]] = [
+        ("throughput, tasks/s", lambda run: run["throughput_tps"], lambda v: f"{v:,.0f}"),
+        ("dispatchers, CPU ms per task (summed)", dispatchers_cpu, _cpu),
+        ("broker", lambda run: run["cpu_ms_per_task"].get("broker"), _cpu),
+        ("agents, all of them", lambda run: run["cpu_ms_per_task"].get("agents"), _cpu),
     ]
-    for label, of in cpu:
-        rows.append(f"| {label} | {_cpu(of(one))} | {_cpu(of(two))} | {_ratio(of(two), of(one))} |")
+    for label, of, show in figures:
+        median = median_ratio(group, of)
+        each = ", ".join(f"{ratio:.2f}x" for ratio in round_ratios(group, of))
+        rows.append(
+            f"| {label} | {show(of(one))} | {show(of(two))} | "
+            f"{'-' if median is None else f'{median:.2f}x'} | {each or '-'} |"
+        )
     head = (
         "## Two dispatcher instances\n\n"
-        "The same pipeline with one dispatcher, then with two instances of one group sharing "
-        "the shards, one throughput run each, side by side in this run. Every process shares "
-        "the machine's cores, so two instances cannot double the throughput here.\n\n"
+        f"The same pipeline with one dispatcher and with two instances of one group sharing "
+        f"the shards, one throughput run each, in {rounds} round(s) in the order one-two, "
+        "two-one, ... so that a drift of the machine weighs on both alike. The first two "
+        "columns are the runs of median dispatcher CPU; the ratios are each round's, side by "
+        "side, and their median. Every process shares the machine's cores, so two instances "
+        "cannot double the throughput here.\n\n"
     )
     return head + "\n".join(rows) + "\n"
 
