@@ -100,6 +100,21 @@ def test_the_bench_figures_leave_out_skipped_sections_and_compare_us_to_each_pee
     }
 
 
+def test_the_bench_figures_give_the_median_of_the_group_rounds() -> None:
+    def run(cpu: float, tps: float) -> dict[str, object]:
+        return {"cpu_ms_per_task": {"dispatcher": cpu}, "throughput_tps": tps}
+
+    rounds = [
+        {"1": run(0.1, 1000.0), "2": run(0.13, 900.0)},
+        {"1": run(0.1, 1000.0), "2": run(0.11, 1100.0)},
+        {"1": run(0.1, 1000.0), "2": run(0.12, 1000.0)},
+    ]
+    doc = {"sections": {"group": {"rounds": rounds, "1": rounds[0]["1"], "2": rounds[2]["2"]}}}
+    figures = bench_figures(doc)
+    assert figures["group.dispatchers_cpu_x"] == pytest.approx(1.2)
+    assert figures["group.throughput_x"] == pytest.approx(1.0)
+
+
 def test_a_dead_letter_reason_a_demo_run_did_not_see_counts_as_zero_not_as_missing() -> None:
     run = {
         "completed": 95,

@@ -16,7 +16,7 @@ the median of the rounds' ratios with every round's.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from taskd_lab.bench.ours import running_pipeline
@@ -51,7 +51,7 @@ def median_run(rounds: list[dict[str, Run]], count: str) -> Run:
     return runs[(len(runs) - 1) // 2]
 
 
-def round_ratios(group: dict[str, Any], figure: Figure) -> list[float]:
+def round_ratios(group: Mapping[str, Any], figure: Figure) -> list[float]:
     """Each round's two instances over one on ``figure`` (rounds lacking it left out)."""
     ratios = []
     for runs in group.get("rounds") or [{"1": group["1"], "2": group["2"]}]:
@@ -61,7 +61,7 @@ def round_ratios(group: dict[str, Any], figure: Figure) -> list[float]:
     return ratios
 
 
-def median_ratio(group: dict[str, Any], figure: Figure) -> float | None:
+def median_ratio(group: Mapping[str, Any], figure: Figure) -> float | None:
     """The median of the rounds' ratios on ``figure`` (None when no round has it)."""
     ratios = round_ratios(group, figure)
     return statistics.median(ratios) if ratios else None

@@ -65,7 +65,8 @@ def _run_row(name: str, run: Doc) -> Flat:
 
 def bench_figures(doc: Doc) -> Flat:
     """Throughput (ours, with events, each peer, ours against each), the latency at the paced
-    rates and at the peers' half rates, the sustained rate, CPU and records per task, memory."""
+    rates and at the peers' half rates, the sustained rate, CPU and records per task, two
+    dispatcher instances against one, memory."""
     sections = doc["sections"]
     flat: Flat = {}
     pipeline = _ran(sections.get("pipeline"))
@@ -75,11 +76,24 @@ def bench_figures(doc: Doc) -> Flat:
     ours = flat.get("pipeline.throughput_tps")
     for peer in peers if isinstance(peers, list) else []:
         flat.update(_peer(peer, ours))
+    group = _ran(sections.get("group"))
+    if group is not None:
+        flat.update(_group(group))
     memory = _ran(sections.get("memory"))
     if memory is not None:
         flat["memory.dispatcher_waiting_peak_mib"] = memory["dispatcher_waiting_peak_bytes"] / MIB
         flat["memory.dispatcher_idle_mib"] = memory["dispatcher_idle_bytes"] / MIB
     return flat
+
+
+def _group(group: Doc) -> Flat:
+    """Two instances against one: the median of the section's rounds' ratios."""
+    from taskd_lab.bench.group import dispatchers_cpu, median_ratio
+
+    return {
+        "group.dispatchers_cpu_x": median_ratio(group, dispatchers_cpu),
+        "group.throughput_x": median_ratio(group, lambda run: run["throughput_tps"]),
+    }
 
 
 def _pipeline(pipeline: Doc) -> Flat:
