@@ -26,6 +26,7 @@ from streams.core.distributor import Distributor
 from streams.errors import ConfigError
 from streams.settings import Settings, load_settings
 from streams.wire import (
+    GROUPED_HEADER,
     AgentRegistration,
     AssignmentBatch,
     Codec,
@@ -199,6 +200,7 @@ class _Sent:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, int, bytes | None]] = []
+        self.headers: list[object] = []
 
     def send(
         self,
@@ -211,9 +213,12 @@ class _Sent:
         then: object = None,
     ) -> None:
         self.records.append((topic, partition, value))
+        self.headers.append(headers)
 
 
-def _effects(settings: Settings, owned: list[int], sent: _Sent) -> Effects:
+def _effects(
+    settings: Settings, owned: list[int], sent: _Sent, record_bytes: int = 1_000_000
+) -> Effects:
     regs = Registrations()
     for agent in ("a1", "a2", "a3"):
         regs.apply(_claim(agent, {"a1": 0, "a2": 1, "a3": 2}[agent], 1))
@@ -225,7 +230,31 @@ def _effects(settings: Settings, owned: list[int], sent: _Sent) -> Effects:
         states={shard: ShardState(shard) for shard in owned},
         metrics=DispatcherMetrics(CollectorRegistry()),
         clock=lambda: 1,
+        record_bytes=record_bytes,
     )
+
+
+def test_a_group_cut_into_several_records_is_marked_grouped_on_its_last_one_only() -> None:
+    """The agent hands a grouped type's tasks to its batch handler when it reads the marked
+    record: on the last of the cut, so that the whole group has arrived by then."""
+    settings = load_settings(topic_prefix="u.", shards=6)
+    sent = _Sent()
+    effects = _effects(settings, [0], sent, record_bytes=1_000)
+    tracker = OffsetTracker(0)
+    dispatches = []
+    for index in range(8):
+        origin = _origin(f"task-{index:02d}-" + "x" * 150, tracker, index)
+        dispatches.append(Dispatch(task_to_job(origin.task, origin), "a1", 1, 1_000, 5, True))
+    assert effects.carry_out(dispatches, {}) == []
+    assert len(sent.records) > 2  # cut to fit 1,000 bytes
+    sent_ids = [
+        item.task.task_id
+        for _, _, value in sent.records
+        for item in CODEC.decode(value or b"", AssignmentBatch).assignments
+    ]
+    assert sent_ids == [dispatch.job.task_id for dispatch in dispatches]  # all, in order
+    assert sent.headers[:-1] == [None] * (len(sent.records) - 1)
+    assert sent.headers[-1] == [(GROUPED_HEADER, b"t")]
 
 
 def test_an_agents_assignments_name_one_owned_reply_partition_and_results_go_home() -> None:
