@@ -30,8 +30,8 @@ Figure = Callable[[Run], float | None]
 
 
 def run_group(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
-    """``{"rounds": [{"1": run, "2": run}, ...], "1": run, "2": run}``: each round's runs, and
-    for each number of instances the run of median dispatcher CPU per task."""
+    """``{"rounds": [{"1": run, "2": run}, ...]}``: each round's run with each number of
+    instances."""
     rounds: list[dict[str, Run]] = []
     for index in range(plan.group_rounds):
         order = INSTANCES if index % 2 == 0 else INSTANCES[::-1]
@@ -41,20 +41,26 @@ def run_group(plan: BenchPlan, progress: Progress) -> dict[str, Any]:
             with running_pipeline(plan, f"group{count}", dispatchers=count) as pipeline:
                 runs[str(count)] = throughput_run(pipeline, plan, progress)
         rounds.append(runs)
-    return {"rounds": rounds, **{str(c): median_run(rounds, str(c)) for c in INSTANCES}}
+    return {"rounds": rounds}
 
 
-def median_run(rounds: list[dict[str, Run]], count: str) -> Run:
+def rounds_of(group: Mapping[str, Any]) -> list[Mapping[str, Run]]:
+    """The section's rounds (a section written before rounds is its own one round)."""
+    rounds: list[Mapping[str, Run]] = group.get("rounds") or [group]
+    return rounds
+
+
+def median_run(group: Mapping[str, Any], count: str) -> Run:
     """The run with ``count`` instances whose dispatcher CPU per task is the median (the lower
     of the two middle ones for an even number of rounds)."""
-    runs = sorted((r[count] for r in rounds), key=dispatchers_cpu)
+    runs = sorted((runs[count] for runs in rounds_of(group)), key=dispatchers_cpu)
     return runs[(len(runs) - 1) // 2]
 
 
 def round_ratios(group: Mapping[str, Any], figure: Figure) -> list[float]:
     """Each round's two instances over one on ``figure`` (rounds lacking it left out)."""
     ratios = []
-    for runs in group.get("rounds") or [{"1": group["1"], "2": group["2"]}]:
+    for runs in rounds_of(group):
         one, two = figure(runs["1"]), figure(runs["2"])
         if one and two:
             ratios.append(two / one)

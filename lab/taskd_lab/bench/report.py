@@ -292,34 +292,40 @@ def _results(doc: Doc) -> str | None:
 
 
 def _group(doc: Doc) -> str | None:
-    from taskd_lab.bench.group import dispatchers_cpu, median_ratio, round_ratios
+    from taskd_lab.bench.group import (
+        Figure,
+        dispatchers_cpu,
+        median_ratio,
+        median_run,
+        round_ratios,
+        rounds_of,
+    )
 
     group = _section(doc, "group")
     if not isinstance(group, dict) or "skipped" in group:
         return _skipped("Two dispatcher instances", group)
-    one, two = group["1"], group["2"]
-    rounds = len(group.get("rounds") or [group])
+    one, two = median_run(group, "1"), median_run(group, "2")
+    rounds = len(rounds_of(group))
     rows = [
         "| | one dispatcher | two instances of one group | two against one, median of the "
         "rounds | each round |",
         "|---|---|---|---|---|",
     ]
-    figures: list[tuple[str, Callable[[dict[str, Any]], float | None], Callable[..., str]]] = [
-        ("throughput, tasks/s", lambda run: run["throughput_tps"], lambda v: f"{v:,.0f}"),
+    figures: list[tuple[str, Figure, Callable[[float | None], str]]] = [
+        ("throughput, tasks/s", lambda run: run["throughput_tps"], _tps),
         ("dispatchers, CPU ms per task (summed)", dispatchers_cpu, _cpu),
         ("broker", lambda run: run["cpu_ms_per_task"].get("broker"), _cpu),
         ("agents, all of them", lambda run: run["cpu_ms_per_task"].get("agents"), _cpu),
     ]
     for label, of, show in figures:
-        median = median_ratio(group, of)
-        each = ", ".join(f"{ratio:.2f}x" for ratio in round_ratios(group, of))
+        each = ", ".join(_times(ratio) for ratio in round_ratios(group, of))
         rows.append(
             f"| {label} | {show(of(one))} | {show(of(two))} | "
-            f"{'-' if median is None else f'{median:.2f}x'} | {each or '-'} |"
+            f"{_times(median_ratio(group, of))} | {each or '-'} |"
         )
     head = (
         "## Two dispatcher instances\n\n"
-        f"The same pipeline with one dispatcher and with two instances of one group sharing "
+        "The same pipeline with one dispatcher and with two instances of one group sharing "
         f"the shards, one throughput run each, in {rounds} round(s) in the order one-two, "
         "two-one, ... so that a drift of the machine weighs on both alike. The first two "
         "columns are the runs of median dispatcher CPU; the ratios are each round's, side by "
@@ -331,6 +337,10 @@ def _group(doc: Doc) -> str | None:
 
 def _cpu(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _tps(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _mib(value: float | None) -> str:
@@ -408,7 +418,11 @@ def _peer_ms(point: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ratio(ours: float | None, theirs: float | None) -> str:
-    return "-" if not ours or not theirs else f"{ours / theirs:.2f}x"
+    return "-" if not ours or not theirs else _times(ours / theirs)
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def _quality(doc: Doc) -> str | None:
