@@ -115,38 +115,31 @@ def test_a_killed_agent_has_no_capacity_after_its_death() -> None:
     assert utilization["x"] == round(895 / 1000, 4)  # busy over the 1000 ms it was up
 
 
-def test_a_more_urgent_task_waiting_at_the_agent_is_an_inversion() -> None:
-    urgent, lazy = _task("u", 0, 0), _task("l", 3, 0)
+def _inversions(
+    urgent_id: str, lazy_id: str, urgent_start: int, lazy_start: int, **grace: int
+) -> int:
+    """A p0 and a p3 task both dispatched to agent x at 0, started at the times given."""
+    urgent, lazy = _task(urgent_id, 0, 0), _task(lazy_id, 3, 0)
     assignments = [_assign(lazy, "x", 0), _assign(urgent, "x", 0)]
-    in_order = [
-        _result(urgent, "x", 1, 5, TaskStatus.SUCCEEDED),
-        _result(lazy, "x", 5, 9, TaskStatus.SUCCEEDED),
+    results = [
+        _result(urgent, "x", urgent_start, urgent_start + 100, TaskStatus.SUCCEEDED),
+        _result(lazy, "x", lazy_start, lazy_start + 100, TaskStatus.SUCCEEDED),
     ]
-    assert priority_inversions(assignments, in_order) == 0
-    lazy_first = [
-        _result(lazy, "x", 1, 200, TaskStatus.SUCCEEDED),
-        _result(urgent, "x", 200, 300, TaskStatus.SUCCEEDED),
-    ]
-    assert priority_inversions(assignments, lazy_first, grace_ms=0) == 1
+    return priority_inversions(assignments, results, **grace)
+
+
+def test_a_more_urgent_task_waiting_at_the_agent_is_an_inversion() -> None:
+    assert _inversions("u", "l", urgent_start=1, lazy_start=5) == 0
+    assert _inversions("u", "l", urgent_start=200, lazy_start=1, grace_ms=0) == 1
     # within the grace period a reordering is not counted
-    assert priority_inversions(assignments, lazy_first, grace_ms=50) == 0
+    assert _inversions("u", "l", urgent_start=200, lazy_start=1, grace_ms=50) == 0
 
 
 def test_starts_in_the_same_millisecond_are_not_an_inversion() -> None:
     """The agent starts what it holds most urgent first in one pass: when both start in the
     same millisecond their order is not on the record, whatever their ids."""
-    urgent, lazy = _task("z-urgent", 0, 0), _task("a-lazy", 3, 0)
-    assignments = [_assign(lazy, "x", 0), _assign(urgent, "x", 0)]
-    together = [
-        _result(lazy, "x", 120, 200, TaskStatus.SUCCEEDED),
-        _result(urgent, "x", 120, 300, TaskStatus.SUCCEEDED),
-    ]
-    assert priority_inversions(assignments, together) == 0
-    urgent_later = [
-        _result(lazy, "x", 120, 200, TaskStatus.SUCCEEDED),
-        _result(urgent, "x", 121, 300, TaskStatus.SUCCEEDED),
-    ]
-    assert priority_inversions(assignments, urgent_later) == 1
+    assert _inversions("z-urgent", "a-lazy", urgent_start=120, lazy_start=120) == 0
+    assert _inversions("z-urgent", "a-lazy", urgent_start=121, lazy_start=120) == 1
 
 
 def _fields(records: RunRecords) -> dict[str, object]:
