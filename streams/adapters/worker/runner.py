@@ -171,7 +171,8 @@ class TaskRunner:
             asyncio.get_running_loop().call_soon(self._hand_over_groups, grouped)
 
     def _take_one(self, message: Message, grouped: list[str]) -> bool:
-        """Queue the assignments of one record (``grouped`` gets its grouped types)."""
+        """Queue the assignments of one record (``grouped`` gets its grouped types); False
+        if it shows the agent fenced (``fenced_by`` set, nothing of it queued)."""
         offset = int(message.offset() or 0)
         self.offsets.take(offset)
         try:
