@@ -17,7 +17,8 @@ Invariants:
 - An attempt is counted each time a task leaves an agent without success: a retryable failure,
   a lost agent, a lease that ran out, a rejection. When the attempts are spent it is
   dead-lettered; it is never dropped. A run stopped for a more urgent task (preemption,
-  ``preemption.py``) is not counted: its task goes back to the queue as it was.
+  ``preemption.py``) is not counted: its task goes back to the queue as it was, but for
+  ``Job.preempted``, one higher.
 """
 
 from __future__ import annotations
@@ -158,8 +159,6 @@ class Distributor:
         """Runs told to stop for a more urgent task -> that task: their slot is its."""
         self._claimed: set[str] = set()
         """Urgent tasks with a run stopping for them (one victim each at a time)."""
-        self._times_preempted: dict[str, int] = {}
-        """Live tasks preempted so far -> how often (``max_per_task`` bounds it: no thrash)."""
         self._handoffs: list[tuple[str, str]] = []
         """(urgent task, agent) of the slots freed by preemption in this pass: theirs first."""
         self._connected = True
@@ -408,7 +407,9 @@ class Distributor:
         if stopped and (preempted_for is not None or event.preempted):
             self.stats.task_preempted(now_ms - started_ms)
             cause = f"preempted for {preempted_for or 'a more urgent task'}"
-            self._take_back(lease, cause, now_ms, actions, run_counted=True, spent=False)
+            self._take_back(
+                lease, cause, now_ms, actions, run_counted=True, spent=False, preempted=True
+            )
             return
         no_handler = event.no_handler and event.status is ResultStatus.REJECTED
         if no_handler and event.task_id not in self._cancelling:
@@ -692,7 +693,6 @@ class Distributor:
                 continue
             self._preempting[lease.task_id] = job.task_id
             self._claimed.add(job.task_id)
-            self._times_preempted[lease.task_id] = self._times_preempted.get(lease.task_id, 0) + 1
             actions.append(StopRun(lease.job, lease.agent_id, lease.epoch, preempted=True))
 
     def _victim_for(self, job: Job, now_ms: int) -> Lease | None:
@@ -714,7 +714,7 @@ class Distributor:
                     lease.agent_id in where
                     and task_id not in self._preempting
                     and task_id not in self._cancelling
-                    and self._times_preempted.get(task_id, 0) < limit
+                    and lease.job.preempted < limit  # no thrash
                 ):
                     return lease
         return None
@@ -751,7 +751,6 @@ class Distributor:
 
     def _forget_preemption(self, task_id: str) -> None:
         """The task left (ended, or withdrawn): nothing of a preemption of it or for it."""
-        self._times_preempted.pop(task_id, None)
         self._claimed.discard(task_id)
         urgent_id = self._preempting.pop(task_id, None)
         if urgent_id is not None:
@@ -837,16 +836,19 @@ class Distributor:
         *,
         run_counted: bool = False,
         spent: bool = True,
+        preempted: bool = False,
     ) -> None:
         """Failover: the run is lost; count the attempt and queue the task again.
         ``run_counted``: its end was already counted (a result, REJECTED); ``spent`` False: the
-        attempt was never run (no handler), so it is not counted."""
+        attempt was never run (no handler), so it is not counted; ``preempted``: the run was
+        stopped for a more urgent task, which the task carries on (``Job.preempted``)."""
         job = lease.job
         record = self._tasks.get(job.task_id)
         if record is not None and record.phase is Phase.RECOVERING:
             self._stop_recovering(lease)
         if self._slot_freed(job.task_id, lease.agent_id) is not None and not run_counted:
             spent = False  # lost after the stop for preemption: the stop may be what ended it
+            preempted = True
         if not run_counted:
             self._scheduler.task_finished(job)
             self.stats.task_finished(job, lease.agent_id, now_ms, "LOST")
@@ -857,7 +859,11 @@ class Distributor:
         if spent and job.attempt + 1 >= job.max_attempts:
             actions.append(self._dead_letter(job, DeadLetterReason.MAX_ATTEMPTS, cause, now_ms))
             return
-        again = replace(job, attempt=job.attempt + 1) if spent else job
+        again = replace(
+            job,
+            attempt=job.attempt + 1 if spent else job.attempt,
+            preempted=job.preempted + 1 if preempted else job.preempted,
+        )
         if self._scheduler.offer(again, now_ms) is OfferResult.EXPIRED:
             actions.append(self._dead_letter(again, DeadLetterReason.EXPIRED, cause, now_ms))
             return

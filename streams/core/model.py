@@ -63,6 +63,9 @@ class Job:
     attempt: int = 0
     """0 for the first run; each retry or failover adds one."""
     max_attempts: int = 3
+    preempted: int = 0
+    """How many of its runs were stopped for a more urgent task (``preemption.py``); kept in
+    the dispatcher's state, so that its bound holds across a restart."""
     headers: tuple[tuple[str, str], ...] = ()
     ref: object = field(default=None, compare=False, repr=False)
     """The driver's own handle on the task (for the dispatcher: the wire record and where it

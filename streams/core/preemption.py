@@ -11,7 +11,8 @@ slot it frees is handed to the urgent task directly, before anything else may ta
 aged to the top could otherwise win it, and the urgent one would preempt again).
 
 Why the youngest run: it has done the least work, so the least is lost. Against thrash, a task
-is preempted at most ``max_per_task`` times (it then runs to its end); a victim is chosen only
+is preempted at most ``max_per_task`` times (it then runs to its end; the count,
+``Job.preempted``, travels with the task into the dispatcher's state); a victim is chosen only
 from a level strictly less urgent than the waiting task's, so two urgent tasks never take each
 other's slots; and one urgent task has at most one victim stopping for it at a time.
 

@@ -15,9 +15,10 @@ tasks with ever new skills cannot grow it without end)."""
 _skill_sets: dict[tuple[str, ...], frozenset[str]] = {(): frozenset()}
 
 
-def task_to_job(task: Task, ref: object = None) -> Job:
+def task_to_job(task: Task, ref: object = None, *, preempted: int = 0) -> Job:
     """The core's view of ``task``: absolute deadline and expiry, skills as a set; ``ref`` is
-    the caller's own handle on it (``Job.ref``).
+    the caller's own handle on it (``Job.ref``); ``preempted``: its runs stopped so far for a
+    more urgent task (kept in the dispatcher's state, not on the task).
 
     ``expires_ms`` is ``submitted_at + ttl_ms`` (None without a TTL); headers stay sorted pairs.
     """
@@ -36,6 +37,7 @@ def task_to_job(task: Task, ref: object = None) -> Job:
         cost=DEFAULT_COST if task.cost is None else task.cost,
         attempt=task.attempt,
         max_attempts=task.max_attempts,
+        preempted=preempted,
         headers=task.headers,
         ref=ref,
     )

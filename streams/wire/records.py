@@ -604,6 +604,7 @@ class TaskState:
     epoch: int = 0
     dispatched_at: int = 0
     lease_ms: int = 0
+    preempted: int = 0
 
     def to_avro(self) -> AvroDatum:
         datum = _shallow_dict(self)

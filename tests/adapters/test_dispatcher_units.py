@@ -113,6 +113,22 @@ def test_a_last_checkpoint_writes_every_open_task() -> None:
     assert tracker.committable() == 1
 
 
+def test_a_task_preempted_before_any_checkpoint_is_written_with_its_count() -> None:
+    """Queued again before a checkpoint, a task is left to its input, unless a run of it was
+    preempted: then its record keeps the count, which its input does not hold."""
+    tracker = OffsetTracker(0)
+    state = ShardState(0)
+    stopped, lost = _origin("stopped", tracker, 0), _origin("lost", tracker, 1)
+    for origin, preempted in ((stopped, 1), (lost, 0)):
+        job = task_to_job(origin.task_at(0), origin, preempted=preempted)
+        state.note(origin.task.task_id, Requeued(job, "a1", "preempted"))
+    (record,) = state.drain(CODEC, now_ms=10, window=9)
+    assert record.key == b"t:stopped"
+    written = CODEC.decode(record.value or b"", TaskState)
+    assert (written.agent_id, written.preempted, written.task.attempt) == (None, 1, 0)
+    assert tracker.committable() == 1  # its state backs it; "lost" is still backed by its input
+
+
 def _claim(agent: str, partition: int, epoch: int, active: bool = True) -> AgentRegistration:
     status = RegistrationStatus.ACTIVE if active else RegistrationStatus.RELEASED
     return AgentRegistration(

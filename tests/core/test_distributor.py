@@ -8,7 +8,8 @@ is lost or duplicated, none is dispatched after its last start time, no agent is
 capacity, and with strict priority no agent gets a lower-priority task while a higher one it
 could run waits. Preemption is on (p0 and p1 may stop runs of less urgent levels): a run is
 stopped for it only on an agent the waiting task could use, the victim goes back with the same
-attempt, is preempted at most once, and the slot it frees goes to the task it was stopped for.
+attempt, is preempted at most once (across the driver's restarts too: the count travels with the
+task into the store), and the slot it frees goes to the task it was stopped for.
 """
 
 from __future__ import annotations
@@ -361,10 +362,13 @@ class DistributorMachine(RuleBasedStateMachine):
         if task_id in self.preempting or preempted:  # stopped for an urgent task: no attempt
             self.preempting.pop(task_id, None)  # spent, whether it stopped or was lost
             self.told_to_yield.discard(task_id)
-            assert action.job.attempt == self.ledger.jobs[task_id].attempt
+            before = self.ledger.jobs[task_id]
+            assert action.job.attempt == before.attempt
+            assert action.job.preempted == before.preempted + 1, "a preemption is counted"
             self.ledger.jobs[task_id] = action.job
             self.ledger.dispatched.pop(task_id, None)
         else:
+            assert action.job.preempted == self.ledger.jobs[task_id].preempted
             self._note(action.job)
         run = self.ledger.running.pop(task_id, None)
         if run is not None:
@@ -390,6 +394,7 @@ class DistributorMachine(RuleBasedStateMachine):
         victim = stop.job
         assert victim.task_id not in self.preempting, "stopped twice for preemption"
         assert victim.priority in CONFIG.preemption.victims
+        assert victim.preempted < CONFIG.preemption.max_per_task, "its count, kept, is spent"
         count = self.times_preempted.get(victim.task_id, 0) + 1
         assert count <= CONFIG.preemption.max_per_task, f"{victim.task_id} preempted again"
         self.times_preempted[victim.task_id] = count

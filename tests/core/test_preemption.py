@@ -19,7 +19,13 @@ from streams.core.actions import (
 )
 from streams.core.agents import HealthConfig, Heartbeat
 from streams.core.distributor import Distributor, DistributorConfig
-from streams.core.events import CancelRequested, HeartbeatReceived, ResultReported, TaskArrived
+from streams.core.events import (
+    CancelRequested,
+    HeartbeatReceived,
+    InFlightRecovered,
+    ResultReported,
+    TaskArrived,
+)
 from streams.core.lifecycle import Phase
 from streams.core.model import Job
 from streams.core.preemption import PreemptionConfig, UrgentWatch
@@ -74,6 +80,7 @@ def test_an_overdue_urgent_task_stops_a_preemptible_run_and_takes_its_slot() -> 
     finished, requeued, dispatch = ended
     assert isinstance(finished, Finished) and isinstance(requeued, Requeued)
     assert requeued.job.task_id == "low0" and requeued.job.attempt == 0  # no attempt spent
+    assert requeued.job.preempted == 1  # what the dispatcher's state keeps of it
     assert isinstance(dispatch, Dispatch) and dispatch.job.task_id == "urgent"
     assert dispatch.agent_id == "a"
     assert core.phase_of("low0") is Phase.HELD
@@ -118,6 +125,17 @@ def test_a_task_is_preempted_once_then_runs_to_its_end() -> None:
     core.handle([TaskArrived(Job("u2", 0, 1_400))], 1_400)
     assert core.handle([], 1_400 + 10 * AFTER_MS) == []  # no thrash: it is not stopped again
     assert core.phase_of("u2") is Phase.HELD
+
+
+def test_a_task_that_comes_back_preempted_enough_is_not_stopped_again() -> None:
+    """After a restart the task comes back from the dispatcher's state with its count: the
+    bound holds across restarts."""
+    core = _core()
+    core.handle([_beat("a", 1, 0)], 0)
+    core.handle([InFlightRecovered(Job("low0", 3, 0, preempted=1), "a", 1, 0, 100_000)], 0)
+    core.handle([TaskArrived(Job("urgent", 0, 100))], 100)
+    assert core.handle([], 100 + 10 * AFTER_MS) == []
+    assert core.phase_of("urgent") is Phase.HELD
 
 
 def test_a_victim_that_ends_before_the_stop_keeps_its_result_and_frees_the_slot() -> None:

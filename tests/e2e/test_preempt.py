@@ -14,8 +14,14 @@ import taskd
 from streams.adapters.client import TaskClient
 from streams.settings import Settings
 from streams.wire import PREEMPTED, OutcomeStatus, Task, TaskOutcome, TaskResult, TaskStatus
-from tests.adapters.test_dispatcher_support import until, with_state
-from tests.e2e.test_pipeline_support import all_results, pipeline, pipeline_config
+from streams.worker import Agent, AgentConfig
+from tests.adapters.test_dispatcher_support import running_dispatcher, until, with_state
+from tests.e2e.test_pipeline_support import (
+    agents_running,
+    all_results,
+    pipeline,
+    pipeline_config,
+)
 
 HANDLER = "tests.e2e.test_preempt:long_unless_urgent"
 LOW_RUN_S = 8.0
@@ -28,9 +34,18 @@ WAIT_S = 90
 
 def long_unless_urgent(task: Task) -> str:
     """A p0 task ends at once; any other runs ``LOW_RUN_S``, polling its cancellation."""
+    return _unless_urgent(task, LOW_RUN_S)
+
+
+def longer_unless_urgent(task: Task) -> str:
+    """As ``long_unless_urgent``, for twice as long: room for a dispatcher's restart."""
+    return _unless_urgent(task, 2 * LOW_RUN_S)
+
+
+def _unless_urgent(task: Task, run_s: float) -> str:
     if task.priority == 0:
         return "urgent done"
-    deadline = time.monotonic() + LOW_RUN_S
+    deadline = time.monotonic() + run_s
     while time.monotonic() < deadline:
         if taskd.cancelled():
             return "stopped early"
@@ -142,3 +157,48 @@ def test_without_preemption_the_urgent_task_waits(topics: Settings, tmp_path: Pa
     assert urgent_run.started_at >= low_run.finished_at  # it waited for the whole run
     assert urgent_run.started_at - submitted_ms >= AFTER_MS + MARGIN_MS
     assert {o.status for o in outcomes.values()} == {OutcomeStatus.SUCCEEDED}
+
+
+def test_a_task_preempted_once_is_not_preempted_again_after_a_dispatcher_restart(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """``preempt_max_per_task`` 1: the p3 task is stopped once for a p0 task and runs again;
+    the dispatcher restarts while it runs; a second p0 task then waits for the run's end
+    instead of stopping it again (the count is in the dispatcher's state changelog)."""
+    settings = with_state(topics, tmp_path / "state")
+    fields = {"preempt_after_ms": {0: AFTER_MS}, "preemptible_levels": (3,)}
+    config = pipeline_config(**fields, preempt_max_per_task=1)
+    handler = "tests.e2e.test_preempt:longer_unless_urgent"
+    agent = Agent(
+        AgentConfig(agent_id="a0", capacity=1, handler=handler, heartbeat_interval_ms=200),
+        settings,
+    )
+
+    async def scenario() -> tuple[str, str, int, int]:
+        async with agents_running([agent]):
+            with TaskClient(settings, results=True) as client:
+                async with running_dispatcher(settings, config) as dispatcher:
+                    low = client.submit_new(type="work", priority=3)
+                    await until(lambda: dispatcher.core.in_flight == 1, "the slot taken", WAIT_S)
+                    await asyncio.sleep(0.5)  # the p3 run has started
+                    first = client.submit_new(type="work", priority=0)
+                    await asyncio.to_thread(client.wait, [first], WAIT_S)
+                    await until(lambda: dispatcher.core.in_flight == 1, "run again", WAIT_S)
+                async with running_dispatcher(settings, config):
+                    restarted_ms = time.time_ns() // 1_000_000
+                    second = client.submit_new(type="work", priority=0)
+                    submitted_ms = time.time_ns() // 1_000_000
+                    handles = [low, first, second]
+                    outcomes = await asyncio.to_thread(client.wait, handles, WAIT_S)
+        assert {o.status for o in outcomes} == {OutcomeStatus.SUCCEEDED}
+        return low.task_id, second.task_id, restarted_ms, submitted_ms
+
+    low, second, restarted_ms, submitted_ms = asyncio.run(scenario())
+    results = all_results(settings)
+    stopped, again = sorted((r for r in results if r.task_id == low), key=_started)
+    (second_run,) = [r for r in results if r.task_id == second]
+    assert (stopped.status, stopped.error) == (TaskStatus.CANCELLED, PREEMPTED)
+    assert again.started_at < restarted_ms  # the run went on across the restart
+    assert submitted_ms + AFTER_MS + MARGIN_MS < again.finished_at  # overdue long before its end
+    assert again.status is TaskStatus.SUCCEEDED  # not stopped a second time
+    assert second_run.started_at >= again.finished_at  # the p0 task waited for it

@@ -21,6 +21,7 @@ from streams.wire import (
     DeadLetter,
     RegistrationStatus,
     Task,
+    TaskState,
     TaskStatus,
     task_to_job,
 )
@@ -242,6 +243,20 @@ def test_a_heartbeat_of_an_agent_that_does_not_say_its_prefetch_is_read_with_non
     decoded = Codec().decode(Codec(current).encode(beat), AgentHeartbeat)
     assert decoded == beat and decoded.prefetch is None
     assert Codec().decode(Codec().encode(heartbeat(prefetch=3)), AgentHeartbeat).prefetch == 3
+
+
+def test_a_task_state_of_the_last_release_is_read_with_no_preemption() -> None:
+    """``previous/TaskState.1.avsc``: a dispatcher upgraded over a changelog written before the
+    preemption count was kept recovers its tasks, none counted preempted."""
+    old = previous_definition("TaskState.1.avsc")
+    assert "preempted" not in {field["name"] for field in old["fields"]}
+    current = schemas_with_previous("TaskState.1.avsc")
+    task = Task(task_id="t1", type="work", priority=3, payload=b"", submitted_at=1)
+    state = TaskState(task=task, shard=2, agent_id="a1", epoch=4, dispatched_at=5, lease_ms=6)
+    decoded = Codec().decode(Codec(current).encode(state), TaskState)
+    assert decoded == state and decoded.preempted == 0
+    counted = dataclasses.replace(state, preempted=1)
+    assert Codec().decode(Codec().encode(counted), TaskState).preempted == 1
 
 
 def test_a_heartbeat_carries_its_batch_handlers() -> None:

@@ -202,7 +202,8 @@ class Engine:
         for shard in recovered:
             events += [EndedRecovered(key) for key in shard.ended]
             for entry in shard.open:
-                job = task_to_job(entry.task, Origin(entry.task, shard.shard))
+                origin = Origin(entry.task, shard.shard)
+                job = task_to_job(entry.task, origin, preempted=entry.preempted)
                 if entry.agent_id is None:
                     events.append(TaskArrived(job))
                 else:

@@ -145,6 +145,7 @@ class ShardState:
             isinstance(change, Requeued)
             and origin.tracker is not None
             and task_id not in self.written
+            and not change.job.preempted
         ):
             return None  # queued again before it needed a record: its input still backs it
         self.written.add(task_id)
@@ -168,7 +169,7 @@ def task_state(change: Dispatch | Requeued, shard: int) -> TaskState:
     assert isinstance(origin, Origin)
     task = origin.task_at(job.attempt)
     if isinstance(change, Requeued):
-        return TaskState(task=task, shard=shard)
+        return TaskState(task=task, shard=shard, preempted=job.preempted)
     return TaskState(
         task=task,
         shard=shard,
@@ -176,6 +177,7 @@ def task_state(change: Dispatch | Requeued, shard: int) -> TaskState:
         epoch=change.epoch,
         dispatched_at=change.dispatched_ms,
         lease_ms=change.lease_ms,
+        preempted=job.preempted,
     )
 
 
