@@ -111,6 +111,7 @@ class TaskClient:
         codec: RecordCodec | None = None,
         results: bool = False,
         reply_partition: int | None = None,
+        replies_since_ms: int | None = None,
     ) -> None:
         """``producer_config`` overrides librdkafka keys of DEFAULT_PRODUCER_CONFIG; ``encoding``
         "json" sends the JSON form (payloads must then be UTF-8 text); ``codec`` defaults to the
@@ -119,7 +120,15 @@ class TaskClient:
         ``results``: the tasks' outcomes come back to this client (its handles' ``result()``,
         ``wait``); without (the default: sending costs nothing more), the dispatcher writes
         none and a handle's ``result()`` says so. ``reply_partition``: the partition of
-        the replies topic to read them on (default: one at random)."""
+        the replies topic to read them on (default: one at random). ``replies_since_ms``
+        (with ``reply_partition``): read the outcomes written there since that time (ms since
+        the epoch) too, not only those to come: a client started again under the partition it
+        used before gets, with ``wait`` or ``as_completed`` given their ids, those of its tasks
+        that ended while it was away (of what it reads before it is asked for them, the latest
+        ``KEPT_OUTCOMES``, 10,000, are kept). ConfigError without ``results`` or the
+        partition."""
+        if replies_since_ms is not None and not results:
+            raise ConfigError("replies_since_ms reads outcomes: it needs results=True")
         codec = codec or codec_for(settings)
         self._codec = codec
         self._shards = settings.shards
@@ -131,7 +140,13 @@ class TaskClient:
         self._wait_s = delivery_timeout_s(config) + _MARGIN_S
         self._producer = _producer(config)
         self._replies = (
-            ReplyReader(settings, codec, partition=reply_partition, between=self._serve)
+            ReplyReader(
+                settings,
+                codec,
+                partition=reply_partition,
+                since_ms=replies_since_ms,
+                between=self._serve,
+            )
             if results
             else None
         )
@@ -346,6 +361,7 @@ class TaskClient:
         if self._replies is None:
             return _NO_RESULTS
         task_id = task if isinstance(task, str) else task.task_id
+        self._replies.start()  # a client that sent nothing yet may wait for tasks sent before
         return self._replies.expect(task_id)
 
     def _valid(self, task: Task) -> Task:

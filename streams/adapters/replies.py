@@ -6,7 +6,9 @@ among the topic's partitions, or the one it is given) and names it in each task 
 :class:`~streams.wire.TaskOutcome` there, keyed by task id. The client reads only that
 partition, from its end when the client started: no consumer group, no rebalance, nothing
 committed, and nothing to scan. Clients that share a partition read each other's outcomes and
-drop them, so give the topic at least as many partitions as clients wait at once.
+drop them, so give the topic at least as many partitions as clients wait at once. A client given
+its partition and a time (``since_ms``) reads from there instead: started again, it gets the
+outcomes of its tasks that ended while it was away.
 
 :class:`ReplyReader` is the reading thread; :class:`TaskHandle` is what ``submit`` returns:
 ``result(timeout)`` blocks, ``await handle`` waits in asyncio.
@@ -60,11 +62,21 @@ class ReplyReader:
         codec: RecordCodec,
         *,
         partition: int | None = None,
+        since_ms: int | None = None,
         between: Callable[[], object] = lambda: None,
     ) -> None:
-        """``between`` runs in the reading thread between polls (at least every POLL_S): the
-        client serves its delivery reports there, so a task that never reached the broker
-        fails its handle without waiting for the next submit."""
+        """``since_ms`` (with ``partition``): read from the first outcome written at or after
+        that time (ms since the epoch), not from the end, so that a client started again gets
+        the outcomes of tasks that ended while it was away. ``between`` runs in the reading
+        thread between polls (at least every POLL_S): the client serves its delivery reports
+        there, so a task that never reached the broker fails its handle without waiting for
+        the next submit."""
+        if since_ms is not None and partition is None:
+            raise ConfigError(
+                "reading outcomes written since a time needs the reply partition they were "
+                "written to (reply_partition)"
+            )
+        self._since_ms = since_ms
         self._settings = settings
         self._between = between
         self._codec = codec
@@ -80,8 +92,9 @@ class ReplyReader:
         self._consumer: Consumer | None = None
 
     def start(self) -> None:
-        """Pick the partition and start reading at its end; idempotent. KafkaError if the broker
-        cannot be reached, ConfigError if the replies topic is missing."""
+        """Pick the partition and start reading at its end (or at ``since_ms``); idempotent.
+        KafkaError if the broker cannot be reached, ConfigError if the replies topic is
+        missing."""
         if self._thread is not None:  # set once, last: no lock needed to see it
             return
         with self._lock:
@@ -92,9 +105,8 @@ class ReplyReader:
             consumer = make_consumer(self._settings, group_id=group, extra=wait)
             try:
                 self.partition = self._pick(consumer)
-                timeout_s = connect_timeout_s(self._settings)
-                end = end_offset(consumer, self._topic, self.partition, timeout_s=timeout_s)
-                consumer.assign([TopicPartition(self._topic, self.partition, end)])
+                start = self._start_offset(consumer, connect_timeout_s(self._settings))
+                consumer.assign([TopicPartition(self._topic, self.partition, start)])
             except BaseException:
                 consumer.close()
                 raise
@@ -145,6 +157,16 @@ class ReplyReader:
         if not 0 <= self._wanted < count:
             raise ConfigError(f"{self._topic} has {count} partitions, not {self._wanted + 1}")
         return self._wanted
+
+    def _start_offset(self, consumer: Consumer, timeout_s: float) -> int:
+        """The partition's end, or the first offset written at or after ``since_ms`` (the end
+        when there is none)."""
+        end = end_offset(consumer, self._topic, self.partition, timeout_s=timeout_s)
+        if self._since_ms is None:
+            return end
+        asked = TopicPartition(self._topic, self.partition, self._since_ms)
+        (found,) = consumer.offsets_for_times([asked], timeout=timeout_s)
+        return end if found.offset < 0 else int(found.offset)
 
     def _read(self) -> None:
         consumer = self._consumer

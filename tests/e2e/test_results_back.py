@@ -27,7 +27,7 @@ from streams.errors import (
 )
 from streams.settings import Settings
 from streams.wire import REPLY_PARTITION_HEADER, OutcomeStatus, Task, TaskOutcome, TaskResult
-from tests.adapters.test_dispatcher_support import with_state
+from tests.adapters.test_dispatcher_support import until_read, with_state
 from tests.e2e.test_pipeline_support import all_results, pipeline, read_all, read_values, work
 from tests.e2e.test_submit_cli import taskd
 
@@ -250,3 +250,43 @@ def test_a_handle_fails_at_once_when_no_outcome_can_come(topics: Settings) -> No
     with pytest.raises(ConfigError, match="results=True"):
         unasked.result(timeout=0)
     assert "NO OUTCOME" in repr(unasked)
+
+
+def test_a_client_started_again_gets_the_outcomes_of_tasks_that_ended_while_it_was_away(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """The first client sends and closes without waiting; the tasks end. A client started
+    after that, on the same reply partition, reads from the time they were sent and gets
+    every outcome; one reading from the end (the default) gets none of them."""
+    settings = _settings(topics, tmp_path)
+    partition = 1
+
+    async def scenario() -> tuple[list[str], list[TaskOutcome]]:
+        async with pipeline(settings, [4]):
+            sent_ms = time.time_ns() // 1_000_000
+            with TaskClient(settings, results=True, reply_partition=partition) as first:
+                ids = [first.submit_new(type="work", priority=1).task_id for _ in range(5)]
+
+            def written() -> bool:
+                return len(read_values(settings, settings.topics.replies)) >= len(ids)
+
+            await until_read(written, "the outcomes written")
+            late = TaskClient(settings, results=True, reply_partition=partition)
+            with late, pytest.raises(ResultTimeoutError, match="5 of 5 tasks have not ended"):
+                await asyncio.to_thread(late.wait, ids, 1.0)
+            with TaskClient(
+                settings, results=True, reply_partition=partition, replies_since_ms=sent_ms
+            ) as again:
+                outcomes = await asyncio.to_thread(again.wait, ids, WAIT_S)
+        return ids, outcomes
+
+    ids, outcomes = asyncio.run(scenario())
+    assert [outcome.task_id for outcome in outcomes] == ids
+    assert all(outcome.succeeded for outcome in outcomes)
+
+
+def test_reading_outcomes_since_a_time_needs_results_and_the_partition(topics: Settings) -> None:
+    with pytest.raises(ConfigError, match="needs results=True"):
+        TaskClient(topics, replies_since_ms=1)
+    with pytest.raises(ConfigError, match="reply_partition"):
+        TaskClient(topics, results=True, replies_since_ms=1)
