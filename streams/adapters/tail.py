@@ -4,8 +4,8 @@ The topics hold Avro (single-object or Confluent framing), which kcat and Kafka'
 consumer print as bytes; this reads them with the settings' codec and turns each record into a
 JSON-able dict: enums by name, bytes as the JSON they hold when they hold JSON (payloads and
 outputs usually do), else as text, else base64. A results record is a batch: one dict per
-result. From the beginning of every partition to the end it had when reading started, or on
-and on with ``follow``.
+result. From the beginning of every partition (or from the first record written at or after
+``since_ms``) to the end it had when reading started, or on and on with ``follow``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def tail(
     *,
     follow: bool = False,
     stop: threading.Event | None = None,
+    since_ms: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every record of the ``kind`` topic as JSON-able dicts, oldest first per partition;
-    with ``follow``, new ones as they come until ``stop`` is set."""
+    """Every record of the ``kind`` topic as JSON-able dicts, oldest first per partition
+    (those written at or after ``since_ms``, ms since the epoch, when given); with
+    ``follow``, new ones as they come until ``stop`` is set."""
     topic, split = _topic(settings, kind)
     codec = codec_for(settings)
     consumer = Consumer(  # librdkafka's own lines go to our logger, not raw to stderr
@@ -53,7 +55,7 @@ def tail(
         )
     )
     try:
-        ends = _assign_from_start(consumer, topic)
+        ends = _assign(consumer, topic, since_ms)
         while follow or ends:
             if stop is not None and stop.is_set():
                 return
@@ -134,9 +136,21 @@ def _undecodable(message: Message) -> dict[str, Any]:
     return {"undecodable": True, "partition": message.partition(), "offset": message.offset()}
 
 
-def _assign_from_start(consumer: Consumer, topic: str) -> dict[int, int]:
-    """Assign every partition of ``topic`` from its start; the end offsets of the non-empty
-    ones (where reading without ``follow`` stops)."""
+def _assign(consumer: Consumer, topic: str, since_ms: int | None) -> dict[int, int]:
+    """Assign every partition of ``topic`` from its start, or from its first record written at
+    or after ``since_ms`` (its end when there is none); the end offsets of those with records
+    to read (where reading without ``follow`` stops)."""
     ends = partition_ends(consumer, topic, timeout_s=_TIMEOUT_S)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-    return {partition: high for partition, (low, high) in ends.items() if high > low}
+    starts = {partition: low for partition, (low, _) in ends.items()}
+    if since_ms is not None:
+        asked = [TopicPartition(topic, partition, since_ms) for partition in ends]
+        for found in consumer.offsets_for_times(asked, timeout=_TIMEOUT_S):
+            high = ends[found.partition][1]
+            starts[found.partition] = high if found.offset < 0 else int(found.offset)
+    consumer.assign(
+        [
+            TopicPartition(topic, p, OFFSET_BEGINNING if since_ms is None else starts[p])
+            for p in ends
+        ]
+    )
+    return {p: high for p, (_, high) in ends.items() if high > starts[p]}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,16 +13,16 @@ from streams.adapters.client import TaskClient, replay_count
 from streams.adapters.dlq import (
     DlqEntry,
     ReplayPlan,
-    parse_since,
     plan_replay,
     read_dead_letters,
     select,
 )
 from streams.adapters.kafka import require_broker
 from streams.cli.context import settings_of
+from streams.cli.since import SINCE_HELP
+from streams.cli.since import since_ms as parse_since_option
 from streams.cli.style import wide_console
 from streams.core.model import DeadLetterReason
-from streams.errors import ConfigError
 from streams.settings import Settings
 
 dlq_app = typer.Typer(help="List and replay the dead letters.", no_args_is_help=True)
@@ -42,7 +41,7 @@ Since = Annotated[
     typer.Option(
         "--since",
         "-s",
-        help="Only those dead-lettered since: ISO-8601 (UTC unless stated) or an age: 15m, 2h, 7d",
+        help=f"Only those dead-lettered since: {SINCE_HELP}",
     ),
 ]
 
@@ -141,16 +140,9 @@ def entry_json(entry: DlqEntry) -> dict[str, Any]:
 def _selected(
     settings: Settings, reason: DeadLetterReason | None, since: str | None
 ) -> list[DlqEntry]:
-    since_ms = None if since is None else _since_ms(since)
+    since_ms = None if since is None else parse_since_option(since)
     require_broker(settings)
     return select(read_dead_letters(settings), reason=reason, since_ms=since_ms)
-
-
-def _since_ms(text: str) -> int:
-    try:
-        return parse_since(text, now_ms=time.time_ns() // 1_000_000)
-    except ConfigError as error:
-        raise typer.BadParameter(str(error).removeprefix("since: "), param_hint="--since") from None
 
 
 def _table(entries: list[DlqEntry]) -> Table:

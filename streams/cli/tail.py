@@ -12,6 +12,8 @@ from streams.adapters.kafka import require_broker
 from streams.adapters.tail import KINDS
 from streams.adapters.tail import tail as read_topic
 from streams.cli.context import settings_of
+from streams.cli.since import SINCE_HELP
+from streams.cli.since import since_ms as parse_since_option
 
 
 def tail(
@@ -23,14 +25,22 @@ def tail(
     task: Annotated[
         str | None, typer.Option("--task", help="only the records of this task id")
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help=f"only the records written since then: {SINCE_HELP}",
+        ),
+    ] = None,
 ) -> None:
     """Print a topic's records as JSON lines, oldest first in each partition."""
     if kind not in KINDS:
         raise typer.BadParameter(f"one of: {', '.join(KINDS)}", param_hint="KIND")
+    since_ms = None if since is None else parse_since_option(since)
     settings = settings_of(ctx)
     require_broker(settings)
     try:
-        for row in read_topic(settings, kind, follow=follow):
+        for row in read_topic(settings, kind, follow=follow, since_ms=since_ms):
             if task is None or _task_id(row) == task:
                 typer.echo(json.dumps(row, ensure_ascii=False))
     except KeyboardInterrupt:

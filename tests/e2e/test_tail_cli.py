@@ -3,6 +3,7 @@ result (a results record holds a batch), filtered by task, and ``--follow`` that
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -94,3 +95,34 @@ def test_dead_letters_print_with_their_task_and_can_be_followed(topics: Settings
 def test_an_unknown_topic_is_a_usage_error(topics: Settings) -> None:
     result = taskd(topics, "tail", "tasks")
     assert result.returncode == 2 and "results, replies, events, dlq" in result.stderr
+
+
+def test_since_prints_only_the_records_written_since_a_time_or_a_duration_back(
+    topics: Settings,
+) -> None:
+    produce(topics, topics.topics.results, [ResultBatch(results=(_ok("before"),))])
+    time.sleep(1.0)  # record timestamps are milliseconds: a clear gap between the two
+    between = datetime.datetime.now(datetime.UTC)
+    time.sleep(1.0)
+    produce(topics, topics.topics.results, [ResultBatch(results=(_ok("after"),))])
+
+    def printed(since: str) -> list[object]:
+        return [
+            row["task_id"]
+            for row in _lines(taskd(topics, "tail", "results", "--since", since).stdout)
+        ]
+
+    assert printed(between.isoformat()) == ["after"]
+    assert printed(between.strftime("%Y-%m-%dT%H:%M:%S.%f")) == ["after"]  # no zone: UTC
+    assert printed("1h") == ["before", "after"]
+    assert printed("2099-01-01T00:00:00Z") == []
+
+
+def _ok(task_id: str) -> TaskResult:
+    return _result(task_id, None, TaskStatus.SUCCEEDED)
+
+
+def test_a_since_that_is_no_time_is_a_usage_error(topics: Settings) -> None:
+    result = taskd(topics, "tail", "dlq", "--since", "yesterday")
+    assert result.returncode == 2
+    assert "expected an ISO-8601 time" in result.stderr and "'yesterday'" in result.stderr
