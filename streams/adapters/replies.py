@@ -17,7 +17,6 @@ outcomes of its tasks that ended while it was away.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import random
 import threading
@@ -29,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.adapters.kafka import check_broker, connect_timeout_s, end_offset, make_consumer
+from streams.core.window import LruMap
 from streams.errors import (
     ConfigError,
     KafkaError,
@@ -86,7 +86,7 @@ class ReplyReader:
         """The replies partition read (set by ``start``)."""
         self._lock = threading.Lock()
         self._waiting: dict[str, futures.Future[TaskOutcome]] = {}
-        self._recent: collections.OrderedDict[str, TaskOutcome] = collections.OrderedDict()
+        self._recent: LruMap[str, TaskOutcome] = LruMap(KEPT_OUTCOMES)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
@@ -196,12 +196,9 @@ class ReplyReader:
             log.warning("a record on %s was skipped: %s", self._topic, error)
             return
         with self._lock:
-            recent = self._recent
-            if outcome.task_id in recent:
+            if outcome.task_id in self._recent:
                 return  # a repeat (a dispatcher wrote it again after a crash): the first counts
-            recent[outcome.task_id] = outcome
-            if len(recent) > KEPT_OUTCOMES:
-                recent.popitem(last=False)
+            self._recent.put(outcome.task_id, outcome)
             future = self._waiting.pop(outcome.task_id, None)
         if future is not None:
             future.set_result(outcome)
