@@ -28,6 +28,7 @@ from streams.adapters.dispatcher.intake import QUEUED_KBYTES
 from streams.adapters.kafka import codec_for
 from streams.adapters.logs import RateLimitedLog
 from streams.adapters.metrics import MAX_TYPE_LABELS, AgentMetrics
+from streams.adapters.replies import KEPT_OUTCOMES
 from streams.adapters.worker.config import AgentConfig
 from streams.adapters.worker.handlers import Invokers
 from streams.adapters.worker.kafka import Writer
@@ -89,6 +90,7 @@ CODE_BOUNDS: dict[str, Any] = {
     "_INCARNATIONS_KEPT": _INCARNATIONS_KEPT,
     "CANCEL_WINDOW": CANCEL_WINDOW,
     "STOPS_KEPT": STOPS_KEPT,
+    "KEPT_OUTCOMES": KEPT_OUTCOMES,
 }
 """Every bound the page quotes, as the code has it (read, never written twice)."""
 
