@@ -21,8 +21,9 @@ from streams.adapters.dispatcher.slots import AgentSlots
 from streams.adapters.dispatcher.state import Record, ShardState
 from streams.adapters.metrics import DispatcherMetrics
 from streams.adapters.offsets import OffsetTracker
-from streams.core.actions import Dispatch, Requeued
+from streams.core.actions import Action, Dispatch, Requeued, Retry
 from streams.core.distributor import Distributor
+from streams.core.events import Event, TaskArrived
 from streams.errors import ConfigError
 from streams.settings import Settings, load_settings
 from streams.wire import (
@@ -127,6 +128,28 @@ def test_a_task_preempted_before_any_checkpoint_is_written_with_its_count() -> N
     written = CODEC.decode(record.value or b"", TaskState)
     assert (written.agent_id, written.preempted, written.task.attempt) == (None, 1, 0)
     assert tracker.committable() == 1  # its state backs it; "lost" is still backed by its input
+
+
+def test_a_dispatch_is_written_at_once_when_the_input_does_not_say_it_all() -> None:
+    """A fresh dispatch waits a checkpoint, backed by its input; not one of a task preempted
+    (its input lacks the count), nor one of a task whose record says it waits (the record would
+    be wrong where it runs)."""
+    tracker = OffsetTracker(0)
+    state = ShardState(0)
+    young, plain, again = (_origin(name, tracker, i) for i, name in enumerate("ypa"))
+    state.note("a", _dispatch(again))
+    state.drain(CODEC, now_ms=1, window=9)
+    state.drain(CODEC, now_ms=2, window=9)  # "a" ran through a whole interval: written
+    state.note("a", Requeued(task_to_job(again.task_at(1), again), "a1", "lost"))
+    state.drain(CODEC, now_ms=3, window=9)  # its record says it waits
+    state.note("y", Dispatch(task_to_job(young.task, young, preempted=1), "a1", 3, 1_000, 5))
+    state.note("p", _dispatch(plain))
+    state.note("a", _dispatch(again, attempt=1))
+    first = state.drain(CODEC, now_ms=4, window=9)
+    written = {r.key: CODEC.decode(r.value or b"", TaskState) for r in first}
+    assert set(written) == {b"t:y", b"t:a"}  # "p" waits a checkpoint, backed by its input
+    assert (written[b"t:y"].preempted, written[b"t:a"].agent_id) == (1, "a1")
+    assert [r.key for r in state.drain(CODEC, now_ms=5, window=9)] == [b"t:p"]
 
 
 def _claim(agent: str, partition: int, epoch: int, active: bool = True) -> AgentRegistration:
@@ -316,9 +339,17 @@ def test_an_agents_assignments_name_one_owned_reply_partition_and_results_go_hom
 class _Record:
     """What the engine reads of a consumed record."""
 
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self._where = (topic, partition, offset)
         self._value = value
+        self._headers = headers
 
     def topic(self) -> str:
         return self._where[0]
@@ -332,19 +363,16 @@ class _Record:
     def value(self) -> bytes:
         return self._value
 
-    def headers(self) -> None:
-        return None
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
 
-def test_results_of_a_shard_owned_elsewhere_are_handed_on_to_it() -> None:
-    settings = load_settings(topic_prefix="u.", shards=6)
-    sent = _Sent()
-    effects = _effects(settings, [1, 4], sent)
+def _engine(settings: Settings, effects: Effects, sent: _Sent, core: Distributor) -> Engine:
     config = DispatcherConfig()
-    engine = Engine(
+    return Engine(
         settings=settings,
         config=config,
-        core=Distributor(config.distributor(settings)),
+        core=core,
         codec=CODEC,
         effects=effects,
         checkpointer=Checkpointer(
@@ -361,6 +389,14 @@ def test_results_of_a_shard_owned_elsewhere_are_handed_on_to_it() -> None:
         metrics=DispatcherMetrics(CollectorRegistry()),
         clock=lambda: 1,
     )
+
+
+def test_results_of_a_shard_owned_elsewhere_are_handed_on_to_it() -> None:
+    settings = load_settings(topic_prefix="u.", shards=6)
+    sent = _Sent()
+    effects = _effects(settings, [1, 4], sent)
+    core = Distributor(DispatcherConfig().distributor(settings))
+    engine = _engine(settings, effects, sent, core)
 
     def result(task_id: str, shard: int | None) -> TaskResult:
         return TaskResult(
@@ -383,6 +419,48 @@ def test_results_of_a_shard_owned_elsewhere_are_handed_on_to_it() -> None:
     [(topic, partition, value)] = sent.records
     assert (topic, partition) == (settings.topics.results, 3)
     assert [r.task_id for r in CODEC.decode(value or b"", ResultBatch).results] == ["theirs"]
+
+
+class _Recording(Distributor):
+    """The real core, keeping every event the engine hands it."""
+
+    seen: list[Event]
+
+    def handle(self, events: list[Event], now_ms: int) -> list[Action]:
+        self.seen = [*getattr(self, "seen", []), *events]
+        return super().handle(events, now_ms)
+
+
+def test_a_retry_keeps_how_often_its_task_was_preempted_through_its_tier() -> None:
+    """The wire task has no room for the count: the retry record carries it in a header, and
+    the task read back from the tier has it again (``preempt_max_per_task`` holds)."""
+    settings = load_settings(topic_prefix="u.", shards=6)
+    sent = _Sent()
+    effects = _effects(settings, [0], sent)
+    tracker = OffsetTracker(0)
+    for task_id, preempted in (("stopped-once", 1), ("never-stopped", 0)):
+        origin = _origin(task_id, tracker, 0)
+        job = task_to_job(origin.task_at(1), origin, preempted=preempted)
+        assert effects.carry_out([Retry(job, 0, 5_000, "boom")], {}) == []
+    core = _Recording(DispatcherConfig().distributor(settings))
+    engine = _engine(settings, effects, sent, core)
+    records = [
+        _Record(topic, partition, offset, value or b"", headers)  # type: ignore[arg-type]
+        for offset, ((topic, partition, value), headers) in enumerate(
+            zip(sent.records, sent.headers, strict=True)
+        )
+    ]
+    assert [topic for topic, _, _ in sent.records] == [settings.topics.retry(0)] * 2
+
+    async def handle() -> None:
+        engine.on_batch(records)  # type: ignore[arg-type]
+
+    asyncio.run(handle())
+    arrived = {e.job.task_id: e for e in core.seen if isinstance(e, TaskArrived)}
+    assert arrived["stopped-once"].job.preempted == 1
+    assert arrived["never-stopped"].job.preempted == 0
+    assert {e.due_ms for e in arrived.values()} == {5_000}
+    assert arrived["stopped-once"].job.attempt == 1
 
 
 def test_the_task_budget_grants_up_to_max_held_and_resumes_at_its_mark() -> None:

@@ -365,6 +365,8 @@ class DistributorMachine(RuleBasedStateMachine):
             before = self.ledger.jobs[task_id]
             assert action.job.attempt == before.attempt
             assert action.job.preempted == before.preempted + 1, "a preemption is counted"
+            bound = CONFIG.preemption.max_per_task  # the count survives the driver's restarts
+            assert action.job.preempted <= bound, f"{task_id} preempted past its bound"
             self.ledger.jobs[task_id] = action.job
             self.ledger.dispatched.pop(task_id, None)
         else:

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 
 DUE_HEADER = "taskd-due-ms"
 """Record header of a retry record: when it is due, ms since the epoch (ASCII digits)."""
+PREEMPTED_HEADER = "taskd-preempted"
+"""Record header of a retry record whose task was preempted: how many times (ASCII digits).
+The wire task does not hold the count; this keeps ``preempt_max_per_task`` through the tier."""
 
 ResultsByRun = Mapping[tuple[str, int], TaskResult]
 """The results of one batch by (task id, attempt), for the figures of the ones taken."""
@@ -245,7 +248,7 @@ class Effects:
             self._codec.encode(origin.task_at(job.attempt)),
             key=job.task_id.encode(),
             partition=origin.shard,
-            headers=[(DUE_HEADER, str(action.due_ms).encode())],
+            headers=_retry_headers(action.due_ms, job.preempted),
         )
         origin.finish_input()
         # The head of an ordering key keeps its key through the backoff, across a restart too:
@@ -451,3 +454,10 @@ def _origin(job: Job) -> Origin:
 
 def _never_ran(result: TaskResult) -> bool:
     return result.status is TaskStatus.REJECTED
+
+
+def _retry_headers(due_ms: int, preempted: int) -> list[tuple[str, bytes]]:
+    headers = [(DUE_HEADER, str(due_ms).encode())]
+    if preempted:
+        headers.append((PREEMPTED_HEADER, str(preempted).encode()))
+    return headers

@@ -26,7 +26,7 @@ from confluent_kafka import Message, TopicPartition
 
 from streams.adapters.dispatcher.agents_view import AgentRecord
 from streams.adapters.dispatcher.checkpoint import Checkpointer
-from streams.adapters.dispatcher.effects import DUE_HEADER, Effects
+from streams.adapters.dispatcher.effects import DUE_HEADER, PREEMPTED_HEADER, Effects
 from streams.adapters.dispatcher.intake import TaskBudget
 from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.dispatcher.registrations import Registrations
@@ -414,10 +414,10 @@ class Engine:
                     default_id=f"{topic}/{partition}/{offset}",
                     key=message.key(),
                 )
-                due_ms = None
+                due_ms, preempted = None, 0
             else:
                 task = validate_task(self._codec.decode(raw, Task), levels=self._levels, raw=raw)
-                due_ms = _due_ms(message)
+                due_ms, preempted = _due_ms(message), _preempted(message)
         except (WireError, ValueError) as error:  # any record that is no valid task or result
             reason = (
                 DeadLetterReason.TOO_LARGE
@@ -429,7 +429,7 @@ class Engine:
             tracker.finish(offset)
             return 0
         origin = Origin(task, partition, topic=topic, offset=offset, tracker=tracker)
-        events.append(TaskArrived(task_to_job(task, origin), due_ms))
+        events.append(TaskArrived(task_to_job(task, origin, preempted=preempted), due_ms))
         ran = self._ran_before_of(task, now_ms) if self._ran_before else None
         if ran is not None:  # read again after a restart, and its run then succeeded
             self._result_events(ran, events, results)
@@ -516,6 +516,12 @@ def batch_handlers_of(record: AgentHeartbeat) -> tuple[BatchHandler, ...]:
         for task_type, size in record.batch_max_size
         if size >= 1 and waits.get(task_type, 0) >= 0
     )
+
+
+def _preempted(message: Message) -> int:
+    """How many times the retry record's task was preempted (0 without the header)."""
+    value = record_header(message, PREEMPTED_HEADER)
+    return 0 if value is None else int(value.decode("ascii"))
 
 
 def _due_ms(message: Message) -> int:

@@ -15,7 +15,9 @@ are only noted as they happen; a checkpoint (``checkpoint.py``) turns them into 
 A dispatched task gets its record only once it has been in flight through a whole checkpoint
 interval: until then its input record backs it (it is not committed past), so the many tasks
 that run for less than that write no state at all; one that runs longer writes one record, and
-its deletion one more when it ends. A restart reads the shard's partition back
+its deletion one more when it ends. A task that has a record already (queued again after a
+failover, then dispatched again), or that was preempted (its input does not hold the count),
+is written at the next checkpoint. A restart reads the shard's partition back
 (:func:`read_shards`).
 """
 
@@ -117,7 +119,7 @@ class ShardState:
         fresh, self.fresh = self.fresh, set()
         out = []
         for task_id, change in changes.items():
-            if isinstance(change, Dispatch) and task_id in fresh and not final:
+            if self._backed_by_input(task_id, change, fresh) and not final:
                 self.changes[task_id] = change  # its input still backs it: next time
                 continue
             record = self._open_record(task_id, change, codec)
@@ -131,6 +133,16 @@ class ShardState:
             sequence, _ = self.buckets.popleft()
             out.append(Record(_bucket_key(sequence), None))
         return out
+
+    def _backed_by_input(self, task_id: str, change: Change, fresh: set[str]) -> bool:
+        """A task dispatched since the last checkpoint, which has no record yet and whose input
+        holds all there is to know of it (not a preemption count): its record can wait."""
+        return (
+            isinstance(change, Dispatch)
+            and task_id in fresh
+            and task_id not in self.written
+            and not change.job.preempted
+        )
 
     def _open_record(self, task_id: str, change: Change, codec: RecordCodec) -> Record | None:
         key = OPEN_PREFIX + task_id.encode()
