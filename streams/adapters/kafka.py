@@ -329,6 +329,26 @@ def watermarks(
     return int(low), int(high)
 
 
+def offsets_since(
+    consumer: Consumer, topic: str, partitions: dict[int, int], since_ms: int, *, timeout_s: float
+) -> dict[int, int]:
+    """For each of ``partitions`` (partition -> its end offset): the offset of its first record
+    written at or after ``since_ms`` (ms since the epoch), its end when there is none; retried
+    while a leader is being elected, else KafkaError."""
+    asked = [TopicPartition(topic, partition, since_ms) for partition in partitions]
+    found = retrying(
+        lambda: consumer.offsets_for_times(asked, timeout=timeout_s),
+        what=f"find the offsets of {topic} at {since_ms} ms",
+        timeout_s=timeout_s,
+    )
+    starts = {}
+    for each in found:
+        if each.error is not None:
+            raise KafkaError(f"cannot find the offset of {topic}[{each.partition}]: {each.error}")
+        starts[each.partition] = partitions[each.partition] if each.offset < 0 else each.offset
+    return starts
+
+
 def partition_ends(
     consumer: Consumer, topic: str, *, timeout_s: float
 ) -> dict[int, tuple[int, int]]:

@@ -27,7 +27,13 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.adapters.kafka import check_broker, connect_timeout_s, end_offset, make_consumer
+from streams.adapters.kafka import (
+    check_broker,
+    connect_timeout_s,
+    end_offset,
+    make_consumer,
+    offsets_since,
+)
 from streams.core.window import LruMap
 from streams.errors import (
     ConfigError,
@@ -54,7 +60,8 @@ _FETCH_WAIT_MS = 100
 
 class ReplyReader:
     """Reads one partition of the replies topic and resolves the futures of the task ids
-    waited for. Thread-safe; ``start`` is called before the first task is sent."""
+    waited for. Thread-safe; ``start`` is called before the first task is sent, or the first
+    outcome is waited for."""
 
     def __init__(
         self,
@@ -95,10 +102,10 @@ class ReplyReader:
         """Pick the partition and start reading at its end (or at ``since_ms``); idempotent.
         KafkaError if the broker cannot be reached, ConfigError if the replies topic is
         missing."""
-        if self._thread is not None:  # set once, last: no lock needed to see it
+        if self._thread is not None or self._stopping.is_set():  # set once, last: no lock
             return
         with self._lock:
-            if self._thread is not None:
+            if self._thread is not None or self._stopping.is_set():
                 return
             group = f"{self._settings.topic_prefix}replies.{uuid.uuid4().hex}"
             wait = {"fetch.wait.max.ms": _FETCH_WAIT_MS}
@@ -164,9 +171,9 @@ class ReplyReader:
         end = end_offset(consumer, self._topic, self.partition, timeout_s=timeout_s)
         if self._since_ms is None:
             return end
-        asked = TopicPartition(self._topic, self.partition, self._since_ms)
-        (found,) = consumer.offsets_for_times([asked], timeout=timeout_s)
-        return end if found.offset < 0 else int(found.offset)
+        ends = {self.partition: end}
+        starts = offsets_since(consumer, self._topic, ends, self._since_ms, timeout_s=timeout_s)
+        return starts[self.partition]
 
     def _read(self) -> None:
         consumer = self._consumer

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from streams.adapters.kafka import client_config, codec_for, partition_ends
+from streams.adapters.kafka import client_config, codec_for, offsets_since, partition_ends
 from streams.errors import ConfigError, DecodeError
 from streams.settings import Settings
 from streams.wire import DeadLetter, ResultBatch, TaskEvent, TaskOutcome, WireRecord
@@ -62,7 +62,8 @@ def tail(
             for message in consumer.consume(500, timeout=_POLL_S):
                 if message.error() is not None:
                     continue
-                yield from split(codec, message)
+                if since_ms is None or message.timestamp()[1] >= since_ms:
+                    yield from split(codec, message)  # a record stamped earlier arrived late
                 partition, offset = message.partition(), message.offset()
                 if partition in ends and offset is not None and offset + 1 >= ends[partition]:
                     del ends[partition]
@@ -143,10 +144,8 @@ def _assign(consumer: Consumer, topic: str, since_ms: int | None) -> dict[int, i
     ends = partition_ends(consumer, topic, timeout_s=_TIMEOUT_S)
     starts = {partition: low for partition, (low, _) in ends.items()}
     if since_ms is not None:
-        asked = [TopicPartition(topic, partition, since_ms) for partition in ends]
-        for found in consumer.offsets_for_times(asked, timeout=_TIMEOUT_S):
-            high = ends[found.partition][1]
-            starts[found.partition] = high if found.offset < 0 else int(found.offset)
+        highs = {partition: high for partition, (_, high) in ends.items()}
+        starts = offsets_since(consumer, topic, highs, since_ms, timeout_s=_TIMEOUT_S)
     consumer.assign(
         [
             TopicPartition(topic, p, OFFSET_BEGINNING if since_ms is None else starts[p])

@@ -19,8 +19,7 @@ from streams.adapters.dlq import (
 )
 from streams.adapters.kafka import require_broker
 from streams.cli.context import settings_of
-from streams.cli.since import SINCE_HELP
-from streams.cli.since import since_ms as parse_since_option
+from streams.cli.since import SINCE_HELP, since_option_ms
 from streams.cli.style import wide_console
 from streams.core.model import DeadLetterReason
 from streams.settings import Settings
@@ -140,7 +139,7 @@ def entry_json(entry: DlqEntry) -> dict[str, Any]:
 def _selected(
     settings: Settings, reason: DeadLetterReason | None, since: str | None
 ) -> list[DlqEntry]:
-    since_ms = None if since is None else parse_since_option(since)
+    since_ms = None if since is None else since_option_ms(since)
     require_broker(settings)
     return select(read_dead_letters(settings), reason=reason, since_ms=since_ms)
 

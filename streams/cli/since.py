@@ -12,7 +12,7 @@ from streams.errors import ConfigError
 SINCE_HELP = "ISO-8601 (UTC unless stated) or an age: 90s, 15m, 2h, 7d"
 
 
-def since_ms(text: str) -> int:
+def since_option_ms(text: str) -> int:
     """The time ``--since`` names, in ms since the epoch; a usage error when it names none."""
     try:
         return parse_since(text, now_ms=time.time_ns() // 1_000_000)

@@ -12,8 +12,7 @@ from streams.adapters.kafka import require_broker
 from streams.adapters.tail import KINDS
 from streams.adapters.tail import tail as read_topic
 from streams.cli.context import settings_of
-from streams.cli.since import SINCE_HELP
-from streams.cli.since import since_ms as parse_since_option
+from streams.cli.since import SINCE_HELP, since_option_ms
 
 
 def tail(
@@ -36,7 +35,7 @@ def tail(
     """Print a topic's records as JSON lines, oldest first in each partition."""
     if kind not in KINDS:
         raise typer.BadParameter(f"one of: {', '.join(KINDS)}", param_hint="KIND")
-    since_ms = None if since is None else parse_since_option(since)
+    since_ms = None if since is None else since_option_ms(since)
     settings = settings_of(ctx)
     require_broker(settings)
     try:

@@ -278,6 +278,12 @@ def test_a_client_started_again_gets_the_outcomes_of_tasks_that_ended_while_it_w
                 settings, results=True, reply_partition=partition, replies_since_ms=sent_ms
             ) as again:
                 outcomes = await asyncio.to_thread(again.wait, ids, WAIT_S)
+            later = time.time_ns() // 1_000_000 + 3_600_000  # no outcome is that recent
+            ahead = TaskClient(
+                settings, results=True, reply_partition=partition, replies_since_ms=later
+            )
+            with ahead, pytest.raises(ResultTimeoutError, match="5 of 5 tasks have not ended"):
+                await asyncio.to_thread(ahead.wait, ids, 1.0)
         return ids, outcomes
 
     ids, outcomes = asyncio.run(scenario())
