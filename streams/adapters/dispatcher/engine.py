@@ -520,13 +520,18 @@ def batch_handlers_of(record: AgentHeartbeat) -> tuple[BatchHandler, ...]:
 
 def _preempted(message: Message) -> int:
     """How many times the retry record's task was preempted (0 without the header)."""
-    value = record_header(message, PREEMPTED_HEADER)
-    return 0 if value is None else int(value.decode("ascii"))
+    return _int_header(message, PREEMPTED_HEADER) or 0
 
 
 def _due_ms(message: Message) -> int:
     """The retry record's due time from its headers; ValueError if it has none."""
-    value = record_header(message, DUE_HEADER)
-    if value is None:
+    due_ms = _int_header(message, DUE_HEADER)
+    if due_ms is None:
         raise ValueError(f"retry record without a {DUE_HEADER} header")
-    return int(value.decode("ascii"))
+    return due_ms
+
+
+def _int_header(message: Message, name: str) -> int | None:
+    """A header of ASCII digits as an int; None without it, ValueError if it is no number."""
+    value = record_header(message, name)
+    return None if value is None else int(value.decode("ascii"))

@@ -37,6 +37,7 @@ from streams.adapters.admin import topic_partitions
 from streams.adapters.dispatcher.origin import Origin
 from streams.adapters.kafka import client_config, make_consumer, read_ranges, watermarks
 from streams.core.actions import Dispatch, Requeued
+from streams.core.model import Job
 from streams.errors import DecodeError, TopicError
 from streams.settings import Settings
 from streams.wire import EndedTasks, TaskState
@@ -119,7 +120,12 @@ class ShardState:
         fresh, self.fresh = self.fresh, set()
         out = []
         for task_id, change in changes.items():
-            if self._backed_by_input(task_id, change, fresh) and not final:
+            if (
+                isinstance(change, Dispatch)
+                and task_id in fresh
+                and not final
+                and self._input_says_all(task_id, change.job)
+            ):
                 self.changes[task_id] = change  # its input still backs it: next time
                 continue
             record = self._open_record(task_id, change, codec)
@@ -134,15 +140,10 @@ class ShardState:
             out.append(Record(_bucket_key(sequence), None))
         return out
 
-    def _backed_by_input(self, task_id: str, change: Change, fresh: set[str]) -> bool:
-        """A task dispatched since the last checkpoint, which has no record yet and whose input
-        holds all there is to know of it (not a preemption count): its record can wait."""
-        return (
-            isinstance(change, Dispatch)
-            and task_id in fresh
-            and task_id not in self.written
-            and not change.job.preempted
-        )
+    def _input_says_all(self, task_id: str, job: Job) -> bool:
+        """The task's input record holds all there is to know of it: it has no record of its
+        own (which would say otherwise), and no preemption count (which the input lacks)."""
+        return task_id not in self.written and not job.preempted
 
     def _open_record(self, task_id: str, change: Change, codec: RecordCodec) -> Record | None:
         key = OPEN_PREFIX + task_id.encode()
@@ -156,8 +157,7 @@ class ShardState:
         if (
             isinstance(change, Requeued)
             and origin.tracker is not None
-            and task_id not in self.written
-            and not change.job.preempted
+            and self._input_says_all(task_id, change.job)
         ):
             return None  # queued again before it needed a record: its input still backs it
         self.written.add(task_id)
